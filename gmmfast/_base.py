@@ -1,0 +1,86 @@
+"""Estimator plumbing shared by gmmfast's estimators (scikit-learn conventions)."""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the lower bound settled within ``tol``."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs a fitted model was called before ``fit``."""
+
+
+class BaseEstimator:
+    """``get_params``/``set_params``/``repr`` from the constructor signature.
+
+    As in scikit-learn, constructors only store their arguments, under the
+    same names; validation happens in ``fit``.
+    """
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return sorted(
+            name
+            for name, p in signature.parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        )
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters of this estimator (and of nested estimators)."""
+        params = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                for sub_name, sub_value in value.get_params().items():
+                    params[f"{name}__{sub_name}"] = sub_value
+            params[name] = value
+        return params
+
+    def set_params(self, **params: Any) -> "BaseEstimator":
+        """Set constructor parameters; unknown names raise ``ValueError``."""
+        valid = set(self._param_names())
+        for name, value in params.items():
+            head, _, rest = name.partition("__")
+            if head not in valid:
+                raise ValueError(
+                    f"Invalid parameter {head!r} for {type(self).__name__}; "
+                    f"valid parameters are {sorted(valid)}."
+                )
+            if rest:
+                getattr(self, head).set_params(**{rest: value})
+            else:
+                setattr(self, head, value)
+        return self
+
+    def __repr__(self) -> str:
+        signature = inspect.signature(type(self).__init__)
+        shown = []
+        for name in self._param_names():
+            default = signature.parameters[name].default
+            value = getattr(self, name)
+            if value is default or (
+                not hasattr(value, "shape") and _safe_equal(value, default)
+            ):
+                continue
+            shown.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _safe_equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # arrays, odd objects: just show them
+        return False
+
+
+def check_is_fitted(estimator: Any, attribute: str) -> None:
+    """Raise ``NotFittedError`` unless ``estimator`` has ``attribute``."""
+    if not hasattr(estimator, attribute):
+        raise NotFittedError(
+            f"This {type(estimator).__name__} instance is not fitted yet; call "
+            "fit (or load a saved model) before using it."
+        )

@@ -1,0 +1,242 @@
+"""Gaussian-mixture parameter algebra on top of the kernels.
+
+This is the one place that knows how each covariance type is stored:
+estimators (the mixture, the classifier, the denoiser) call these
+functions, and these call the kernels. All parameters are float64; only
+the samples and the triangular factors handed to BLAS take the compute
+dtype.
+
+Parameter shapes follow scikit-learn (K components, D features):
+
+=========== =============== =========================
+type        covariances     precisions_cholesky
+=========== =============== =========================
+full        (K, D, D)       (K, D, D), upper-triangular
+tied        (D, D)          (D, D), upper-triangular
+diag        (K, D)          (K, D)
+spherical   (K,)            (K,)
+=========== =============== =========================
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+from scipy.linalg import lapack
+
+from ._kernels import _estep, _mstep
+from ._parallel import chunk_size_for, single_threaded_blas
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+MODE_WEIGHTED_LOG_PROB = _estep.MODE_WEIGHTED_LOG_PROB
+MODE_LOG_RESP = _estep.MODE_LOG_RESP
+MODE_RESP = _estep.MODE_RESP
+
+
+class FactorizationError(ValueError):
+    """A covariance matrix is not positive definite, even with ``reg_covar``."""
+
+
+def _factorization_message(what: str, reg_covar: float | None) -> str:
+    reg = "" if reg_covar is None else f" (reg_covar={reg_covar:g})"
+    return (
+        f"The covariance of {what} is not positive definite{reg}, so it cannot "
+        "be Cholesky-factorised. Increase reg_covar, reduce n_components, or "
+        "scale the data; collapsed or constant features are the usual cause."
+    )
+
+
+def _cholesky_upper_precision(cov: np.ndarray, what: str, reg_covar: float | None) -> np.ndarray:
+    """Upper-triangular U with U U^T = inv(cov), from cov = L L^T: U = L^-T."""
+    chol, info = lapack.dpotrf(cov, lower=1, clean=1)
+    if info != 0 or not np.all(np.diag(chol) > 0):
+        raise FactorizationError(_factorization_message(what, reg_covar))
+    inv_chol, info = lapack.dtrtri(chol, lower=1)
+    if info != 0:
+        raise FactorizationError(_factorization_message(what, reg_covar))
+    return np.ascontiguousarray(inv_chol.T)
+
+
+def precision_cholesky_from_covariances(
+    covariances: np.ndarray, covariance_type: str, reg_covar: float | None = None
+) -> np.ndarray:
+    """Cholesky factors of the precisions, computed from covariances."""
+    if covariance_type == "full":
+        out = np.empty_like(covariances, dtype=np.float64)
+        for k, cov in enumerate(covariances):
+            out[k] = _cholesky_upper_precision(cov, f"component {k}", reg_covar)
+        return out
+    if covariance_type == "tied":
+        return _cholesky_upper_precision(covariances, "the tied covariance", reg_covar)
+    if np.any(~(covariances > 0)):
+        bad = int(np.argmax(~(covariances > 0).reshape(len(covariances), -1).all(axis=-1)))
+        raise FactorizationError(_factorization_message(f"component {bad}", reg_covar))
+    return 1.0 / np.sqrt(covariances)
+
+
+def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Upper factor U of each precision P = U U^T, computed from P itself.
+
+    Reversing rows and columns turns P into J P J = L L^T, and then
+    U = J L J is upper-triangular with U U^T = P.
+    """
+    def upper(p: np.ndarray, what: str) -> np.ndarray:
+        flipped = np.ascontiguousarray(p[::-1, ::-1])
+        chol, info = lapack.dpotrf(flipped, lower=1, clean=1)
+        if info != 0:
+            raise ValueError(f"precisions_init for {what} is not positive definite.")
+        return np.ascontiguousarray(chol[::-1, ::-1])
+
+    if covariance_type == "full":
+        return np.stack([upper(p, f"component {k}") for k, p in enumerate(precisions)])
+    if covariance_type == "tied":
+        return upper(precisions, "the tied covariance")
+    return np.sqrt(precisions)
+
+
+def covariances_from_precision_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Covariances Sigma = U^-T U^-1 from precision factors (triangular solves only)."""
+    if covariance_type in ("full", "tied"):
+        factors = prec_chol if covariance_type == "full" else prec_chol[None]
+        covs = np.empty_like(factors)
+        for k, u in enumerate(factors):
+            inv_u = linalg.solve_triangular(u, np.eye(len(u)), lower=False)
+            covs[k] = inv_u.T @ inv_u
+        return covs if covariance_type == "full" else covs[0]
+    return 1.0 / prec_chol**2
+
+
+def precisions_from_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Precisions P = U U^T."""
+    if covariance_type == "full":
+        return np.matmul(prec_chol, np.swapaxes(prec_chol, 1, 2))
+    if covariance_type == "tied":
+        return prec_chol @ prec_chol.T
+    return prec_chol**2
+
+
+def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: int) -> np.ndarray:
+    """log det(U) = 0.5 log det(precision): per component for full/diag/spherical, one value for tied."""
+    if covariance_type == "full":
+        return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+    if covariance_type == "tied":
+        return np.log(np.diag(prec_chol)).sum()
+    if covariance_type == "diag":
+        return np.log(prec_chol).sum(axis=1)
+    return n_features * np.log(prec_chol)
+
+
+def estimate_log_prob(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    prec_chol: np.ndarray,
+    covariance_type: str,
+    *,
+    mode: int,
+    n_threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the E-step kernel.
+
+    Returns ``(out, log_norm)``: ``out`` (n_samples, K) holds weighted
+    log-densities, log-responsibilities or responsibilities according to
+    ``mode``; ``log_norm`` (n_samples,) the per-sample log-likelihood.
+    ``X`` must already be validated (C-contiguous, compute dtype).
+    """
+    n_samples, n_features = X.shape
+    n_components = len(means)
+    out = np.empty((n_samples, n_components), dtype=np.float64)
+    log_norm = np.empty(n_samples, dtype=np.float64)
+    log_det = np.broadcast_to(
+        log_det_cholesky(prec_chol, covariance_type, n_features), (n_components,)
+    ).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(np.asarray(weights, dtype=np.float64))
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    chunk = chunk_size_for(n_samples, n_threads)
+    if covariance_type in ("full", "tied"):
+        factors = prec_chol if covariance_type == "full" else prec_chol[None]
+        factors = np.ascontiguousarray(factors, dtype=X.dtype)
+        with single_threaded_blas():
+            _estep.estep_full(
+                X, means, factors, covariance_type == "tied", log_det, log_weights,
+                out, log_norm, mode, chunk, n_threads,
+            )
+    else:
+        prec_sqrt = np.ascontiguousarray(
+            np.broadcast_to(
+                prec_chol[:, None] if covariance_type == "spherical" else prec_chol,
+                (n_components, n_features),
+            ),
+            dtype=np.float64,
+        )
+        _estep.estep_diag(
+            X, means, prec_sqrt, log_det, log_weights, out, log_norm, mode, chunk, n_threads
+        )
+    return out, log_norm
+
+
+def weighted_means(X: np.ndarray, resp: np.ndarray, *, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """``nk = sum_n r_nk`` (without regularisation) and ``sum_n r_nk x_n`` in float64."""
+    n_components = resp.shape[1]
+    n_slots = max(1, n_threads)
+    thread_nk = np.zeros((n_slots, n_components))
+    thread_sums = np.zeros((n_slots, n_components, X.shape[1]))
+    _mstep.weighted_sums(
+        X, np.ascontiguousarray(resp, dtype=np.float64), thread_nk, thread_sums,
+        chunk_size_for(len(X), n_threads), n_threads,
+    )
+    return thread_nk.sum(axis=0), thread_sums.sum(axis=0)
+
+
+def estimate_gaussian_parameters(
+    X: np.ndarray, resp: np.ndarray, reg_covar: float, covariance_type: str, *, n_threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """M-step: ``(nk, means, covariances)`` from responsibilities.
+
+    As in scikit-learn, ``nk`` carries ``10 * eps`` so that a component
+    that lost all its samples keeps a finite mean (zero) and a covariance
+    of ``reg_covar * I``, instead of producing NaN. Scatter matrices are
+    computed around the new means (not as E[xx^T] - mu mu^T), which keeps
+    float32 inputs accurate.
+    """
+    resp = np.ascontiguousarray(resp, dtype=np.float64)
+    n_samples, n_features = X.shape
+    n_components = resp.shape[1]
+    raw_nk, sums = weighted_means(X, resp, n_threads=n_threads)
+    nk = raw_nk + 10 * np.finfo(np.float64).eps
+    means = sums / nk[:, None]
+    n_slots = max(1, n_threads)
+    chunk = chunk_size_for(n_samples, n_threads)
+    if covariance_type in ("full", "tied"):
+        scatter = np.empty((n_components, n_features, n_features))
+        thread_acc = np.empty((n_slots, n_features, n_features))
+        with single_threaded_blas():
+            _mstep.weighted_full_scatter(X, resp, means, scatter, thread_acc, chunk, n_threads)
+        if covariance_type == "full":
+            covariances = scatter / nk[:, None, None]
+            idx = np.arange(n_features)
+            covariances[:, idx, idx] += reg_covar
+        else:
+            covariances = scatter.sum(axis=0) / nk.sum()
+            covariances.flat[:: n_features + 1] += reg_covar
+    else:
+        thread_acc = np.zeros((n_slots, n_components, n_features))
+        _mstep.weighted_diag_scatter(X, resp, means, thread_acc, chunk, n_threads)
+        covariances = thread_acc.sum(axis=0) / nk[:, None] + reg_covar
+        if covariance_type == "spherical":
+            covariances = covariances.mean(axis=1)
+    return nk, means, covariances
+
+
+def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Free parameters of the mixture (for BIC/AIC)."""
+    if covariance_type == "full":
+        cov_params = n_components * n_features * (n_features + 1) / 2.0
+    elif covariance_type == "tied":
+        cov_params = n_features * (n_features + 1) / 2.0
+    elif covariance_type == "diag":
+        cov_params = n_components * n_features
+    else:
+        cov_params = n_components
+    return int(cov_params + n_components * n_features + n_components - 1)

@@ -1,0 +1,199 @@
+"""M-step kernels: responsibility-weighted sufficient statistics.
+
+Each thread accumulates into its own float64 slot of a caller-provided
+``thread_acc`` array (indexed by ``omp_get_thread_num()``); slots are
+summed in a fixed order after the parallel loop, so a result depends
+only on the number of threads, never on scheduling.
+
+Samples whose responsibility for a component is exactly zero contribute
+nothing to that component's statistics and are skipped. This is exact,
+and in high dimension (images) responsibilities underflow to zero for
+most (sample, component) pairs, which makes the scatter far cheaper.
+"""
+from cython cimport floating
+from cython.parallel cimport prange, parallel
+from libc.math cimport sqrt
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+cimport openmp
+
+from ._blas cimport syrk_rows
+
+
+cdef void _sums_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
+                      double *nk, double *sums,
+                      Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = resp.shape[1]
+    cdef Py_ssize_t n, k, d
+    cdef double r
+    cdef const floating *x
+    cdef double *s
+    for n in range(start, stop):
+        x = &X[n, 0]
+        for k in range(n_components):
+            r = resp[n, k]
+            if r == 0.0:
+                continue
+            nk[k] += r
+            s = sums + k * n_features
+            for d in range(n_features):
+                s[d] += r * x[d]
+
+
+def weighted_sums(const floating[:, ::1] X, const double[:, ::1] resp,
+                  double[:, ::1] thread_nk, double[:, :, ::1] thread_sums,
+                  Py_ssize_t chunk_size, int n_threads):
+    """Per-thread ``sum_n r_nk`` and ``sum_n r_nk x_n``.
+
+    ``thread_nk`` (n_threads, n_components) and ``thread_sums``
+    (n_threads, n_components, n_features) must be zero on entry; the
+    caller sums them over axis 0.
+    """
+    cdef Py_ssize_t n_samples = X.shape[0]
+    cdef Py_ssize_t n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, start, stop
+    cdef int tid = 0
+    with nogil, parallel(num_threads=n_threads):
+        tid = openmp.omp_get_thread_num()
+        for c in prange(n_chunks, schedule='static'):
+            start = c * chunk_size
+            stop = min(start + chunk_size, n_samples)
+            _sums_chunk(X, resp, &thread_nk[tid, 0], &thread_sums[tid, 0, 0],
+                        start, stop)
+
+
+cdef void _diag_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
+                      const double[:, ::1] means, double *acc,
+                      Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = resp.shape[1]
+    cdef Py_ssize_t n, k, d
+    cdef double r, v
+    cdef const floating *x
+    cdef const double *mu
+    cdef double *a
+    for n in range(start, stop):
+        x = &X[n, 0]
+        for k in range(n_components):
+            r = resp[n, k]
+            if r == 0.0:
+                continue
+            mu = &means[k, 0]
+            a = acc + k * n_features
+            for d in range(n_features):
+                v = x[d] - mu[d]
+                a[d] += r * v * v
+
+
+def weighted_diag_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
+                          const double[:, ::1] means,
+                          double[:, :, ::1] thread_acc,
+                          Py_ssize_t chunk_size, int n_threads):
+    """Per-thread ``sum_n r_nk (x_n - mu_k)**2`` (elementwise).
+
+    ``thread_acc`` (n_threads, n_components, n_features) must be zero on
+    entry; the caller sums it over axis 0.
+    """
+    cdef Py_ssize_t n_samples = X.shape[0]
+    cdef Py_ssize_t n_chunks = (n_samples + chunk_size - 1) // chunk_size
+    cdef Py_ssize_t c, start, stop
+    cdef int tid = 0
+    with nogil, parallel(num_threads=n_threads):
+        tid = openmp.omp_get_thread_num()
+        for c in prange(n_chunks, schedule='static'):
+            start = c * chunk_size
+            stop = min(start + chunk_size, n_samples)
+            _diag_chunk(X, resp, means, &thread_acc[tid, 0, 0], start, stop)
+
+
+cdef void _full_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
+                      const double *mu, Py_ssize_t k,
+                      const Py_ssize_t *rows, Py_ssize_t n_rows,
+                      floating *buf, floating *scratch,
+                      double *acc) noexcept nogil:
+    """Add sum_i r_i (x_i - mu)(x_i - mu)^T over ``rows`` to ``acc``.
+
+    The rows are gathered, centred and scaled by sqrt(r) into ``buf``, so
+    one ``syrk`` does the whole chunk. Only the C-order lower triangle of
+    ``acc`` is updated.
+    """
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t i, d, j
+    cdef double w
+    cdef const floating *x
+    cdef floating *b
+    for i in range(n_rows):
+        x = &X[rows[i], 0]
+        w = sqrt(resp[rows[i], k])
+        b = buf + i * n_features
+        for d in range(n_features):
+            b[d] = <floating> ((x[d] - mu[d]) * w)
+    if floating is double:
+        syrk_rows(<int> n_features, <int> n_rows, buf, 1.0, acc)
+    else:
+        # float32 BLAS within a chunk; the running sum stays float64.
+        syrk_rows(<int> n_features, <int> n_rows, buf, 0.0, scratch)
+        for j in range(n_features):
+            for d in range(j + 1):
+                acc[j * n_features + d] += scratch[j * n_features + d]
+
+
+def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
+                          const double[:, ::1] means, double[:, :, ::1] out,
+                          double[:, :, ::1] thread_acc,
+                          Py_ssize_t chunk_size, int n_threads):
+    """``out[k] = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T`` for every k.
+
+    ``thread_acc`` is (n_threads, n_features, n_features) float64 work
+    space (its content on entry is ignored). ``out`` is written in full
+    (both triangles).
+    """
+    cdef Py_ssize_t n_samples = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = resp.shape[1]
+    cdef Py_ssize_t n_slots = thread_acc.shape[0]
+    cdef Py_ssize_t k, n, c, t, i, j, n_active, n_chunks, first, count
+    cdef Py_ssize_t *active = <Py_ssize_t*> malloc(
+        max(n_samples, 1) * sizeof(Py_ssize_t))
+    cdef floating *buf = NULL
+    cdef floating *scratch = NULL
+    cdef int tid = 0
+    cdef double total
+
+    try:
+        for k in range(n_components):
+            # Samples that contribute to component k, in index order.
+            n_active = 0
+            for n in range(n_samples):
+                if resp[n, k] != 0.0:
+                    active[n_active] = n
+                    n_active += 1
+            memset(&thread_acc[0, 0, 0], 0,
+                   n_slots * n_features * n_features * sizeof(double))
+            n_chunks = (n_active + chunk_size - 1) // chunk_size
+            with nogil, parallel(num_threads=n_threads):
+                tid = openmp.omp_get_thread_num()
+                buf = <floating*> malloc(
+                    chunk_size * n_features * sizeof(floating))
+                scratch = NULL
+                if floating is float:
+                    scratch = <floating*> malloc(
+                        n_features * n_features * sizeof(floating))
+                for c in prange(n_chunks, schedule='static'):
+                    first = c * chunk_size
+                    count = min(chunk_size, n_active - first)
+                    _full_chunk(X, resp, &means[k, 0], k, active + first,
+                                count, buf, scratch, &thread_acc[tid, 0, 0])
+                free(buf)
+                free(scratch)
+            # Merge the slots in a fixed order and mirror the triangle.
+            for i in range(n_features):
+                for j in range(i + 1):
+                    total = 0.0
+                    for t in range(n_slots):
+                        total += thread_acc[t, i, j]
+                    out[k, i, j] = total
+                    out[k, j, i] = total
+    finally:
+        free(active)

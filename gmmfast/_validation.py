@@ -1,0 +1,130 @@
+"""Input checks at the public boundary.
+
+Arrays are checked here once and leave as C-contiguous arrays of the
+compute dtype; kernels trust what they receive.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def check_compute_dtype(dtype: Any) -> type:
+    """Resolve the ``dtype`` parameter to ``np.float32`` or ``np.float64``."""
+    try:
+        resolved = np.dtype(dtype).type
+    except TypeError:
+        resolved = None
+    if resolved not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64; got {dtype!r}.")
+    return resolved
+
+
+def check_array(
+    X: Any,
+    *,
+    dtype: type = np.float64,
+    name: str = "X",
+    min_samples: int = 1,
+    n_features: int | None = None,
+) -> np.ndarray:
+    """Validate a 2-d numeric sample matrix and return it C-contiguous.
+
+    Integer, boolean, F-ordered and strided inputs are accepted and
+    converted; the input itself is never written to (a copy is made when
+    the dtype or layout differ, otherwise the result is a read-only view).
+
+    Raises
+    ------
+    ValueError
+        For non-numeric dtypes, a wrong number of dimensions, too few
+        samples, a wrong number of features, NaN or infinity.
+    """
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must hold real numbers; got an array of dtype {arr.dtype}."
+        )
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-dimensional (n_samples, n_features); got an array "
+            f"with {arr.ndim} dimension(s) and shape {arr.shape}. Reshape a "
+            "single sample with X.reshape(1, -1) or images with X.reshape(len(X), -1)."
+        )
+    if arr.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has {arr.shape[0]} sample(s); at least {min_samples} needed."
+        )
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features.")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but the model was fitted with "
+            f"{n_features}."
+        )
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if out is arr or np.shares_memory(out, arr):
+        out = out.view()
+        out.flags.writeable = False
+    _check_finite(out, name)
+    return out
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    # One reduction is cheap next to the kernels; locate the culprit only
+    # when it fails.
+    if np.isfinite(arr.sum(dtype=np.float64)):
+        return
+    if not np.isfinite(arr).all():
+        if np.isnan(arr).any():
+            raise ValueError(
+                f"{name} contains NaN. GaussianMixture needs complete data here; "
+                "remove or impute the missing values."
+            )
+        raise ValueError(f"{name} contains infinity.")
+    # The float64 sum overflowed but every value is finite: fine.
+
+
+def check_random_state(seed: Any) -> np.random.RandomState:
+    """Turn ``None``, an int, a RandomState or a Generator into a RandomState."""
+    if seed is None:
+        return np.random.RandomState()
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.RandomState(seed.integers(0, 2**32 - 1, dtype=np.uint64))
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    raise ValueError(
+        f"random_state must be None, an int, a numpy RandomState or Generator; got {seed!r}."
+    )
+
+
+def check_scalar(
+    value: Any,
+    name: str,
+    kind: type | tuple[type, ...],
+    *,
+    min_value: float | None = None,
+    include_min: bool = True,
+) -> None:
+    """Check a scalar hyper-parameter's type and lower bound."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"{name} must be of type {_kind_name(kind)}; got {value!r}.")
+    if min_value is not None:
+        bad = value < min_value if include_min else value <= min_value
+        if bad:
+            op = ">=" if include_min else ">"
+            raise ValueError(f"{name} must be {op} {min_value}; got {value!r}.")
+    if isinstance(value, numbers.Real) and not np.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}.")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return kind.__name__

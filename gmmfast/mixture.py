@@ -1,0 +1,540 @@
+"""Gaussian mixture model fitted by EM, compatible with scikit-learn's."""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from . import _gaussian as G
+from ._base import BaseEstimator, ConvergenceWarning, check_is_fitted
+from ._io import load_npz, require, save_npz
+from ._kmeans import kmeans, kmeans_plusplus
+from ._parallel import effective_n_threads
+from ._validation import (
+    check_array,
+    check_compute_dtype,
+    check_random_state,
+    check_scalar,
+)
+
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+class GaussianMixture(BaseEstimator):
+    """Gaussian mixture model fitted by expectation-maximisation.
+
+    A drop-in for :class:`sklearn.mixture.GaussianMixture` (same parameters,
+    attributes and methods; given the same initial parameters it reaches
+    the same fitted parameters), computed by compiled, multi-threaded
+    kernels, in float64 or float32.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        Form of each component's covariance.
+    tol : float, default=1e-3
+        EM stops when the mean log-likelihood gains less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to covariance diagonals, so they stay positive definite
+        (constant features, collapsed components).
+    max_iter : int, default=100
+        EM iterations per initialisation.
+    n_init : int, default=1
+        Initialisations to try; the one with the best lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        Initial responsibilities: gmmfast's own k-means (k-means++ seeding
+        then Lloyd iterations), k-means++ seeds alone, random
+        responsibilities, or random samples as centres.
+    weights_init : array of shape (n_components,), optional
+    means_init : array of shape (n_components, n_features), optional
+    precisions_init : array, optional
+        Initial precisions (inverse covariances), shaped as ``covariances_``.
+    random_state : int, RandomState, Generator or None, default=None
+    warm_start : bool, default=False
+        Start each ``fit`` from the previous solution (``n_init`` is then 1).
+    verbose : int, default=0
+        1 prints each initialisation and every ``verbose_interval``-th
+        iteration; 2 adds timings and lower-bound changes.
+    verbose_interval : int, default=10
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Compute precision of the kernels. Parameters are always stored in
+        float64; with float32, samples and triangular factors are float32
+        while sums, scatter matrices and factorisations stay float64.
+    n_threads : int or None, default=None
+        OpenMP threads; None uses what OpenMP would use (all cores, or the
+        limit set by ``OMP_NUM_THREADS``/threadpoolctl).
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical.
+    precisions_ : ndarray
+        Inverse covariances, same shapes (computed from the factors on access).
+    precisions_cholesky_ : ndarray
+        Upper-triangular U with precision = U U^T (full, tied), or
+        1 / sqrt(variances) (diag, spherical).
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood of the training data at the last E-step of the
+        best initialisation.
+    lower_bounds_ : list of float
+        Lower bound at every iteration of the best initialisation.
+    n_features_in_ : int
+
+    Notes
+    -----
+    A component that loses all its samples is kept, not re-seeded: as in
+    scikit-learn its weight becomes about 1e-15 times the others, its
+    mean zero and its covariance ``reg_covar * I``, so no NaN appears.
+    Scatter matrices are computed around the new means, which matches
+    scikit-learn's results and is more accurate in float32.
+
+    Fitting can be interrupted with Ctrl-C between iterations: the model
+    keeps the last completed iteration's parameters, ``converged_`` is
+    False, and the KeyboardInterrupt propagates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmmfast import GaussianMixture
+    >>> X = np.r_[np.random.RandomState(0).randn(100, 2), np.random.RandomState(1).randn(100, 2) + 5]
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> gm.means_.round(0).tolist() in ([[0.0, 0.0], [5.0, 5.0]], [[5.0, 5.0], [0.0, 0.0]])
+    True
+    """
+
+    _MODEL_KIND = "GaussianMixture"
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init: Any = None,
+        means_init: Any = None,
+        precisions_init: Any = None,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        dtype: Any = np.float64,
+        n_threads: int | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self, n_features: int) -> None:
+        check_scalar(self.n_components, "n_components", (int, np.integer), min_value=1)
+        if self.covariance_type not in G.COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {G.COVARIANCE_TYPES}; got {self.covariance_type!r}."
+            )
+        check_scalar(self.tol, "tol", (int, float, np.floating), min_value=0.0)
+        check_scalar(self.reg_covar, "reg_covar", (int, float, np.floating), min_value=0.0)
+        check_scalar(self.max_iter, "max_iter", (int, np.integer), min_value=0)
+        check_scalar(self.n_init, "n_init", (int, np.integer), min_value=1)
+        check_scalar(self.verbose_interval, "verbose_interval", (int, np.integer), min_value=1)
+        if self.init_params not in INIT_PARAMS:
+            raise ValueError(f"init_params must be one of {INIT_PARAMS}; got {self.init_params!r}.")
+        check_compute_dtype(self.dtype)
+        effective_n_threads(self.n_threads)
+        K, D = int(self.n_components), n_features
+        if self.weights_init is not None:
+            w = self._check_init_array(self.weights_init, "weights_init", (K,))
+            if np.any(w < 0) or np.any(w > 1) or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError(
+                    "weights_init must be non-negative, at most 1, and sum to 1; "
+                    f"got sum {w.sum():.6g}."
+                )
+        if self.means_init is not None:
+            self._check_init_array(self.means_init, "means_init", (K, D))
+        if self.precisions_init is not None:
+            shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
+            p = self._check_init_array(self.precisions_init, "precisions_init", shape[self.covariance_type])
+            if self.covariance_type in ("full", "tied"):
+                mats = p if self.covariance_type == "full" else p[None]
+                if not np.allclose(mats, np.swapaxes(mats, 1, 2)):
+                    raise ValueError("precisions_init must be symmetric.")
+                for k, m in enumerate(mats):
+                    if np.linalg.eigvalsh(m).min() <= 0:
+                        raise ValueError(f"precisions_init[{k}] is not positive definite.")
+            elif np.any(p <= 0):
+                raise ValueError("precisions_init must be positive.")
+
+    @staticmethod
+    def _check_init_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}.")
+        arr = arr.astype(np.float64)
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}; got {arr.shape}.")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity.")
+        return arr
+
+    def _validate_X(self, X: Any) -> np.ndarray:
+        """Check X for inference: fitted model, matching feature count."""
+        check_is_fitted(self, "means_")
+        return check_array(X, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_)
+
+    # ----------------------------------------------------------- kernel glue
+    def _n_threads(self) -> int:
+        return effective_n_threads(self.n_threads)
+
+    def _estimate(self, X: np.ndarray, mode: int) -> tuple[np.ndarray, np.ndarray]:
+        return G.estimate_log_prob(
+            X, self.weights_, self.means_, self.precisions_cholesky_,
+            self.covariance_type, mode=mode, n_threads=self._n_threads(),
+        )
+
+    def _m_step(self, X: np.ndarray, resp: np.ndarray) -> None:
+        nk, means, covariances = G.estimate_gaussian_parameters(
+            X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
+        )
+        self.weights_ = nk / nk.sum()
+        self.means_ = means
+        self.covariances_ = covariances
+        self.precisions_cholesky_ = G.precision_cholesky_from_covariances(
+            covariances, self.covariance_type, float(self.reg_covar)
+        )
+
+    def _initialize(self, X: np.ndarray, random_state: np.random.RandomState) -> None:
+        n_samples = len(X)
+        user_all = (
+            self.weights_init is not None
+            and self.means_init is not None
+            and self.precisions_init is not None
+        )
+        resp = None if user_all else self._initial_resp(X, random_state)
+        if resp is not None:
+            nk, means, covariances = G.estimate_gaussian_parameters(
+                X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
+            )
+            weights = nk / n_samples
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64).copy()
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64).copy()
+        self.weights_ = weights
+        self.means_ = means
+        if self.precisions_init is None:
+            self.covariances_ = covariances
+            self.precisions_cholesky_ = G.precision_cholesky_from_covariances(
+                covariances, self.covariance_type, float(self.reg_covar)
+            )
+        else:
+            self.precisions_cholesky_ = G.precision_cholesky_from_precisions(
+                np.asarray(self.precisions_init, dtype=np.float64), self.covariance_type
+            )
+            self.covariances_ = G.covariances_from_precision_cholesky(
+                self.precisions_cholesky_, self.covariance_type
+            )
+
+    def _initial_resp(self, X: np.ndarray, random_state: np.random.RandomState) -> np.ndarray:
+        n_samples, K = len(X), int(self.n_components)
+        n_threads = self._n_threads()
+        if self.init_params == "kmeans":
+            labels, _ = kmeans(X, K, random_state, n_threads=n_threads)
+            resp = np.zeros((n_samples, K))
+            resp[np.arange(n_samples), labels] = 1.0
+        elif self.init_params == "k-means++":
+            _, indices = kmeans_plusplus(X, K, random_state, n_threads=n_threads)
+            resp = np.zeros((n_samples, K))
+            resp[indices, np.arange(K)] = 1.0
+        elif self.init_params == "random":
+            resp = random_state.uniform(size=(n_samples, K))
+            resp /= resp.sum(axis=1, keepdims=True)
+        else:  # random_from_data
+            indices = random_state.choice(n_samples, size=K, replace=False)
+            resp = np.zeros((n_samples, K))
+            resp[indices, np.arange(K)] = 1.0
+        return resp
+
+    def _get_parameters(self) -> tuple[np.ndarray, ...]:
+        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _set_parameters(self, params: tuple[np.ndarray, ...]) -> None:
+        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+
+    # --------------------------------------------------------------- fitting
+    def fit(self, X: Any, y: Any = None) -> "GaussianMixture":
+        """Estimate the parameters by EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self.fit_predict(X, y)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit by EM, then return the most likely component of each sample.
+
+        The labels come from a final E-step, so they equal
+        ``fit(X).predict(X)``.
+        """
+        Xc = check_array(X, dtype=check_compute_dtype(self.dtype))
+        self._check_parameters(Xc.shape[1])
+        if len(Xc) < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components; got n_samples={len(Xc)} and "
+                f"n_components={self.n_components}."
+            )
+        self.n_features_in_ = Xc.shape[1]
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = int(self.n_init) if do_init else 1
+        random_state = check_random_state(self.random_state)
+
+        best = None  # (lower_bound, params, n_iter, lower_bounds, converged)
+        try:
+            for init in range(n_init):
+                self._print(1, f"Initialization {init}")
+                start = time.perf_counter()
+                if do_init:
+                    self._initialize(Xc, random_state)
+                lower_bound = -np.inf if do_init else self.lower_bound_
+                lower_bounds: list[float] = []
+                converged = False
+                n_iter = 0
+                for n_iter in range(1, int(self.max_iter) + 1):
+                    previous = lower_bound
+                    resp, log_norm = self._estimate(Xc, G.MODE_RESP)
+                    self._m_step(Xc, resp)
+                    lower_bound = float(np.mean(log_norm))
+                    lower_bounds.append(lower_bound)
+                    change = lower_bound - previous
+                    if n_iter % int(self.verbose_interval) == 0:
+                        self._print(1, f"  Iteration {n_iter}", f"\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}")
+                    if abs(change) < self.tol:
+                        converged = True
+                        break
+                if self.max_iter > 0:
+                    state = "converged" if converged else "did not converge"
+                    self._print(1, f"Initialization {state}.", f" time lapse {time.perf_counter() - start:.5f}s\t lower bound {lower_bound:.5f}")
+                if best is None or lower_bound > best[0]:
+                    best = (lower_bound, self._get_parameters(), n_iter, lower_bounds, converged)
+        except KeyboardInterrupt:
+            # Keep a usable model: the last completed iteration, marked unconverged.
+            if hasattr(self, "means_"):
+                self.converged_ = False
+                self.n_iter_ = n_iter
+                self.lower_bound_ = lower_bound
+                self.lower_bounds_ = lower_bounds
+            warnings.warn("EM interrupted; the model holds the last completed iteration.", RuntimeWarning)
+            raise
+
+        lower_bound, params, n_iter, lower_bounds, converged = best
+        if not converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_parameters(params)
+        self.converged_ = converged
+        self.n_iter_ = n_iter
+        self.lower_bound_ = lower_bound
+        self.lower_bounds_ = lower_bounds
+        # Labels from a final E-step, consistent with predict().
+        weighted, _ = self._estimate(Xc, G.MODE_WEIGHTED_LOG_PROB)
+        return weighted.argmax(axis=1)
+
+    def _print(self, level: int, message: str, detail: str = "") -> None:
+        if self.verbose >= level:
+            print(message + (detail if self.verbose >= 2 else ""), flush=True)
+
+    # ------------------------------------------------------------- inference
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log-likelihood ``log p(x)`` of each sample, shape (n_samples,)."""
+        Xc = self._validate_X(X)
+        return self._estimate(Xc, G.MODE_WEIGHTED_LOG_PROB)[1]
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood of the samples."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most likely component of each sample."""
+        Xc = self._validate_X(X)
+        return self._estimate(Xc, G.MODE_WEIGHTED_LOG_PROB)[0].argmax(axis=1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior probability of each component, shape (n_samples, n_components)."""
+        Xc = self._validate_X(X)
+        return self._estimate(Xc, G.MODE_RESP)[0]
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw samples from the fitted mixture.
+
+        Uses ``random_state`` as scikit-learn does (a fresh generator from
+        the parameter, so an int seed gives repeatable draws).
+
+        Returns
+        -------
+        X : (n_samples, n_features) float64
+        y : (n_samples,) int, the component of each sample
+        """
+        check_is_fitted(self, "means_")
+        check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
+        D = self.means_.shape[1]
+        draws = []
+        for k, count in enumerate(counts):
+            z = rng.standard_normal(size=(count, D))
+            if self.covariance_type in ("full", "tied"):
+                u = self.precisions_cholesky_[k] if self.covariance_type == "full" else self.precisions_cholesky_
+                # x = mu + U^-T z has covariance U^-T U^-1 = Sigma.
+                draws.append(self.means_[k] + solve_triangular(u, z.T, trans="T", lower=False).T)
+            else:
+                scale = 1.0 / np.broadcast_to(self.precisions_cholesky_[k], (D,))
+                draws.append(self.means_[k] + z * scale)
+        X = np.vstack(draws)
+        y = np.repeat(np.arange(len(counts)), counts)
+        return X, y
+
+    @property
+    def precisions_(self) -> np.ndarray:
+        check_is_fitted(self, "precisions_cholesky_")
+        return G.precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+
+    def _n_parameters(self) -> int:
+        return G.n_parameters(len(self.means_), self.means_.shape[1], self.covariance_type)
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on X (lower is better)."""
+        n = np.asarray(X).shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on X (lower is better)."""
+        n = np.asarray(X).shape[0]
+        return -2 * self.score(X) * n + 2 * self._n_parameters()
+
+    # ----------------------------------------------------------- persistence
+    def _saved_params(self) -> dict[str, Any]:
+        params = {}
+        for name, value in self.get_params(deep=False).items():
+            if name.endswith("_init"):
+                continue  # initial guesses are not part of a fitted model
+            if name == "dtype":
+                value = np.dtype(value).name
+            elif name == "random_state" and not isinstance(value, (int, type(None))):
+                value = None
+            elif isinstance(value, np.generic):
+                value = value.item()
+            params[name] = value
+        return params
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model to ``path`` as ``.npz`` (no pickle)."""
+        check_is_fitted(self, "means_")
+        save_npz(
+            path,
+            self._MODEL_KIND,
+            self._saved_params(),
+            {
+                "weights_": self.weights_,
+                "means_": self.means_,
+                "covariances_": self.covariances_,
+                "precisions_cholesky_": self.precisions_cholesky_,
+                "converged_": np.array(bool(getattr(self, "converged_", False))),
+                "n_iter_": np.array(int(getattr(self, "n_iter_", 0))),
+                "lower_bound_": np.array(float(getattr(self, "lower_bound_", np.nan))),
+            },
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "GaussianMixture":
+        """Read a model written by :meth:`save`, validating every array.
+
+        Raises
+        ------
+        ValueError
+            Missing keys, wrong shapes, non-finite values, weights that are
+            not a distribution, factors that are not valid Cholesky factors
+            (triangular with a positive diagonal), or object arrays.
+        """
+        params, arrays = load_npz(path, cls._MODEL_KIND)
+        model = cls()
+        try:
+            model.set_params(**params)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        model._restore(arrays, path)
+        return model
+
+    def _restore(self, arrays: dict[str, np.ndarray], path: Any) -> None:
+        if self.covariance_type not in G.COVARIANCE_TYPES:
+            raise ValueError(f"{path}: unknown covariance_type {self.covariance_type!r}.")
+        if "means_" not in arrays or arrays["means_"].ndim != 2:
+            raise ValueError(f"{path}: missing or malformed array 'means_'.")
+        K, D = arrays["means_"].shape
+        shapes = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
+        cov_shape = shapes[self.covariance_type]
+        weights = require(arrays, "weights_", (K,), path)
+        means = require(arrays, "means_", (K, D), path)
+        covariances = require(arrays, "covariances_", cov_shape, path)
+        prec_chol = require(arrays, "precisions_cholesky_", cov_shape, path)
+        if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
+            raise ValueError(f"{path}: weights_ must be non-negative and sum to 1.")
+        _check_factor(prec_chol, self.covariance_type, path)
+        self.weights_ = weights
+        self.means_ = means
+        self.covariances_ = covariances
+        self.precisions_cholesky_ = prec_chol
+        self.n_features_in_ = D
+        self.converged_ = bool(arrays.get("converged_", np.array(False)))
+        self.n_iter_ = int(arrays.get("n_iter_", np.array(0)))
+        self.lower_bound_ = float(arrays.get("lower_bound_", np.array(np.nan)))
+
+
+def _check_factor(prec_chol: np.ndarray, covariance_type: str, path: Any) -> None:
+    """A precision factor must be upper-triangular with a positive diagonal."""
+    if covariance_type in ("full", "tied"):
+        factors = prec_chol if covariance_type == "full" else prec_chol[None]
+        for k, u in enumerate(factors):
+            if np.any(np.tril(u, -1) != 0):
+                raise ValueError(f"{path}: precisions_cholesky_[{k}] is not upper-triangular.")
+            if not np.all(np.diag(u) > 0):
+                raise ValueError(
+                    f"{path}: precisions_cholesky_[{k}] has a non-positive diagonal, so its "
+                    "precision is not positive definite."
+                )
+    elif not np.all(prec_chol > 0):
+        raise ValueError(f"{path}: precisions_cholesky_ must be positive (positive-definite precisions).")
