@@ -46,28 +46,30 @@ def _factorization_message(what: str, reg_covar: float | None) -> str:
     )
 
 
-def _cholesky_upper_precision(cov: np.ndarray, what: str, reg_covar: float | None) -> np.ndarray:
-    """Upper-triangular U with U U^T = inv(cov), from cov = L L^T: U = L^-T."""
-    chol, info = lapack.dpotrf(cov, lower=1, clean=1)
-    if info != 0 or not np.all(np.diag(chol) > 0):
-        raise FactorizationError(_factorization_message(what, reg_covar))
-    inv_chol, info = lapack.dtrtri(chol, lower=1)
-    if info != 0:
-        raise FactorizationError(_factorization_message(what, reg_covar))
-    return np.ascontiguousarray(inv_chol.T)
-
-
 def precision_cholesky_from_covariances(
-    covariances: np.ndarray, covariance_type: str, reg_covar: float | None = None
+    covariances: np.ndarray,
+    covariance_type: str,
+    reg_covar: float | None = None,
+    *,
+    n_threads: int = 1,
 ) -> np.ndarray:
-    """Cholesky factors of the precisions, computed from covariances."""
-    if covariance_type == "full":
-        out = np.empty_like(covariances, dtype=np.float64)
-        for k, cov in enumerate(covariances):
-            out[k] = _cholesky_upper_precision(cov, f"component {k}", reg_covar)
-        return out
-    if covariance_type == "tied":
-        return _cholesky_upper_precision(covariances, "the tied covariance", reg_covar)
+    """Cholesky factors of the precisions, computed from covariances.
+
+    Full and tied factors come from the kernel (one component per thread,
+    LAPACK single-threaded); a covariance that is not positive definite
+    raises :class:`FactorizationError` naming ``reg_covar``.
+    """
+    if covariance_type in ("full", "tied"):
+        factors = np.array(covariances if covariance_type == "full" else covariances[None],
+                           dtype=np.float64, order="C")
+        info = np.zeros(len(factors), dtype=np.intc)
+        with single_threaded_blas():
+            _mstep.precision_cholesky(factors, info, n_threads)
+        failed = np.flatnonzero(info != 0)
+        if len(failed):
+            what = "the tied covariance" if covariance_type == "tied" else f"component {failed[0]}"
+            raise FactorizationError(_factorization_message(what, reg_covar))
+        return factors if covariance_type == "full" else factors[0]
     if np.any(~(covariances > 0)):
         bad = int(np.argmax(~(covariances > 0).reshape(len(covariances), -1).all(axis=-1)))
         raise FactorizationError(_factorization_message(f"component {bad}", reg_covar))

@@ -225,7 +225,7 @@ class GaussianMixture(BaseEstimator):
         self.means_ = means
         self.covariances_ = covariances
         self.precisions_cholesky_ = G.precision_cholesky_from_covariances(
-            covariances, self.covariance_type, float(self.reg_covar)
+            covariances, self.covariance_type, float(self.reg_covar), n_threads=self._n_threads()
         )
 
     def _initialize(self, X: np.ndarray, random_state: np.random.RandomState) -> None:
@@ -250,7 +250,7 @@ class GaussianMixture(BaseEstimator):
         if self.precisions_init is None:
             self.covariances_ = covariances
             self.precisions_cholesky_ = G.precision_cholesky_from_covariances(
-                covariances, self.covariance_type, float(self.reg_covar)
+                covariances, self.covariance_type, float(self.reg_covar), n_threads=self._n_threads()
             )
         else:
             self.precisions_cholesky_ = G.precision_cholesky_from_precisions(

@@ -18,6 +18,7 @@ from cython.parallel cimport prange, parallel
 from libc.math cimport exp, log, INFINITY, M_PI
 from libc.stdlib cimport malloc, free
 
+from ._fpenv cimport enter_ftz, leave_ftz
 from ._blas cimport trmm_lower_left
 
 MODE_WEIGHTED_LOG_PROB = 0
@@ -127,7 +128,9 @@ def estep_full(const floating[:, ::1] X, const double[:, ::1] means,
     cdef Py_ssize_t c, start, stop
     cdef floating *buf
 
+    cdef unsigned long long fp_state = 0
     with nogil, parallel(num_threads=n_threads):
+        fp_state = enter_ftz()
         buf = <floating*> malloc(chunk_size * n_features * sizeof(floating))
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
@@ -135,6 +138,7 @@ def estep_full(const floating[:, ::1] X, const double[:, ::1] means,
             _full_chunk(X, means, prec_chol, tied, log_det, log_weights,
                         out, log_norm, mode, start, stop, buf)
         free(buf)
+        leave_ftz(fp_state)
 
 
 cdef void _diag_chunk(const floating[:, ::1] X, const double[:, ::1] means,
@@ -179,9 +183,12 @@ def estep_diag(const floating[:, ::1] X, const double[:, ::1] means,
     cdef Py_ssize_t n_chunks = (n_samples + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, start, stop
 
+    cdef unsigned long long fp_state = 0
     with nogil, parallel(num_threads=n_threads):
+        fp_state = enter_ftz()
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_samples)
             _diag_chunk(X, means, prec_sqrt, log_det, log_weights,
                         out, log_norm, mode, start, stop)
+        leave_ftz(fp_state)

@@ -17,7 +17,9 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 cimport openmp
 
+from ._fpenv cimport enter_ftz, leave_ftz
 from ._blas cimport syrk_rows
+from scipy.linalg.cython_lapack cimport dpotrf, dtrtri
 
 
 cdef void _sums_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
@@ -54,13 +56,16 @@ def weighted_sums(const floating[:, ::1] X, const double[:, ::1] resp,
     cdef Py_ssize_t n_chunks = (n_samples + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, start, stop
     cdef int tid = 0
+    cdef unsigned long long fp_state = 0
     with nogil, parallel(num_threads=n_threads):
+        fp_state = enter_ftz()
         tid = openmp.omp_get_thread_num()
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_samples)
             _sums_chunk(X, resp, &thread_nk[tid, 0], &thread_sums[tid, 0, 0],
                         start, stop)
+        leave_ftz(fp_state)
 
 
 cdef void _diag_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
@@ -99,12 +104,15 @@ def weighted_diag_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
     cdef Py_ssize_t n_chunks = (n_samples + chunk_size - 1) // chunk_size
     cdef Py_ssize_t c, start, stop
     cdef int tid = 0
+    cdef unsigned long long fp_state = 0
     with nogil, parallel(num_threads=n_threads):
+        fp_state = enter_ftz()
         tid = openmp.omp_get_thread_num()
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
             stop = min(start + chunk_size, n_samples)
             _diag_chunk(X, resp, means, &thread_acc[tid, 0, 0], start, stop)
+        leave_ftz(fp_state)
 
 
 cdef void _full_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
@@ -160,6 +168,7 @@ def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
     cdef floating *scratch = NULL
     cdef int tid = 0
     cdef double total
+    cdef unsigned long long fp_state = 0
 
     try:
         for k in range(n_components):
@@ -173,6 +182,7 @@ def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
                    n_slots * n_features * n_features * sizeof(double))
             n_chunks = (n_active + chunk_size - 1) // chunk_size
             with nogil, parallel(num_threads=n_threads):
+                fp_state = enter_ftz()
                 tid = openmp.omp_get_thread_num()
                 buf = <floating*> malloc(
                     chunk_size * n_features * sizeof(floating))
@@ -187,6 +197,7 @@ def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
                                 count, buf, scratch, &thread_acc[tid, 0, 0])
                 free(buf)
                 free(scratch)
+                leave_ftz(fp_state)
             # Merge the slots in a fixed order and mirror the triangle.
             for i in range(n_features):
                 for j in range(i + 1):
@@ -197,3 +208,50 @@ def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
                     out[k, j, i] = total
     finally:
         free(active)
+
+
+cdef int _precision_factor(double *a, Py_ssize_t n_features) noexcept nogil:
+    """In place: covariance (C order) -> U = L^-T, upper-triangular in C order.
+
+    Column-major, the buffer holds the same symmetric matrix; ``dpotrf``
+    leaves L in its lower triangle and ``dtrtri`` turns that into L^-1,
+    which read back in C order is L^-T. Returns LAPACK's info (0: success;
+    > 0: not positive definite).
+    """
+    cdef char uplo = b'L'
+    cdef char diag = b'N'
+    cdef int n = <int> n_features
+    cdef int info = 0
+    cdef Py_ssize_t i, j
+    dpotrf(&uplo, &n, a, &n, &info)
+    if info != 0:
+        return info
+    dtrtri(&uplo, &diag, &n, a, &n, &info)
+    if info != 0:
+        return info
+    # Clear what is left of the covariance below the diagonal (C order).
+    for i in range(n_features):
+        for j in range(i):
+            a[i * n_features + j] = 0.0
+    return 0
+
+
+def precision_cholesky(double[:, :, ::1] factors, int[::1] info, int n_threads):
+    """Replace each covariance ``factors[k]`` by its precision factor U_k.
+
+    U_k is upper-triangular with U_k U_k^T = inv(Sigma_k), obtained from the
+    Cholesky factor of Sigma_k by a triangular inversion (no general
+    inverse). Components are factorised in parallel, one per thread, with
+    single-threaded LAPACK. ``info[k]`` receives LAPACK's status; a
+    non-zero value means Sigma_k is not positive definite and
+    ``factors[k]`` is then undefined.
+    """
+    cdef Py_ssize_t n_components = factors.shape[0]
+    cdef Py_ssize_t n_features = factors.shape[1]
+    cdef Py_ssize_t k
+    cdef unsigned long long fp_state = 0
+    with nogil, parallel(num_threads=n_threads):
+        fp_state = enter_ftz()
+        for k in prange(n_components, schedule='dynamic'):
+            info[k] = _precision_factor(&factors[k, 0, 0], n_features)
+        leave_ftz(fp_state)
