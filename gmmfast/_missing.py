@@ -1,0 +1,185 @@
+"""Missing values: masks, mask groups and the masked E-step.
+
+A missing value is NaN in X, or False in an explicit boolean ``observed``
+array of X's shape. Rows that are complete go to the ordinary E-step
+kernel; incomplete rows are grouped by mask so each factorisation of a
+marginal covariance is shared by every row with that mask.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _gaussian as G
+from ._kernels import _masked
+from ._parallel import single_threaded_blas
+
+_UNIT_ROWS = 256  # most rows per masked work unit (bounds per-thread memory)
+
+
+def split_observed(X: Any, observed: Any, *, dtype: type, n_features: int | None, name: str = "X"):
+    """Validate X with missing values; return ``(X_filled, observed)``.
+
+    ``X_filled`` is C-contiguous of ``dtype`` with missing entries set to
+    0 (they are never used), ``observed`` a C-contiguous uint8 mask. The
+    input is never modified.
+    """
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}.")
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-dimensional (n_samples, n_features); got shape {arr.shape}."
+        )
+    if len(arr) == 0:
+        raise ValueError(f"{name} has 0 samples; at least 1 needed.")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but the model was fitted with {n_features}."
+        )
+    if observed is None:
+        mask = ~np.isnan(arr) if arr.dtype.kind == "f" else np.ones(arr.shape, dtype=bool)
+    else:
+        mask = np.asarray(observed)
+        if mask.dtype != bool:
+            raise ValueError(f"observed must be a boolean array; got dtype {mask.dtype}.")
+        if mask.shape != arr.shape:
+            raise ValueError(f"observed has shape {mask.shape}, but {name} has shape {arr.shape}.")
+        if arr.dtype.kind == "f" and np.isnan(arr[mask]).any():
+            raise ValueError(f"{name} has NaN at positions that observed marks as observed.")
+    filled = np.where(mask, arr, 0).astype(dtype, order="C")
+    if not np.isfinite(filled).all():
+        raise ValueError(f"{name} contains infinity.")
+    return filled, np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def mask_units(observed: np.ndarray, unit_rows: int = _UNIT_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Order rows so equal masks are adjacent, and cut them into work units.
+
+    Returns ``order`` (row indices) and ``unit_ptr`` such that unit u is
+    ``order[unit_ptr[u]:unit_ptr[u + 1]]``: one mask, at most ``unit_rows`` rows.
+    """
+    packed = np.packbits(observed.astype(bool), axis=1)
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1])))[:, 0]
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse, kind="stable").astype(np.intp)
+    bounds = []
+    start = 0
+    for count in counts:
+        bounds.extend(range(start, start + count, unit_rows))
+        start += count
+    bounds.append(start)
+    return order, np.asarray(bounds, dtype=np.intp)
+
+
+def masked_log_prob(
+    X: np.ndarray,
+    observed: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    prec_chol: np.ndarray,
+    covariance_type: str,
+    *,
+    mode: int,
+    n_threads: int,
+    impute: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """E-step on the observed coordinates only (exact marginals).
+
+    Returns ``(out, log_norm, imputed)`` where ``out``/``log_norm`` are as
+    in :func:`gmmfast._gaussian.estimate_log_prob` and ``imputed`` (when
+    ``impute``) is X with missing entries replaced by the responsibility-
+    weighted conditional means (float64).
+    """
+    n_samples, n_features = X.shape
+    n_components = len(means)
+    complete = observed.all(axis=1)
+    out = np.empty((n_samples, n_components))
+    log_norm = np.empty(n_samples)
+    imputed = X.astype(np.float64) if impute else None
+    if complete.any():
+        rows = np.flatnonzero(complete)
+        out[rows], log_norm[rows] = G.estimate_log_prob(
+            np.ascontiguousarray(X[rows]), weights, means, prec_chol, covariance_type,
+            mode=mode, n_threads=n_threads,
+        )
+    rows = np.flatnonzero(~complete)
+    if len(rows) == 0:
+        return out, log_norm, imputed
+    sub_X = np.ascontiguousarray(X[rows])
+    sub_obs = np.ascontiguousarray(observed[rows])
+    if covariance_type in ("full", "tied"):
+        sub_out, sub_norm, sub_imp = _masked_full(
+            sub_X, sub_obs, weights, means, covariances, prec_chol, covariance_type,
+            mode=mode, n_threads=n_threads, impute=impute,
+        )
+    else:
+        sub_out, sub_norm, sub_imp = _masked_diag(
+            sub_X, sub_obs, weights, means, prec_chol, covariance_type, mode=mode, impute=impute
+        )
+    out[rows], log_norm[rows] = sub_out, sub_norm
+    if impute:
+        imputed[rows] = sub_imp
+    return out, log_norm, imputed
+
+
+def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance_type, *, mode, n_threads, impute):
+    n_samples, n_features = X.shape
+    tied = covariance_type == "tied"
+    covs = covariances[None] if tied else covariances
+    precisions = G.precisions_from_cholesky(prec_chol, covariance_type)
+    precisions = precisions[None] if tied else precisions
+    log_det = np.broadcast_to(
+        G.log_det_cholesky(prec_chol, covariance_type, n_features), (len(means),)
+    ).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(np.asarray(weights, dtype=np.float64))
+    order, unit_ptr = mask_units(observed)
+    out = np.empty((n_samples, len(means)))
+    log_norm = np.empty(n_samples)
+    imputed = np.empty((n_samples, n_features)) if impute else None
+    with single_threaded_blas():
+        failed = _masked.masked_estep_full(
+            X, observed, order, unit_ptr, np.ascontiguousarray(means, dtype=np.float64),
+            np.ascontiguousarray(covs, dtype=np.float64),
+            np.ascontiguousarray(precisions, dtype=np.float64), tied, log_det, log_weights,
+            out, log_norm, mode, imputed, _UNIT_ROWS, n_threads,
+        )
+    if failed:
+        raise G.FactorizationError(
+            f"The covariance of component {failed - 1} restricted to the observed "
+            "pixels is not positive definite. Increase reg_covar."
+        )
+    return out, log_norm, imputed
+
+
+def _masked_diag(X, observed, weights, means, prec_chol, covariance_type, *, mode, impute):
+    """Diagonal covariances factorise over coordinates: drop the missing ones."""
+    n_samples, n_features = X.shape
+    prec = np.broadcast_to(
+        prec_chol[:, None] if covariance_type == "spherical" else prec_chol,
+        (len(means), n_features),
+    ) ** 2
+    obs = observed.astype(np.float64)
+    x = X.astype(np.float64) * obs
+    # sum_d o_d (x_d - mu_d)^2 p_d, expanded into three matrix products
+    quad = (x * x) @ prec.T - 2.0 * x @ (means * prec).T + obs @ (means**2 * prec).T
+    log_det = obs @ np.log(prec).T * 0.5
+    weighted = -0.5 * (obs.sum(axis=1, keepdims=True) * np.log(2 * np.pi) + quad) + log_det
+    with np.errstate(divide="ignore"):
+        weighted += np.log(np.asarray(weights, dtype=np.float64))
+    top = weighted.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_norm = (top + np.log(np.exp(weighted - top).sum(axis=1, keepdims=True)))[:, 0]
+        resp = np.exp(weighted - log_norm[:, None])
+    imputed = None
+    if impute:
+        # Coordinates are independent given the component: E[x_m | x_o, k] = mu_km.
+        imputed = np.where(observed.astype(bool), X, resp @ means)
+    if mode == G.MODE_LOG_RESP:
+        return weighted - log_norm[:, None], log_norm, imputed
+    if mode == G.MODE_RESP:
+        return resp, log_norm, imputed
+    return weighted, log_norm, imputed
