@@ -46,6 +46,10 @@ def load_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[s
         If the file is not a gmmfast model of this ``kind``, was written by
         a newer format version, or holds object arrays.
     """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such model file.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a .npz model file (not a zip archive; .npy and other formats are not model files).")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if _META_KEY not in archive.files:

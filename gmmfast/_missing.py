@@ -183,3 +183,54 @@ def _masked_diag(X, observed, weights, means, prec_chol, covariance_type, *, mod
     if mode == G.MODE_RESP:
         return resp, log_norm, imputed
     return weighted, log_norm, imputed
+
+
+def has_nan(X: Any) -> bool:
+    """True if X is a float array with a NaN (cheap test before validation)."""
+    arr = np.asarray(X)
+    return arr.dtype.kind == "f" and bool(np.isnan(arr.sum()) and np.isnan(arr).any())
+
+
+def conditional_samples(
+    X: np.ndarray,
+    observed: np.ndarray,
+    components: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    rng: np.random.RandomState,
+) -> np.ndarray:
+    """Draw x_m ~ N(E_k[x_m | x_o], Cov_k[x_m | x_o]) for each row's component k.
+
+    Rows sharing a mask and a component share one factorisation (a loop
+    over those groups, not over rows).
+    """
+    filled = X.astype(np.float64, copy=True)
+    incomplete = ~observed.all(axis=1)
+    if not incomplete.any():
+        return filled
+    rows = np.flatnonzero(incomplete)
+    packed = np.packbits(observed[rows], axis=1)
+    keys = np.concatenate([packed, components[rows, None].astype(np.uint8).view(np.uint8)], axis=1)
+    keys = np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1])))[:, 0]
+    _, inverse = np.unique(keys, return_inverse=True)
+    for group in range(inverse.max() + 1):
+        members = rows[inverse == group]
+        o = observed[members[0]]
+        m = ~o
+        k = components[members[0]]
+        cov = covariances[k]
+        mu = means[k]
+        if o.any():
+            chol_oo = np.linalg.cholesky(cov[np.ix_(o, o)])
+            solved = np.linalg.solve(chol_oo, (X[np.ix_(members, o)] - mu[o]).T)  # L^-1 d_o
+            cross = np.linalg.solve(chol_oo, cov[np.ix_(o, m)])  # L^-1 Sigma_om
+            cond_mean = mu[m] + (cross.T @ solved).T
+            cond_cov = cov[np.ix_(m, m)] - cross.T @ cross
+        else:
+            cond_mean = np.broadcast_to(mu[m], (len(members), m.sum()))
+            cond_cov = cov[np.ix_(m, m)]
+        cond_cov = 0.5 * (cond_cov + cond_cov.T)
+        chol = np.linalg.cholesky(cond_cov)
+        noise = rng.standard_normal(size=(len(members), m.sum()))
+        filled[np.ix_(members, m)] = cond_mean + noise @ chol.T
+    return filled

@@ -13,6 +13,7 @@ from . import _gaussian as G
 from ._base import BaseEstimator, ConvergenceWarning, check_is_fitted
 from ._io import load_npz, require, save_npz
 from ._kmeans import kmeans, kmeans_plusplus
+from ._missing import conditional_samples, has_nan, masked_log_prob, split_observed
 from ._parallel import effective_n_threads
 from ._validation import (
     check_array,
@@ -221,12 +222,12 @@ class GaussianMixture(BaseEstimator):
         nk, means, covariances = G.estimate_gaussian_parameters(
             X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
         )
-        self.weights_ = nk / nk.sum()
-        self.means_ = means
-        self.covariances_ = covariances
-        self.precisions_cholesky_ = G.precision_cholesky_from_covariances(
+        prec_chol = G.precision_cholesky_from_covariances(
             covariances, self.covariance_type, float(self.reg_covar), n_threads=self._n_threads()
         )
+        # Assign together, so an interrupt never leaves a half-updated model.
+        self.weights_, self.means_ = nk / nk.sum(), means
+        self.covariances_, self.precisions_cholesky_ = covariances, prec_chol
 
     def _initialize(self, X: np.ndarray, random_state: np.random.RandomState) -> None:
         n_samples = len(X)
@@ -330,13 +331,14 @@ class GaussianMixture(BaseEstimator):
                 lower_bound = -np.inf if do_init else self.lower_bound_
                 lower_bounds: list[float] = []
                 converged = False
-                n_iter = 0
+                n_iter = completed = 0
                 for n_iter in range(1, int(self.max_iter) + 1):
                     previous = lower_bound
                     resp, log_norm = self._estimate(Xc, G.MODE_RESP)
                     self._m_step(Xc, resp)
                     lower_bound = float(np.mean(log_norm))
                     lower_bounds.append(lower_bound)
+                    completed = n_iter
                     change = lower_bound - previous
                     if n_iter % int(self.verbose_interval) == 0:
                         self._print(1, f"  Iteration {n_iter}", f"\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}")
@@ -352,7 +354,7 @@ class GaussianMixture(BaseEstimator):
             # Keep a usable model: the last completed iteration, marked unconverged.
             if hasattr(self, "means_"):
                 self.converged_ = False
-                self.n_iter_ = n_iter
+                self.n_iter_ = completed
                 self.lower_bound_ = lower_bound
                 self.lower_bounds_ = lower_bounds
             warnings.warn("EM interrupted; the model holds the last completed iteration.", RuntimeWarning)
@@ -379,24 +381,123 @@ class GaussianMixture(BaseEstimator):
             print(message + (detail if self.verbose >= 2 else ""), flush=True)
 
     # ------------------------------------------------------------- inference
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Log-likelihood ``log p(x)`` of each sample, shape (n_samples,)."""
-        Xc = self._validate_X(X)
-        return self._estimate(Xc, G.MODE_WEIGHTED_LOG_PROB)[1]
+    def _inference(
+        self, X: Any, observed: Any, mode: int, *, impute: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """E-step for inference; missing values are marginalised exactly.
 
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-likelihood of the samples."""
-        return float(self.score_samples(X).mean())
+        A value is missing where X is NaN, or where ``observed`` is False.
+        Returns ``(out, log_norm, imputed)`` as :func:`gmmfast._missing.masked_log_prob`.
+        """
+        check_is_fitted(self, "means_")
+        dtype = check_compute_dtype(self.dtype)
+        if observed is None and not has_nan(X):
+            Xc = check_array(X, dtype=dtype, n_features=self.n_features_in_)
+            out, log_norm = self._estimate(Xc, mode)
+            return out, log_norm, (Xc.astype(np.float64) if impute else None)
+        Xf, obs = split_observed(X, observed, dtype=dtype, n_features=self.n_features_in_)
+        return masked_log_prob(
+            Xf, obs, self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
+            self.covariance_type, mode=mode, n_threads=self._n_threads(), impute=impute,
+        )
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Most likely component of each sample."""
-        Xc = self._validate_X(X)
-        return self._estimate(Xc, G.MODE_WEIGHTED_LOG_PROB)[0].argmax(axis=1)
+    def score_samples(self, X: Any, observed: Any = None) -> np.ndarray:
+        """Log-likelihood of each sample, shape (n_samples,).
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Posterior probability of each component, shape (n_samples, n_components)."""
-        Xc = self._validate_X(X)
-        return self._estimate(Xc, G.MODE_RESP)[0]
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing value; the likelihood of a sample with
+            missing values is the exact marginal of its observed values.
+        observed : bool array of X's shape, optional
+            Alternative to NaN: False marks a missing value (X's value
+            there is ignored).
+        """
+        return self._inference(X, observed, G.MODE_WEIGHTED_LOG_PROB)[1]
+
+    def score(self, X: Any, y: Any = None, observed: Any = None) -> float:
+        """Mean log-likelihood of the samples (missing values marginalised)."""
+        return float(self.score_samples(X, observed).mean())
+
+    def predict(self, X: Any, observed: Any = None) -> np.ndarray:
+        """Most likely component of each sample (missing values marginalised)."""
+        return self._inference(X, observed, G.MODE_WEIGHTED_LOG_PROB)[0].argmax(axis=1)
+
+    def predict_proba(self, X: Any, observed: Any = None) -> np.ndarray:
+        """Posterior probability of each component, shape (n_samples, n_components).
+
+        Missing values (NaN, or False in ``observed``) are marginalised.
+        """
+        return self._inference(X, observed, G.MODE_RESP)[0]
+
+    def impute(
+        self,
+        X: Any,
+        observed: Any = None,
+        *,
+        method: str = "mean",
+        clip: tuple[float, float] | None = None,
+        random_state: Any = None,
+    ) -> np.ndarray:
+        """Fill in missing values from the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing value.
+        observed : bool array of X's shape, optional
+            Alternative to NaN: False marks a missing value.
+        method : {'mean', 'sample'}, default='mean'
+            'mean': the posterior mean E[x_m | x_o] = sum_k p(k | x_o)
+            E_k[x_m | x_o], with p(k | x_o) from the exact marginal
+            likelihoods (the least-squares optimal fill). 'sample': a draw
+            from p(x_m | x_o): a component from p(k | x_o), then a draw from
+            that component's Gaussian conditional.
+        clip : (low, high), optional
+            Clip the filled values (only those) to a valid range, e.g.
+            (0, 1) for pixels.
+        random_state : int, RandomState, Generator or None
+            For ``method='sample'``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), float64
+            A copy of X with every missing value filled; observed values
+            are unchanged.
+        """
+        if method not in ("mean", "sample"):
+            raise ValueError(f"method must be 'mean' or 'sample'; got {method!r}.")
+        if clip is not None and (len(clip) != 2 or not clip[0] <= clip[1]):
+            raise ValueError(f"clip must be a pair (low, high) with low <= high; got {clip!r}.")
+        if method == "mean":
+            _, _, filled = self._inference(X, observed, G.MODE_RESP, impute=True)
+        else:
+            resp, _, _ = self._inference(X, observed, G.MODE_RESP)
+            rng = check_random_state(random_state)
+            Xf, obs = split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_)
+            cumulative = np.cumsum(resp, axis=1)
+            draws = rng.uniform(size=(len(resp), 1)) * cumulative[:, -1:]
+            components = np.minimum((cumulative < draws).sum(axis=1), resp.shape[1] - 1)
+            filled = conditional_samples(
+                Xf, obs.astype(bool), components, self.means_,
+                self._full_covariances(), rng,
+            )
+        if clip is not None:
+            missing = ~split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_)[1].astype(bool)
+            filled[missing] = np.clip(filled[missing], clip[0], clip[1])
+        return filled
+
+    def _full_covariances(self) -> np.ndarray:
+        """(K, D, D) covariances whatever the covariance type."""
+        K, D = self.means_.shape
+        cov = self.covariances_
+        if self.covariance_type == "full":
+            return cov
+        if self.covariance_type == "tied":
+            return np.broadcast_to(cov, (K, D, D))
+        if self.covariance_type == "diag":
+            return np.stack([np.diag(c) for c in cov])
+        return np.stack([np.eye(D) * c for c in cov])
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples from the fitted mixture.
@@ -450,7 +551,7 @@ class GaussianMixture(BaseEstimator):
     def _saved_params(self) -> dict[str, Any]:
         params = {}
         for name, value in self.get_params(deep=False).items():
-            if name.endswith("_init"):
+            if name in ("weights_init", "means_init", "precisions_init"):
                 continue  # initial guesses are not part of a fitted model
             if name == "dtype":
                 value = np.dtype(value).name

@@ -1,0 +1,117 @@
+"""OpenMP threading: results do not depend on the thread count; limits are honoured."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from threadpoolctl import threadpool_limits
+
+import gmmfast
+from gmmfast import GaussianMixture
+from gmmfast._parallel import effective_n_threads
+from conftest import COVARIANCE_TYPES
+
+PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+@pytest.fixture(scope="module")
+def thread_data():
+    """1500 samples in 4-d: enough rows that 1, 2 and 3 threads use different chunkings."""
+    rng = np.random.RandomState(0)
+    centers = rng.uniform(-4, 4, size=(4, 4))
+    X = np.vstack([c + rng.standard_normal((375, 4)) @ rng.uniform(0.3, 1.0, (4, 4)) for c in centers])
+    return X[rng.permutation(len(X))]
+
+
+def _fit(X, n_threads, covariance_type, dtype=np.float64):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
+        return GaussianMixture(
+            4, covariance_type=covariance_type, dtype=dtype, max_iter=30, tol=1e-6,
+            random_state=0, n_threads=n_threads,
+        ).fit(X)
+
+
+def _assert_close_models(a, b, X, rtol):
+    for name in PARAMS:
+        ref = getattr(b, name)
+        assert_allclose(getattr(a, name), ref, rtol=rtol, atol=rtol * np.abs(ref).max(), err_msg=name)
+    assert a.n_iter_ == b.n_iter_
+    assert_allclose(a.lower_bound_, b.lower_bound_, rtol=rtol)
+    ref = b.score_samples(X)
+    assert_allclose(a.score_samples(X), ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+
+
+@pytest.fixture(scope="module")
+def two_thread_fits(thread_data):
+    return {ct: _fit(thread_data, 2, ct) for ct in COVARIANCE_TYPES}
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_and_two_threads_agree(thread_data, two_thread_fits, covariance_type):
+    """n_threads=1 and n_threads=2 give the same model and score_samples to 1e-10."""
+    one = _fit(thread_data, 1, covariance_type)
+    two = two_thread_fits[covariance_type]
+    assert one.n_iter_ > 2
+    _assert_close_models(one, two, thread_data, 1e-10)
+    assert_array_equal(one.predict(thread_data), two.predict(thread_data))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_and_two_threads_agree_float32(thread_data, covariance_type):
+    """float32 fits with 1 and 2 threads agree to float32 rounding (1e-5 relative).
+
+    Per-chunk float32 scatter sums depend on the chunking, hence on the
+    thread count, so only float32-level agreement can be asked for.
+    """
+    one = _fit(thread_data, 1, covariance_type, np.float32)
+    two = _fit(thread_data, 2, covariance_type, np.float32)
+    _assert_close_models(one, two, thread_data, 1e-5)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_more_threads_than_cores_agree(thread_data, two_thread_fits, covariance_type):
+    """Oversubscribed (n_threads=5) and n_threads=-1 fits agree with 2 threads to 1e-10."""
+    for n_threads in (5, -1):
+        _assert_close_models(_fit(thread_data, n_threads, covariance_type),
+                             two_thread_fits[covariance_type], thread_data, 1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fixed_thread_count_is_bitwise_deterministic(thread_data, covariance_type, dtype):
+    """With a given thread count, repeated fits are identical bit for bit."""
+    a = _fit(thread_data, 2, covariance_type, dtype)
+    b = _fit(thread_data, 2, covariance_type, dtype)
+    for name in PARAMS:
+        assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert_array_equal(a.score_samples(thread_data), b.score_samples(thread_data))
+
+
+def test_threadpool_limits_is_honoured(thread_data, two_thread_fits):
+    """threadpool_limits(1, 'openmp') reaches the kernels; results equal the 2-thread ones."""
+    outside = effective_n_threads(None)
+    with threadpool_limits(1, user_api="openmp"):
+        assert effective_n_threads(None) == 1
+        limited = {ct: _fit(thread_data, None, ct) for ct in COVARIANCE_TYPES}
+        scores = {ct: limited[ct].score_samples(thread_data) for ct in COVARIANCE_TYPES}
+        assert effective_n_threads(None) == 1
+    assert effective_n_threads(None) == outside
+    for ct in COVARIANCE_TYPES:
+        _assert_close_models(limited[ct], two_thread_fits[ct], thread_data, 1e-10)
+        ref = two_thread_fits[ct].score_samples(thread_data)
+        assert_allclose(scores[ct], ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+def test_effective_n_threads_values():
+    """None follows OpenMP, positive values are kept, negatives count back from the CPU count."""
+    assert effective_n_threads(3) == 3
+    assert effective_n_threads(1) == 1
+    assert effective_n_threads(-1) == (os.cpu_count() or 1)
+    assert effective_n_threads(-(os.cpu_count() or 1) - 5) == 1
+    assert effective_n_threads(None) >= 1
+    with pytest.raises(ValueError, match="n_threads"):
+        effective_n_threads(0)
