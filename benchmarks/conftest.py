@@ -43,6 +43,7 @@ class Report:
     gemm: dict[type, tuple[float, float]] = field(default_factory=dict)  # (best, median) GFLOP/s per dtype
     entries: dict[tuple[str, str], dict] = field(default_factory=dict)  # (case, variant) -> record
     notes: list[str] = field(default_factory=list)  # footnotes printed under the table
+    sections: dict[str, list[str]] = field(default_factory=dict)  # other comparisons: title -> lines
 
 
 _REPORT = pytest.StashKey[Report]()
@@ -58,6 +59,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--bench-n", type=int, default=10_000, help="Number of training images (default 10000)."
+    )
+    group.addoption(
+        "--masked-n", type=int, default=100,
+        help="Images with 50%% missing pixels in the masked-kernel comparison (default 100).",
+    )
+    group.addoption(
+        "--missing-em-n", type=int, default=2000,
+        help="Images in gmmfast's missing-data EM iteration (default 2000).",
+    )
+    group.addoption(
+        "--missing-em-loop-n", type=int, default=10,
+        help="Images in the NumPy-loop missing-data EM iteration (default 10; ~1-4 s each).",
     )
     group.addoption(
         "--bench-fit-iter",
@@ -149,9 +162,13 @@ def _threads_line() -> str:
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     report = config.stash[_REPORT]
+    write = terminalreporter.write_line
+    for title, lines in report.sections.items():
+        terminalreporter.write_sep("=", title)
+        for line in lines:
+            write(line)
     if not report.entries:
         return
-    write = terminalreporter.write_line
     terminalreporter.write_sep("=", "gmmfast vs scikit-learn (medians; no timing is asserted)")
     write(f"data: {report.data.description}")
     write(_threads_line())

@@ -5,8 +5,9 @@ estimators. The core needs only numpy, scipy and threadpoolctl; PyTorch
 (for the VAE) and matplotlib (for figures) are optional.
 """
 from ._base import ConvergenceWarning, NotFittedError
+from .classifier import GMMClassifier
 from .mixture import GaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceWarning", "GaussianMixture", "NotFittedError", "__version__"]
+__all__ = ["ConvergenceWarning", "GMMClassifier", "GaussianMixture", "NotFittedError", "__version__"]

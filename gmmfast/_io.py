@@ -31,8 +31,8 @@ def save_npz(path: str | os.PathLike, kind: str, params: dict[str, Any], arrays:
     }
     payload = {name: np.asarray(value) for name, value in arrays.items()}
     for name, value in payload.items():
-        if value.dtype.kind not in "biuf":
-            raise ValueError(f"Cannot save {name!r}: dtype {value.dtype} is not numeric.")
+        if value.dtype.kind not in "biufU":  # numbers and unicode labels: never objects
+            raise ValueError(f"Cannot save {name!r}: dtype {value.dtype} is neither numeric nor text.")
     with open(path, "wb") as fh:
         np.savez(fh, **{_META_KEY: np.array(json.dumps(meta))}, **payload)
 

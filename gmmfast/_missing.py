@@ -136,6 +136,7 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
     ).astype(np.float64)
     with np.errstate(divide="ignore"):
         log_weights = np.log(np.asarray(weights, dtype=np.float64))
+    isolated = uncoupled_features(covs)
     order, unit_ptr = mask_units(observed)
     out = np.empty((n_samples, len(means)))
     log_norm = np.empty(n_samples)
@@ -144,7 +145,7 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
         failed = _masked.masked_estep_full(
             X, observed, order, unit_ptr, np.ascontiguousarray(means, dtype=np.float64),
             np.ascontiguousarray(covs, dtype=np.float64),
-            np.ascontiguousarray(precisions, dtype=np.float64), tied, log_det, log_weights,
+            np.ascontiguousarray(precisions, dtype=X.dtype), isolated, tied, log_det, log_weights,
             out, log_norm, mode, imputed, _UNIT_ROWS, n_threads,
         )
     if failed:
@@ -153,6 +154,20 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
             "pixels is not positive definite. Increase reg_covar."
         )
     return out, log_norm, imputed
+
+
+def uncoupled_features(covariances: np.ndarray) -> np.ndarray:
+    """(K, D) uint8: 1 where row j of covariance k is exactly zero off the diagonal.
+
+    Such a coordinate is independent of the others in that component (a
+    feature constant in the component's data has only ``reg_covar`` as its
+    variance): the masked kernel treats it as a 1-d Gaussian and leaves it
+    out of every factorisation, which is exact and, on images with blank
+    borders, much cheaper.
+    """
+    nonzero = np.count_nonzero(covariances, axis=2)
+    diagonal = np.diagonal(covariances, axis1=1, axis2=2) != 0
+    return np.ascontiguousarray(nonzero == diagonal.astype(np.intp), dtype=np.uint8)
 
 
 def _masked_diag(X, observed, weights, means, prec_chol, covariance_type, *, mode, impute):
@@ -210,7 +225,9 @@ def conditional_samples(
         return filled
     rows = np.flatnonzero(incomplete)
     packed = np.packbits(observed[rows], axis=1)
-    keys = np.concatenate([packed, components[rows, None].astype(np.uint8).view(np.uint8)], axis=1)
+    # The component's 8 bytes (a uint8 cast would merge components k and k + 256).
+    comp_bytes = components[rows].astype(np.int64)[:, None].view(np.uint8)
+    keys = np.concatenate([packed, comp_bytes], axis=1)
     keys = np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1])))[:, 0]
     _, inverse = np.unique(keys, return_inverse=True)
     for group in range(inverse.max() + 1):

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from . import _gaussian as G
+from . import _missing_em as ME
 from ._base import BaseEstimator, ConvergenceWarning, check_is_fitted
 from ._io import load_npz, require, save_npz
 from ._kmeans import kmeans, kmeans_plusplus
@@ -86,7 +87,7 @@ class GaussianMixture(BaseEstimator):
     n_iter_ : int
     lower_bound_ : float
         Mean log-likelihood of the training data at the last E-step of the
-        best initialisation.
+        best initialisation (with missing values: of the observed values).
     lower_bounds_ : list of float
         Lower bound at every iteration of the best initialisation.
     n_features_in_ : int
@@ -98,6 +99,10 @@ class GaussianMixture(BaseEstimator):
     mean zero and its covariance ``reg_covar * I``, so no NaN appears.
     Scatter matrices are computed around the new means, which matches
     scikit-learn's results and is more accurate in float32.
+
+    Missing values (NaN, or False in an ``observed`` mask) are allowed
+    everywhere: :meth:`fit` runs exact EM for the observed-data likelihood
+    (see its Notes), and inference marginalises them exactly.
 
     Fitting can be interrupted with Ctrl-C between iterations: the model
     keeps the last completed iteration's parameters, ``converged_`` is
@@ -218,10 +223,26 @@ class GaussianMixture(BaseEstimator):
             self.covariance_type, mode=mode, n_threads=self._n_threads(),
         )
 
-    def _m_step(self, X: np.ndarray, resp: np.ndarray) -> None:
-        nk, means, covariances = G.estimate_gaussian_parameters(
-            X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
-        )
+    def _log_prob(self, data: np.ndarray | ME.MissingData, mode: int) -> tuple[np.ndarray, np.ndarray]:
+        """E-step on training data: complete (an array) or with missing values."""
+        if isinstance(data, ME.MissingData):
+            return ME.log_prob(
+                data, self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
+                self.covariance_type, mode=mode, n_threads=self._n_threads(),
+            )
+        return self._estimate(data, mode)
+
+    def _m_step(self, X: np.ndarray | ME.MissingData, resp: np.ndarray) -> None:
+        if isinstance(X, ME.MissingData):
+            # Exact EM: expected statistics at the current (E-step) parameters.
+            nk, means, covariances = ME.estimate_parameters(
+                X, resp, self.means_, self.covariances_, self.precisions_cholesky_,
+                self.covariance_type, float(self.reg_covar), n_threads=self._n_threads(),
+            )
+        else:
+            nk, means, covariances = G.estimate_gaussian_parameters(
+                X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
+            )
         prec_chol = G.precision_cholesky_from_covariances(
             covariances, self.covariance_type, float(self.reg_covar), n_threads=self._n_threads()
         )
@@ -288,38 +309,102 @@ class GaussianMixture(BaseEstimator):
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
 
     # --------------------------------------------------------------- fitting
-    def fit(self, X: Any, y: Any = None) -> "GaussianMixture":
-        """Estimate the parameters by EM.
+    def fit(self, X: Any, y: Any = None, *, observed: Any = None) -> "GaussianMixture":
+        """Estimate the parameters by EM, exact EM when values are missing.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training samples. NaN marks a missing value.
         y : ignored
+        observed : bool array of X's shape, optional
+            Alternative to NaN: False marks a missing value (X's value
+            there is ignored, but must not be infinite).
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            For invalid samples or parameters: infinity anywhere in X, a
+            feature missing in every sample, fewer samples than
+            components, or an ``observed`` that is not a boolean array of
+            X's shape.
+        gmmfast._gaussian.FactorizationError
+            A covariance (or a block of it) is not positive definite even
+            with ``reg_covar``.
+
+        Notes
+        -----
+        Without missing values (no NaN, and ``observed`` None or all True)
+        this is ordinary EM, the same computation as for any complete X.
+
+        With missing values, EM maximises the likelihood of the observed
+        values, marginalising the missing ones exactly (no imputation):
+
+        * E-step: r_nk = p(k | x_o) from the exact marginal densities
+          N(x_o | mu_ko, Sigma_koo); ``lower_bound_`` is the mean of the
+          per-sample log marginal likelihoods, which EM never decreases.
+        * M-step: expected sufficient statistics. With xhat_nk the sample
+          whose missing part is replaced by its conditional mean
+          E_k[x_m | x_o] = mu_km + Sigma_kmo Sigma_koo^-1 (x_o - mu_ko),
+          and C_nk = Cov_k[x_m | x_o] = Sigma_kmm - Sigma_kmo Sigma_koo^-1
+          Sigma_kom on the missing block (zero elsewhere),
+          N_k = sum_n r_nk, mu_k = sum_n r_nk xhat_nk / N_k and
+          Sigma_k = sum_n r_nk [(xhat_nk - mu_k)(xhat_nk - mu_k)^T + C_nk] / N_k
+          + reg_covar I (tied: pooled over components; diag: its diagonal;
+          spherical: the mean of the diagonal). The correction C_nk is
+          what distinguishes exact EM from EM on imputed data, which
+          underestimates covariances.
+
+        Samples sharing a mask share each factorisation; per mask the
+        kernel factorises either Sigma_oo or, when few values are
+        missing, the smaller precision block P_mm = (Sigma^-1)_mm.
+        A sample with no observed value is allowed: its responsibilities
+        are the weights and it contributes mu_k and Sigma_k.
+
+        Initialisation with missing values: ``init_params`` runs on a copy
+        of X in which each missing value is replaced by the mean of its
+        feature over the samples where it is observed; ``weights_init``,
+        ``means_init`` and ``precisions_init`` are used as given.
         """
-        self.fit_predict(X, y)
+        self.fit_predict(X, y, observed=observed)
         return self
 
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+    def fit_predict(self, X: Any, y: Any = None, *, observed: Any = None) -> np.ndarray:
         """Fit by EM, then return the most likely component of each sample.
 
         The labels come from a final E-step, so they equal
-        ``fit(X).predict(X)``.
+        ``fit(X).predict(X)`` (with missing values: ``predict(X, observed)``,
+        which marginalises them).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing value (see :meth:`fit`).
+        y : ignored
+        observed : bool array of X's shape, optional
+            Alternative to NaN: False marks a missing value.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
         """
-        Xc = check_array(X, dtype=check_compute_dtype(self.dtype))
-        self._check_parameters(Xc.shape[1])
-        if len(Xc) < self.n_components:
+        data = self._fit_data(X, observed)
+        n_samples, n_features = data.shape
+        self._check_parameters(n_features)
+        if n_samples < self.n_components:
             raise ValueError(
-                f"Expected n_samples >= n_components; got n_samples={len(Xc)} and "
+                f"Expected n_samples >= n_components; got n_samples={n_samples} and "
                 f"n_components={self.n_components}."
             )
-        self.n_features_in_ = Xc.shape[1]
+        self.n_features_in_ = n_features
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = int(self.n_init) if do_init else 1
         random_state = check_random_state(self.random_state)
+        init_X = self._init_data(data) if do_init else None
 
         best = None  # (lower_bound, params, n_iter, lower_bounds, converged)
         try:
@@ -327,15 +412,15 @@ class GaussianMixture(BaseEstimator):
                 self._print(1, f"Initialization {init}")
                 start = time.perf_counter()
                 if do_init:
-                    self._initialize(Xc, random_state)
+                    self._initialize(init_X, random_state)
                 lower_bound = -np.inf if do_init else self.lower_bound_
                 lower_bounds: list[float] = []
                 converged = False
                 n_iter = completed = 0
                 for n_iter in range(1, int(self.max_iter) + 1):
                     previous = lower_bound
-                    resp, log_norm = self._estimate(Xc, G.MODE_RESP)
-                    self._m_step(Xc, resp)
+                    resp, log_norm = self._log_prob(data, G.MODE_RESP)
+                    self._m_step(data, resp)
                     lower_bound = float(np.mean(log_norm))
                     lower_bounds.append(lower_bound)
                     completed = n_iter
@@ -373,8 +458,21 @@ class GaussianMixture(BaseEstimator):
         self.lower_bound_ = lower_bound
         self.lower_bounds_ = lower_bounds
         # Labels from a final E-step, consistent with predict().
-        weighted, _ = self._estimate(Xc, G.MODE_WEIGHTED_LOG_PROB)
+        weighted, _ = self._log_prob(data, G.MODE_WEIGHTED_LOG_PROB)
         return weighted.argmax(axis=1)
+
+    def _fit_data(self, X: Any, observed: Any) -> np.ndarray | ME.MissingData:
+        """Validated training data: an array when complete (ordinary EM),
+        else :class:`gmmfast._missing_em.MissingData` (exact EM)."""
+        dtype = check_compute_dtype(self.dtype)
+        if observed is None and not has_nan(X):
+            return check_array(X, dtype=dtype)
+        data = ME.prepare(X, observed, dtype=dtype)
+        return check_array(X, dtype=dtype) if data is None else data
+
+    def _init_data(self, data: np.ndarray | ME.MissingData) -> np.ndarray:
+        """Samples for init_params: missing values filled with column means."""
+        return ME.fill_column_means(data) if isinstance(data, ME.MissingData) else data
 
     def _print(self, level: int, message: str, detail: str = "") -> None:
         if self.verbose >= level:
@@ -473,18 +571,22 @@ class GaussianMixture(BaseEstimator):
             _, _, filled = self._inference(X, observed, G.MODE_RESP, impute=True)
         else:
             resp, _, _ = self._inference(X, observed, G.MODE_RESP)
+        # Observed values in float64, as given (a float32 model computes on
+        # rounded copies; those must not leak into the returned array).
+        Xf, obs = split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_)
+        obs = obs.astype(bool)
+        if method == "mean":
+            filled[obs] = Xf[obs]
+        else:
             rng = check_random_state(random_state)
-            Xf, obs = split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_)
             cumulative = np.cumsum(resp, axis=1)
             draws = rng.uniform(size=(len(resp), 1)) * cumulative[:, -1:]
             components = np.minimum((cumulative < draws).sum(axis=1), resp.shape[1] - 1)
             filled = conditional_samples(
-                Xf, obs.astype(bool), components, self.means_,
-                self._full_covariances(), rng,
+                Xf, obs, components, self.means_, self._full_covariances(), rng,
             )
         if clip is not None:
-            missing = ~split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_)[1].astype(bool)
-            filled[missing] = np.clip(filled[missing], clip[0], clip[1])
+            filled[~obs] = np.clip(filled[~obs], clip[0], clip[1])
         return filled
 
     def _full_covariances(self) -> np.ndarray:
