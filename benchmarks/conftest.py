@@ -31,6 +31,7 @@ class Data:
     """Benchmark samples, the same pixels in both compute dtypes."""
 
     X: dict[type, np.ndarray]  # {np.float64: ..., np.float32: ...}, C-contiguous
+    y: np.ndarray  # digit labels of the same images
     description: str
     used_sample: bool
 
@@ -62,7 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--masked-n", type=int, default=100,
-        help="Images with 50%% missing pixels in the masked-kernel comparison (default 100).",
+        help="Images with 50%% missing pixels in the masked-classification comparison (default 100).",
     )
     group.addoption(
         "--missing-em-n", type=int, default=2000,
@@ -94,10 +95,10 @@ def _load_data(config: pytest.Config) -> Data:
     )
     try:
         # Checksummed, so a different dataset under MNIST's file names is rejected.
-        images, _ = load_idx_dir(mnist_dir, "train", checksums=MNIST_MD5)
+        images, labels = load_idx_dir(mnist_dir, "train", checksums=MNIST_MD5)
         source, used_sample = f"MNIST train from {mnist_dir}", False
     except FileNotFoundError:
-        images = load_mnist_sample(as_float=False)[0]
+        images, labels = load_mnist_sample(as_float=False)[:2]
         source = (
             f"EMBEDDED SAMPLE (gmmfast.datasets.load_mnist_sample, {len(images):,} images): "
             f"MNIST not found in {mnist_dir}"
@@ -107,6 +108,7 @@ def _load_data(config: pytest.Config) -> Data:
     X64 = images.reshape(len(images), -1)[:n] / 255.0
     report.data = Data(
         X={np.float64: X64, np.float32: X64.astype(np.float32)},
+        y=np.asarray(labels[:n]),
         description=f"{source}; first N={n:,} images, D={X64.shape[1]}",
         used_sample=used_sample,
     )

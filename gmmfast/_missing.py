@@ -85,13 +85,16 @@ def masked_log_prob(
     mode: int,
     n_threads: int,
     impute: bool = False,
+    cache: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """E-step on the observed coordinates only (exact marginals).
 
     Returns ``(out, log_norm, imputed)`` where ``out``/``log_norm`` are as
     in :func:`gmmfast._gaussian.estimate_log_prob` and ``imputed`` (when
     ``impute``) is X with missing entries replaced by the responsibility-
-    weighted conditional means (float64).
+    weighted conditional means (float64). ``cache``, a dict the caller
+    keeps with its parameters, saves the precisions and uncoupled
+    coordinates between calls (valid while ``prec_chol`` is the same object).
     """
     n_samples, n_features = X.shape
     n_components = len(means)
@@ -113,7 +116,7 @@ def masked_log_prob(
     if covariance_type in ("full", "tied"):
         sub_out, sub_norm, sub_imp = _masked_full(
             sub_X, sub_obs, weights, means, covariances, prec_chol, covariance_type,
-            mode=mode, n_threads=n_threads, impute=impute,
+            mode=mode, n_threads=n_threads, impute=impute, cache=cache,
         )
     else:
         sub_out, sub_norm, sub_imp = _masked_diag(
@@ -125,18 +128,16 @@ def masked_log_prob(
     return out, log_norm, imputed
 
 
-def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance_type, *, mode, n_threads, impute):
+def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance_type, *, mode, n_threads, impute, cache=None):
     n_samples, n_features = X.shape
     tied = covariance_type == "tied"
     covs = covariances[None] if tied else covariances
-    precisions = G.precisions_from_cholesky(prec_chol, covariance_type)
-    precisions = precisions[None] if tied else precisions
+    precisions, isolated = _kernel_parameters(covariances, prec_chol, covariance_type, X.dtype, cache)
     log_det = np.broadcast_to(
         G.log_det_cholesky(prec_chol, covariance_type, n_features), (len(means),)
     ).astype(np.float64)
     with np.errstate(divide="ignore"):
         log_weights = np.log(np.asarray(weights, dtype=np.float64))
-    isolated = uncoupled_features(covs)
     order, unit_ptr = mask_units(observed)
     out = np.empty((n_samples, len(means)))
     log_norm = np.empty(n_samples)
@@ -145,7 +146,7 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
         failed = _masked.masked_estep_full(
             X, observed, order, unit_ptr, np.ascontiguousarray(means, dtype=np.float64),
             np.ascontiguousarray(covs, dtype=np.float64),
-            np.ascontiguousarray(precisions, dtype=X.dtype), isolated, tied, log_det, log_weights,
+            precisions, isolated, tied, log_det, log_weights,
             out, log_norm, mode, imputed, _UNIT_ROWS, n_threads,
         )
     if failed:
@@ -154,6 +155,23 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
             "pixels is not positive definite. Increase reg_covar."
         )
     return out, log_norm, imputed
+
+
+def _kernel_parameters(covariances, prec_chol, covariance_type, dtype, cache):
+    """Precisions in the samples' dtype and the uncoupled coordinates, from
+    ``cache`` when it was filled for these very parameter arrays."""
+    source = (covariances, prec_chol)
+    if (cache is not None and "source" in cache and cache["dtype"] == dtype
+            and all(a is b for a, b in zip(cache["source"], source))):
+        return cache["precisions"], cache["isolated"]
+    covs = covariances[None] if covariance_type == "tied" else covariances
+    precisions = G.precisions_from_cholesky(prec_chol, covariance_type)
+    precisions = precisions[None] if covariance_type == "tied" else precisions
+    precisions = np.ascontiguousarray(precisions, dtype=dtype)
+    isolated = uncoupled_features(covs)
+    if cache is not None:
+        cache.update(source=source, dtype=dtype, precisions=precisions, isolated=isolated)
+    return precisions, isolated
 
 
 def uncoupled_features(covariances: np.ndarray) -> np.ndarray:

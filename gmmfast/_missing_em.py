@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _gaussian as G
 from ._kernels import _masked_mstep
-from ._missing import _UNIT_ROWS, mask_units, masked_log_prob, split_observed
+from ._missing import _UNIT_ROWS, mask_units, masked_log_prob, split_observed, uncoupled_features
 from ._parallel import single_threaded_blas
 
 
@@ -191,7 +191,7 @@ def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type,
     with single_threaded_blas():
         failed = _masked_mstep.masked_mstep_full(
             data.X, data.observed, data.order, data.unit_ptr, resp, means, covs, precisions,
-            isolated_features(covs), tied, raw_nk, s1, s2, data.unit_rows, n_threads, side,
+            uncoupled_features(covs), tied, raw_nk, s1, s2, data.unit_rows, n_threads, side,
         )
     if failed:
         what = "the tied covariance" if tied else f"component {failed - 1}"
@@ -199,17 +199,6 @@ def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type,
             G._factorization_message(f"{what} restricted to the observed features of a sample", reg_covar)
         )
     return raw_nk, s1, s2
-
-
-def isolated_features(covariances: np.ndarray) -> np.ndarray:
-    """(K, D) uint8 from (K, D, D) covariances: 1 where feature j is
-    uncorrelated with every other one (row and column j zero off the
-    diagonal), as a feature constant in a component's data is. The M-step
-    kernel leaves such features out of its factorisations (exact)."""
-    coupled = covariances != 0
-    idx = np.arange(covariances.shape[1])
-    coupled[:, idx, idx] = False
-    return np.ascontiguousarray(~(coupled.any(axis=1) | coupled.any(axis=2)), dtype=np.uint8)
 
 
 def _diag_statistics(data, resp, means, covariances, covariance_type):

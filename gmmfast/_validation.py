@@ -82,7 +82,7 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
     if not np.isfinite(arr).all():
         if np.isnan(arr).any():
             raise ValueError(
-                f"{name} contains NaN. GaussianMixture needs complete data here; "
+                f"{name} contains NaN, and this operation needs complete data; "
                 "remove or impute the missing values."
             )
         raise ValueError(f"{name} contains infinity.")

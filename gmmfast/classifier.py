@@ -303,6 +303,7 @@ class GMMClassifier(BaseEstimator):
             self._joint = {
                 "weights": weights, "means": means, "covariances": np.ascontiguousarray(covs),
                 "prec_chol": np.ascontiguousarray(chol), "covariance_type": cov_type, "owner": owner,
+                "cache": {},  # precisions for the masked kernel, made on first use
             }
         return self._joint
 
@@ -326,7 +327,7 @@ class GMMClassifier(BaseEstimator):
             return out, log_norm, (Xc.astype(np.float64) if impute else None)
         return masked_log_prob(
             Xc, obs, *args, joint["covariances"], joint["prec_chol"], joint["covariance_type"],
-            mode=G.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads, impute=impute,
+            mode=G.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads, impute=impute, cache=joint["cache"],
         )
 
     def _class_log_joint(self, weighted: np.ndarray) -> np.ndarray:
@@ -488,6 +489,7 @@ class GMMClassifier(BaseEstimator):
         model.estimators_ = estimators
         model.class_log_prior_ = log_prior
         model.n_components_ = {_key(label): int(k) for label, k in zip(classes.tolist(), counts)}
+        model.n_components = dict(model.n_components_)  # refitting reproduces the loaded K per class
         model.selection_scores_ = {}
         model.n_features_in_ = estimators[0].means_.shape[1]
         model._joint = None

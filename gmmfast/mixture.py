@@ -497,6 +497,7 @@ class GaussianMixture(BaseEstimator):
         return masked_log_prob(
             Xf, obs, self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
             self.covariance_type, mode=mode, n_threads=self._n_threads(), impute=impute,
+            cache=self.__dict__.setdefault("_masked_cache", {}),
         )
 
     def score_samples(self, X: Any, observed: Any = None) -> np.ndarray:

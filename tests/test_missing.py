@@ -645,3 +645,18 @@ def test_property_marginal_of_observed_features(covariance_type, observed, value
         row = values[i : i + 1, o]
         assert_allclose(got[i], sub.score_samples(row)[0], rtol=1e-10, atol=1e-12)
         assert_allclose(proba[i], sub.predict_proba(row)[0], atol=1e-10)
+
+
+def test_cached_kernel_parameters_follow_new_parameters():
+    """The masked path caches precisions per model; assigning new parameter
+    arrays (as set_params-free users do) must not reuse stale ones."""
+    rng = np.random.RandomState(3)
+    X = rng.randn(200, 6) @ rng.randn(6, 6)
+    first = GaussianMixture(2, random_state=0).fit(X)
+    other = GaussianMixture(2, random_state=1).fit(X * 2.0 + 1.0)
+    Xm = X[:20].copy()
+    Xm[rng.rand(*Xm.shape) < 0.4] = np.nan
+    first.score_samples(Xm)  # fills the cache
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        setattr(first, name, getattr(other, name))
+    np.testing.assert_allclose(first.score_samples(Xm), other.score_samples(Xm), rtol=1e-12)

@@ -25,6 +25,7 @@ import gmmfast
 from gmmfast import GaussianMixture
 from gmmfast import _gaussian as G
 from gmmfast import _missing_em as ME
+from gmmfast._missing import uncoupled_features
 from conftest import COVARIANCE_TYPES
 
 N, D, K = 200, 5, 3
@@ -279,7 +280,7 @@ def test_isolated_features_match_reference(problem, covariance_type, side):
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
         gm.fit(Xn)
     full = gm.covariances_ if covariance_type == "full" else gm.covariances_[None]
-    assert ME.isolated_features(full).sum() == sum(map(len, isolate.values()))
+    assert uncoupled_features(full).sum() == sum(map(len, isolate.values()))
     data = ME.prepare(Xn, None, dtype=np.float64)
     resp, _ = gm._log_prob(data, G.MODE_RESP)
     nk, new_means, new_cov = ME.estimate_parameters(

@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument("--save-models", default=None, metavar="DIR",
+                        help="save each K's fitted classifier as DIR/gmm_classifier_k{K}.npz (for mnist_inpainting.py --models)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
 
@@ -80,7 +82,9 @@ def main() -> None:
     results = json.loads(json_path.read_text()) if json_path.exists() else {}
     results["machine"] = machine()
     results["reference"] = REFERENCE
-    results["settings"] = {k: v for k, v in vars(args).items() if k not in ("out", "mnist_dir", "stages")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "mnist_dir", "stages", "save_models")}
+    for stage in args.stages:  # each stage keeps the settings it ran with
+        results.setdefault("stage_settings", {})[stage] = settings
 
     def save() -> None:
         write_results(args.out, "mnist_classifier", results, markdown(results))
@@ -107,6 +111,9 @@ def main() -> None:
             row = {"reg_covar": reg, "fit_seconds": t.seconds}
             row.update(evaluate(clf, X_test, y_test, observed, args.missing_eval))
             results["ks"][str(k)] = row
+            if args.save_models:
+                Path(args.save_models).mkdir(parents=True, exist_ok=True)
+                clf.save(Path(args.save_models) / f"gmm_classifier_k{k}.npz")
             print(f"K={k}: {row}", flush=True)
             save()
     if "perclass" in args.stages:
@@ -162,7 +169,21 @@ def markdown(results) -> str:
     for k, row in sorted(results.get("trainmissing", {}).items(), key=lambda kv: int(kv[0])):
         lines.append(f"| K = {k}, trained with {row['train_missing']:.0%} missing | {row['clean_accuracy']:.2%} "
                      f"| {row['missing_accuracy']:.2%} | – | {row['fit_seconds']:.0f} | {row['missing_seconds']:.0f} |")
+    subsets = [f"{name}: first {row['missing_n']:,}" for name, row in _rows(results) if row["missing_n"] != 10_000]
+    lines += [""]
+    if subsets:
+        lines += ["With missing pixels, all 10,000 test images are classified except " + "; ".join(subsets) + "."]
+    lines += ["Stage settings (max_iter, tol, ...) are in `mnist_classifier.json` under `stage_settings`."]
     return "\n".join(lines) + "\n"
+
+
+def _rows(results):
+    for k, row in results.get("ks", {}).items():
+        yield f"K = {k}", row
+    if "perclass" in results:
+        yield "per-class K", results["perclass"]
+    for k, row in results.get("trainmissing", {}).items():
+        yield f"K = {k} trained with missing pixels", row
 
 
 if __name__ == "__main__":
