@@ -170,13 +170,16 @@ class PatchDenoiser(BaseEstimator):
             out = self._one_pass(imgs, float(sigma) ** 2, posterior_mean=method == "posterior_mean")
         return out[0] if squeeze else out
 
-    def _one_pass(self, source: np.ndarray, noise_var: float, *, posterior_mean: bool) -> np.ndarray:
-        """Patches of ``source`` restored under noise variance ``noise_var``, averaged into images."""
+    def _one_pass(self, source: np.ndarray, noise_var: float, *, posterior_mean: bool,
+                  blur: np.ndarray | None = None) -> np.ndarray:
+        """Patches of ``source`` restored under noise variance ``noise_var``
+        (and the patch blur matrix ``blur``, if any), averaged into images."""
         patches = extract_patches(source, self.patch_size, self.stride, n_threads=self.n_threads)
-        restored = self._restore_patches(patches, noise_var, posterior_mean=posterior_mean)
+        restored = self._restore_patches(patches, noise_var, posterior_mean=posterior_mean, blur=blur)
         return average_patches(restored, source.shape, self.patch_size, self.stride, n_threads=self.n_threads)
 
-    def _restore_patches(self, patches: np.ndarray, noise_var: float, *, posterior_mean: bool) -> np.ndarray:
+    def _restore_patches(self, patches: np.ndarray, noise_var: float, *, posterior_mean: bool,
+                         blur: np.ndarray | None = None) -> np.ndarray:
         gm = self.mixture_
         patches = np.asarray(patches, dtype=np.float64)
         if self.remove_mean:
@@ -184,56 +187,117 @@ class PatchDenoiser(BaseEstimator):
             centred = patches - dc
         else:
             dc, centred = 0.0, patches
-        filters = self._filters(noise_var)
+        filters = self._filters(noise_var, blur)
         resp = self._responsibilities(centred, filters)
         out = np.zeros_like(centred)
+        parts = zip(gm.means_, filters["observed_means"], filters["gains"])
         if posterior_mean:
-            for k, (mean, gain) in enumerate(zip(gm.means_, filters["gains"])):
+            for k, (mean, observed_mean, gain) in enumerate(parts):
                 rows = np.flatnonzero(resp[:, k] > 0)
                 if len(rows):
-                    out[rows] += resp[rows, k, None] * _wiener(centred[rows], mean, gain)
+                    out[rows] += resp[rows, k, None] * _wiener(centred[rows], mean, observed_mean, gain)
         else:
             best = resp.argmax(axis=1)
-            for k, (mean, gain) in enumerate(zip(gm.means_, filters["gains"])):
+            for k, (mean, observed_mean, gain) in enumerate(parts):
                 rows = np.flatnonzero(best == k)
                 if len(rows):
-                    out[rows] = _wiener(centred[rows], mean, gain)
+                    out[rows] = _wiener(centred[rows], mean, observed_mean, gain)
         return out + dc
 
-    def _filters(self, noise_var: float) -> dict[str, Any]:
-        """Per component, from one Cholesky factor of Sigma_k + s^2 I: the
-        precision factor of the noisy-patch likelihood and the Wiener gain
-        Sigma_k (Sigma_k + s^2 I)^-1 (stored transposed, for row vectors)."""
+    def _filters(self, noise_var: float, blur: np.ndarray | None = None) -> dict[str, Any]:
+        """Per component, for patches observed as y = W z + n (W = ``blur``,
+        or the identity), from one Cholesky factor of S_k = W Sigma_k W^T + s^2 I:
+        the precision factor of the likelihood N(y | W mu_k, S_k), the
+        observed means W mu_k, and the Wiener gain S_k^-1 W Sigma_k, so that
+        a row y gives E[z | y, k] = mu_k + (y - W mu_k) gain."""
+        key = (noise_var, None if blur is None else blur.tobytes())
         cache = self.__dict__.setdefault("_filter_cache", {})
-        if noise_var in cache:
-            return cache[noise_var]
+        if key in cache:
+            return cache[key]
         gm = self.mixture_
         covs = gm._full_covariances()
         D = covs.shape[1]
+        W = np.eye(D) if blur is None else blur
         chols, gains = [], []
         for cov in covs:
-            noisy = cov + noise_var * np.eye(D)
-            factor = linalg.cholesky(noisy, lower=True)
-            # precision factor U (U U^T = noisy^-1) as the E-step kernel takes it: U = L^-T
+            observed_cov = W @ cov @ W.T + noise_var * np.eye(D)
+            factor = linalg.cholesky(observed_cov, lower=True)
+            # the E-step kernel's precision factor U (U U^T = S^-1) is L^-T
             chols.append(linalg.solve_triangular(factor, np.eye(D), lower=True).T)
-            # (noisy^-1 Sigma)^T = Sigma noisy^-1; rows x -> x (noisy^-1 Sigma)
-            gains.append(linalg.cho_solve((factor, True), cov))
-        filters = {"prec_chol": np.ascontiguousarray(chols), "gains": gains}
+            gains.append(linalg.cho_solve((factor, True), W @ cov))
+        filters = {"prec_chol": np.ascontiguousarray(chols), "gains": gains,
+                   "observed_means": gm.means_ @ W.T}
         if len(cache) > 16:
             cache.clear()
-        cache[noise_var] = filters
+        cache[key] = filters
         return filters
 
     def _responsibilities(self, centred: np.ndarray, filters: dict[str, Any]) -> np.ndarray:
         gm = self.mixture_
         X = np.ascontiguousarray(centred, dtype=check_compute_dtype(self.dtype))
         resp, _ = G.estimate_log_prob(
-            X, gm.weights_, gm.means_, filters["prec_chol"], "full",
+            X, gm.weights_, filters["observed_means"], filters["prec_chol"], "full",
             mode=G.MODE_RESP, n_threads=effective_n_threads(self.n_threads),
         )
         return resp
 
-    def _epll(self, noisy: np.ndarray, sigma: float, betas: Sequence[float] | None) -> np.ndarray:
+    def deblur(
+        self,
+        images: Any,
+        kernel: Any,
+        sigma: float,
+        *,
+        method: str = "epll",
+        betas: Sequence[float] | None = None,
+        cg_iter: int = 50,
+    ) -> np.ndarray:
+        """Restore images blurred by ``kernel`` and corrupted by Gaussian noise.
+
+        The observation model is y = k * x + n: a 2-d convolution with zero
+        padding outside the image (``scipy.ndimage.convolve`` with
+        ``mode='constant'``), then noise of standard deviation ``sigma``.
+
+        Parameters
+        ----------
+        images : array of shape (n, H, W) or (H, W)
+        kernel : 2-d array
+            The blur kernel (e.g. :func:`gaussian_kernel`), odd sides.
+        sigma : float
+            Noise standard deviation, > 0.
+        method : {'map', 'posterior_mean', 'epll'}, default='epll'
+            'map' and 'posterior_mean' restore each patch from its own
+            pixels with W the blur restricted to the patch (the reference
+            method; blur from outside the patch is ignored). 'epll' treats
+            the blur over the whole image: each step solves
+            (K^T K / sigma^2 + beta C) x = K^T y / sigma^2 + beta sum_p P_p^T z_p
+            by conjugate gradients (C the patch coverage counts).
+        betas : sequence of float, optional
+            EPLL schedule (default ``[1, 4, 8, 16, 32] / sigma^2``).
+        cg_iter : int, default=50
+            Conjugate-gradient iterations per EPLL step.
+
+        Returns
+        -------
+        ndarray of the input's shape, float64
+        """
+        check_is_fitted(self, "mixture_")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+        if not (np.isscalar(sigma) and np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive number; got {sigma!r}.")
+        k = _check_kernel(kernel)
+        check_scalar(cg_iter, "cg_iter", (int, np.integer), min_value=1)
+        imgs = _check_images(images)
+        squeeze = np.ndim(images) == 2
+        if method == "epll":
+            out = self._epll(imgs, float(sigma), betas, kernel=k, cg_iter=int(cg_iter))
+        else:
+            W = blur_matrix(k, self.patch_size)
+            out = self._one_pass(imgs, float(sigma) ** 2, posterior_mean=method == "posterior_mean", blur=W)
+        return out[0] if squeeze else out
+
+    def _epll(self, noisy: np.ndarray, sigma: float, betas: Sequence[float] | None,
+              kernel: np.ndarray | None = None, cg_iter: int = 50) -> np.ndarray:
         """Half-quadratic splitting: for beta in the schedule, MAP-component
         patch estimates of the current image under noise variance 1/beta,
         then the image that balances fidelity (weight 1/sigma^2) and patch
@@ -247,7 +311,10 @@ class PatchDenoiser(BaseEstimator):
         x = noisy.copy()
         for step, beta in enumerate(schedule):
             patch_mean = self._one_pass(x, 1.0 / beta, posterior_mean=False)
-            x = (lam * noisy + beta * counts * patch_mean) / (lam + beta * counts)
+            if kernel is None:
+                x = (lam * noisy + beta * counts * patch_mean) / (lam + beta * counts)
+            else:
+                x = _solve_deblur_step(noisy, kernel, lam, beta, counts, patch_mean, x, cg_iter)
             self._say(f"EPLL step {step + 1}/{len(schedule)}: beta {beta:.4g}")
         return x
 
@@ -285,9 +352,71 @@ class PatchDenoiser(BaseEstimator):
         return model
 
 
-def _wiener(centred: np.ndarray, mean: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """mu + (y - mu) (noisy^-1 Sigma) for a block of patch rows: one GEMM."""
-    return mean + (centred - mean) @ gain
+def _wiener(centred: np.ndarray, mean: np.ndarray, observed_mean: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """mu + (y - W mu) gain for a block of patch rows: one GEMM."""
+    return mean + (centred - observed_mean) @ gain
+
+
+def gaussian_kernel(sigma_px: float = 1.0, radius: int | None = None) -> np.ndarray:
+    """A normalised 2-d Gaussian blur kernel of standard deviation ``sigma_px`` pixels
+    (radius ``ceil(3 sigma)`` by default)."""
+    if not sigma_px > 0:
+        raise ValueError(f"sigma_px must be positive; got {sigma_px}.")
+    r = int(np.ceil(3 * sigma_px)) if radius is None else int(radius)
+    t = np.arange(-r, r + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (t / sigma_px) ** 2)
+    k = np.outer(g, g)
+    return k / k.sum()
+
+
+def blur_matrix(kernel: np.ndarray, patch_size: int) -> np.ndarray:
+    """The (m*m, m*m) matrix of convolving an m x m patch with ``kernel``,
+    zero outside the patch (column j: the blurred j-th unit patch)."""
+    from scipy.ndimage import convolve
+
+    D = patch_size * patch_size
+    W = np.empty((D, D))
+    for j in range(D):
+        unit = np.zeros(D)
+        unit[j] = 1.0
+        W[:, j] = convolve(unit.reshape(patch_size, patch_size), kernel, mode="constant").ravel()
+    return W
+
+
+def _blur(images: np.ndarray, kernel: np.ndarray, adjoint: bool = False) -> np.ndarray:
+    """K x (or K^T x) for a batch, zero padding; the adjoint of a zero-padded
+    convolution is the zero-padded correlation."""
+    from scipy.ndimage import convolve, correlate
+
+    op = correlate if adjoint else convolve
+    return np.stack([op(img, kernel, mode="constant") for img in images])
+
+
+def _solve_deblur_step(y, kernel, lam, beta, counts, patch_mean, x0, cg_iter):
+    """Solve (lam K^T K + beta C) x = lam K^T y + beta C p by conjugate gradients,
+    C the coverage counts and p the average of the patch estimates."""
+    from scipy.sparse.linalg import LinearOperator, cg
+
+    shape = y.shape
+    size = int(np.prod(shape))
+
+    def apply(v):
+        v = v.reshape(shape)
+        return (lam * _blur(_blur(v, kernel), kernel, adjoint=True) + beta * counts * v).ravel()
+
+    rhs = (lam * _blur(y, kernel, adjoint=True) + beta * counts * patch_mean).ravel()
+    operator = LinearOperator((size, size), matvec=apply, dtype=np.float64)
+    x, _ = cg(operator, rhs, x0=x0.ravel(), maxiter=cg_iter, rtol=1e-6)
+    return x.reshape(shape)
+
+
+def _check_kernel(kernel: Any) -> np.ndarray:
+    k = np.asarray(kernel, dtype=np.float64) if np.asarray(kernel).dtype.kind in "biuf" else None
+    if k is None or k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+        raise ValueError("kernel must be a 2-d numeric array with odd sides.")
+    if not np.isfinite(k).all():
+        raise ValueError("kernel contains NaN or infinity.")
+    return k
 
 
 def _coverage_counts(H: int, W: int, patch_size: int, stride: int) -> np.ndarray:

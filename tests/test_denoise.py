@@ -116,3 +116,64 @@ def test_bad_input(fitted):
         dn.denoise(noisy, 0.1, method="epll", betas=[1.0, -2.0])
     with pytest.raises(ValueError, match="covariance_type"):
         PatchDenoiser(4, 2, covariance_type="tied").fit(noisy)
+
+
+def test_blur_matrix_is_the_patch_convolution():
+    from scipy.ndimage import convolve
+
+    from gmmfast.denoise import blur_matrix, gaussian_kernel
+
+    k = gaussian_kernel(1.0)
+    assert k.shape == (7, 7) and np.isclose(k.sum(), 1.0)
+    z = np.random.default_rng(0).random((5, 5))
+    np.testing.assert_allclose(blur_matrix(k, 5) @ z.ravel(), convolve(z, k, mode="constant").ravel(), atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["map", "posterior_mean"])
+def test_patch_deblur_matches_brute_force(fitted, method):
+    """Per-patch deblurring: N(y | W mu_k, W Sigma_k W^T + s^2 I) and mu + Sigma W^T S^-1 (y - W mu)."""
+    from gmmfast.denoise import blur_matrix, gaussian_kernel
+
+    dn, _, noisy = fitted
+    k = gaussian_kernel(0.7, radius=1)
+    W = blur_matrix(k, dn.patch_size)
+    gm, m, sigma = dn.mixture_, dn.patch_size, 0.1
+    expected = np.empty_like(noisy)
+    for i, img in enumerate(noisy):
+        for r in range(0, 16, m):
+            for c in range(0, 16, m):
+                y = img[r:r + m, c:c + m].ravel()
+                dc = y.mean()
+                yc = y - dc
+                logp, est = [], []
+                for w, mu, cov in zip(gm.weights_, gm.means_, gm.covariances_):
+                    S = W @ cov @ W.T + sigma**2 * np.eye(m * m)
+                    logp.append(np.log(w) + multivariate_normal(W @ mu, S).logpdf(yc))
+                    est.append(mu + cov @ W.T @ np.linalg.solve(S, yc - W @ mu))
+                logp = np.array(logp)
+                resp = np.exp(logp - logsumexp(logp))
+                z = resp @ np.array(est) if method == "posterior_mean" else est[int(np.argmax(logp))]
+                expected[i, r:r + m, c:c + m] = (z + dc).reshape(m, m)
+    np.testing.assert_allclose(dn.deblur(noisy, k, sigma, method=method), expected, atol=1e-9)
+
+
+def test_epll_deblur_step_solves_its_linear_system(fitted):
+    """With one beta, the EPLL deblur output solves (lam K^T K + beta C) x = lam K^T y + beta C p."""
+    from gmmfast.denoise import _blur, gaussian_kernel
+
+    dn, _, noisy = fitted
+    k = gaussian_kernel(0.7, radius=1)
+    beta, sigma = 30.0, 0.1
+    x = dn.deblur(noisy, k, sigma, method="epll", betas=[beta], cg_iter=500)
+    p = dn._one_pass(noisy, 1 / beta, posterior_mean=False)  # patch step from x0 = y
+    lam = 1 / sigma**2
+    lhs = lam * _blur(_blur(x, k), k, adjoint=True) + beta * x  # coverage 1 (stride = patch size)
+    rhs = lam * _blur(noisy, k, adjoint=True) + beta * p
+    assert np.abs(lhs - rhs).max() < 1e-4 * np.abs(rhs).max()
+
+
+def test_deblur_rejects_bad_kernels(fitted):
+    dn, _, noisy = fitted
+    for bad in (np.ones((2, 2)), np.ones(3), np.full((3, 3), np.nan)):
+        with pytest.raises(ValueError, match="kernel"):
+            dn.deblur(noisy, bad, 0.1)
