@@ -218,6 +218,39 @@ def _masked_diag(X, observed, weights, means, prec_chol, covariance_type, *, mod
     return weighted, log_norm, imputed
 
 
+MASK_KINDS = ("random", "top", "left", "centre")
+
+
+def pixel_mask(shape: tuple[int, int], kind: str, fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """Boolean ``observed`` mask (False = missing) of shape (n, pixels) for square images.
+
+    'random': each image loses exactly ``round(fraction * pixels)`` pixels,
+    its own random set (from ``seed``); 'top' / 'left': the top or left
+    half of every image; 'centre': a centred square of half the side (14 x 14
+    on MNIST's 28 x 28).
+    """
+    n, d = shape
+    if kind == "random":
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"fraction must lie in [0, 1); got {fraction}")
+        ranks = np.random.default_rng(seed).random((n, d)).argsort(axis=1)
+        return ranks >= int(round(fraction * d))
+    if kind not in MASK_KINDS:
+        raise ValueError(f"mask kind must be one of {MASK_KINDS}; got {kind!r}")
+    side = int(round(np.sqrt(d)))
+    if side * side != d:
+        raise ValueError(f"a {kind!r} mask needs square images; {d} pixels is not a square")
+    grid = np.ones((side, side), dtype=bool)
+    half, quarter = side // 2, side // 4
+    if kind == "top":
+        grid[:half] = False
+    elif kind == "left":
+        grid[:, :half] = False
+    else:
+        grid[quarter:quarter + half, quarter:quarter + half] = False
+    return np.broadcast_to(grid.ravel(), (n, d)).copy()
+
+
 def has_nan(X: Any) -> bool:
     """True if X is a float array with a NaN (cheap test before validation)."""
     arr = np.asarray(X)

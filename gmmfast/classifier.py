@@ -433,7 +433,10 @@ class GMMClassifier(BaseEstimator):
             cumulative = np.cumsum(resp, axis=1)
             draws = rng.uniform(size=(len(resp), 1)) * cumulative[:, -1:]
             components = np.minimum((cumulative < draws).sum(axis=1), resp.shape[1] - 1)
-            covariances = np.concatenate([e._full_covariances() for e in self.estimators_])
+            if joint["covariance_type"] == "full":  # full, or tied stacked as full: no second copy
+                covariances = joint["covariances"]
+            else:
+                covariances = np.concatenate([e._full_covariances() for e in self.estimators_])
             filled = conditional_samples(X64, obs, components, joint["means"], covariances, rng)
         filled[obs] = X64[obs]
         if clip is not None:

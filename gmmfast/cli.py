@@ -17,6 +17,7 @@ import numpy as np
 
 from . import __version__
 from ._base import ConvergenceWarning
+from ._missing import pixel_mask
 from .classifier import GMMClassifier
 from .datasets import load_idx_dir, load_mnist, load_mnist_sample
 
@@ -71,28 +72,14 @@ def load_images(path: str | Path, split: str, *, need_labels: bool) -> tuple[np.
 
 
 def make_observed(images: np.ndarray, mask: str, fraction: float, seed: int) -> np.ndarray:
-    """Boolean ``observed`` mask (False = missing) of a given kind for square images."""
-    n, d = images.shape
-    side = int(round(np.sqrt(d)))
+    """Boolean ``observed`` mask (False = missing): NaN in the data, or a
+    :func:`gmmfast._missing.pixel_mask` of the given kind."""
     if mask == "nan":
         return ~np.isnan(images)
-    if mask == "random":
-        if not 0.0 <= fraction < 1.0:
-            raise UsageError(f"--fraction must lie in [0, 1); got {fraction}")
-        # Each image loses exactly round(fraction * d) pixels, its own random set.
-        ranks = np.random.default_rng(seed).random((n, d)).argsort(axis=1)
-        return ranks >= int(round(fraction * d))
-    if side * side != d:
-        raise UsageError(f"--mask {mask} needs square images; {d} pixels is not a square")
-    grid = np.ones((side, side), dtype=bool)
-    half, quarter = side // 2, side // 4
-    if mask == "top":
-        grid[:half] = False
-    elif mask == "left":
-        grid[:, :half] = False
-    else:  # centre: a centred square of half the side
-        grid[quarter:quarter + half, quarter:quarter + half] = False
-    return np.broadcast_to(grid.ravel(), (n, d)).copy()
+    try:
+        return pixel_mask(images.shape, mask, fraction, seed)
+    except ValueError as exc:
+        raise UsageError(f"--mask {mask} --fraction {fraction}: {exc}") from None
 
 
 def _classifier(args: argparse.Namespace) -> GMMClassifier:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from gmmfast._missing import pixel_mask
 from gmmfast._parallel import effective_n_threads
 from gmmfast.datasets import load_mnist
 
@@ -40,12 +41,8 @@ def load_full_mnist(mnist_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 def random_missing(shape: tuple[int, int], fraction: float, seed: int) -> np.ndarray:
     """Boolean ``observed`` mask: each image its own random set of exactly
-    ``round(fraction * D)`` missing pixels, from a fixed seed."""
-    n, d = shape
-    rng = np.random.default_rng(seed)
-    n_missing = int(round(fraction * d))
-    ranks = rng.random((n, d)).argsort(axis=1)
-    return ranks >= n_missing
+    ``round(fraction * D)`` missing pixels, from a fixed seed (the CLI's masks)."""
+    return pixel_mask(shape, "random", fraction, seed)
 
 
 def machine() -> dict[str, Any]:

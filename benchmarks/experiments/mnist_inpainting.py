@@ -25,22 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, base_parser, load_full_mnist, machine, random_missing, write_results  # noqa: E402
 
 from gmmfast import ConvergenceWarning, GMMClassifier  # noqa: E402
+from gmmfast._missing import pixel_mask  # noqa: E402
 
 SIDE = 28
-
-
-def block_mask(n: int, kind: str) -> np.ndarray:
-    """``observed`` mask of shape (n, 784) for a structured mask type."""
-    grid = np.ones((SIDE, SIDE), dtype=bool)
-    if kind == "top_half":
-        grid[: SIDE // 2] = False
-    elif kind == "left_half":
-        grid[:, : SIDE // 2] = False
-    elif kind == "centre_14x14":
-        grid[7:21, 7:21] = False
-    else:
-        raise ValueError(kind)
-    return np.broadcast_to(grid.ravel(), (n, SIDE * SIDE)).copy()
 
 
 def main() -> None:
@@ -58,8 +45,8 @@ def main() -> None:
     X, y, X_test, y_test = load_full_mnist(args.mnist_dir)
     X_test = X_test[: args.n_test]
     masks = {"random_50%": random_missing(X_test.shape, 0.5, args.seed)}
-    for kind in ("top_half", "left_half", "centre_14x14"):
-        masks[kind] = block_mask(len(X_test), kind)
+    for name, kind in (("top_half", "top"), ("left_half", "left"), ("centre_14x14", "centre")):
+        masks[name] = pixel_mask(X_test.shape, kind)
     pixel_mean = X.mean(axis=0, dtype=np.float64)
 
     models = {}
