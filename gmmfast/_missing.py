@@ -73,6 +73,28 @@ def mask_units(observed: np.ndarray, unit_rows: int = _UNIT_ROWS) -> tuple[np.nd
     return order, np.asarray(bounds, dtype=np.intp)
 
 
+def unit_batches(unit_ptr: np.ndarray, n_threads: int, max_rows: int = _UNIT_ROWS) -> np.ndarray:
+    """Group consecutive mask units into batches, the masked kernel's parallel work items.
+
+    A batch holds at most ``max_rows`` rows, and about a quarter of a
+    thread's share of them, so every thread gets several batches (load
+    balance) while each batch still amortises reading a component's
+    covariance over many rows. Returns ``batch_ptr``: batch b is units
+    ``batch_ptr[b]`` to ``batch_ptr[b + 1] - 1``.
+    """
+    sizes = np.diff(unit_ptr)
+    target = int(np.clip(-(-int(sizes.sum()) // (4 * max(int(n_threads), 1))), 1, max_rows))
+    bounds = [0]
+    rows = 0
+    for u, size in enumerate(sizes.tolist()):
+        if rows and rows + size > target:
+            bounds.append(u)
+            rows = 0
+        rows += size
+    bounds.append(len(sizes))
+    return np.asarray(bounds, dtype=np.intp)
+
+
 def masked_log_prob(
     X: np.ndarray,
     observed: np.ndarray,
@@ -131,22 +153,21 @@ def masked_log_prob(
 def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance_type, *, mode, n_threads, impute, cache=None):
     n_samples, n_features = X.shape
     tied = covariance_type == "tied"
-    covs = covariances[None] if tied else covariances
-    precisions, isolated = _kernel_parameters(covariances, prec_chol, covariance_type, X.dtype, cache)
+    covs, precisions, isolated = _kernel_parameters(covariances, prec_chol, covariance_type, X.dtype, cache)
     log_det = np.broadcast_to(
         G.log_det_cholesky(prec_chol, covariance_type, n_features), (len(means),)
     ).astype(np.float64)
     with np.errstate(divide="ignore"):
         log_weights = np.log(np.asarray(weights, dtype=np.float64))
     order, unit_ptr = mask_units(observed)
+    batch_ptr = unit_batches(unit_ptr, n_threads)
     out = np.empty((n_samples, len(means)))
     log_norm = np.empty(n_samples)
     imputed = np.empty((n_samples, n_features)) if impute else None
     with single_threaded_blas():
         failed = _masked.masked_estep_full(
-            X, observed, order, unit_ptr, np.ascontiguousarray(means, dtype=np.float64),
-            np.ascontiguousarray(covs, dtype=np.float64),
-            precisions, isolated, tied, log_det, log_weights,
+            X, observed, order, unit_ptr, batch_ptr, np.ascontiguousarray(means, dtype=np.float64),
+            covs, precisions, isolated, tied, log_det, log_weights,
             out, log_norm, mode, imputed, _UNIT_ROWS, n_threads,
         )
     if failed:
@@ -158,20 +179,22 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
 
 
 def _kernel_parameters(covariances, prec_chol, covariance_type, dtype, cache):
-    """Precisions in the samples' dtype and the uncoupled coordinates, from
-    ``cache`` when it was filled for these very parameter arrays."""
+    """Covariances and precisions as (K or 1, D, D) arrays in the samples'
+    dtype, and the uncoupled coordinates, from ``cache`` when it was filled
+    for these very parameter arrays."""
     source = (covariances, prec_chol)
     if (cache is not None and "source" in cache and cache["dtype"] == dtype
             and all(a is b for a, b in zip(cache["source"], source))):
-        return cache["precisions"], cache["isolated"]
+        return cache["covariances"], cache["precisions"], cache["isolated"]
     covs = covariances[None] if covariance_type == "tied" else covariances
     precisions = G.precisions_from_cholesky(prec_chol, covariance_type)
     precisions = precisions[None] if covariance_type == "tied" else precisions
     precisions = np.ascontiguousarray(precisions, dtype=dtype)
     isolated = uncoupled_features(covs)
+    covs = np.ascontiguousarray(covs, dtype=dtype)
     if cache is not None:
-        cache.update(source=source, dtype=dtype, precisions=precisions, isolated=isolated)
-    return precisions, isolated
+        cache.update(source=source, dtype=dtype, covariances=covs, precisions=precisions, isolated=isolated)
+    return covs, precisions, isolated
 
 
 def uncoupled_features(covariances: np.ndarray) -> np.ndarray:

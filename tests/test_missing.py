@@ -24,7 +24,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 import gmmfast
 from gmmfast import GaussianMixture
 from gmmfast import _gaussian as G
-from gmmfast._missing import mask_units, split_observed, uncoupled_features
+from gmmfast._missing import mask_units, split_observed, uncoupled_features, unit_batches
 from conftest import COVARIANCE_TYPES
 from missing_reference import conditional_moments, reference_for
 
@@ -245,6 +245,60 @@ def test_mask_units_cut_masks_into_bounded_units():
     assert sorted(sizes.tolist()) == sorted([256, 256, 88, 256, 44, 256, 34, 10])
     small_order, small_ptr = mask_units(observed, unit_rows=7)
     assert np.diff(small_ptr).max() == 7
+
+
+def test_unit_batches_cover_units_in_order_within_bounds():
+    """Batches are runs of whole units, in order, none above max_rows rows,
+    and several per thread when there are enough rows."""
+    rng = np.random.RandomState(1)
+    sizes = rng.randint(1, 40, size=300)
+    unit_ptr = np.concatenate([[0], np.cumsum(sizes)])
+    for n_threads, max_rows in ((1, 256), (2, 256), (4, 64), (2, 39)):
+        batch_ptr = unit_batches(unit_ptr, n_threads, max_rows)
+        assert batch_ptr[0] == 0 and batch_ptr[-1] == len(sizes)
+        assert np.all(np.diff(batch_ptr) >= 1)
+        rows = np.add.reduceat(sizes, batch_ptr[:-1])
+        assert rows.max() <= max_rows
+        assert len(rows) >= 4 * n_threads
+    # One big unit per batch when units are as large as a batch may be.
+    big = np.arange(0, 5 * 256 + 1, 256)
+    assert_array_equal(unit_batches(big, 2), np.arange(6))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batching_does_not_change_results(dtype):
+    """The kernel gives the same values whatever the batches: one unit per
+    batch, or units with different masks (both sides, isolated coordinates)
+    sharing a batch."""
+    from gmmfast._kernels import _masked
+    from gmmfast._missing import _kernel_parameters
+
+    X, _ = _isolated_clusters()
+    gm = _fit(X, "full", dtype=dtype)
+    rng = np.random.RandomState(5)
+    X = X[::3].astype(dtype)
+    observed = np.ascontiguousarray(rng.rand(*X.shape) < rng.choice([0.2, 0.5, 0.9], size=(len(X), 1)), dtype=np.uint8)
+    observed[:30] = observed[0]  # one mask shared by 30 rows
+    order, unit_ptr = mask_units(observed, unit_rows=16)
+    covs, precisions, isolated = _kernel_parameters(gm.covariances_, gm.precisions_cholesky_, "full", X.dtype, None)
+    assert isolated.any()
+    log_det = G.log_det_cholesky(gm.precisions_cholesky_, "full", X.shape[1]).astype(np.float64)
+    results = []
+    for batch_ptr in (np.arange(len(unit_ptr)), unit_batches(unit_ptr, 1, 64), unit_batches(unit_ptr, 3, 40)):
+        out = np.empty((len(X), len(gm.means_)))
+        log_norm = np.empty(len(X))
+        imputed = np.empty(X.shape)
+        failed = _masked.masked_estep_full(
+            np.ascontiguousarray(X * observed), observed, order, unit_ptr, batch_ptr, gm.means_.astype(np.float64),
+            covs, precisions, isolated, False, log_det, np.log(gm.weights_.astype(np.float64)), out, log_norm, 0,
+            imputed, 64, 2,
+        )
+        assert failed == 0
+        results.append((out, log_norm, imputed))
+    for out, log_norm, imputed in results[1:]:
+        assert_allclose(out, results[0][0], rtol=1e-12 if dtype == np.float64 else 1e-5)
+        assert_allclose(log_norm, results[0][1], rtol=1e-12 if dtype == np.float64 else 1e-5)
+        assert_allclose(imputed, results[0][2], rtol=1e-12 if dtype == np.float64 else 1e-4, atol=1e-12)
 
 
 # --------------------------------------------------------------------------
@@ -660,3 +714,22 @@ def test_cached_kernel_parameters_follow_new_parameters():
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         setattr(first, name, getattr(other, name))
     np.testing.assert_allclose(first.score_samples(Xm), other.score_samples(Xm), rtol=1e-12)
+
+
+def test_conditional_means_with_many_features_observed_side():
+    """D = 1300 with about a third of the values observed (the observed side,
+    where Sigma_mo is largest): imputations equal the closed form. Guards the
+    per-thread buffers, which must not assume D is small next to the unit size."""
+    rng = np.random.RandomState(11)
+    D = 1300
+    A = rng.randn(D, 60)
+    cov = (A @ A.T / 60 + 0.5 * np.eye(D))[None]
+    mean = rng.randn(1, D)
+    gm = _set_params(GaussianMixture(1), np.ones(1), mean, cov, "full")
+    X = mean + rng.randn(3, 60) @ A.T / np.sqrt(60)
+    observed = rng.rand(*X.shape) < 0.35
+    filled = gm.impute(X, observed=observed)
+    for row, (x, o) in enumerate(zip(X, observed)):
+        m = ~o
+        expected = mean[0, m] + cov[0][np.ix_(m, o)] @ np.linalg.solve(cov[0][np.ix_(o, o)], x[o] - mean[0, o])
+        assert_allclose(filled[row, m], expected, rtol=1e-8, atol=1e-8)
