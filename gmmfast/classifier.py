@@ -22,6 +22,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from . import _gaussian as G
+from . import _progress
 from ._base import BaseEstimator, check_is_fitted
 from ._io import load_npz, require, save_npz
 from ._missing import conditional_samples, has_nan, masked_log_prob, split_observed
@@ -175,23 +176,26 @@ class GMMClassifier(BaseEstimator):
         seeds = rng.randint(np.iinfo(np.int32).max, size=len(classes))
 
         estimators, chosen, scores = [], {}, {}
-        for c, label in enumerate(classes.tolist()):
-            rows = np.flatnonzero(y_index == c)
-            Xk = Xc[rows]
-            obs_k = None if obs is None else obs[rows]
-            candidates = specs[c]
-            if len(rows) < min(candidates):
-                raise ValueError(
-                    f"Class {label!r} has {len(rows)} samples, fewer than its smallest "
-                    f"n_components ({min(candidates)})."
-                )
-            if len(candidates) == 1:
-                k = candidates[0]
-            else:
-                k, scores[_key(label)] = self._select(label, Xk, obs_k, candidates, int(seeds[c]))
-            self._print(f"class {label!r}: fitting K={k} on {len(rows)} samples")
-            estimators.append(self._fit_mixture(k, Xk, obs_k, int(seeds[c])))
-            chosen[_key(label)] = k
+        with _progress.bar(total=len(classes), desc="GMMClassifier", unit="class") as progress:
+            for c, label in enumerate(classes.tolist()):
+                progress.set_postfix_str(f"class {label!r}")
+                rows = np.flatnonzero(y_index == c)
+                Xk = Xc[rows]
+                obs_k = None if obs is None else obs[rows]
+                candidates = specs[c]
+                if len(rows) < min(candidates):
+                    raise ValueError(
+                        f"Class {label!r} has {len(rows)} samples, fewer than its smallest "
+                        f"n_components ({min(candidates)})."
+                    )
+                if len(candidates) == 1:
+                    k = candidates[0]
+                else:
+                    k, scores[_key(label)] = self._select(label, Xk, obs_k, candidates, int(seeds[c]))
+                self._print(f"class {label!r}: fitting K={k} on {len(rows)} samples")
+                estimators.append(self._fit_mixture(k, Xk, obs_k, int(seeds[c])))
+                chosen[_key(label)] = k
+                progress.update(1)
 
         self.classes_ = classes
         self.estimators_ = estimators
@@ -256,31 +260,36 @@ class GMMClassifier(BaseEstimator):
                 candidates: list[int], seed: int) -> tuple[int, dict[int, float]]:
         """Choose K for one class by BIC or held-out log-likelihood."""
         scores: dict[int, float] = {}
+        search = _progress.bar(candidates, desc=f"class {label!r}: K search", unit="fit", leave=False)
         if self.selection == "bic":
-            for k in candidates:
-                if len(X) < k:
-                    continue  # more components than samples (as for 'heldout')
-                gm = self._fit_mixture(k, X, observed, seed)
-                scores[k] = float(gm.bic(X if observed is None else np.where(observed, X, np.nan)))
-                self._print(f"class {label!r}: K={k} BIC {scores[k]:.6g}")
+            with search:
+                for k in search:
+                    if len(X) < k:
+                        continue  # more components than samples (as for 'heldout')
+                    gm = self._fit_mixture(k, X, observed, seed)
+                    scores[k] = float(gm.bic(X if observed is None else np.where(observed, X, np.nan)))
+                    search.set_postfix_str(f"K={k} BIC {scores[k]:.6g}", refresh=False)
+                    self._print(f"class {label!r}: K={k} BIC {scores[k]:.6g}")
             return min(scores, key=scores.get), scores
         order = np.random.RandomState(seed).permutation(len(X))
         n_val = max(1, int(round(self.validation_fraction * len(X))))
         val, train = order[:n_val], order[n_val:]
-        for k in candidates:
-            if len(train) < k:
-                continue
-            gm = self._fit_mixture(k, X[train], None if observed is None else observed[train], seed)
-            X_val = X[val] if observed is None else np.where(observed[val], X[val], np.nan)
-            scores[k] = float(gm.score(X_val))
-            self._print(f"class {label!r}: K={k} held-out log-likelihood {scores[k]:.6g}")
+        with search:
+            for k in search:
+                if len(train) < k:
+                    continue
+                gm = self._fit_mixture(k, X[train], None if observed is None else observed[train], seed)
+                X_val = X[val] if observed is None else np.where(observed[val], X[val], np.nan)
+                scores[k] = float(gm.score(X_val))
+                search.set_postfix_str(f"K={k} held-out {scores[k]:.6g}", refresh=False)
+                self._print(f"class {label!r}: K={k} held-out log-likelihood {scores[k]:.6g}")
         if not scores:
             raise ValueError(f"Class {label!r} is too small for every candidate n_components after the held-out split.")
         return max(scores, key=scores.get), scores
 
     def _print(self, message: str) -> None:
         if self.verbose:
-            print(f"[GMMClassifier] {message}", flush=True)
+            _progress.write(f"[GMMClassifier] {message}")
 
     # ------------------------------------------------------------- inference
     def _joint_mixture(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from scipy.linalg import solve_triangular
 
 from . import _gaussian as G
 from . import _missing_em as ME
+from . import _progress
 from ._base import BaseEstimator, ConvergenceWarning, check_is_fitted
 from ._io import load_npz, require, save_npz
 from ._kmeans import kmeans, kmeans_plusplus
@@ -417,19 +418,23 @@ class GaussianMixture(BaseEstimator):
                 lower_bounds: list[float] = []
                 converged = False
                 n_iter = completed = 0
-                for n_iter in range(1, int(self.max_iter) + 1):
-                    previous = lower_bound
-                    resp, log_norm = self._log_prob(data, G.MODE_RESP)
-                    self._m_step(data, resp)
-                    lower_bound = float(np.mean(log_norm))
-                    lower_bounds.append(lower_bound)
-                    completed = n_iter
-                    change = lower_bound - previous
-                    if n_iter % int(self.verbose_interval) == 0:
-                        self._print(1, f"  Iteration {n_iter}", f"\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}")
-                    if abs(change) < self.tol:
-                        converged = True
-                        break
+                desc = f"EM K={self.n_components}" + (f" init {init + 1}/{n_init}" if n_init > 1 else "")
+                with _progress.bar(total=int(self.max_iter), desc=desc, unit="iter", leave=False) as progress:
+                    for n_iter in range(1, int(self.max_iter) + 1):
+                        previous = lower_bound
+                        resp, log_norm = self._log_prob(data, G.MODE_RESP)
+                        self._m_step(data, resp)
+                        lower_bound = float(np.mean(log_norm))
+                        lower_bounds.append(lower_bound)
+                        completed = n_iter
+                        change = lower_bound - previous
+                        progress.set_postfix_str(f"ll {lower_bound:.6g}" + (f", change {change:.2e}" if n_iter > 1 else ""), refresh=False)
+                        progress.update(1)
+                        if n_iter % int(self.verbose_interval) == 0:
+                            self._print(1, f"  Iteration {n_iter}", f"\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}")
+                        if abs(change) < self.tol:
+                            converged = True
+                            break
                 if self.max_iter > 0:
                     state = "converged" if converged else "did not converge"
                     self._print(1, f"Initialization {state}.", f" time lapse {time.perf_counter() - start:.5f}s\t lower bound {lower_bound:.5f}")
@@ -476,7 +481,7 @@ class GaussianMixture(BaseEstimator):
 
     def _print(self, level: int, message: str, detail: str = "") -> None:
         if self.verbose >= level:
-            print(message + (detail if self.verbose >= 2 else ""), flush=True)
+            _progress.write(message + (detail if self.verbose >= 2 else ""))
 
     # ------------------------------------------------------------- inference
     def _inference(

@@ -1,13 +1,19 @@
 """The gmmfast command: subcommands on files, one-line errors, the demo."""
 from __future__ import annotations
 
+import functools
+import importlib.util
+import io
 import subprocess
 import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gmmfast.cli import load_images, main, make_observed
+from gmmfast import GaussianMixture, GMMClassifier, _progress, cli
+from gmmfast.cli import classify_and_impute, load_images, main, make_observed
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +114,357 @@ def test_console_entry_and_help(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gmmfast", "--help"], capture_output=True, text=True,
                             timeout=120, cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("demo", "classify", "inpaint"):
+    for command in ("demo", "classify", "inpaint", "denoise", "bench"):
         assert command in result.stdout
 
 
+@pytest.mark.parametrize("argv, message", [
+    ([], "required: COMMAND"),
+    (["nonsense"], "invalid choice"),
+    (["denoise", "--images", "x.npz", "--sigma", "-1"], "--sigma: expected a positive number"),
+    (["classify", "--test", "x.npz", "--n-components", "two"], "--n-components"),
+    (["demo", "--k-sweep", "0,1"], "positive integers"),
+])
+def test_usage_errors_are_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("gmmfast: error: ") and message in err
+
+
+def test_help_exits_0(capsys):
+    code, out, _ = run(capsys, "denoise", "--help")
+    assert code == 0 and "--add-noise" in out and "--blur-sigma" in out
+
+
 def test_demo_on_shipped_sample(tmp_path, capsys):
-    """The main job end to end on the embedded sample: accuracy and a report."""
-    code, out, err = run(capsys, "demo", "--out", str(tmp_path))
+    """The main job end to end on the embedded sample: accuracy, inpainting,
+    denoising, a report and (with matplotlib) figures."""
+    code, out, err = run(capsys, "demo", "--out", str(tmp_path), "--k-sweep", "1")
     assert code == 0, err
+    assert err == ""  # no bars: stderr is not a terminal and no --verbose
     clean = float(out.split("test accuracy ")[1].split("%")[0])
     missing = float(out.split("missing (1000 images): accuracy ")[1].split("%")[0])
     assert clean > 94.0 and missing > 92.0
+    k1 = float(out.split("K=1: fitted in ")[1].split("test accuracy ")[1].split("%")[0])
+    assert 90.0 < k1 < clean
+    noisy = float(out.split("PSNR ")[1].split(" dB")[0])
+    restored = {m: float(out.split(f"  {m}: PSNR ")[1].split(" dB")[0]) for m in ("map", "posterior_mean", "epll")}
+    assert all(value > noisy + 5 for value in restored.values()), (noisy, restored)
     report = (tmp_path / "report.md").read_text()
-    assert "| clean (1000) |" in report and "Inpainting" in report
+    assert "| clean (1000) |" in report and "## Inpainting" in report and "## Denoising" in report
+    assert "| 1 | " in report and "| 2 | " in report  # accuracy against K
+    assert f"| map | {restored['map']:.2f} |" in report
+    figures = ("accuracy_vs_k.png", "em_curve.png", "inpainting.png", "denoising.png")
+    if importlib.util.find_spec("matplotlib"):
+        for name in figures:
+            assert (tmp_path / name).stat().st_size > 1000
+            assert f"]({name})" in report
+    else:
+        assert "figures skipped" in out and "Skipped: matplotlib is not installed" in report
+
+
+def test_demo_bad_data_dir_is_one_line(tmp_path, capsys):
+    code, out, err = run(capsys, "demo", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1 and "MNIST files not found" in err
+
+
+def test_demo_download_failure_is_one_line(tmp_path, capsys, monkeypatch):
+    """--download with every mirror failing (a loopback port with no listener): one line, exit 2."""
+    import socket
+
+    from gmmfast import datasets
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", (url, url))
+    monkeypatch.delenv("GMMFAST_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code, out, err = run(capsys, "demo", "--download", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1
+    assert "could not download a valid train-images-idx3-ubyte.gz" in err and "refused" in err
+
+
+def test_figures_skipped_without_matplotlib(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code, out, err = run(capsys, "inpaint", "--train", str(files / "train.npz"), "--images", str(files / "test.npz"),
+                         "--n-components", "1", "--figure", str(tmp_path / "f.png"))
+    assert code == 0, err
+    assert "matplotlib is not installed" in out and not (tmp_path / "f.png").exists()
+
+
+def test_inpaint_figure(files, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    code, out, err = run(capsys, "inpaint", "--train", str(files / "train.npz"), "--images", str(files / "test.npz"),
+                         "--n-components", "1", "--figure", str(tmp_path / "f.png"))
+    assert code == 0, err
+    assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_classify_k_search_from_the_command_line(files, capsys):
+    code, out, err = run(capsys, "classify", "--train", str(files / "train.npz"), "--test", str(files / "test.npz"),
+                         "--n-components", "1,2", "--selection", "bic")
+    assert code == 0, err
+    assert "K per class {0: 1, 1: 1}" in out  # BIC prefers one Gaussian for one-blob classes
+
+
+def test_classify_and_impute_matches_predict_and_impute(files):
+    X, y = load_images(files / "train.npz", "train", need_labels=True)
+    clf = GMMClassifier(2, reg_covar=0.05, random_state=0).fit(X, y)
+    Xt, _ = load_images(files / "test.npz", "test", need_labels=False)
+    observed = make_observed(Xt, "random", 0.5, 3)
+    predicted, filled = classify_and_impute(clf, Xt, observed)
+    np.testing.assert_array_equal(predicted, clf.predict(Xt, observed=observed))
+    np.testing.assert_allclose(filled, clf.impute(Xt, observed=observed, clip=(0.0, 1.0)), rtol=0, atol=1e-12)
+
+
+def test_pixel_scaling():
+    """Integers and 0..255 floats are divided by 255; noisy [0, 1] floats (above 1) are kept."""
+    noisy = np.array([[0.0, 1.4, -0.3]])
+    np.testing.assert_array_equal(cli._scaled(noisy), noisy)
+    np.testing.assert_allclose(cli._scaled(np.array([[0.0, 255.0]])), [[0.0, 1.0]])
+    np.testing.assert_allclose(cli._scaled(np.array([[0, 255]], dtype=np.uint8)), [[0.0, 1.0]])
+
+
+# ------------------------------------------------------------------ denoise
+@pytest.fixture(scope="module")
+def smooth(tmp_path_factory):
+    """Small smooth images (12 x 12, blurred noise in [0, 1]) that a patch prior learns quickly."""
+    from scipy import ndimage
+
+    d = tmp_path_factory.mktemp("denoise")
+    rng = np.random.default_rng(0)
+    def images(n):
+        x = ndimage.gaussian_filter(rng.random((n, 12, 12)), sigma=(0, 2, 2))
+        x = (x - x.min(axis=(1, 2), keepdims=True)) / np.ptp(x, axis=(1, 2), keepdims=True)
+        return x
+    train, test = images(60), images(6)
+    np.savez(d / "train.npz", images=(train * 255).astype(np.uint8))
+    np.savez(d / "clean.npz", images=test)
+    noisy = test + 0.2 * rng.standard_normal(test.shape)
+    np.savez(d / "noisy.npz", images=noisy)
+    np.savez(d / "flat.npz", images=noisy.reshape(6, 144))
+    np.savez(d / "odd.npz", images=np.zeros((6, 15)))
+    np.savez(d / "nan.npz", images=np.where(np.eye(12, dtype=bool), np.nan, noisy))
+    np.savez(d / "tiny.npz", images=np.zeros((3, 3, 3)))
+    return d
+
+
+PRIOR = ("--patch-size", "4", "--n-components", "3", "--max-patches", "3000", "--max-iter", "10")
+
+
+def test_denoise_add_noise_fits_saves_and_improves_psnr(smooth, tmp_path, capsys):
+    code, out, err = run(capsys, "denoise", "--train", str(smooth / "train.npz"), *PRIOR,
+                         "--images", str(smooth / "clean.npz"), "--add-noise", "--sigma", "0.2", "--method", "map",
+                         "--save-model", str(tmp_path / "d.npz"), "--out", str(tmp_path / "r.npz"))
+    assert code == 0, err
+    assert "fitted a 3-component prior on 4x4 patches of 60 images" in out
+    with np.load(tmp_path / "r.npz") as result:
+        assert set(result.files) == {"restored", "noisy", "psnr", "psnr_input"}
+        restored, noisy, gain = result["restored"], result["noisy"], result["psnr"] - result["psnr_input"]
+    assert restored.shape == noisy.shape == (6, 12, 12)
+    assert (restored >= 0).all() and (restored <= 1).all()
+    assert (gain > 3).all(), gain
+    assert "PSNR 13.9" in out or "PSNR 14." in out  # sigma 0.2 on [0, 1] pixels: about 14 dB
+
+    # The same noise again (same --seed) with the saved model: the same result.
+    code, out2, err = run(capsys, "denoise", "--model", str(tmp_path / "d.npz"), "--images", str(smooth / "clean.npz"),
+                          "--add-noise", "--sigma", "0.2", "--method", "map", "--out", str(tmp_path / "r2.npz"))
+    assert code == 0, err
+    with np.load(tmp_path / "r2.npz") as result:
+        np.testing.assert_allclose(result["restored"], restored, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["posterior_mean", "epll"])
+def test_denoise_noisy_input_with_reference(smooth, tmp_path, capsys, method):
+    code, out, err = run(capsys, "denoise", "--train", str(smooth / "train.npz"), *PRIOR,
+                         "--images", str(smooth / "flat.npz"), "--reference", str(smooth / "clean.npz"),
+                         "--sigma", "0.2", "--method", method, "--out", str(tmp_path / "r.npz"))
+    assert code == 0, err
+    with np.load(tmp_path / "r.npz") as result:
+        assert "noisy" not in result.files
+        assert result["restored"].shape == (6, 12, 12)  # 144 pixels: square images
+        assert result["psnr"].mean() > result["psnr_input"].mean() + 3
+
+
+def test_deblur_and_figure(smooth, tmp_path, capsys):
+    code, out, err = run(capsys, "denoise", "--train", str(smooth / "train.npz"), *PRIOR,
+                         "--images", str(smooth / "clean.npz"), "--add-noise", "--sigma", "0.05", "--blur-sigma", "1.0",
+                         "--method", "epll", "--out", str(tmp_path / "r.npz"), "--figure", str(tmp_path / "r.png"))
+    assert code == 0, err
+    assert "deblurred (Gaussian blur of 1.0 px)" in out
+    with np.load(tmp_path / "r.npz") as result:
+        assert result["psnr"].mean() > result["psnr_input"].mean() + 1  # EPLL undoes the blur over whole images
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "r.png").stat().st_size > 1000
+    else:
+        assert "matplotlib is not installed" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--images", "{d}/clean.npz", "--sigma", "0.1"], "--model FILE, or --train DATA"),
+    (["--images", "{d}/missing.npz", "--sigma", "0.1", "--train", "{d}/train.npz"], "no such file"),
+    (["--images", "{d}/odd.npz", "--sigma", "0.1", "--train", "{d}/train.npz"], "not square"),
+    (["--images", "{d}/nan.npz", "--sigma", "0.1", "--train", "{d}/train.npz"], "NaN"),
+    (["--images", "{d}/tiny.npz", "--sigma", "0.1", "--train", "{d}/train.npz", *PRIOR], "smaller than"),
+    (["--images", "{d}/clean.npz", "--sigma", "0.1", "--model", "{d}/clean.npz"], "gmmfast model"),
+    (["--images", "{d}/clean.npz", "--sigma", "0.1", "--model", "{d}/nothere.npz"], "no such model file"),
+    (["--images", "{d}/noisy.npz", "--sigma", "0.1", "--train", "{d}/train.npz", "--reference", "{d}/odd.npz"], "not square"),
+    (["--images", "{d}/clean.npz", "--sigma", "0.1", "--train", "{d}/train.npz", "--add-noise", "--reference", "{d}/clean.npz"],
+     "--reference is for inputs"),
+    (["--images", "{d}/clean.npz", "--sigma", "0.1", "--method", "wiener"], "invalid choice"),
+])
+def test_denoise_bad_input_is_one_line_and_exit_2(smooth, capsys, argv, message):
+    code, out, err = run(capsys, "denoise", *[a.format(d=smooth) for a in argv])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("gmmfast: error: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_denoise_with_a_classifier_model_is_refused(files, smooth, tmp_path, capsys):
+    code, _, err = run(capsys, "classify", "--train", str(files / "train.npz"), "--test", str(files / "test.npz"),
+                       "--n-components", "1", "--save-model", str(tmp_path / "clf.npz"))
+    assert code == 0, err
+    code, _, err = run(capsys, "denoise", "--model", str(tmp_path / "clf.npz"), "--images", str(smooth / "clean.npz"),
+                       "--sigma", "0.1")
+    assert code == 2 and err.count("\n") == 1 and "PatchDenoiser" in err
+
+
+# -------------------------------------------------------------------- bench
+def test_bench_without_scikit_learn_says_what_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    code, out, err = run(capsys, "bench", "--quick")
+    assert code == 2
+    assert err.count("\n") == 1 and "pip install 'gmmfast[bench]'" in err
+
+
+def test_bench_quick_prints_ratio_table(capsys, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.setitem(sys.modules, "skimage", None)  # the scikit-image part has its own test
+    code, out, err = run(capsys, "bench", "--quick", "--bench-n", "300", "--n-components", "2", "--repeats", "1")
+    assert code == 0, err
+    assert "vs scikit-learn" in out and "300 images" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("score_samples", "em_iteration"))]
+    assert [r[:2] for r in rows] == [[c, v] for c in ("score_samples", "em_iteration")
+                                     for v in ("sklearn", "gmmfast-f64", "gmmfast-f32")]
+    assert all(r[4].endswith("x") and float(r[4][:-1]) > 0 for r in rows)  # case variant median (min) ratio (ratio)
+    assert "scikit-image is not installed" in out
+
+
+def test_bench_quick_scikit_image_part(capsys):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("skimage")
+    code, out, err = run(capsys, "bench", "--quick", "--bench-n", "100", "--n-components", "2", "--repeats", "1")
+    assert code == 0, err
+    assert "gmmfast.patches.extract_patches" in out and "skimage non-local means" in out
+    psnrs = {line[:38].strip(): float(line.split()[-1]) for line in out.splitlines()
+             if line.startswith(("gmmfast map", "skimage TV"))}
+    assert psnrs["gmmfast map"] > 18 and psnrs["skimage TV (Chambolle, weight 0.15)"] > 15
+
+
+def test_bench_runs_a_pytest_suite(tmp_path, capfd):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("pytest_benchmark")
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "pytest.ini").write_text("[pytest]\npython_files = bench_*.py\n")
+    (suite / "conftest.py").write_text("")
+    (suite / "bench_fake.py").write_text("def test_fake():\n    print('FAKE SUITE RAN')\n")
+    code = main(["bench", "--benchmarks", str(suite), "--", "-s", "-q"])
+    out, err = capfd.readouterr()
+    assert code == 0, out + err
+    assert "running the benchmark suite" in out and "FAKE SUITE RAN" in out and "1 passed" in out
+
+
+def test_bench_bad_suite_dir(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    code, _, err = run(capsys, "bench", "--benchmarks", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "no conftest.py" in err
+
+
+def test_bench_finds_the_source_tree_suite():
+    suite = cli._benchmark_suite(None)
+    repo_suite = Path(cli.__file__).resolve().parents[1] / "benchmarks"
+    assert suite == (repo_suite if (repo_suite / "conftest.py").is_file() else None)
+
+
+# ----------------------------------------------------------- progress bars
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_wanted_only_on_a_terminal_or_verbose(monkeypatch):
+    assert not _progress.wanted(False, stream=io.StringIO())
+    assert _progress.wanted(False, stream=FakeTTY()) == _progress.available()
+    assert _progress.wanted(True) == _progress.available()
+    monkeypatch.setattr(_progress, "_tqdm", None)  # tqdm not installed
+    assert not _progress.wanted(True) and not _progress.wanted(False, stream=FakeTTY())
+    with _progress.progress_bars(True) as on:
+        assert not on and isinstance(_progress.bar(total=3), _progress.NullBar)
+
+
+@pytest.mark.filterwarnings("ignore::gmmfast.ConvergenceWarning")
+def test_progress_silent_by_default_and_when_not_a_terminal(capsys):
+    X = np.random.RandomState(0).randn(200, 3)
+    GaussianMixture(2, max_iter=5, random_state=0).fit(X)  # library default: no bars
+    with _progress.progress_bars():  # stderr is captured: not a terminal
+        GaussianMixture(2, max_iter=5, random_state=0).fit(X)
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.filterwarnings("ignore::gmmfast.ConvergenceWarning")
+def test_progress_shown_with_verbose(capsys, monkeypatch):
+    tqdm = pytest.importorskip("tqdm")
+    # Draw on every update (tqdm redraws at most every 0.1 s by default).
+    monkeypatch.setattr(_progress, "_tqdm", functools.partial(tqdm.tqdm, mininterval=0, miniters=1))
+    X = np.random.RandomState(0).randn(200, 3)
+    with _progress.progress_bars(verbose=True) as on:
+        assert on
+        GaussianMixture(2, max_iter=5, tol=0.0, random_state=0).fit(X)
+    out, err = capsys.readouterr()
+    assert out == ""  # bars go to stderr only
+    assert "EM K=2" in err and "5/5" in err and "change" in err  # iterations, and the log-likelihood change
+
+
+@pytest.mark.filterwarnings("ignore::gmmfast.ConvergenceWarning")
+def test_progress_without_tqdm_keeps_verbose_lines(capsys, monkeypatch):
+    monkeypatch.setattr(_progress, "_tqdm", None)
+    X = np.random.RandomState(0).randn(200, 3)
+    with _progress.progress_bars(verbose=True):
+        GaussianMixture(2, max_iter=4, tol=0.0, verbose=1, verbose_interval=2, random_state=0).fit(X)
+    out, err = capsys.readouterr()
+    assert err == "" and "Iteration 2" in out and "Iteration 4" in out
+
+
+def test_cli_verbose_shows_bars_and_messages(files, capsys):
+    pytest.importorskip("tqdm")
+    argv = ["classify", "--train", str(files / "train.npz"), "--test", str(files / "test.npz"), "--n-components", "1,2"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and err == ""  # not a terminal, no --verbose: quiet
+    code, out, err = run(capsys, *argv, "--verbose")
+    assert code == 0, err
+    assert "GMMClassifier" in err and "K search" in err and "EM K=" in err  # bars: classes, K search, EM
+    assert "[GMMClassifier] class 0: K=1 BIC" in out  # verbose messages still on stdout
+
+
+def test_ctrl_c_stops_cleanly_with_bars_open(files, capsys, monkeypatch):
+    tqdm = pytest.importorskip("tqdm")
+    calls = []
+    original = GaussianMixture._m_step
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixture, "_m_step", interrupted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "EM interrupted; ..."
+        code, out, err = run(capsys, "classify", "--train", str(files / "train.npz"), "--test", str(files / "test.npz"),
+                             "--n-components", "1", "--verbose")
+    assert code == 130
+    assert err.rstrip().endswith("gmmfast: interrupted") and "Traceback" not in err
+    assert len(tqdm.tqdm._instances) == 0  # every bar was closed

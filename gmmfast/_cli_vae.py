@@ -1,0 +1,389 @@
+"""``gmmfast vae``: train a convolutional VAE, reconstruct, classify and cluster in its latent space.
+
+Registered on the main parser by :func:`add_vae_commands`, which imports
+nothing heavy: torch is imported inside the commands, so ``gmmfast --help``
+works without it (and ``gmmfast vae train`` without torch says how to get it
+in one line).
+
+Data files are ``.npz`` archives of images and labels (or a directory of
+MNIST IDX files). Images: uint8 0..255 or floats in [0, 1], of shape
+(n, 28, 28), (n, 784), (n, 28, 28, 1) or (n, 1, 28, 28). Keys, the first
+present wins: images ``images, x, X, data, imgs, arr_0``, then
+``x_<split>, X_<split>, <split>_images, images_<split>`` (split ``train``
+for training data, ``test`` otherwise), then the other split's; labels
+``labels, y, Y, targets, label, arr_1``, then ``y_<split>, Y_<split>,
+<split>_labels, labels_<split>``, then the other split's. The reference
+assignment's ``mnist_1_4_8_train.npz`` / ``mnist_1_4_8_test.npz`` files
+(``x_train``/``y_train``, ``x_test``/``y_test``, or ``images``/``labels``)
+are read as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cli import UsageError, load_images
+
+_GENERIC_IMAGES = ("images", "x", "X", "data", "imgs", "arr_0")
+_GENERIC_LABELS = ("labels", "y", "Y", "targets", "label", "arr_1")
+
+
+def _split_keys(split: str, labels: bool) -> tuple[str, ...]:
+    if labels:
+        return (f"y_{split}", f"Y_{split}", f"{split}_labels", f"labels_{split}")
+    return (f"x_{split}", f"X_{split}", f"{split}_images", f"images_{split}")
+
+
+def data_keys(split: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(image keys, label keys) looked for in an .npz, in order, for ``split``."""
+    other = "test" if split == "train" else "train"
+    return (_GENERIC_IMAGES + _split_keys(split, False) + _split_keys(other, False),
+            _GENERIC_LABELS + _split_keys(split, True) + _split_keys(other, True))
+
+
+def load_data(path: str | Path, split: str, *, need_labels: bool,
+              digits: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images as float32 (n, H, W) in [0, 1] and labels (or None) from an .npz or IDX directory.
+
+    ``digits`` keeps only the images with those labels. Raises
+    :class:`~gmmfast.cli.UsageError` with a one-line message for anything wrong.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    if path.is_dir():
+        flat, labels = load_images(path, split, need_labels=need_labels or bool(digits))
+        side = int(round(np.sqrt(flat.shape[1])))
+        images = flat.reshape(len(flat), side, -1)
+    else:
+        image_keys, label_keys = data_keys(split)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                keys = list(archive.files)
+                image_key = next((k for k in image_keys if k in keys), None)
+                label_key = next((k for k in label_keys if k in keys), None)
+                if image_key is None:
+                    raise UsageError(f"{path}: no images; expected one of the keys {', '.join(image_keys)} "
+                                     f"(found {', '.join(keys) or 'none'})")
+                images = archive[image_key]
+                labels = archive[label_key] if label_key else None
+        except UsageError:
+            raise
+        except Exception as exc:  # not a zip, pickled objects, truncated
+            raise UsageError(f"{path}: not a readable .npz file ({' '.join(str(exc).split())[:150]})") from None
+        images = np.asarray(images)
+        if images.ndim == 4 and 1 in (images.shape[1], images.shape[3]):
+            images = images.reshape(images.shape[0], *[s for s in images.shape[1:] if s != 1] or [1, 1])
+        if images.dtype.kind not in "biuf" or images.ndim not in (2, 3) or len(images) == 0:
+            raise UsageError(f"{path}: images must be a non-empty numeric array of shape (n, H, W) or (n, pixels); "
+                             f"got {images.dtype} {images.shape}")
+        if images.ndim == 2:
+            side = int(round(np.sqrt(images.shape[1])))
+            if side * side != images.shape[1]:
+                raise UsageError(f"{path}: {images.shape[1]} pixels per image is not a square image")
+            images = images.reshape(len(images), side, side)
+        if not np.isfinite(images).all():
+            raise UsageError(f"{path}: images contain NaN or infinity")
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1) if np.ndim(labels) == 2 and 1 in np.shape(labels) else np.asarray(labels)
+            if labels.ndim != 1 or len(labels) != len(images):
+                raise UsageError(f"{path}: {len(images)} images but labels of shape {labels.shape}")
+        if images.dtype.kind in "biu" or images.max() > 1.0:
+            if images.min() < 0 or images.max() > 255:
+                raise UsageError(f"{path}: pixel values from {images.min()} to {images.max()}; expected 0..255 or [0, 1]")
+            images = images.astype(np.float32) / 255.0
+        elif images.min() < 0:
+            raise UsageError(f"{path}: negative pixel values; expected 0..255 or [0, 1]")
+        images = images.astype(np.float32)
+    if need_labels and labels is None:
+        raise UsageError(f"{path}: no labels; expected one of the keys {', '.join(data_keys(split)[1])}")
+    if digits:
+        if labels is None:
+            raise UsageError(f"{path}: --digits needs labels")
+        keep = np.isin(labels, digits)
+        if not keep.any():
+            raise UsageError(f"{path}: no images of the digits {' '.join(map(str, digits))}")
+        images, labels = images[keep], labels[keep]
+    return images, labels
+
+
+def _torch():
+    try:
+        from . import vae
+    except ImportError as exc:
+        raise UsageError(f"{exc}") from None
+    return vae
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if getattr(args, "n_threads", None):
+        import torch
+
+        torch.set_num_threads(args.n_threads)
+
+
+def _load_vae(path: str, device: str | None):
+    vae = _torch()
+    if not Path(path).exists():
+        raise UsageError(f"{path}: no such model file")
+    return vae.ConvVAE.load(path, device=device)
+
+
+def _fit_classifier(Z: np.ndarray, y: np.ndarray, args: argparse.Namespace):
+    from .classifier import GMMClassifier
+
+    return GMMClassifier(args.gmm_components, covariance_type=args.covariance_type, reg_covar=args.reg_covar,
+                         random_state=args.seed, n_threads=args.n_threads).fit(Z, y)
+
+
+def _report(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    from ._vae_metrics import classification_scores
+
+    s = classification_scores(y, predicted)
+    print(f"accuracy {s['accuracy']:.2%}; macro precision {s['precision']:.2%}, recall {s['recall']:.2%}, "
+          f"F1 {s['f1']:.2%} ({len(y)} images)")
+    return s
+
+
+def _cluster_report(Z: np.ndarray, y: np.ndarray, seed: int, n_threads: int | None) -> None:
+    from ._vae_metrics import clustering_scores
+    from .mixture import GaussianMixture
+
+    k = len(np.unique(y))
+    clusters = GaussianMixture(k, covariance_type="full", n_init=5, random_state=seed, n_threads=n_threads).fit_predict(Z)
+    s = clustering_scores(y, clusters)
+    print(f"unsupervised GMM (K = {k}) on the latents: clustering accuracy {s['accuracy']:.2%}, "
+          f"NMI {s['nmi']:.3f}, ARI {s['ari']:.3f}")
+
+
+# ------------------------------------------------------------ commands
+def cmd_train(args: argparse.Namespace) -> None:
+    vae = _torch()
+    _threads(args)
+    X, y = load_data(args.train, "train", need_labels=False, digits=args.digits)
+    model = vae.ConvVAE(
+        args.latent_dim, channels=tuple(args.channels), hidden_units=args.hidden_units, beta=args.beta,
+        learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
+        rotation=args.rotation, flip=args.flip, input_noise=args.input_noise, device=args.device,
+        random_state=args.seed, verbose=int(args.verbose))
+    print(f"training a VAE (latent size {args.latent_dim}) on {len(X)} images, at most {args.epochs} epochs")
+    start = time.perf_counter()
+    model.fit(X)
+    took = time.perf_counter() - start
+    print(f"trained {model.n_epochs_} epochs in {took:.1f} s ({model.seconds_per_epoch_:.1f} s per epoch on "
+          f"{model.device_}); best validation loss {model.best_val_loss_:.2f} at epoch {model.best_epoch_}"
+          + (" (interrupted)" if model.interrupted_ else ""))
+    model.save(args.save_model)
+    print(f"saved the VAE to {args.save_model}")
+    clf = None
+    if y is None:
+        print("no labels in the training data: no latent GMM classifier fitted")
+    else:
+        Z = model.encode(X)
+        clf = _fit_classifier(Z, y, args)
+        print(f"latent GMM classifier ({args.gmm_components} Gaussian(s) per class): training accuracy "
+              f"{clf.score(Z, y):.2%}")
+        gmm_path = args.save_gmm or str(Path(args.save_model).with_suffix("")) + "-gmm.npz"
+        clf.save(gmm_path)
+        print(f"saved the latent GMM classifier to {gmm_path}")
+    if args.test:
+        X_test, y_test = load_data(args.test, "test", need_labels=clf is not None, digits=args.digits)
+        if clf is not None:
+            _report(y_test, clf.predict(model.encode(X_test)))
+    if args.figures:
+        _figures(Path(args.figures), model, X, y, clf)
+
+
+def _figures(out: Path, model, X: np.ndarray, y: np.ndarray | None, clf) -> None:
+    from . import _vae_plots as P
+
+    try:
+        P.pyplot()
+    except ImportError as exc:
+        print(f"no figures: {exc}")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    written = [P.plot_reconstructions(out / "reconstructions.png", X[:12], model.reconstruct(X[:12]))]
+    written.append(P.plot_images(out / "samples.png", [model.sample(12, random_state=r) for r in range(3)],
+                                 ["prior"] * 3, "decoded samples from N(0, I)"))
+    if y is not None:
+        written.append(P.plot_latent_space(out / "latent_space.png", model.encode(X), y, clf,
+                                           "latent means by class, latent GMM classifier ellipses"))
+    if model.latent_dim == 2:
+        written.append(P.plot_manifold(out / "manifold.png", model))
+    print("wrote " + ", ".join(written))
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    _threads(args)
+    model = _load_vae(args.model, args.device)
+    X, y = load_data(args.images, "test", need_labels=False, digits=args.digits)
+    start = time.perf_counter()
+    Z = model.encode(X)
+    R = model.decode(Z)
+    print(f"reconstructed {len(X)} images in {time.perf_counter() - start:.1f} s; mean squared error "
+          f"{np.mean((R - X) ** 2):.5f} per pixel")
+    arrays: dict[str, Any] = {"reconstructions": R, "latents": Z}
+    if y is not None:
+        arrays["labels"] = y
+    np.savez_compressed(args.out, **arrays)
+    print(f"wrote {args.out} (keys: {', '.join(arrays)})")
+    if args.figure:
+        from . import _vae_plots as P
+
+        try:
+            print(f"wrote {P.plot_reconstructions(args.figure, X[:12], R[:12])}")
+        except ImportError as exc:
+            print(f"no figure: {exc}")
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    _threads(args)
+    model = _load_vae(args.model, args.device)
+    if args.gmm:
+        from .classifier import GMMClassifier
+
+        if not Path(args.gmm).exists():
+            raise UsageError(f"{args.gmm}: no such model file")
+        clf = GMMClassifier.load(args.gmm)
+    elif args.train:
+        X_train, y_train = load_data(args.train, "train", need_labels=True, digits=args.digits)
+        clf = _fit_classifier(model.encode(X_train), y_train, args)
+        print(f"fitted a latent GMM classifier on {len(X_train)} images")
+        if args.save_gmm:
+            clf.save(args.save_gmm)
+            print(f"saved it to {args.save_gmm}")
+    else:
+        raise UsageError("give --gmm FILE (saved by gmmfast vae train), or --train DATA to fit one")
+    if clf.n_features_in_ != model.latent_dim:
+        raise UsageError(f"{args.gmm}: the classifier has {clf.n_features_in_} features, the VAE's latent space "
+                         f"{model.latent_dim} dimensions")
+    X, y = load_data(args.test, "test", need_labels=False, digits=args.digits)
+    Z = model.encode(X)
+    log_proba = clf.predict_log_proba(Z)
+    predicted = clf.classes_[log_proba.argmax(axis=1)]
+    print(f"classified {len(X)} images")
+    if y is not None:
+        _report(y, predicted)
+        if args.cluster:
+            _cluster_report(Z, y, args.seed, args.n_threads)
+    if args.out:
+        np.savez_compressed(args.out, predictions=predicted, log_proba=log_proba, classes=clf.classes_, latents=Z)
+        print(f"wrote {args.out}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    _threads(args)
+    model = _load_vae(args.model, args.device)
+    gmm = None
+    if args.gmm:
+        from .classifier import GMMClassifier
+
+        if not Path(args.gmm).exists():
+            raise UsageError(f"{args.gmm}: no such model file")
+        gmm = GMMClassifier.load(args.gmm)
+        labels = gmm.classes_.tolist()
+        images = np.concatenate([model.sample(args.n, gmm=gmm, component=c, random_state=args.seed + i)
+                                 for i, c in enumerate(labels)])
+        sample_labels = np.repeat(labels, args.n)
+    else:
+        images, sample_labels = model.sample(args.n, random_state=args.seed), None
+    arrays = {"images": images} | ({"labels": sample_labels} if sample_labels is not None else {})
+    np.savez_compressed(args.out, **arrays)
+    print(f"wrote {len(images)} generated images to {args.out}")
+    if args.figure:
+        from . import _vae_plots as P
+
+        rows = [images[i * args.n:(i + 1) * args.n] for i in range(len(images) // args.n)]
+        titles = [f"class {c}" for c in gmm.classes_.tolist()] if gmm is not None else ["prior"]
+        try:
+            print(f"wrote {P.plot_images(args.figure, rows, titles, 'generated digits')}")
+        except ImportError as exc:
+            print(f"no figure: {exc}")
+
+
+# -------------------------------------------------------------- parser
+def add_vae_commands(sub: Any) -> None:
+    """Add ``gmmfast vae {train,reconstruct,classify,sample}`` to the subparsers ``sub``."""
+    keys = data_keys("train")
+    vae = sub.add_parser(
+        "vae", help="convolutional VAE: train, reconstruct, classify in latent space (needs torch)",
+        description="A convolutional VAE (PyTorch; pip install 'gmmfast[vae]') whose latent means feed "
+        "gmmfast's Gaussian mixtures.",
+        epilog="Data: an .npz of images (uint8 or [0, 1]; keys " + ", ".join(keys[0][:6]) + ", x_train/x_test, ...) "
+        "and labels (keys " + ", ".join(keys[1][:6]) + ", y_train/y_test, ...), or a directory of MNIST IDX files.")
+    vsub = vae.add_subparsers(dest="vae_command", required=True, metavar="VAE_COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--digits", type=int, nargs="+", help="keep only images of these labels (e.g. 1 4 8)")
+        p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+        p.add_argument("--n-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+        p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+        p.add_argument("-v", "--verbose", action="store_true", help="progress bar and a line per epoch")
+
+    def gmm_options(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("latent GMM classifier")
+        g.add_argument("--gmm-components", type=int, default=1, help="Gaussians per class (default 1)")
+        g.add_argument("--covariance-type", default="full", choices=("full", "tied", "diag", "spherical"))
+        g.add_argument("--reg-covar", type=float, default=1e-6, help="added to covariance diagonals (default 1e-6)")
+        g.add_argument("--save-gmm", help="where to save the latent GMM classifier (.npz)")
+
+    train = vsub.add_parser("train", help="train a VAE; fit and save a latent GMM classifier when there are labels",
+                            description="Train a ConvVAE on --train, save it (--save-model), fit a class-conditional "
+                            "GMM on the latent means and save it (--save-gmm); with --test, print the test accuracy "
+                            "and macro precision, recall and F1.")
+    train.add_argument("--train", required=True, help="training images (.npz or IDX directory)")
+    train.add_argument("--test", help="test images with labels to evaluate on")
+    train.add_argument("--save-model", default="vae.pt", help="VAE model file (default vae.pt)")
+    train.add_argument("--latent-dim", type=int, default=2, help="latent size (default 2)")
+    train.add_argument("--epochs", type=int, default=50, help="most epochs (default 50; early stopping after --patience)")
+    train.add_argument("--patience", type=int, default=15, help="early-stopping patience in epochs (default 15)")
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--beta", type=float, default=0.5, help="weight of the KL term (default 0.5)")
+    train.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128, 128, 256],
+                       help="encoder channels, five values (default 32 64 128 128 256)")
+    train.add_argument("--hidden-units", type=int, default=512, help="dense layer width (default 512)")
+    train.add_argument("--rotation", type=float, default=0.0, help="augmentation: rotations up to this many degrees")
+    train.add_argument("--flip", action="store_true", help="augmentation: random horizontal flips")
+    train.add_argument("--input-noise", type=float, default=0.0, help="std of Gaussian noise on the encoder's input")
+    train.add_argument("--figures", help="directory for latent-space, reconstruction, sample and manifold figures")
+    gmm_options(train)
+    common(train)
+    train.set_defaults(func=cmd_train)
+
+    rec = vsub.add_parser("reconstruct", help="encode and decode images; write the reconstructions (.npz)")
+    rec.add_argument("--model", required=True, help="VAE model file from gmmfast vae train")
+    rec.add_argument("--images", required=True, help="images (.npz or IDX directory: its test split)")
+    rec.add_argument("--out", required=True, help="output .npz (keys reconstructions, latents, labels)")
+    rec.add_argument("--figure", help="originals above reconstructions (.png)")
+    common(rec)
+    rec.set_defaults(func=cmd_reconstruct)
+
+    cls = vsub.add_parser("classify", help="classify images with a latent GMM classifier",
+                          description="Encode --test with the VAE and classify the latent means with --gmm (or one "
+                          "fitted on --train); prints accuracy and macro precision, recall and F1.")
+    cls.add_argument("--model", required=True, help="VAE model file")
+    cls.add_argument("--gmm", help="latent GMM classifier (.npz from gmmfast vae train)")
+    cls.add_argument("--train", help="fit the latent GMM classifier on these labelled images instead")
+    cls.add_argument("--test", required=True, help="images to classify (IDX directory: its test split)")
+    cls.add_argument("--cluster", action="store_true",
+                     help="also cluster the test latents with a GMM (K = number of classes, no labels used) "
+                     "and print Hungarian-matched accuracy, NMI and ARI")
+    cls.add_argument("--out", help="write predictions, log-probabilities and latents (.npz)")
+    gmm_options(cls)
+    common(cls)
+    cls.set_defaults(func=cmd_classify)
+
+    smp = vsub.add_parser("sample", help="generate images from the prior or from each class's latent GMM")
+    smp.add_argument("--model", required=True, help="VAE model file")
+    smp.add_argument("--gmm", help="latent GMM classifier: N images per class instead of N from the prior")
+    smp.add_argument("-n", type=int, default=10, help="images (per class with --gmm; default 10)")
+    smp.add_argument("--out", required=True, help="output .npz (keys images, labels)")
+    smp.add_argument("--figure", help="the generated images (.png)")
+    common(smp)
+    smp.set_defaults(func=cmd_sample)

@@ -1,0 +1,131 @@
+"""Progress bars for gmmfast's long loops: tqdm when asked for, silent otherwise.
+
+The estimators (EM iterations in :class:`gmmfast.GaussianMixture`, classes
+and K searches in :class:`gmmfast.GMMClassifier`) open their bars with
+:func:`bar`. Outside a :func:`progress_bars` block, or without tqdm
+installed, :func:`bar` returns a no-op object, so the library stays silent
+by default, as scikit-learn's estimators are (their ``verbose`` lines are
+unchanged). The ``gmmfast`` command turns the bars on for its whole run
+when standard error is a terminal or ``--verbose`` is given::
+
+    from gmmfast._progress import progress_bars
+
+    with progress_bars(verbose=True):      # or progress_bars() : only on a terminal
+        GMMClassifier(2).fit(X, y)         # a bar per class, one per EM run
+
+Bars write to standard error; messages printed through :func:`write`
+(the estimators' ``verbose`` lines) go to standard output above the bars.
+A bar is closed when its ``with`` block ends, also on ``KeyboardInterrupt``.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+from typing import Any, Iterable, Iterator
+
+try:  # optional at run time: a missing tqdm only means no bars
+    from tqdm import tqdm as _tqdm
+except ImportError:  # pragma: no cover - exercised by monkeypatching _tqdm
+    _tqdm = None
+
+__all__ = ["active", "bar", "progress_bars", "wanted", "write"]
+
+# Whether bars are shown in the current context (set by progress_bars).
+_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("gmmfast_progress", default=False)
+
+
+def available() -> bool:
+    """Whether tqdm can be imported."""
+    return _tqdm is not None
+
+
+def wanted(verbose: bool = False, stream: Any = None) -> bool:
+    """Whether bars should be shown: tqdm is installed, and ``verbose`` is
+    true or ``stream`` (default: standard error) is a terminal."""
+    if not available():
+        return False
+    if verbose:
+        return True
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def active() -> bool:
+    """Whether :func:`bar` shows bars here (inside an enabled :func:`progress_bars`)."""
+    return _ENABLED.get() and available()
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool | None = None, *, verbose: bool = False) -> Iterator[bool]:
+    """Show progress bars inside the block.
+
+    ``enabled=None`` decides with :func:`wanted` (a terminal, or
+    ``verbose``); True or False forces it (True still needs tqdm).
+    Yields whether bars are on.
+    """
+    on = wanted(verbose) if enabled is None else (bool(enabled) and available())
+    token = _ENABLED.set(on)
+    try:
+        yield on
+    finally:
+        _ENABLED.reset(token)
+
+
+class NullBar:
+    """The no-op stand-in for a tqdm bar: same methods, does nothing."""
+
+    def __init__(self, iterable: Iterable | None = None, total: int | None = None) -> None:
+        self.iterable = iterable
+        self.total = total
+        self.n = 0
+
+    def __iter__(self) -> Iterator:
+        return iter(self.iterable if self.iterable is not None else ())
+
+    def __enter__(self) -> "NullBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
+        unit: str = "it", leave: bool = True, **kwargs: Any) -> Any:
+    """A tqdm bar on standard error when :func:`active`, else a :class:`NullBar`.
+
+    Use it as a context manager (``with bar(total=n) as b: ... b.update()``)
+    or wrap an iterable. ``leave=False`` for inner bars, which disappear
+    when done.
+    """
+    if not active():
+        return NullBar(iterable, total)
+    return _tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr,
+                 dynamic_ncols=True, **kwargs)
+
+
+def write(message: str) -> None:
+    """Print a line to standard output without tearing the open bars."""
+    if active():
+        _tqdm.write(message, file=sys.stdout)
+        sys.stdout.flush()
+    else:
+        print(message, flush=True)

@@ -1,0 +1,366 @@
+"""gmmfast.vae: the convolutional VAE, VaDE, model files, cluster scores.
+
+Small networks and a few hundred images of the shipped MNIST sample keep
+this file to seconds; one test trains the default (reference) architecture
+for one epoch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import gmmfast.vae as V  # noqa: E402
+from gmmfast import GaussianMixture, GMMClassifier  # noqa: E402
+from gmmfast.vae import ConvVAE, VaDE, classification_scores, cluster_mapping, clustering_scores  # noqa: E402
+
+TINY = dict(channels=(4, 8, 8, 8, 8), hidden_units=32, batch_size=64, n_threads=1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_sample):
+    """300 training and 100 test images of the sample, (n, 784) float32 in [0, 1]."""
+    X, y, X_test, y_test = mnist_sample
+    return X[:300], y[:300], X_test[:100], y_test[:100]
+
+
+@pytest.fixture(scope="module")
+def tiny_vae(digits):
+    X = digits[0]
+    return ConvVAE(latent_dim=2, epochs=3, random_state=0, **TINY).fit(X)
+
+
+# ------------------------------------------------------------ architecture
+def test_default_architecture_is_the_reference_one():
+    vae = ConvVAE()
+    assert (vae.latent_dim, vae.beta, vae.dropout, vae.learning_rate) == (2, 0.5, 0.2, 1e-3)
+    assert (vae.lr_factor, vae.lr_patience, vae.patience, vae.validation_fraction) == (0.5, 5, 15, 0.2)
+    net = vae._build((28, 28))
+    convs = [m for m in net.encoder.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128, 128, 256]
+    assert [c.stride[0] for c in convs] == [1, 2, 1, 2, 1]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    dense = [m for m in net.encoder.dense if isinstance(m, torch.nn.Linear)]
+    assert [d.out_features for d in dense] == [512]
+    assert net.encoder.mu.out_features == net.encoder.log_sigma.out_features == 2
+    assert [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)] == [0.2, 0.2]
+    deconvs = [m for m in net.decoder.features if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [d.out_channels for d in deconvs] == [128, 128, 64, 32, 1]
+    assert [d.stride[0] for d in deconvs] == [1, 2, 1, 2, 1]
+    with torch.no_grad():
+        logits, mu, log_sigma, z = net.eval()(torch.rand(3, 1, 28, 28))
+    assert logits.shape == (3, 1, 28, 28) and mu.shape == log_sigma.shape == z.shape == (3, 2)
+
+
+def test_one_epoch_of_the_default_architecture_feeds_the_gmms(digits):
+    X, y, X_test, y_test = digits
+    vae = ConvVAE(latent_dim=2, epochs=1, random_state=0, n_threads=1).fit(X)
+    assert vae.n_epochs_ == 1 and vae.best_epoch_ == 1 and not vae.interrupted_
+    assert (vae.n_train_, vae.n_val_) == (240, 60)
+    assert np.isfinite(vae.history_["train_loss"]).all() and vae.seconds_per_epoch_ > 0
+    Z = vae.encode(X)
+    assert Z.shape == (300, 2) and Z.dtype == np.float64 and Z.flags.c_contiguous and np.isfinite(Z).all()
+    GaussianMixture(3, random_state=0).fit(Z)
+    clf = GMMClassifier(1, random_state=0).fit(Z, y)
+    assert clf.predict(vae.encode(X_test)).shape == (100,)
+
+
+# ------------------------------------------------------------ fit, shapes
+def test_shapes_and_ranges(tiny_vae, digits):
+    X, _, X_test, _ = digits
+    images = X_test[:7].reshape(7, 28, 28)
+    Z, log_sigma = tiny_vae.encode(images, return_log_sigma=True)
+    assert Z.shape == log_sigma.shape == (7, 2)
+    assert np.array_equal(Z, tiny_vae.encode(X_test[:7]))  # flat or (n, 28, 28) alike
+    decoded = tiny_vae.decode(Z)
+    assert decoded.shape == (7, 28, 28) and decoded.dtype == np.float32
+    assert decoded.min() >= 0 and decoded.max() <= 1
+    assert tiny_vae.reconstruct(X_test[:7]).shape == (7, 784)
+    assert tiny_vae.reconstruct(images).shape == (7, 28, 28)
+    assert np.array_equal(tiny_vae.reconstruct(images), decoded)
+    assert tiny_vae.sample(5, random_state=0).shape == (5, 28, 28)
+    assert np.array_equal(tiny_vae.sample(5, random_state=1), tiny_vae.sample(5, random_state=1))
+
+
+def test_loss_decreases_on_tiny_data(tiny_vae):
+    train = tiny_vae.history_["train_loss"]
+    val = tiny_vae.history_["val_loss"]
+    assert len(train) == len(val) == 3
+    assert train[-1] < train[0] and val[-1] < val[0]
+    assert tiny_vae.best_val_loss_ == min(val)
+
+
+def test_seeded_training_is_repeatable_and_inputs_untouched(digits):
+    X = digits[0][:120].copy()
+    before = X.copy()
+    a = ConvVAE(epochs=2, random_state=3, rotation=10, flip=True, input_noise=0.1, **TINY).fit(X)
+    b = ConvVAE(epochs=2, random_state=3, rotation=10, flip=True, input_noise=0.1, **TINY).fit(X)
+    c = ConvVAE(epochs=2, random_state=4, rotation=10, flip=True, input_noise=0.1, **TINY).fit(X)
+    assert np.array_equal(X, before)
+    assert a.history_["train_loss"] == b.history_["train_loss"]
+    assert np.array_equal(a.encode(X), b.encode(X))
+    assert not np.array_equal(a.encode(X), c.encode(X))
+
+
+def test_fit_leaves_torch_rng_and_threads_alone(digits):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    ConvVAE(epochs=1, random_state=0, **(TINY | {"n_threads": 2})).fit(digits[0][:40])
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
+
+
+def test_sampling_from_gmm_components(tiny_vae, digits):
+    X, y = digits[:2]
+    Z = tiny_vae.encode(X)
+    gm = GaussianMixture(3, covariance_type="full", random_state=0).fit(Z)
+    rng = np.random.RandomState(0)
+    draws = V._draw_latents(rng, 4000, 2, gm, 1)
+    assert np.allclose(draws.mean(0), gm.means_[1], atol=0.1 * np.sqrt(gm.covariances_[1].diagonal()).max() + 1e-3)
+    assert np.allclose(np.cov(draws.T), gm.covariances_[1], rtol=0.15, atol=1e-4)
+    assert tiny_vae.sample(3, gmm=gm, component=2, random_state=0).shape == (3, 28, 28)
+    assert tiny_vae.sample(3, gmm=gm, random_state=0).shape == (3, 28, 28)
+    clf = GMMClassifier(1, random_state=0).fit(Z, y)
+    per_class = V._draw_latents(np.random.RandomState(0), 3000, 2, clf, 7)
+    seven = list(clf.classes_).index(7)
+    assert np.allclose(per_class.mean(0), clf.estimators_[seven].means_[0], atol=0.2)
+    with pytest.raises(ValueError, match="not one of the classifier's classes"):
+        tiny_vae.sample(2, gmm=clf, component=42)
+    with pytest.raises(ValueError, match="component must be an index"):
+        tiny_vae.sample(2, gmm=gm, component=3)
+    with pytest.raises(ValueError, match="component needs gmm"):
+        tiny_vae.sample(2, component=0)
+
+
+# -------------------------------------------------------- training control
+def test_early_stopping_and_learning_rate_schedule(digits, monkeypatch):
+    losses = iter([10.0, 11.0, 12.0, 13.0, 14.0, 15.0])
+    monkeypatch.setattr(ConvVAE, "_evaluate", lambda self, *a: next(losses))
+    vae = ConvVAE(epochs=20, patience=2, lr_patience=0, random_state=0, **TINY).fit(digits[0][:40])
+    assert vae.n_epochs_ == 3 and vae.best_epoch_ == 1 and vae.best_val_loss_ == 10.0
+    assert vae.history_["learning_rate"] == [1e-3, 5e-4, 2.5e-4]
+
+
+def test_keyboard_interrupt_keeps_best_model(digits, monkeypatch, capsys):
+    X = digits[0][:40]
+    reference = ConvVAE(epochs=1, random_state=0, **TINY).fit(X)
+    calls = {"n": 0}
+    real = V.augment
+
+    def interrupt_in_second_epoch(x, rotation, flip):
+        calls["n"] += 1
+        if calls["n"] > 1:  # 32 training images: one batch per epoch
+            raise KeyboardInterrupt
+        return real(x, rotation, flip)
+
+    monkeypatch.setattr(V, "augment", interrupt_in_second_epoch)
+    vae = ConvVAE(epochs=5, random_state=0, **TINY).fit(X)
+    assert vae.interrupted_ and vae.n_epochs_ == 1 and vae.best_epoch_ == 1
+    assert "interrupted during epoch 2" in capsys.readouterr().err
+    assert np.array_equal(vae.encode(X), reference.encode(X))  # the epoch-1 weights
+
+
+# ------------------------------------------------------------ bad input
+@pytest.mark.parametrize("make, message", [
+    (lambda X: np.where(np.arange(784) == 5, np.nan, X), "NaN or infinity"),
+    (lambda X: np.where(np.arange(784) == 5, np.inf, X), "NaN or infinity"),
+    (lambda X: X * 255, r"in \[0, 1\]"),
+    (lambda X: X - 0.5, r"in \[0, 1\]"),
+    (lambda X: X[:, :783], "not a square image"),
+    (lambda X: X[:5], "at least 10"),
+    (lambda X: X.reshape(-1, 2, 28, 28), "shape"),
+    (lambda X: X.astype(str), "numeric"),
+    (lambda X: X.reshape(-1, 28, 28)[:, :27, :27], "strides"),
+])
+def test_bad_images_raise_clear_errors(digits, make, message):
+    X = digits[0][:40]
+    with pytest.raises(ValueError, match=message):
+        ConvVAE(epochs=1, **TINY).fit(make(X))
+
+
+def test_bad_input_to_a_fitted_model(tiny_vae, digits):
+    X = digits[0]
+    with pytest.raises(ValueError, match="fitted on 28 x 28"):
+        tiny_vae.encode(np.zeros((2, 20, 20)))
+    with pytest.raises(ValueError, match="features"):
+        tiny_vae.decode(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        tiny_vae.decode(np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        tiny_vae.encode(X[:2] + 1)
+    with pytest.raises(ValueError, match="not fitted|fit"):
+        ConvVAE().encode(X[:2])
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"latent_dim": 0}, "latent_dim"),
+    ({"strides": (1, 2, 3, 2, 1)}, "strides"),
+    ({"channels": ()}, "channels"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"validation_fraction": 1.0}, "validation_fraction"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"device": "tpu"}, "device"),
+])
+def test_bad_parameters(digits, params, message):
+    with pytest.raises(ValueError, match=message):
+        ConvVAE(**(TINY | params)).fit(digits[0][:40])
+
+
+# ------------------------------------------------------------ model files
+def test_save_load_round_trip(tiny_vae, digits, tmp_path):
+    path = tmp_path / "vae.pt"
+    tiny_vae.save(path)
+    loaded = ConvVAE.load(path, device="cpu")
+    assert loaded.get_params() == tiny_vae.get_params() | {"device": "cpu", "n_threads": None}
+    for (name, a), (_, b) in zip(tiny_vae.network_.state_dict().items(), loaded.network_.state_dict().items()):
+        assert torch.equal(a, b), name
+    X = digits[2]
+    assert np.array_equal(loaded.encode(X), tiny_vae.encode(X))
+    assert np.array_equal(loaded.reconstruct(X), tiny_vae.reconstruct(X))
+    assert loaded.history_ == tiny_vae.history_ and loaded.best_epoch_ == tiny_vae.best_epoch_
+    payload = torch.load(path, weights_only=True)  # plain data: the safe loader reads it
+    assert payload["format_version"] == V.FORMAT_VERSION and payload["kind"] == "ConvVAE"
+
+
+def _rewrite(src, dst, change):
+    payload = torch.load(src, weights_only=True)
+    change(payload)
+    torch.save(payload, dst)
+    return dst
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p.update(format_version=V.FORMAT_VERSION + 1), "format version"),
+    (lambda p: p.update(format="other"), "not a gmmfast VAE model"),
+    (lambda p: p.update(kind="VaDE"), "expected 'ConvVAE'"),
+    (lambda p: p["config"].update(latent_dim=3), "do not match"),
+    (lambda p: p["config"].update(latent_dim=-1), "latent_dim"),
+    (lambda p: p["config"].update(bogus=1), "Invalid parameter"),
+    (lambda p: p["state_dict"].pop("encoder.mu.bias"), "do not match"),
+    (lambda p: p["state_dict"]["encoder.mu.bias"].fill_(float("nan")), "NaN"),
+    (lambda p: p.update(image_shape=[28]), "image_shape"),
+])
+def test_load_rejects_bad_files(tiny_vae, tmp_path, change, message):
+    tiny_vae.save(tmp_path / "ok.pt")
+    bad = _rewrite(tmp_path / "ok.pt", tmp_path / "bad.pt", change)
+    with pytest.raises(ValueError, match=message):
+        ConvVAE.load(bad)
+
+
+def test_load_never_unpickles_objects(tmp_path):
+    (tmp_path / "garbage.pt").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a gmmfast VAE model file"):
+        ConvVAE.load(tmp_path / "garbage.pt")
+    torch.save({"format": "gmmfast-torch", "evil": Exception("x")}, tmp_path / "object.pt")
+    with pytest.raises(ValueError, match="not a gmmfast VAE model file"):
+        ConvVAE.load(tmp_path / "object.pt")
+    np.savez(tmp_path / "model.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a gmmfast VAE model file"):
+        ConvVAE.load(tmp_path / "model.npz")
+    with pytest.raises(FileNotFoundError):
+        ConvVAE.load(tmp_path / "missing.pt")
+
+
+# ------------------------------------------------------------------- VaDE
+@pytest.fixture(scope="module")
+def vade(tiny_vae, digits):
+    return VaDE(tiny_vae, n_clusters=3, epochs=2, random_state=0, n_threads=1, batch_size=64).fit(digits[0])
+
+
+def test_vade_fits_and_predicts(vade, tiny_vae, digits):
+    X_test = digits[2]
+    assert vade.weights_.shape == (3,) and np.isclose(vade.weights_.sum(), 1.0)
+    assert vade.means_.shape == vade.variances_.shape == (3, 2) and (vade.variances_ > 0).all()
+    assert vade.init_mixture_.covariance_type == "diag" and vade.init_mixture_.n_components == 3
+    proba = vade.predict_proba(X_test)
+    assert proba.shape == (100, 3) and np.allclose(proba.sum(1), 1.0)
+    assert np.array_equal(vade.predict(X_test), proba.argmax(1))
+    # the prior is a gmmfast mixture: q(c | x) from the kernels at the latent mean
+    assert np.allclose(proba, vade.mixture_.predict_proba(vade.encode(X_test)))
+    assert vade.n_epochs_ == 2 and len(vade.history_["val_loss"]) == 2
+    assert vade.sample(4, component=1, random_state=0).shape == (4, 28, 28)
+    assert vade.vae_ is not tiny_vae
+
+
+def test_vade_starts_from_a_diag_gmm_on_the_pretrained_latents(tiny_vae, digits):
+    X = digits[0]
+    state = {k: v.clone() for k, v in tiny_vae.network_.state_dict().items()}
+    start = VaDE(tiny_vae, n_clusters=3, epochs=0, random_state=0, n_threads=1).fit(X)
+    # the input VAE is copied, never trained in place
+    assert all(torch.equal(v, tiny_vae.network_.state_dict()[k]) for k, v in state.items())
+    assert np.array_equal(start.encode(X), tiny_vae.encode(X))
+    init = start.init_mixture_
+    assert np.allclose(start.weights_, init.weights_, atol=1e-6)
+    assert np.allclose(start.means_, init.means_, atol=1e-5)
+    Z, log_sigma = tiny_vae.encode(start._split(V.check_images(X), None, V._seed(0))[0], return_log_sigma=True)
+    resp = init.predict_proba(Z)
+    spread = resp.T @ np.exp(2 * log_sigma) / resp.sum(0)[:, None]  # mean posterior variance per component
+    assert np.allclose(start.variances_, init.covariances_ + spread, rtol=1e-5)
+    seed = V._seed(0)
+    X_train, _ = start._split(V.check_images(X), None, seed)
+    expected = GaussianMixture(3, covariance_type="diag", n_init=5, reg_covar=1e-4, random_state=seed,
+                               max_iter=300).fit(tiny_vae.encode(X_train))
+    assert np.allclose(init.means_, expected.means_)
+
+
+def test_vade_save_load_round_trip(vade, digits, tmp_path):
+    vade.save(tmp_path / "vade.pt")
+    loaded = VaDE.load(tmp_path / "vade.pt")
+    X_test = digits[2]
+    assert np.array_equal(loaded.predict_proba(X_test), vade.predict_proba(X_test))
+    assert np.array_equal(loaded.weights_, vade.weights_)
+    assert np.array_equal(loaded.init_mixture_.means_, vade.init_mixture_.means_)
+    assert loaded.history_ == vade.history_
+    with pytest.raises(ValueError, match="expected 'ConvVAE'"):
+        ConvVAE.load(tmp_path / "vade.pt")
+
+
+def test_vade_needs_a_vae(digits):
+    with pytest.raises(ValueError, match="VaDE needs vae"):
+        VaDE(n_clusters=3).fit(digits[0])
+
+
+# ------------------------------------------------------ clusters, scores
+def test_hungarian_mapping_on_a_constructed_example():
+    y = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    clusters = np.array([2] * 10 + [0] * 10 + [1] * 10)  # a permutation of the labels
+    clusters[[0, 1, 15]] = [0, 1, 1]  # three mistakes
+    assert cluster_mapping(y, clusters) == {2: 0, 0: 1, 1: 2}
+    scores = clustering_scores(y, clusters)
+    assert scores["accuracy"] == pytest.approx(27 / 30)
+    assert clustering_scores(y, (y + 1) % 3) == pytest.approx({"accuracy": 1.0, "nmi": 1.0, "ari": 1.0})
+    # greedy (each cluster to its majority label) would map both 5 and 6 to label 0;
+    # the assignment is one-to-one
+    y2 = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 1])
+    c2 = np.array([5, 5, 5, 5, 5, 5, 6, 6, 6, 6])
+    assert cluster_mapping(y2, c2) == {5: 0, 6: 1}
+    assert clustering_scores(y2, c2)["accuracy"] == pytest.approx(5 / 10)
+    # more clusters than labels: the extra one goes to its majority label
+    assert cluster_mapping([0, 0, 1, 1, 1], [0, 0, 1, 1, 2]) == {0: 0, 1: 1, 2: 1}
+
+
+def test_scores_agree_with_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 5, 400)
+    pred = np.where(rng.rand(400) < 0.7, y, rng.randint(0, 6, 400))
+    s = clustering_scores(y, pred)
+    assert s["nmi"] == pytest.approx(metrics.normalized_mutual_info_score(y, pred))
+    assert s["ari"] == pytest.approx(metrics.adjusted_rand_score(y, pred))
+    c = classification_scores(y, pred)
+    p, r, f, _ = metrics.precision_recall_fscore_support(y, pred, average="macro", zero_division=0)
+    assert (c["precision"], c["recall"], c["f1"]) == pytest.approx((p, r, f))
+    assert c["accuracy"] == pytest.approx(metrics.accuracy_score(y, pred))
+    with pytest.raises(ValueError, match="400 labels but"):
+        clustering_scores(y, pred[:-1])
