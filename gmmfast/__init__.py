@@ -6,8 +6,9 @@ estimators. The core needs only numpy, scipy and threadpoolctl; PyTorch
 """
 from ._base import ConvergenceWarning, NotFittedError
 from .classifier import GMMClassifier
+from .denoise import PatchDenoiser
 from .mixture import GaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceWarning", "GMMClassifier", "GaussianMixture", "NotFittedError", "__version__"]
+__all__ = ["ConvergenceWarning", "GMMClassifier", "GaussianMixture", "NotFittedError", "PatchDenoiser", "__version__"]

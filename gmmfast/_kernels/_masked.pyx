@@ -87,6 +87,27 @@ cdef inline void _potrs(int n, floating *a, floating *b) noexcept nogil:
         spotrs(&lower, &n, &one_i, a, &n, b, &n, &info)
 
 
+cdef inline int _factor_block(const floating *M, Py_ssize_t D, const Py_ssize_t *idx,
+                              Py_ssize_t n, floating *factor, double *log_det) noexcept nogil:
+    """Cholesky factor of the symmetric block M[idx, idx] (lower, column-major,
+    in ``factor``); adds its log-determinant to ``log_det``. Returns LAPACK's info.
+    M is symmetric, so its rows are read for contiguous access."""
+    cdef Py_ssize_t a, b
+    cdef const floating *row
+    cdef floating *out
+    cdef int info
+    for b in range(n):
+        row = M + idx[b] * D
+        out = factor + b * n
+        for a in range(b, n):
+            out[a] = row[idx[a]]
+    info = _potrf(<int> n, factor)
+    if info == 0:
+        for a in range(n):
+            log_det[0] += 2.0 * log(<double> factor[a * n + a])
+    return info
+
+
 cdef struct Workspace:
     Py_ssize_t *obs_idx      # (D,) observed coordinates coupled to others in component k
     Py_ssize_t *mis_idx      # (D,) missing coordinates coupled to others in component k
@@ -227,12 +248,9 @@ cdef int _batch(const floating[:, ::1] X, const unsigned char[:, ::1] observed,
     cdef double q, v, log_det_marg, log_det_iso, log_det_full, top, total, norm, d
     cdef const double *mu
     cdef const floating *S
-    cdef const floating *Srow
     cdef const floating *P
-    cdef const floating *Prow
     cdef floating *col
     cdef floating *wcol
-    cdef floating *fac
     cdef floating *factor = <floating*> ws.factor
     cdef floating *dtilde = <floating*> ws.dtilde
     cdef floating *pd = <floating*> ws.pd
@@ -307,16 +325,9 @@ cdef int _batch(const floating[:, ::1] X, const unsigned char[:, ::1] observed,
                 # lower; Sigma is symmetric, so read it row-wise).
                 log_det_marg = log_det_iso
                 if n_obs > 0:
-                    for b in range(n_obs):
-                        Srow = S + ws.obs_idx[b] * D
-                        fac = factor + b * n_obs
-                        for a in range(b, n_obs):
-                            fac[a] = Srow[ws.obs_idx[a]]
-                    info = _potrf(io, factor)
+                    info = _factor_block(S, D, ws.obs_idx, n_obs, factor, &log_det_marg)
                     if info != 0:
                         return <int> k + 1
-                    for a in range(n_obs):
-                        log_det_marg += 2.0 * log(<double> factor[a * n_obs + a])
                     for i in range(su):
                         n = order[unit_ptr[u] + i]
                         col = unit_block + i * n_obs
@@ -349,16 +360,9 @@ cdef int _batch(const floating[:, ::1] X, const unsigned char[:, ::1] observed,
                 # missing entries of P d~ are 0 and keep E = mu_j.
                 log_det_marg = log_det_full
                 if n_mis > 0:
-                    for b in range(n_mis):
-                        Prow = P + ws.mis_idx[b] * D
-                        fac = factor + b * n_mis
-                        for a in range(b, n_mis):
-                            fac[a] = Prow[ws.mis_idx[a]]
-                    info = _potrf(im, factor)
+                    info = _factor_block(P, D, ws.mis_idx, n_mis, factor, &log_det_marg)
                     if info != 0:
                         return <int> k + 1
-                    for a in range(n_mis):
-                        log_det_marg += 2.0 * log(<double> factor[a * n_mis + a])
                 for i in range(su):
                     c = ws.column[i0 + i]
                     col = dtilde + c * D
