@@ -86,6 +86,7 @@ def extract_patches(
     patch_size: int,
     stride: int = 1,
     *,
+    out: np.ndarray | None = None,
     n_threads: int | None = None,
 ) -> np.ndarray:
     """All overlapping ``patch_size x patch_size`` patches of a batch of images.
@@ -101,6 +102,14 @@ def extract_patches(
         ``1 <= stride <= patch_size``. The last patch along each axis is
         aligned with the border even when the stride does not divide
         ``L - m`` (see :func:`patch_positions`).
+    out : ndarray, optional
+        Where to write the patches: a writeable, C-contiguous array of the
+        result's shape and dtype (float32 for float32 images, float64
+        otherwise) that does not share memory with ``images``. Returned.
+        Extraction is a memory copy, so for large outputs most of the time
+        of a call without ``out`` goes to the operating system mapping and
+        zeroing the new array's pages; reusing one buffer across calls (for
+        instance over chunks of a large batch) avoids that cost.
     n_threads : int or None, default=None
         OpenMP threads. ``None`` uses what an OpenMP region would get
         (``OMP_NUM_THREADS``, threadpoolctl limits); negative values count
@@ -112,13 +121,13 @@ def extract_patches(
         C-contiguous, float32 for float32 images and float64 otherwise, in
         the order described in the module docstring;
         ``n_patches = n_images * len(patch_positions(H, m, stride))
-        * len(patch_positions(W, m, stride))``.
+        * len(patch_positions(W, m, stride))``. ``out`` when given.
 
     Raises
     ------
     ValueError
-        For non-numeric, non-finite or wrongly shaped images, or a patch
-        size or stride out of range.
+        For non-numeric, non-finite or wrongly shaped images, a patch
+        size or stride out of range, or an unusable ``out``.
 
     See Also
     --------
@@ -150,7 +159,11 @@ def extract_patches(
     m = _check_patch_size(patch_size, min(height, width))
     s = _check_stride(stride, m)
     rows, cols = _positions(height, m, s), _positions(width, m, s)
-    out = np.empty((n_images * len(rows) * len(cols), m * m), dtype=arr.dtype)
+    shape = (n_images * len(rows) * len(cols), m * m)
+    if out is None:
+        out = np.empty(shape, dtype=arr.dtype)
+    else:
+        _check_out(out, shape, arr)
     _patches.extract_patches(arr, rows, cols, m, out, effective_n_threads(n_threads))
     return out
 
@@ -339,6 +352,20 @@ def _check_image_shape(image_shape: Any) -> tuple[int | None, int, int]:
     if len(shape) == 2:
         return None, shape[0], shape[1]
     return shape
+
+
+def _check_out(out: Any, shape: tuple[int, int], images: np.ndarray) -> None:
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"out must be a NumPy array; got {type(out).__name__}.")
+    if out.shape != shape or out.dtype != images.dtype:
+        raise ValueError(
+            f"out must have shape {shape} and dtype {images.dtype} for these images, "
+            f"patch size and stride; got shape {out.shape} and dtype {out.dtype}."
+        )
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be C-contiguous and writeable.")
+    if np.may_share_memory(out, images):
+        raise ValueError("out must not share memory with images.")
 
 
 def _check_weights(weights: Any, n_patches: int) -> np.ndarray:

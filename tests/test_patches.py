@@ -413,3 +413,62 @@ def test_patch_positions_bad_inputs():
         patch_positions(10, 3, 4)
     with pytest.raises(ValueError, match="length must be of type Integral"):
         patch_positions(10.0, 3, 1)
+
+
+# --------------------------------------------------------------------------
+# out=, and the patch sizes with their own copy loops
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m, s", [(4, 1), (8, 1), (8, 3), (12, 2), (16, 1), (16, 5), (7, 2)])
+def test_extract_specialised_patch_sizes(m, s, dtype):
+    """m = 4, 8 and 16 have constant-size copy loops in the kernel; others the generic one."""
+    rng = np.random.default_rng(m * 10 + s)
+    X = rng.standard_normal((3, 29, 23)).astype(dtype)
+    P = extract_patches(X, m, s)
+    assert_array_equal(P, ref_extract(X, m, s).astype(dtype))
+    assert_allclose(average_patches(P, X.shape, m, s), X, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_extract_into_out(dtype):
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((5, 13, 11)).astype(dtype)
+    expected = extract_patches(X, 4, 3)
+    out = np.full_like(expected, np.nan)
+    got = extract_patches(X, 4, 3, out=out)
+    assert got is out
+    assert_array_equal(out, expected)
+    # Reused: every value is overwritten.
+    Y = rng.standard_normal(X.shape).astype(dtype)
+    assert extract_patches(Y, 4, 3, out=out, n_threads=2) is out
+    assert_array_equal(out, ref_extract(Y, 4, 3).astype(dtype))
+    # Integer images compute in float64, so out must be float64.
+    Xi = rng.integers(0, 9, (2, 6, 6))
+    out64 = np.empty((2 * 16, 9))
+    assert_array_equal(extract_patches(Xi, 3, out=out64), ref_extract(Xi, 3, 1))
+
+
+def test_extract_out_rejected():
+    X = np.zeros((2, 6, 6))
+    good = np.empty((32, 9))
+    extract_patches(X, 3, out=good)
+    with pytest.raises(ValueError, match="shape \\(32, 9\\) and dtype float64"):
+        extract_patches(X, 3, out=np.empty((31, 9)))
+    with pytest.raises(ValueError, match="dtype float64"):
+        extract_patches(X, 3, out=np.empty((32, 9), np.float32))
+    with pytest.raises(ValueError, match="dtype float32"):
+        extract_patches(X.astype(np.float32), 3, out=good)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        extract_patches(X, 3, out=np.empty((9, 32)).T)
+    readonly = np.empty((32, 9))
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        extract_patches(X, 3, out=readonly)
+    with pytest.raises(ValueError, match="NumPy array"):
+        extract_patches(X, 3, out=[[0.0] * 9] * 32)
+    big = np.zeros(2 * 36 + 32 * 9)
+    images = big[:72].reshape(2, 6, 6)
+    with pytest.raises(ValueError, match="share memory"):
+        extract_patches(images, 3, out=big[:288].reshape(32, 9))
