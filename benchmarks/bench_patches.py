@@ -26,9 +26,11 @@ Extraction variants:
 * ``gmmfast-1thread``, ``gmmfast-out-1thread`` (``chunk`` only): the same
   with one OpenMP thread: on a small batch a parallel region costs more
   than it saves when the other cores are busy with other jobs.
-* ``alloc-fill``: no peer but the floor of every variant that returns a
-  new array: ``np.empty`` of the output then ``fill(0)``, i.e. the cost of
-  the operating system mapping and zeroing the fresh pages plus one write.
+* ``alloc-fill``: no peer but the single-threaded floor of every variant
+  that returns a new array: ``np.empty`` of the output then ``fill(0)``,
+  i.e. the cost of the operating system mapping and zeroing the fresh
+  pages plus one write (gmmfast's threads fault pages in parallel, so with
+  several threads it can come in under this).
 
 Averaging: ``average_patches`` against ``np.add.at`` of the patches into
 float64 sums and coverage counts, then the division (``mnist`` only).
@@ -40,7 +42,9 @@ target of 5x: ``gmmfast`` vs ``numpy`` (both allocate),
 ``gmmfast-out`` vs ``numpy`` (gmmfast reusing a buffer, NumPy as one
 writes it), and ``gmmfast-out`` vs ``numpy-out`` (both reuse a buffer).
 Extraction of outputs larger than the caches is a memory copy bound by
-bandwidth: no extraction that returns a new array can beat ``alloc-fill``.
+bandwidth (and, for a new array, by page faults), so the ratio depends on
+the memory system more than on the kernel: see the ``chunk`` rows for
+in-cache speed.
 """
 from __future__ import annotations
 
