@@ -26,23 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli import UsageError, load_images
-
-_GENERIC_IMAGES = ("images", "x", "X", "data", "imgs", "arr_0")
-_GENERIC_LABELS = ("labels", "y", "Y", "targets", "label", "arr_1")
-
-
-def _split_keys(split: str, labels: bool) -> tuple[str, ...]:
-    if labels:
-        return (f"y_{split}", f"Y_{split}", f"{split}_labels", f"labels_{split}")
-    return (f"x_{split}", f"X_{split}", f"{split}_images", f"images_{split}")
-
-
-def data_keys(split: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(image keys, label keys) looked for in an .npz, in order, for ``split``."""
-    other = "test" if split == "train" else "train"
-    return (_GENERIC_IMAGES + _split_keys(split, False) + _split_keys(other, False),
-            _GENERIC_LABELS + _split_keys(split, True) + _split_keys(other, True))
+from .cli import UsageError, data_keys, load_image_stack
 
 
 def load_data(path: str | Path, split: str, *, need_labels: bool,
@@ -52,58 +36,13 @@ def load_data(path: str | Path, split: str, *, need_labels: bool,
     ``digits`` keeps only the images with those labels. Raises
     :class:`~gmmfast.cli.UsageError` with a one-line message for anything wrong.
     """
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or directory")
-    if path.is_dir():
-        flat, labels = load_images(path, split, need_labels=need_labels or bool(digits))
-        side = int(round(np.sqrt(flat.shape[1])))
-        images = flat.reshape(len(flat), side, -1)
-    else:
-        image_keys, label_keys = data_keys(split)
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                keys = list(archive.files)
-                image_key = next((k for k in image_keys if k in keys), None)
-                label_key = next((k for k in label_keys if k in keys), None)
-                if image_key is None:
-                    raise UsageError(f"{path}: no images; expected one of the keys {', '.join(image_keys)} "
-                                     f"(found {', '.join(keys) or 'none'})")
-                images = archive[image_key]
-                labels = archive[label_key] if label_key else None
-        except UsageError:
-            raise
-        except Exception as exc:  # not a zip, pickled objects, truncated
-            raise UsageError(f"{path}: not a readable .npz file ({' '.join(str(exc).split())[:150]})") from None
-        images = np.asarray(images)
-        if images.ndim == 4 and 1 in (images.shape[1], images.shape[3]):
-            images = images.reshape(images.shape[0], *[s for s in images.shape[1:] if s != 1] or [1, 1])
-        if images.dtype.kind not in "biuf" or images.ndim not in (2, 3) or len(images) == 0:
-            raise UsageError(f"{path}: images must be a non-empty numeric array of shape (n, H, W) or (n, pixels); "
-                             f"got {images.dtype} {images.shape}")
-        if images.ndim == 2:
-            side = int(round(np.sqrt(images.shape[1])))
-            if side * side != images.shape[1]:
-                raise UsageError(f"{path}: {images.shape[1]} pixels per image is not a square image")
-            images = images.reshape(len(images), side, side)
-        if not np.isfinite(images).all():
-            raise UsageError(f"{path}: images contain NaN or infinity")
-        if labels is not None:
-            labels = np.asarray(labels).reshape(-1) if np.ndim(labels) == 2 and 1 in np.shape(labels) else np.asarray(labels)
-            if labels.ndim != 1 or len(labels) != len(images):
-                raise UsageError(f"{path}: {len(images)} images but labels of shape {labels.shape}")
-        if images.dtype.kind in "biu" or images.max() > 1.0:
-            if images.min() < 0 or images.max() > 255:
-                raise UsageError(f"{path}: pixel values from {images.min()} to {images.max()}; expected 0..255 or [0, 1]")
-            images = images.astype(np.float32) / 255.0
-        elif images.min() < 0:
-            raise UsageError(f"{path}: negative pixel values; expected 0..255 or [0, 1]")
-        images = images.astype(np.float32)
-    if need_labels and labels is None:
-        raise UsageError(f"{path}: no labels; expected one of the keys {', '.join(data_keys(split)[1])}")
+    images, labels = load_image_stack(path, split, need_labels=need_labels)
+    if digits and labels is None:
+        raise UsageError(f"{path}: --digits needs labels; none of the keys {', '.join(data_keys(split)[1])} is there")
+    if images.min() < 0 or images.max() > 1:
+        raise UsageError(f"{path}: pixel values from {images.min():.3g} to {images.max():.3g}; expected 0..255 or [0, 1]")
+    images = images.astype(np.float32, copy=False)
     if digits:
-        if labels is None:
-            raise UsageError(f"{path}: --digits needs labels")
         keep = np.isin(labels, digits)
         if not keep.any():
             raise UsageError(f"{path}: no images of the digits {' '.join(map(str, digits))}")

@@ -28,10 +28,29 @@ from ._missing import pixel_mask, split_observed
 from ._validation import check_compute_dtype
 from .classifier import GMMClassifier
 from .datasets import load_idx_dir, load_mnist, load_mnist_sample
+from .denoise import psnr_per_image
 
-# Keys accepted in .npz files of images and labels (the first present is used).
-IMAGE_KEYS = ("images", "x", "X", "data", "x_train", "x_test", "X_train", "X_test")
-LABEL_KEYS = ("labels", "y", "Y", "targets", "y_train", "y_test")
+# Keys accepted in .npz files of images and labels: the generic names, then
+# the split's own (x_train / x_test ...), then the other split's; the first
+# present is used.
+_GENERIC_IMAGES = ("images", "x", "X", "data", "imgs", "arr_0")
+_GENERIC_LABELS = ("labels", "y", "Y", "targets", "label", "arr_1")
+
+
+def _split_keys(split: str, labels: bool) -> tuple[str, ...]:
+    if labels:
+        return (f"y_{split}", f"Y_{split}", f"{split}_labels", f"labels_{split}")
+    return (f"x_{split}", f"X_{split}", f"{split}_images", f"images_{split}")
+
+
+def data_keys(split: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(image keys, label keys) looked for in an .npz, in order, for ``split``."""
+    other = "test" if split == "train" else "train"
+    return (_GENERIC_IMAGES + _split_keys(split, False) + _split_keys(other, False),
+            _GENERIC_LABELS + _split_keys(split, True) + _split_keys(other, True))
+
+
+IMAGE_KEYS, LABEL_KEYS = data_keys("train")  # for the help text
 MASKS = ("random", "top", "left", "centre", "nan")
 DENOISE_METHODS = ("map", "posterior_mean", "epll")
 # Float pixels whose maximum exceeds this are taken as 0..255 and scaled to
@@ -46,7 +65,9 @@ class UsageError(Exception):
 
 # ------------------------------------------------------------------ data
 def _read_arrays(path: str | Path, split: str, *, need_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw images (n, H, W) or (n, pixels) and labels from an .npz or an IDX directory."""
+    """Raw images (n, H, W) or (n, pixels) and labels from an .npz or an IDX
+    directory; a channel axis of size 1 ((n, H, W, 1) or (n, 1, H, W)) is dropped."""
+    image_keys, label_keys = data_keys(split)
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
@@ -56,19 +77,23 @@ def _read_arrays(path: str | Path, split: str, *, need_labels: bool) -> tuple[np
         try:
             with np.load(path, allow_pickle=False) as archive:
                 keys = list(archive.files)
-                image_key = next((k for k in IMAGE_KEYS if k in keys), None)
-                label_key = next((k for k in LABEL_KEYS if k in keys), None)
+                image_key = next((k for k in image_keys if k in keys), None)
+                label_key = next((k for k in label_keys if k in keys), None)
                 if image_key is None:
-                    raise UsageError(f"{path}: no images; expected one of the keys {', '.join(IMAGE_KEYS)} (found {', '.join(keys) or 'none'})")
+                    raise UsageError(f"{path}: no images; expected one of the keys {', '.join(image_keys)} (found {', '.join(keys) or 'none'})")
                 images = archive[image_key]
                 labels = archive[label_key] if label_key else None
         except UsageError:
             raise
         except Exception as exc:  # zip errors, pickled objects, not an npz at all
-            raise UsageError(f"{path}: not a readable .npz file ({exc})") from None
+            raise UsageError(f"{path}: not a readable .npz file ({' '.join(str(exc).split())[:150]})") from None
     if need_labels and labels is None:
-        raise UsageError(f"{path}: no labels; expected one of the keys {', '.join(LABEL_KEYS)}")
+        raise UsageError(f"{path}: no labels; expected one of the keys {', '.join(label_keys)}")
     images = np.asarray(images)
+    if images.ndim == 4 and 1 in (images.shape[1], images.shape[3]):
+        images = images.reshape(images.shape[0], *[n for n in images.shape[1:] if n != 1] or [1, 1])
+    if labels is not None and np.ndim(labels) == 2 and 1 in np.shape(labels):
+        labels = np.asarray(labels).reshape(-1)
     if images.dtype.kind not in "biuf" or images.ndim not in (2, 3):
         raise UsageError(f"{path}: images must be a numeric array of shape (n, H, W) or (n, pixels); got {images.dtype} {images.shape}")
     if len(images) == 0 or images[0].size == 0:
@@ -92,7 +117,7 @@ def load_images(path: str | Path, split: str, *, need_labels: bool) -> tuple[np.
     """Images as float (n, pixels) in [0, 1], and labels, from an .npz or an IDX directory.
 
     An IDX directory gives its ``split`` ('train' or 'test'); an .npz file
-    its first image key of ``IMAGE_KEYS`` and label key of ``LABEL_KEYS``.
+    its first image and label keys of :func:`data_keys` for that split.
     Integer pixels (0..255) are scaled to [0, 1], as are float pixels
     whose maximum is above ``SCALE_THRESHOLD``.
     """
@@ -100,10 +125,10 @@ def load_images(path: str | Path, split: str, *, need_labels: bool) -> tuple[np.
     return _scaled(images.reshape(len(images), -1)), labels
 
 
-def load_image_stack(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+def load_image_stack(path: str | Path, split: str, *, need_labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Images as float (n, H, W) scaled as in :func:`load_images`; (n, pixels)
     arrays must have a square number of pixels. Must be finite."""
-    images, labels = _read_arrays(path, split, need_labels=False)
+    images, labels = _read_arrays(path, split, need_labels=need_labels)
     if images.ndim == 2:
         side = int(round(np.sqrt(images.shape[1])))
         if side * side != images.shape[1]:
@@ -124,13 +149,6 @@ def make_observed(images: np.ndarray, mask: str, fraction: float, seed: int) -> 
         return pixel_mask(images.shape, mask, fraction, seed)
     except ValueError as exc:
         raise UsageError(f"--mask {mask} --fraction {fraction}: {exc}") from None
-
-
-def psnr(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """PSNR in dB of each image against its reference, peak 1 (pixels in [0, 1])."""
-    axes = tuple(range(1, reference.ndim))
-    mse = np.mean((np.asarray(images, np.float64) - reference) ** 2, axis=axes)
-    return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-12))
 
 
 def _int_list(text: str) -> int | list[int]:
@@ -334,7 +352,7 @@ def cmd_denoise(args: argparse.Namespace) -> None:
     if args.add_noise:
         results["noisy"] = noisy.astype(np.float32)
     if reference is not None:
-        results["psnr_input"], results["psnr"] = psnr(noisy, reference), psnr(restored, reference)
+        results["psnr_input"], results["psnr"] = psnr_per_image(noisy, reference), psnr_per_image(restored, reference)
         print(f"PSNR {results['psnr_input'].mean():.2f} dB (input) -> {results['psnr'].mean():.2f} dB ({args.method}), mean over images")
     if args.out:
         np.savez_compressed(args.out, **results)
@@ -496,12 +514,12 @@ def _quick_bench_skimage(args: argparse.Namespace, repeats: int) -> None:
     methods["skimage TV (Chambolle, weight 0.15)"] = lambda: np.stack([denoise_tv_chambolle(im, weight=0.15) for im in noisy])
     methods["skimage non-local means"] = lambda: np.stack([
         denoise_nl_means(im, patch_size=5, patch_distance=6, h=0.8 * sigma, sigma=sigma, fast_mode=True) for im in noisy])
-    print(f"\ndenoising {n} test digits with Gaussian noise sigma {sigma} (input PSNR {psnr(noisy, clean).mean():.2f} dB); "
+    print(f"\ndenoising {n} test digits with Gaussian noise sigma {sigma} (input PSNR {psnr_per_image(noisy, clean).mean():.2f} dB); "
           f"gmmfast's 10-component patch prior fitted in {fit_s:.1f} s (not included):")
     print(f"{'method':<38}{'median s':>10}{'PSNR dB':>10}")
     for name, function in methods.items():
         seconds = _times(function, repeats)[0]
-        print(f"{name:<38}{seconds:>10.4f}{psnr(np.clip(function(), 0, 1), clean).mean():>10.2f}")
+        print(f"{name:<38}{seconds:>10.4f}{psnr_per_image(np.clip(function(), 0, 1), clean).mean():>10.2f}")
 
 
 # -------------------------------------------------------------------- demo
@@ -633,7 +651,7 @@ def _demo_denoising(args: argparse.Namespace, X: np.ndarray, X_test: np.ndarray,
     fit_s = time.perf_counter() - start
     clean = X_test[:n_images].reshape(-1, side, side).astype(np.float64)
     noisy = clean + sigma * np.random.default_rng(0).standard_normal(clean.shape)
-    noisy_psnr = psnr(noisy, clean).mean()
+    noisy_psnr = psnr_per_image(noisy, clean).mean()
     print(f"denoising: {n_components}-component prior on 8x8 patches of {n_train} digits fitted in {fit_s:.1f} s; "
           f"{n_images} test digits with noise sigma {sigma}: PSNR {noisy_psnr:.2f} dB")
     lines = ["## Denoising", "",
@@ -646,7 +664,7 @@ def _demo_denoising(args: argparse.Namespace, X: np.ndarray, X_test: np.ndarray,
         start = time.perf_counter()
         restored = np.clip(denoiser.denoise(noisy, sigma, method=method), 0.0, 1.0)
         seconds = time.perf_counter() - start
-        value = psnr(restored, clean).mean()
+        value = psnr_per_image(restored, clean).mean()
         print(f"  {method}: PSNR {value:.2f} dB ({seconds:.1f} s)")
         lines.append(f"| {method.replace('_', ' ')} | {value:.2f} | {seconds:.1f} |")
         rows.append((method.replace("_", " "), restored[:8]))

@@ -682,18 +682,30 @@ def estimate_noise_sigma(images: Any) -> float:
     return float(np.median(np.abs(hh)) * MAD_TO_SIGMA)
 
 
-def psnr(clean: Any, restored: Any, data_range: float = 1.0) -> float:
-    """Mean over images of the peak signal-to-noise ratio, in dB:
-    10 log10(data_range^2 / MSE) per image, then averaged."""
+def psnr_per_image(clean: Any, restored: Any, data_range: float = 1.0) -> np.ndarray:
+    """Peak signal-to-noise ratio of each image, in dB: 10 log10(data_range^2 / MSE).
+
+    ``clean`` and ``restored`` have the same shape, (n, H, W) or
+    (n, pixels): the first axis indexes images. Identical images give ``inf``.
+    """
     a = np.asarray(clean, dtype=np.float64)
     b = np.asarray(restored, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"clean and restored shapes differ: {a.shape} and {b.shape}.")
-    if a.ndim == 2:
-        a, b = a[None], b[None]
+    if a.ndim < 2:
+        raise ValueError(f"expected images along the first axis, got shape {a.shape}.")
     mse = np.mean((a - b) ** 2, axis=tuple(range(1, a.ndim)))
     with np.errstate(divide="ignore"):
-        return float(np.mean(10.0 * np.log10(data_range**2 / mse)))
+        return 10.0 * np.log10(data_range**2 / mse)
+
+
+def psnr(clean: Any, restored: Any, data_range: float = 1.0) -> float:
+    """Mean over images of :func:`psnr_per_image`, in dB; a 2-d array is one image."""
+    a = np.asarray(clean, dtype=np.float64)
+    b = np.asarray(restored, dtype=np.float64)
+    if a.ndim == 2:
+        a, b = a[None], b[None]
+    return float(np.mean(psnr_per_image(a, b, data_range)))
 
 
 def gaussian_kernel(sigma_px: float = 1.0, radius: int | None = None) -> np.ndarray:

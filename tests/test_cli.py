@@ -468,3 +468,16 @@ def test_ctrl_c_stops_cleanly_with_bars_open(files, capsys, monkeypatch):
     assert code == 130
     assert err.rstrip().endswith("gmmfast: interrupted") and "Traceback" not in err
     assert len(tqdm.tqdm._instances) == 0  # every bar was closed
+
+
+def test_npz_keys_follow_the_split(tmp_path):
+    """One Keras-style file holds both splits: --train reads x_train, --test x_test;
+    a channel axis of size 1 and (n, 1) labels are accepted."""
+    from gmmfast.cli import load_images
+    rng = np.random.RandomState(0)
+    np.savez(tmp_path / "both.npz", x_train=rng.randint(0, 256, (6, 4, 4, 1)).astype(np.uint8),
+             y_train=np.arange(6)[:, None], x_test=rng.randint(0, 256, (3, 1, 4, 4)).astype(np.uint8), y_test=np.arange(3))
+    X, y = load_images(tmp_path / "both.npz", "train", need_labels=True)
+    assert X.shape == (6, 16) and y.tolist() == list(range(6))
+    X, y = load_images(tmp_path / "both.npz", "test", need_labels=True)
+    assert X.shape == (3, 16) and y.tolist() == [0, 1, 2]
