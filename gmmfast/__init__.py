@@ -8,7 +8,8 @@ from ._base import ConvergenceWarning, NotFittedError
 from .classifier import GMMClassifier
 from .denoise import PatchDenoiser
 from .mixture import GaussianMixture
+from .shifts import ShiftInvariantClassifier
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceWarning", "GMMClassifier", "GaussianMixture", "NotFittedError", "PatchDenoiser", "__version__"]
+__all__ = ["ConvergenceWarning", "GMMClassifier", "GaussianMixture", "NotFittedError", "PatchDenoiser", "ShiftInvariantClassifier", "__version__"]

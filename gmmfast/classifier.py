@@ -347,6 +347,14 @@ class GMMClassifier(BaseEstimator):
             out[:, c] = logsumexp(weighted[:, owner == c], axis=1)
         return out
 
+    def predict_joint_log_proba(self, X: Any, observed: Any = None) -> np.ndarray:
+        """log p(x_o, c) = log p(c) + log p(x_o | c), shape (n_samples, n_classes).
+
+        Missing values are marginalised exactly, as in :meth:`predict_log_proba`.
+        """
+        weighted, _, _ = self._joint_component_log_prob(*self._validated(X, observed))
+        return self._class_log_joint(weighted)
+
     def predict_log_proba(self, X: Any, observed: Any = None) -> np.ndarray:
         """Log posterior class probabilities, shape (n_samples, n_classes).
 
@@ -455,6 +463,17 @@ class GMMClassifier(BaseEstimator):
     # ----------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted classifier to ``path`` as ``.npz`` (no pickle)."""
+        params, arrays = self._state()
+        save_npz(path, self._MODEL_KIND, params, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "GMMClassifier":
+        """Read a classifier written by :meth:`save`, validating every array."""
+        params, arrays = load_npz(path, cls._MODEL_KIND)
+        return cls._from_state(params, arrays, path)
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Constructor parameters and fitted arrays, as :func:`save_npz` takes them."""
         check_is_fitted(self, "estimators_")
         params = {name: getattr(self, name) for name in _SHARED_PARAMS + ("selection", "validation_fraction")}
         params = {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
@@ -468,12 +487,11 @@ class GMMClassifier(BaseEstimator):
         for c, est in enumerate(self.estimators_):
             for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
                 arrays[f"class{c}.{name}"] = getattr(est, name)
-        save_npz(path, self._MODEL_KIND, params, arrays)
+        return params, arrays
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "GMMClassifier":
-        """Read a classifier written by :meth:`save`, validating every array."""
-        params, arrays = load_npz(path, cls._MODEL_KIND)
+    def _from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -> "GMMClassifier":
+        """Rebuild a fitted classifier from :meth:`_state`'s output; ``path`` names errors."""
         model = cls()
         try:
             model.set_params(**params)
