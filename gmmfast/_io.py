@@ -37,6 +37,18 @@ def save_npz(path: str | os.PathLike, kind: str, params: dict[str, Any], arrays:
         np.savez(fh, **{_META_KEY: np.array(json.dumps(meta))}, **payload)
 
 
+def model_kind(path: str | os.PathLike) -> str | None:
+    """The model kind recorded in a gmmfast model file, or None if it has none."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if _META_KEY not in archive.files:
+                return None
+            meta = json.loads(str(archive[_META_KEY]))
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+        return None
+    return meta.get("kind") if isinstance(meta, dict) else None
+
+
 def load_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read a model file written by ``save_npz``; returns ``(params, arrays)``.
 

@@ -481,3 +481,35 @@ def test_npz_keys_follow_the_split(tmp_path):
     assert X.shape == (6, 16) and y.tolist() == list(range(6))
     X, y = load_images(tmp_path / "both.npz", "test", need_labels=True)
     assert X.shape == (3, 16) and y.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("shifts", ["test", "train"])
+def test_classify_with_shifts_matches_the_estimator(files, tmp_path, capsys, shifts):
+    from gmmfast import GMMClassifier, ShiftInvariantClassifier
+    code, out, err = run(capsys, "classify", "--train", str(files / "train.npz"), "--test", str(files / "test.npz"),
+                         "--n-components", "1", "--shifts", shifts, "--save-model", str(tmp_path / "m.npz"),
+                         "--out", str(tmp_path / "p.npz"))
+    assert code == 0, err
+    X, y = load_images(files / "train.npz", "train", need_labels=True)
+    X_test, _ = load_images(files / "test.npz", "test", need_labels=False)
+    base = GMMClassifier(1, reg_covar=0.05, random_state=0)
+    expected = (ShiftInvariantClassifier(base).fit(X, y) if shifts == "train"
+                else ShiftInvariantClassifier.from_fitted(base.fit(X, y)))
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as result:
+        np.testing.assert_allclose(result["log_proba"], expected.predict_log_proba(X_test), rtol=1e-10, atol=1e-12)
+    # a model trained with shifts classifies with them when loaded; inpaint uses its mixtures
+    model_kind = "ShiftInvariantClassifier" if shifts == "train" else "GMMClassifier"
+    from gmmfast._io import model_kind as kind_of
+    assert kind_of(tmp_path / "m.npz") == model_kind
+    code, out, err = run(capsys, "classify", "--model", str(tmp_path / "m.npz"), "--test", str(files / "test.npz"),
+                         "--out", str(tmp_path / "q.npz"))
+    assert code == 0, err
+    with np.load(tmp_path / "q.npz", allow_pickle=False) as result:
+        if shifts == "train":
+            np.testing.assert_allclose(result["log_proba"], expected.predict_log_proba(X_test), rtol=1e-10, atol=1e-12)
+        else:  # a plain model file: no shifts unless asked
+            np.testing.assert_allclose(result["log_proba"], expected.classifier_.predict_log_proba(X_test), rtol=1e-10, atol=1e-12)
+    code, out, err = run(capsys, "inpaint", "--model", str(tmp_path / "m.npz"), "--images", str(files / "test.npz"),
+                         "--mask", "top")
+    assert code == 0, err
+    assert "MSE on the missing pixels" in out
