@@ -207,23 +207,32 @@ def _classifier(args: argparse.Namespace) -> GMMClassifier:
     )
 
 
-def _model(args: argparse.Namespace) -> GMMClassifier:
-    """Load --model, or fit on --train (and save to --save-model)."""
+def _model(args: argparse.Namespace, *, train_shifts: bool = False) -> Any:
+    """Load --model, or fit on --train (and save to --save-model).
+
+    A saved ShiftInvariantClassifier loads as its classifier (whose mixtures
+    inpaint as they are); ``train_shifts`` fits a ShiftInvariantClassifier
+    on the images and their 1-pixel shifts instead of a GMMClassifier."""
+    from ._io import model_kind
+    from .shifts import ShiftInvariantClassifier
+
     if args.model:
         if not Path(args.model).exists():
             raise UsageError(f"{args.model}: no such model file")
-        from ._io import model_kind
-        from .shifts import ShiftInvariantClassifier
-
         if model_kind(args.model) == ShiftInvariantClassifier._MODEL_KIND:
-            return ShiftInvariantClassifier.load(args.model).classifier_  # its mixtures inpaint as they are
+            return ShiftInvariantClassifier.load(args.model).classifier_
         return GMMClassifier.load(args.model)
     if not args.train:
         raise UsageError("give --model FILE, or --train DATA to fit a model")
     X, y = load_images(args.train, "train", need_labels=True)
     start = time.perf_counter()
-    clf = _classifier(args).fit(X, y)
-    print(f"fitted {len(clf.classes_)} classes, K per class {clf.n_components_}, on {len(X)} images in {time.perf_counter() - start:.1f} s")
+    if train_shifts:
+        clf = ShiftInvariantClassifier(_classifier(args)).fit(X, y)
+        what, counts = f"{len(X)} images and their {len(clf.shifts_) - 1} shifts", clf.classifier_.n_components_
+    else:
+        clf = _classifier(args).fit(X, y)
+        what, counts = f"{len(X)} images", clf.n_components_
+    print(f"fitted {len(clf.classes_)} classes, K per class {counts}, on {what} in {time.perf_counter() - start:.1f} s")
     if args.save_model:
         clf.save(args.save_model)
         print(f"saved the model to {args.save_model}")
@@ -246,28 +255,17 @@ def classify_and_impute(clf: GMMClassifier, X: np.ndarray, observed: np.ndarray)
 
 # ------------------------------------------------------------ subcommands
 def _shift_model(args: argparse.Namespace) -> Any:
-    """The classify command's model: --model (a GMMClassifier or a
-    ShiftInvariantClassifier file) or one fitted on --train, wrapped to
-    average over 1-pixel shifts as --shifts asks."""
+    """The classify command's model: a saved ShiftInvariantClassifier as it
+    is, otherwise :func:`_model`'s, averaged over 1-pixel shifts as --shifts asks."""
     from ._io import model_kind
     from .shifts import ShiftInvariantClassifier
 
     if args.model and Path(args.model).exists() and model_kind(args.model) == ShiftInvariantClassifier._MODEL_KIND:
         return ShiftInvariantClassifier.load(args.model)
-    if args.shifts == "train" and not args.model:
-        if not args.train:
-            raise UsageError("give --model FILE, or --train DATA to fit a model")
-        X, y = load_images(args.train, "train", need_labels=True)
-        start = time.perf_counter()
-        clf = ShiftInvariantClassifier(_classifier(args)).fit(X, y)
-        print(f"fitted {len(clf.classes_)} classes, K per class {clf.classifier_.n_components_}, on {len(X)} images "
-              f"and their {len(clf.shifts_) - 1} one-pixel shifts in {time.perf_counter() - start:.1f} s")
-        if args.save_model:
-            clf.save(args.save_model)
-            print(f"saved the model to {args.save_model}")
+    clf = _model(args, train_shifts=args.shifts == "train")
+    if args.shifts == "none" or isinstance(clf, ShiftInvariantClassifier):
         return clf
-    clf = _model(args)
-    return clf if args.shifts == "none" else ShiftInvariantClassifier.from_fitted(clf)
+    return ShiftInvariantClassifier.from_fitted(clf)
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
