@@ -117,7 +117,7 @@ def stage_digits148(args, data, results, save):
     results["digits148"] = row
     print(f"digits148: test accuracy {scores['accuracy']:.4f} (target {TARGETS['digits148_accuracy']}); "
           f"GMM clustering {cluster_scores}, k-means {km_scores}", flush=True)
-    cmd = f"{SCRIPT} --stages digits148"
+    cmd = f"{SCRIPT} --stages digits148{args.command_options}"
     out = Path(args.out)
     figs = {
         "vae_148_latent.png": lambda p: P.plot_latent_space(
@@ -157,7 +157,7 @@ def stage_all10(args, data, results, save):
     results["all10"] = row
     print(f"all10: test accuracy {scores['accuracy']:.4f} (target {TARGETS['all10_accuracy']}); "
           f"GMM clustering {cluster_scores} (target accuracy {TARGETS['all10_cluster_accuracy']})", flush=True)
-    cmd = f"{SCRIPT} --stages all10"
+    cmd = f"{SCRIPT} --stages all10{args.command_options}"
     out = Path(args.out)
     figs = {
         "vae_all10_latent.png": lambda p: P.plot_latent_space(
@@ -195,7 +195,7 @@ def stage_vade(args, data, results, save):
     results["vade"] = row
     print(f"vade: clustering {scores} (target accuracy {TARGETS['vade_cluster_accuracy']}; "
           f"diagonal GMM it started from: {init})", flush=True)
-    cmd = f"{SCRIPT} --stages vade"
+    cmd = f"{SCRIPT} --stages vade{args.command_options}"
     out = Path(args.out)
     order = np.argsort(-model.weights_)
     figs = {
@@ -319,6 +319,12 @@ def main() -> None:
     parser.add_argument("--models-dir", default=str(DEFAULT_MODELS), help=f"where models go (default {DEFAULT_MODELS})")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args()
+    # the options given that change results, for the commands written next to each figure
+    changed = [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+               for k, v in vars(args).items()
+               if k not in ("stages", "out", "mnist_dir", "models_dir", "verbose", "n_threads", "torch_threads")
+               and v != parser.get_default(k)]
+    args.command_options = "".join(" " + c for c in changed)
     warnings.simplefilter("ignore", ConvergenceWarning)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -331,7 +337,8 @@ def main() -> None:
     results["machine"] = machine()
     results["torch"] = torch.__version__
     results["targets"] = TARGETS
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "mnist_dir", "stages", "models_dir")}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("out", "mnist_dir", "stages", "models_dir", "command_options")}
     for stage in args.stages:
         results.setdefault("stage_settings", {})[stage] = settings
 
