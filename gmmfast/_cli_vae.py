@@ -62,7 +62,9 @@ def _threads(args: argparse.Namespace) -> None:
     if getattr(args, "n_threads", None):
         import torch
 
-        torch.set_num_threads(args.n_threads)
+        from ._parallel import effective_n_threads
+
+        torch.set_num_threads(effective_n_threads(args.n_threads))  # -1 etc. as for the GMM kernels
 
 
 def _load_vae(path: str, device: str | None):

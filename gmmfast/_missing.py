@@ -14,6 +14,7 @@ import numpy as np
 from . import _gaussian as G
 from ._kernels import _masked
 from ._parallel import single_threaded_blas
+from ._validation import check_array
 
 _UNIT_ROWS = 256  # most rows per masked work unit (bounds per-thread memory)
 
@@ -272,6 +273,14 @@ def pixel_mask(shape: tuple[int, int], kind: str, fraction: float = 0.5, seed: i
     else:
         grid[quarter:quarter + half, quarter:quarter + half] = False
     return np.broadcast_to(grid.ravel(), (n, d)).copy()
+
+
+def check_possibly_missing(X: Any, observed: Any, *, dtype: type, n_features: int | None):
+    """Validate X that may have missing values: ``(X, None)`` for complete
+    data (no mask is built), else ``split_observed``'s ``(X_filled, observed)``."""
+    if observed is None and not has_nan(X):
+        return check_array(X, dtype=dtype, n_features=n_features), None
+    return split_observed(X, observed, dtype=dtype, n_features=n_features)
 
 
 def has_nan(X: Any) -> bool:

@@ -25,7 +25,7 @@ from . import _gaussian as G
 from . import _progress
 from ._base import BaseEstimator, check_is_fitted
 from ._io import load_npz, require, save_npz
-from ._missing import conditional_samples, has_nan, masked_log_prob, split_observed
+from ._missing import check_possibly_missing, conditional_samples, has_nan, masked_log_prob, split_observed
 from ._parallel import effective_n_threads
 from ._validation import check_array, check_compute_dtype, check_random_state, check_scalar
 from .mixture import GaussianMixture
@@ -318,10 +318,7 @@ class GMMClassifier(BaseEstimator):
 
     def _validated(self, X: Any, observed: Any) -> tuple[np.ndarray, np.ndarray | None]:
         check_is_fitted(self, "estimators_")
-        dtype = check_compute_dtype(self.dtype)
-        if observed is None and not has_nan(X):
-            return check_array(X, dtype=dtype, n_features=self.n_features_in_), None
-        return split_observed(X, observed, dtype=dtype, n_features=self.n_features_in_)
+        return check_possibly_missing(X, observed, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_)
 
     def _joint_component_log_prob(self, Xc: np.ndarray, obs: np.ndarray | None, *, impute: bool = False):
         """log p(x_o, c, k) for every sample and joint component."""

@@ -208,11 +208,9 @@ def _classifier(args: argparse.Namespace) -> GMMClassifier:
 
 
 def _model(args: argparse.Namespace, *, train_shifts: bool = False) -> Any:
-    """Load --model, or fit on --train (and save to --save-model).
-
-    A saved ShiftInvariantClassifier loads as its classifier (whose mixtures
-    inpaint as they are); ``train_shifts`` fits a ShiftInvariantClassifier
-    on the images and their 1-pixel shifts instead of a GMMClassifier."""
+    """Load --model (a GMMClassifier or a ShiftInvariantClassifier, as
+    saved), or fit on --train (and save to --save-model); ``train_shifts``
+    fits a ShiftInvariantClassifier on the images and their 1-pixel shifts."""
     from ._io import model_kind
     from .shifts import ShiftInvariantClassifier
 
@@ -220,7 +218,7 @@ def _model(args: argparse.Namespace, *, train_shifts: bool = False) -> Any:
         if not Path(args.model).exists():
             raise UsageError(f"{args.model}: no such model file")
         if model_kind(args.model) == ShiftInvariantClassifier._MODEL_KIND:
-            return ShiftInvariantClassifier.load(args.model).classifier_
+            return ShiftInvariantClassifier.load(args.model)
         return GMMClassifier.load(args.model)
     if not args.train:
         raise UsageError("give --model FILE, or --train DATA to fit a model")
@@ -254,22 +252,14 @@ def classify_and_impute(clf: GMMClassifier, X: np.ndarray, observed: np.ndarray)
 
 
 # ------------------------------------------------------------ subcommands
-def _shift_model(args: argparse.Namespace) -> Any:
-    """The classify command's model: a saved ShiftInvariantClassifier as it
-    is, otherwise :func:`_model`'s, averaged over 1-pixel shifts as --shifts asks."""
-    from ._io import model_kind
+def cmd_classify(args: argparse.Namespace) -> None:
     from .shifts import ShiftInvariantClassifier
 
-    if args.model and Path(args.model).exists() and model_kind(args.model) == ShiftInvariantClassifier._MODEL_KIND:
-        return ShiftInvariantClassifier.load(args.model)
+    if args.shifts == "train" and args.model:
+        raise UsageError("--shifts train fits on shifted copies: give --train DATA, or --shifts test with --model")
     clf = _model(args, train_shifts=args.shifts == "train")
-    if args.shifts == "none" or isinstance(clf, ShiftInvariantClassifier):
-        return clf
-    return ShiftInvariantClassifier.from_fitted(clf)
-
-
-def cmd_classify(args: argparse.Namespace) -> None:
-    clf = _shift_model(args)
+    if args.shifts == "test" and isinstance(clf, GMMClassifier):
+        clf = ShiftInvariantClassifier.from_fitted(clf)
     X, y = load_images(args.test, "test", need_labels=False)
     observed = make_observed(X, args.mask, args.fraction, args.seed) if args.mask else None
     start = time.perf_counter()
@@ -286,6 +276,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 def cmd_inpaint(args: argparse.Namespace) -> None:
     clf = _model(args)
+    clf = getattr(clf, "classifier_", clf)  # a shift model inpaints with its mixtures as they are
     X, _ = load_images(args.images, "test", need_labels=False)
     observed = make_observed(X, args.mask, args.fraction, args.seed)
     start = time.perf_counter()
@@ -848,8 +839,8 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--out", metavar="FILE", help="write predictions and log-probabilities (.npz)")
     classify.add_argument("--shifts", choices=("none", "test", "train"), default="none",
                           help="average each class likelihood over the image and its four 1-pixel shifts: 'test' at "
-                          "classification only, 'train' also fits on the shifted copies (5x the fitting time); a "
-                          "model saved with 'train' shifts by itself (default none)")
+                          "classification only, 'train' also fits on the shifted copies (5x the fitting time; needs --train); "
+                          "a model saved with 'train' shifts by itself (default none)")
     common(classify)
     classify.set_defaults(func=cmd_classify)
 

@@ -353,8 +353,7 @@ class PatchDenoiser(BaseEstimator):
             if not sigma > 0:
                 raise ValueError("the estimated noise sigma is 0 (noise-free images?); pass sigma.")
             return float(sigma)
-        if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not np.isfinite(sigma) or not sigma > 0:
-            raise ValueError(f"sigma must be a positive number or None; got {sigma!r}.")
+        check_scalar(sigma, "sigma", numbers.Real, min_value=0.0, include_min=False)
         return float(sigma)
 
     def _clip(self, out: np.ndarray) -> np.ndarray:
@@ -405,7 +404,7 @@ class PatchDenoiser(BaseEstimator):
         )
         gains, offsets = filters["gains"], filters["offsets"]
         if posterior_mean:
-            out = _posterior_mean_estimates(patches, scores, filters["gains_3d"], filters["offsets_2d"])
+            out = _posterior_mean_estimates(patches, scores, gains, offsets)
         else:
             out = np.empty_like(patches)
             best = scores.argmax(axis=1)
@@ -448,8 +447,8 @@ class PatchDenoiser(BaseEstimator):
             gain = linalg.cho_solve((factor, True), W @ cov)
             gains.append(_flush_subnormal(gain, dt))
             offsets.append(_flush_subnormal(mean - observed_mean @ gain, dt))
-        filters = {"prec_chol": np.ascontiguousarray(chols), "gains": gains, "offsets": offsets,
-                   "gains_3d": np.ascontiguousarray(gains), "offsets_2d": np.ascontiguousarray(offsets),
+        filters = {"prec_chol": np.ascontiguousarray(chols), "gains": np.ascontiguousarray(gains),
+                   "offsets": np.ascontiguousarray(offsets),
                    "observed_means": observed_means}
         if len(cache) > 32:
             cache.clear()
@@ -603,8 +602,7 @@ def select_patch_prior(
         ``stride``, ``psnr``, ``fit_s``, ``restore_s``, in grid order.
     """
     _check_method(method)
-    if not (isinstance(sigma, numbers.Real) and np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number; got {sigma!r}.")
+    check_scalar(sigma, "sigma", numbers.Real, min_value=0.0, include_min=False)
     train = _check_images(train_images)
     val = _check_images(val_images)
     k = None if kernel is None else _check_kernel(kernel)
@@ -747,7 +745,6 @@ def blur(images: Any, kernel: Any, adjoint: bool = False) -> np.ndarray:
     return op(arr, k[None], mode="constant")
 
 
-_blur = blur  # the name used before blur() was public
 
 
 def _solve_deblur_step(Kty, kernel, lam, beta, counts, patch_mean, x0, cg_iter):

@@ -25,7 +25,7 @@ from scipy.special import logsumexp
 
 from ._base import BaseEstimator, check_is_fitted
 from ._io import load_npz, save_npz
-from ._missing import split_observed
+from ._missing import check_possibly_missing
 from ._validation import check_compute_dtype
 from .classifier import GMMClassifier, _check_labels
 
@@ -150,13 +150,19 @@ class ShiftInvariantClassifier(BaseEstimator):
             raise ValueError(f"fill must be a finite number or NaN; got {self.fill!r}.")
         return shape, shifts.astype(np.int64)
 
-    def _shifted(self, filled: np.ndarray, observed: np.ndarray, shape: tuple[int, int], dy: int, dx: int):
-        """One translation of validated data: (X, observed mask or None)."""
+    def _shifted(self, filled: np.ndarray, observed: np.ndarray | None, shape: tuple[int, int], dy: int, dx: int):
+        """One translation of validated data: (X, observed mask or None).
+
+        ``observed`` is None for complete data; then no mask is built unless
+        the shifted-in border is itself missing (``fill`` NaN)."""
         n = len(filled)
-        images = shift_images(filled.reshape(n, *shape), dy, dx, 0.0 if np.isnan(self.fill) else float(self.fill))
-        mask = shift_images(observed.reshape(n, *shape).astype(bool), dy, dx, not np.isnan(self.fill))
-        images, mask = images.reshape(n, -1), mask.reshape(n, -1)
-        return images, (None if mask.all() else mask)
+        border_missing = bool(np.isnan(self.fill))
+        images = shift_images(filled.reshape(n, *shape), dy, dx, 0.0 if border_missing else float(self.fill))
+        if observed is None and (not border_missing or (dy, dx) == (0, 0)):
+            return images.reshape(n, -1), None
+        source = np.ones((n, *shape), dtype=bool) if observed is None else observed.reshape(n, *shape).astype(bool)
+        mask = shift_images(source, dy, dx, not border_missing).reshape(n, -1)
+        return images.reshape(n, -1), (None if mask.all() else mask)
 
     # ------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any, *, observed: Any = None) -> "ShiftInvariantClassifier":
@@ -177,7 +183,7 @@ class ShiftInvariantClassifier(BaseEstimator):
         if self.classifier is not None and not isinstance(self.classifier, GMMClassifier):
             raise ValueError(f"classifier must be a GMMClassifier or None; got {type(self.classifier).__name__}.")
         dtype = check_compute_dtype(np.float64 if self.classifier is None else self.classifier.dtype)
-        filled, mask = split_observed(X, observed, dtype=dtype, n_features=None)
+        filled, mask = check_possibly_missing(X, observed, dtype=dtype, n_features=None)
         labels = _check_labels(y, len(filled))
         shape, shifts = self._check_parameters(filled.shape[1])
         base = GMMClassifier() if self.classifier is None else self.classifier
@@ -185,13 +191,14 @@ class ShiftInvariantClassifier(BaseEstimator):
         if self.augment:
             parts = [self._shifted(filled, mask, shape, int(dy), int(dx)) for dy, dx in shifts]
             X_fit = np.concatenate([p[0] for p in parts])
-            masks = [np.ones_like(p[0], dtype=bool) if p[1] is None else p[1] for p in parts]
-            observed_fit = np.concatenate(masks)
+            observed_fit = None
+            if any(p[1] is not None for p in parts):
+                observed_fit = np.concatenate([np.ones(p[0].shape, dtype=bool) if p[1] is None else p[1] for p in parts])
             labels_fit = np.tile(labels, len(shifts))
-            del parts, masks
+            del parts
         else:
-            X_fit, observed_fit, labels_fit = filled, mask.astype(bool), labels
-        classifier.fit(X_fit, labels_fit, observed=None if observed_fit.all() else observed_fit)
+            X_fit, observed_fit, labels_fit = filled, (None if mask is None else mask.astype(bool)), labels
+        classifier.fit(X_fit, labels_fit, observed=observed_fit)
         self.classifier_ = classifier
         self.classes_ = classifier.classes_
         self.image_shape_ = shape
@@ -224,9 +231,11 @@ class ShiftInvariantClassifier(BaseEstimator):
     def predict_joint_log_proba(self, X: Any, observed: Any = None) -> np.ndarray:
         """log p(x_o, c) with the shift marginalised, shape (n_samples, n_classes)."""
         check_is_fitted(self, "classifier_")
-        filled, mask = split_observed(X, observed, dtype=check_compute_dtype(self.classifier_.dtype), n_features=self.n_features_in_)
+        clf = self.classifier_
+        filled, mask = check_possibly_missing(X, observed, dtype=check_compute_dtype(clf.dtype), n_features=self.n_features_in_)
+        # the shifted copies are already checked: straight to the classifier's kernels
         per_shift = np.stack([
-            self.classifier_.predict_joint_log_proba(*self._shifted(filled, mask, self.image_shape_, int(dy), int(dx)))
+            clf._class_log_joint(clf._joint_component_log_prob(*self._shifted(filled, mask, self.image_shape_, int(dy), int(dx)))[0])
             for dy, dx in self.shifts_
         ])
         return logsumexp(per_shift, axis=0) - np.log(len(self.shifts_))

@@ -418,8 +418,10 @@ class ConvVAE(_TorchEstimator):
     latent_dim : int, default=2
     channels : sequence of int, default=(32, 64, 128, 128, 256)
         Output channels of the encoder's convolutions (the decoder mirrors them).
-    strides : sequence of {1, 2}, default=(1, 2, 1, 2, 1)
-        Stride of each convolution; every stride-2 layer needs even image sides.
+    strides : sequence of {1, 2} or None, default=None
+        Stride of each convolution; every stride-2 layer needs even image
+        sides. None alternates 1, 2, 1, 2, ... over ``channels`` (the
+        reference (1, 2, 1, 2, 1) for five convolutions).
     hidden_units : int, default=512
         Width of the dense layer between convolutions and latent space.
     dropout : float, default=0.2
@@ -488,7 +490,7 @@ class ConvVAE(_TorchEstimator):
         latent_dim: int = 2,
         *,
         channels: tuple[int, ...] = (32, 64, 128, 128, 256),
-        strides: tuple[int, ...] = (1, 2, 1, 2, 1),
+        strides: tuple[int, ...] | None = None,
         hidden_units: int = 512,
         dropout: float = 0.2,
         beta: float = 0.5,
@@ -536,17 +538,24 @@ class ConvVAE(_TorchEstimator):
         if self.dropout >= 1:
             raise ValueError(f"dropout must be < 1; got {self.dropout!r}.")
         check_scalar(self.beta, "beta", (int, float), min_value=0)
-        channels, strides = list(self.channels), list(self.strides)
+        channels = list(self.channels)
         if not channels or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0
                                    for c in channels):
             raise ValueError(f"channels must be a non-empty sequence of positive ints; got {self.channels!r}.")
+        strides = self._strides()
         if len(strides) != len(channels) or not all(s in (1, 2) and not isinstance(s, bool) for s in strides):
             raise ValueError(f"strides must give 1 or 2 for each of the {len(channels)} convolutions; "
                              f"got {self.strides!r}.")
         self._check_training_params()
 
+    def _strides(self) -> list:
+        """The strides in use: as given, or 1, 2, 1, 2, ... over the convolutions."""
+        if self.strides is None:
+            return [1 + i % 2 for i in range(len(self.channels))]
+        return list(self.strides)
+
     def _build(self, image_shape: tuple[int, int]) -> VAENet:
-        return VAENet(image_shape, [int(c) for c in self.channels], [int(s) for s in self.strides],
+        return VAENet(image_shape, [int(c) for c in self.channels], [int(s) for s in self._strides()],
                       int(self.hidden_units), int(self.latent_dim), float(self.dropout))
 
     def _loss(self, net: VAENet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -582,7 +591,7 @@ class ConvVAE(_TorchEstimator):
         epochs = self.epochs if epochs is None else epochs
         check_scalar(epochs, "epochs", (int, np.integer), min_value=1)
         X = check_images(images, min_images=2 if validation_images is not None else MIN_TRAIN_IMAGES)
-        feature_shape(X.shape[1:], self.channels, self.strides)  # image size fits the strides
+        feature_shape(X.shape[1:], self.channels, self._strides())  # image size fits the strides
         seed = _seed(self.random_state)
         device = self._device()
         X_train, X_val = self._split(X, validation_images, seed)
@@ -681,10 +690,7 @@ class ConvVAE(_TorchEstimator):
         return config
 
     def _fitted_info(self) -> dict[str, Any]:
-        info = {name: _plain(getattr(self, name)) for name in _FIT_RESULTS if name != "history_"}
-        info["best_val_loss_"] = float(info["best_val_loss_"])
-        info["seconds_per_epoch_"] = float(info["seconds_per_epoch_"])
-        return info
+        return {name: _plain(getattr(self, name)) for name in _FIT_RESULTS if name != "history_"}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model (weights, configuration, training history) to ``path``.

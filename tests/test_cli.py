@@ -513,3 +513,12 @@ def test_classify_with_shifts_matches_the_estimator(files, tmp_path, capsys, shi
                          "--mask", "top")
     assert code == 0, err
     assert "MSE on the missing pixels" in out
+
+
+def test_shifts_train_needs_training_data(files, tmp_path, capsys):
+    code, out, err = run(capsys, "classify", "--train", str(files / "train.npz"), "--test", str(files / "test.npz"),
+                         "--n-components", "1", "--save-model", str(tmp_path / "m.npz"))
+    assert code == 0, err
+    code, out, err = run(capsys, "classify", "--model", str(tmp_path / "m.npz"), "--test", str(files / "test.npz"),
+                         "--shifts", "train")
+    assert code == 2 and err.count("\n") == 1 and "--shifts train fits on shifted copies" in err

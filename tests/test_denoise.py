@@ -481,3 +481,11 @@ def test_patch_denoiser_is_exported_at_top_level():
 
     assert gmmfast.PatchDenoiser is Direct
     assert "PatchDenoiser" in gmmfast.__all__
+
+
+@pytest.mark.parametrize("sigma", [True, 0.0, -0.1, float("nan"), "0.1"])
+def test_select_patch_prior_rejects_bad_sigma(sigma):
+    from gmmfast.denoise import select_patch_prior
+    images = np.random.RandomState(0).rand(4, 12, 12)
+    with pytest.raises(ValueError, match="sigma"):
+        select_patch_prior(images, images, sigma)

@@ -61,6 +61,15 @@ def test_default_architecture_is_the_reference_one():
     assert logits.shape == (3, 1, 28, 28) and mu.shape == log_sigma.shape == z.shape == (3, 2)
 
 
+def test_default_strides_follow_the_number_of_convolutions():
+    """Three convolutions alternate 1, 2, 1 by default; explicit strides still checked."""
+    net = ConvVAE(channels=(4, 8, 8), hidden_units=16)._build((28, 28))
+    assert [c.stride[0] for c in net.encoder.features if isinstance(c, torch.nn.Conv2d)] == [1, 2, 1]
+    ConvVAE(channels=(4, 8, 8))._check_params()
+    with pytest.raises(ValueError, match="strides must give 1 or 2 for each of the 3 convolutions"):
+        ConvVAE(channels=(4, 8, 8), strides=(1, 2))._check_params()
+
+
 def test_one_epoch_of_the_default_architecture_feeds_the_gmms(digits):
     X, y, X_test, y_test = digits
     vae = ConvVAE(latent_dim=2, epochs=1, random_state=0, n_threads=1).fit(X)

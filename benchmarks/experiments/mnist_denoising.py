@@ -135,7 +135,7 @@ def _corrupt(images, sigma, kernel, seed):
 def _prior(args, train, m, k):
     """The m x m, K-component prior (fitted, or loaded from the cache written by an earlier run)."""
     cache = Path(args.prior_cache) / (f"mnist_prior_m{m}_k{k}_i{args.max_iter}_"
-                                      f"p{args.max_patches}_{'centred' if args.remove_mean else 'raw'}_s{args.seed}.npz")
+                                      f"p{args.max_patches}_r{args.reg:g}_{'centred' if args.remove_mean else 'raw'}_s{args.seed}.npz")
     if cache.exists():
         dn = PatchDenoiser.load(cache)
         dn.set_params(n_threads=args.n_threads, dtype=np.float32 if args.f32 else np.float64)

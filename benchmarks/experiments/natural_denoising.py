@@ -85,7 +85,7 @@ def main() -> None:
                        reg_covar=args.reg, random_state=args.seed, dtype=np.float32 if args.f32 else np.float64,
                        n_threads=args.n_threads, verbose=1)
     cache = Path(args.prior_cache) / (f"natural_prior_{args.test_image}_{args.val_image}_k{args.k}_"
-                                      f"p{args.max_patches}_i{args.max_iter}_s{args.seed}.npz")
+                                      f"p{args.max_patches}_i{args.max_iter}_r{args.reg:g}_s{args.seed}.npz")
     fit_info = cache.with_suffix(".json")  # fit time and iterations, read back with the cached prior
     if cache.exists():
         dn = PatchDenoiser.load(cache)
@@ -202,13 +202,14 @@ def markdown(r) -> str:
         s = r["seconds"].get(k)
         lines.append(f"| {k} | {v:.2f} | {'' if s is None else f'{s:.1f}'} |")
     nlm = r["psnr"]["skimage nl_means (h)"]
+    epll_gain = r["psnr"]["gmmfast epll"] - max(r["psnr"]["gmmfast map"], r["psnr"]["gmmfast posterior_mean"])
     lines += ["", f"EPLL - NL-means: {r['psnr']['gmmfast epll'] - nlm:+.2f} dB. EPLL settings: {r['epll_settings']}; "
               f"NL-means h = {r['peer_params']['skimage nl_means (h)']['chosen']:.4f}.", "",
               f"EPLL - best one-pass estimate (MAP component / posterior mean): "
-              f"{r['psnr']['gmmfast epll'] - max(r['psnr']['gmmfast map'], r['psnr']['gmmfast posterior_mean']):+.2f} dB"
+              f"{epll_gain:+.2f} dB"
               " (validation: " + ", ".join(f"{e['psnr']:.2f}" for e in r["epll_val_psnr"]) + " dB for the EPLL "
-              "candidates). With this K=50 prior, EPLL does not improve on averaging the one-pass patch estimates "
-              "of this image.", "",
+              "candidates). With this prior, EPLL " + ("improves" if epll_gain > 0 else "does not improve")
+              + " on averaging the one-pass patch estimates of this image.", "",
               f"![clean / noisy / NL-means / EPLL]({r['figure']})", "",
               "Reproduce: `python benchmarks/experiments/natural_denoising.py`.", ""]
     return "\n".join(lines)
