@@ -12,18 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._plotting import pyplot
 from ._vae_metrics import full_covariances
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or ImportError naming the extra."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("figures need matplotlib: pip install 'gmmfast[plot]'") from exc
-    return plt
 
 
 def _projection(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:

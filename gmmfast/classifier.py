@@ -388,7 +388,8 @@ class GMMClassifier(BaseEstimator):
         method: str = "mean",
         clip: tuple[float, float] | None = None,
         random_state: Any = None,
-    ) -> np.ndarray:
+        return_predictions: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Fill in missing values from the class-conditional mixtures.
 
         Parameters
@@ -410,10 +411,15 @@ class GMMClassifier(BaseEstimator):
             Clip the filled values to a valid range, e.g. (0, 1).
         random_state : int, RandomState, Generator or None
             For ``method='sample'``.
+        return_predictions : bool, default=False
+            Also return ``predict(X, observed)``, taken from the same pass
+            of the masked kernel (each image's factorisations are done once).
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features), float64
+        filled : ndarray of shape (n_samples, n_features), float64
+        predictions : ndarray of shape (n_samples,)
+            Only with ``return_predictions=True``.
         """
         if weighting not in IMPUTE_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {IMPUTE_WEIGHTINGS}; got {weighting!r}.")
@@ -431,8 +437,8 @@ class GMMClassifier(BaseEstimator):
         joint = self._joint_mixture()
         want_mean = method == "mean"
         weighted, log_norm, filled = self._joint_component_log_prob(Xf, obs, impute=want_mean and weighting == "posterior")
+        predicted = self._class_log_joint(weighted).argmax(axis=1)
         if weighting == "predicted":
-            predicted = self._class_log_joint(weighted).argmax(axis=1)
             keep = joint["owner"][None, :] == predicted[:, None]
             weighted = np.where(keep, weighted, -np.inf)
             log_norm = logsumexp(weighted, axis=1)
@@ -455,6 +461,8 @@ class GMMClassifier(BaseEstimator):
         filled[obs] = X64[obs]
         if clip is not None:
             filled[~obs] = np.clip(filled[~obs], clip[0], clip[1])
+        if return_predictions:
+            return filled, self.classes_[predicted]
         return filled
 
     # ----------------------------------------------------------- persistence

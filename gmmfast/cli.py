@@ -18,14 +18,14 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import __version__, _progress
 from ._base import ConvergenceWarning
-from ._missing import pixel_mask, split_observed
-from ._validation import check_compute_dtype
+from ._missing import pixel_mask
+from ._plotting import PLOT_HINT, pyplot
 from .classifier import GMMClassifier
 from .datasets import load_idx_dir, load_mnist, load_mnist_sample
 from .denoise import psnr_per_image
@@ -56,7 +56,6 @@ DENOISE_METHODS = ("map", "posterior_mean", "epll")
 # Float pixels whose maximum exceeds this are taken as 0..255 and scaled to
 # [0, 1] (noisy images in [0, 1] may exceed 1; no 0..255 image stays below it).
 SCALE_THRESHOLD = 10.0
-PLOT_HINT = "pip install 'gmmfast[plot]'"
 
 
 class UsageError(Exception):
@@ -207,6 +206,22 @@ def _classifier(args: argparse.Namespace) -> GMMClassifier:
     )
 
 
+def _load_or_fit(args: argparse.Namespace, load: Callable[[str], Any], fit: Callable[[], Any], missing: str) -> Any:
+    """The model in --model (read by ``load``), or ``fit()`` on --train,
+    saved to --save-model when given; ``missing`` ends the error when neither is given."""
+    if args.model:
+        if not Path(args.model).exists():
+            raise UsageError(f"{args.model}: no such model file")
+        return load(args.model)
+    if not args.train:
+        raise UsageError(f"give --model FILE, or --train DATA {missing}")
+    model = fit()
+    if args.save_model:
+        model.save(args.save_model)
+        print(f"saved the model to {args.save_model}")
+    return model
+
+
 def _model(args: argparse.Namespace, *, train_shifts: bool = False) -> Any:
     """Load --model (a GMMClassifier or a ShiftInvariantClassifier, as
     saved), or fit on --train (and save to --save-model); ``train_shifts``
@@ -214,41 +229,24 @@ def _model(args: argparse.Namespace, *, train_shifts: bool = False) -> Any:
     from ._io import model_kind
     from .shifts import ShiftInvariantClassifier
 
-    if args.model:
-        if not Path(args.model).exists():
-            raise UsageError(f"{args.model}: no such model file")
-        if model_kind(args.model) == ShiftInvariantClassifier._MODEL_KIND:
-            return ShiftInvariantClassifier.load(args.model)
-        return GMMClassifier.load(args.model)
-    if not args.train:
-        raise UsageError("give --model FILE, or --train DATA to fit a model")
-    X, y = load_images(args.train, "train", need_labels=True)
-    start = time.perf_counter()
-    if train_shifts:
-        clf = ShiftInvariantClassifier(_classifier(args)).fit(X, y)
-        what, counts = f"{len(X)} images and their {len(clf.shifts_) - 1} shifts", clf.classifier_.n_components_
-    else:
-        clf = _classifier(args).fit(X, y)
-        what, counts = f"{len(X)} images", clf.n_components_
-    print(f"fitted {len(clf.classes_)} classes, K per class {counts}, on {what} in {time.perf_counter() - start:.1f} s")
-    if args.save_model:
-        clf.save(args.save_model)
-        print(f"saved the model to {args.save_model}")
-    return clf
+    def load(path: str) -> Any:
+        if model_kind(path) == ShiftInvariantClassifier._MODEL_KIND:
+            return ShiftInvariantClassifier.load(path)
+        return GMMClassifier.load(path)
 
+    def fit() -> Any:
+        X, y = load_images(args.train, "train", need_labels=True)
+        start = time.perf_counter()
+        if train_shifts:
+            clf = ShiftInvariantClassifier(_classifier(args)).fit(X, y)
+            what, counts = f"{len(X)} images and their {len(clf.shifts_) - 1} shifts", clf.classifier_.n_components_
+        else:
+            clf = _classifier(args).fit(X, y)
+            what, counts = f"{len(X)} images", clf.n_components_
+        print(f"fitted {len(clf.classes_)} classes, K per class {counts}, on {what} in {time.perf_counter() - start:.1f} s")
+        return clf
 
-def classify_and_impute(clf: GMMClassifier, X: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``clf.predict(X, observed)`` and ``clf.impute(X, observed, clip=(0, 1))``
-    from one pass of the masked kernel (each image's factorisations are done
-    once, not twice)."""
-    Xf, obs = split_observed(X, observed, dtype=check_compute_dtype(clf.dtype), n_features=clf.n_features_in_)
-    obs = obs.astype(bool)
-    X64 = split_observed(X, observed, dtype=np.float64, n_features=clf.n_features_in_)[0]
-    weighted, _, filled = clf._joint_component_log_prob(Xf, obs, impute=True)
-    predicted = clf.classes_[clf._class_log_joint(weighted).argmax(axis=1)]
-    filled[obs] = X64[obs]
-    filled[~obs] = np.clip(filled[~obs], 0.0, 1.0)
-    return predicted, filled
+    return _load_or_fit(args, load, fit, "to fit a model")
 
 
 # ------------------------------------------------------------ subcommands
@@ -295,30 +293,25 @@ def _denoiser(args: argparse.Namespace) -> Any:
     """Load --model, or fit a PatchDenoiser on the clean images of --train (and save it)."""
     from .denoise import PatchDenoiser
 
-    if args.model:
-        if not Path(args.model).exists():
-            raise UsageError(f"{args.model}: no such model file")
-        return PatchDenoiser.load(args.model)
-    if not args.train:
-        raise UsageError("give --model FILE, or --train DATA (clean images) to fit a denoiser")
-    images, _ = load_image_stack(args.train, "train")
-    if args.max_train_images:
-        images = images[: args.max_train_images]
-    if min(images.shape[1:]) < args.patch_size:
-        raise UsageError(f"{args.train}: images of {images.shape[1]}x{images.shape[2]} pixels are smaller than --patch-size {args.patch_size}")
-    model = PatchDenoiser(
-        args.patch_size, args.n_components, stride=args.stride, max_patches=args.max_patches, max_iter=args.max_iter,
-        reg_covar=args.reg_covar, random_state=args.seed, dtype=np.float32 if args.float32 else np.float64,
-        n_threads=args.n_threads, verbose=int(args.verbose),
-    )
-    start = time.perf_counter()
-    model.fit(images)
-    print(f"fitted a {args.n_components}-component prior on {args.patch_size}x{args.patch_size} patches "
-          f"of {len(images)} images in {time.perf_counter() - start:.1f} s")
-    if args.save_model:
-        model.save(args.save_model)
-        print(f"saved the model to {args.save_model}")
-    return model
+    def fit() -> PatchDenoiser:
+        images, _ = load_image_stack(args.train, "train")
+        if args.max_train_images:
+            images = images[: args.max_train_images]
+        if min(images.shape[1:]) < args.patch_size:
+            raise UsageError(f"{args.train}: images of {images.shape[1]}x{images.shape[2]} pixels are smaller "
+                             f"than --patch-size {args.patch_size}")
+        model = PatchDenoiser(
+            args.patch_size, args.n_components, stride=args.stride, max_patches=args.max_patches,
+            max_iter=args.max_iter, reg_covar=args.reg_covar, random_state=args.seed,
+            dtype=np.float32 if args.float32 else np.float64, n_threads=args.n_threads, verbose=int(args.verbose),
+        )
+        start = time.perf_counter()
+        model.fit(images)
+        print(f"fitted a {args.n_components}-component prior on {args.patch_size}x{args.patch_size} patches "
+              f"of {len(images)} images in {time.perf_counter() - start:.1f} s")
+        return model
+
+    return _load_or_fit(args, PatchDenoiser.load, fit, "(clean images) to fit a denoiser")
 
 
 def blur(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -557,7 +550,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         sweep = [1] if args.k_sweep is None else args.k_sweep  # K=1 is cheap; more K cost a fit each
     X, X_test = X.reshape(len(X), -1), X_test.reshape(len(X_test), -1)
     print(f"data: {source}: {len(X)} training and {len(X_test)} test images")
-    plt = _pyplot()
+    plt = pyplot(required=False)
     if plt is None:
         print(f"figures skipped: matplotlib is not installed ({PLOT_HINT})")
     figures: list[tuple[str, str]] = []  # (caption, file name)
@@ -581,7 +574,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     n = min(len(X_test), 1000)
     observed = make_observed(X_test[:n], "random", 0.5, 0)
     start = time.perf_counter()
-    predicted, filled_random = classify_and_impute(clf, X_test[:n], observed)
+    filled_random, predicted = clf.impute(X_test[:n], observed, clip=(0.0, 1.0), return_predictions=True)
     missing = float(np.mean(predicted == y_test[:n]))
     missing_s = time.perf_counter() - start
     print(f"with 50% of each image's pixels missing ({n} images): accuracy {missing:.2%} ({missing_s:.1f} s, with inpainting)")
@@ -694,21 +687,9 @@ def _demo_denoising(args: argparse.Namespace, X: np.ndarray, X_test: np.ndarray,
 
 
 # ----------------------------------------------------------------- figures
-def _pyplot():
-    """matplotlib.pyplot on the Agg backend, or None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
 def _image_grid(path, rows: Sequence[tuple[str, np.ndarray]]) -> bool:
     """One row of images per (title, images); NaN pixels in red. False (with a note) without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot(required=False)
     if plt is None:
         print(f"no figure: matplotlib is not installed ({PLOT_HINT})")
         return False
@@ -748,7 +729,7 @@ def _figure_inpainting(path, originals: np.ndarray, panels: dict[str, tuple[np.n
 def _figure_lines(path, panels: Sequence[tuple[dict[str, tuple[Sequence[float], Sequence[float]]], str, str]],
                   xlabel: str, markers: bool = False) -> bool:
     """Line plots side by side, one per (series {label: (x, y)}, title, y label); empty panels are left out."""
-    plt = _pyplot()
+    plt = pyplot(required=False)
     if plt is None:
         print(f"no figure: matplotlib is not installed ({PLOT_HINT})")
         return False

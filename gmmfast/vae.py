@@ -46,6 +46,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
     ) from _exc
 
 from ._base import BaseEstimator, check_is_fitted
+from ._progress import bar, progress_bars
 from ._vae_metrics import classification_scores, cluster_mapping, clustering_scores, full_covariances
 from ._vae_nets import GMMPrior, VAENet, add_noise, augment, feature_shape, gaussian_kl, reconstruction_loss
 from ._validation import check_array, check_random_state, check_scalar
@@ -143,40 +144,6 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-class _Progress:
-    """A per-epoch progress bar: tqdm when installed, else a plain one on a terminal."""
-
-    def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        self.total, self.desc, self.enabled, self.n = total, desc, enabled, 0
-        self.bar = None
-        self.tty = enabled and sys.stderr.isatty()
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                pass
-            else:
-                self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr,
-                                dynamic_ncols=True, mininterval=1.0)
-
-    def update(self, loss: float) -> None:
-        self.n += 1
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.2f}", refresh=False)
-        elif self.tty and (self.n == self.total or self.n % max(1, self.total // 50) == 0):
-            done = int(30 * self.n / self.total)
-            sys.stderr.write(f"\r{self.desc} [{'#' * done}{'.' * (30 - done)}] {self.n}/{self.total} loss {loss:.2f}")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.tty and self.n:
-            sys.stderr.write("\r" + " " * (len(self.desc) + 60) + "\r")
-            sys.stderr.flush()
 
 
 def _plain(value: Any) -> Any:
@@ -326,9 +293,9 @@ class _TorchEstimator(BaseEstimator):
                 start = time.perf_counter()
                 module.train()
                 order = torch.randperm(len(train))
-                bar = _Progress(n_batches, f"{label} epoch {epoch}/{epochs}", verbose)
                 total = 0.0
-                try:
+                with progress_bars(enabled=verbose), bar(total=n_batches, desc=f"{label} epoch {epoch}/{epochs}",
+                                                         unit="batch", leave=False, mininterval=1.0) as epoch_bar:
                     for b in range(n_batches):
                         x = train[order[b * self.batch_size:(b + 1) * self.batch_size]].to(device)
                         target = augment(x, float(self.rotation), bool(self.flip))
@@ -341,9 +308,8 @@ class _TorchEstimator(BaseEstimator):
                             raise FloatingPointError(
                                 f"the training loss became {value} at epoch {epoch}; lower learning_rate.")
                         total += value * len(x)
-                        bar.update(value)
-                finally:
-                    bar.close()
+                        epoch_bar.update(1)
+                        epoch_bar.set_postfix(loss=f"{value:.2f}", refresh=False)
                 val_loss = self._evaluate(module, batch_loss, val, seed, device)
                 scheduler.step(val_loss)
                 seconds = time.perf_counter() - start
@@ -683,14 +649,10 @@ class ConvVAE(_TorchEstimator):
 
     # ------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:
-        config = {name: _plain(value) for name, value in self.get_params(deep=False).items()
-                  if name not in ("device", "n_threads")}
-        if not isinstance(config["random_state"], (int, type(None))):
-            config["random_state"] = None
-        return config
+        return _saved_config(self, ("device", "n_threads"))
 
     def _fitted_info(self) -> dict[str, Any]:
-        return {name: _plain(getattr(self, name)) for name in _FIT_RESULTS if name != "history_"}
+        return _fit_results(self)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model (weights, configuration, training history) to ``path``.
@@ -747,13 +709,31 @@ class ConvVAE(_TorchEstimator):
         model.network_ = net.to(model.device_).eval()
         model.image_shape_ = tuple(shape)
         model.history_ = _history(payload.get("history", {}), path)
-        fitted = payload.get("fitted", {})
-        if not isinstance(fitted, dict):
-            raise ValueError(f"{path}: malformed 'fitted'.")
-        for name in _FIT_RESULTS:
-            if name != "history_":
-                setattr(model, name, fitted.get(name))
+        _restore_fit_results(model, payload, path)
         return model
+
+
+def _saved_config(model: BaseEstimator, exclude: tuple[str, ...]) -> dict[str, Any]:
+    """Constructor parameters as plain values for a model file (a RandomState is not saved)."""
+    config = {name: _plain(value) for name, value in model.get_params(deep=False).items() if name not in exclude}
+    if not isinstance(config["random_state"], (int, type(None))):
+        config["random_state"] = None
+    return config
+
+
+def _fit_results(model: Any) -> dict[str, Any]:
+    """The ``_FIT_RESULTS`` attributes but the history, as plain values."""
+    return {name: _plain(getattr(model, name)) for name in _FIT_RESULTS if name != "history_"}
+
+
+def _restore_fit_results(model: Any, payload: dict, path: Any) -> None:
+    """Set what :func:`_fit_results` saved (None where a file lacks it)."""
+    fitted = payload.get("fitted", {})
+    if not isinstance(fitted, dict):
+        raise ValueError(f"{path}: malformed 'fitted'.")
+    for name in _FIT_RESULTS:
+        if name != "history_":
+            setattr(model, name, fitted.get(name))
 
 
 def _draw_latents(rng: np.random.RandomState, n: int, d: int, gmm: Any, component: Any) -> np.ndarray:
@@ -1018,10 +998,7 @@ class VaDE(_TorchEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model (VAE weights and configuration, prior, history) to ``path``."""
         self._check_fitted()
-        config = {name: _plain(value) for name, value in self.get_params(deep=False).items()
-                  if name not in ("vae", "device", "n_threads")}
-        if not isinstance(config["random_state"], (int, type(None))):
-            config["random_state"] = None
+        config = _saved_config(self, ("vae", "device", "n_threads"))
         state = {f"vae.{k}": v for k, v in self.vae_.network_.state_dict().items()}
         state.update({"prior.weights": torch.from_numpy(self.weights_), "prior.means": torch.from_numpy(self.means_),
                       "prior.variances": torch.from_numpy(self.variances_)})
@@ -1032,7 +1009,7 @@ class VaDE(_TorchEstimator):
             "vae_config": self.vae_._config(), "image_shape": list(self.vae_.image_shape_),
             "vae_history": self.vae_.history_, "vae_fitted": self.vae_._fitted_info(),
             "history": self.history_,
-            "fitted": {name: _plain(getattr(self, name)) for name in _FIT_RESULTS if name != "history_"},
+            "fitted": _fit_results(self),
         })
 
     @classmethod
@@ -1066,10 +1043,7 @@ class VaDE(_TorchEstimator):
         model.mixture_ = _diag_mixture(model.weights_, model.means_, model.variances_, path)
         model.init_mixture_ = _diag_mixture(arrays["init.weights"], arrays["init.means"], arrays["init.variances"], path)
         model.history_ = _history(payload.get("history", {}), path)
-        fitted = payload.get("fitted", {})
-        for name in _FIT_RESULTS:
-            if name != "history_":
-                setattr(model, name, fitted.get(name) if isinstance(fitted, dict) else None)
+        _restore_fit_results(model, payload, path)
         return model
 
     def _check_params_no_vae(self) -> None:

@@ -478,6 +478,19 @@ def test_impute_sample_and_clip(data, fitted, covariance_type, weighting):
         clf.impute(Tn, clip=(1.0, 0.0))
 
 
+@pytest.mark.parametrize("weighting", ["posterior", "predicted"])
+@pytest.mark.parametrize("method", ["mean", "sample"])
+def test_impute_return_predictions_equals_predict(data, fitted, weighting, method):
+    """return_predictions=True gives predict's labels and the same fills."""
+    _, _, T = data
+    clf = fitted("full")
+    Tn, _ = _with_missing(T, frac=0.5)
+    filled, predicted = clf.impute(Tn, weighting=weighting, method=method, random_state=0, clip=(0.0, 1.0),
+                                   return_predictions=True)
+    assert_array_equal(predicted, clf.predict(Tn))
+    assert_array_equal(filled, clf.impute(Tn, weighting=weighting, method=method, random_state=0, clip=(0.0, 1.0)))
+
+
 def test_impute_sample_predicted_draws_only_from_the_predicted_class():
     """Two far-apart classes: a row observed near class 1 gets its missing
     value from class 1's conditional, whatever the seed."""

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gmmfast import GaussianMixture, GMMClassifier, _progress, cli
-from gmmfast.cli import classify_and_impute, load_images, main, make_observed
+from gmmfast.cli import load_images, main, make_observed
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +193,15 @@ def test_figures_skipped_without_matplotlib(files, tmp_path, capsys, monkeypatch
     assert "matplotlib is not installed" in out and not (tmp_path / "f.png").exists()
 
 
+def test_pyplot_without_matplotlib_names_the_extra_or_returns_none(monkeypatch):
+    from gmmfast._plotting import pyplot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"gmmfast\[plot\]"):
+        pyplot()
+    assert pyplot(required=False) is None
+
+
 def test_inpaint_figure(files, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     code, out, err = run(capsys, "inpaint", "--train", str(files / "train.npz"), "--images", str(files / "test.npz"),
@@ -206,16 +215,6 @@ def test_classify_k_search_from_the_command_line(files, capsys):
                          "--n-components", "1,2", "--selection", "bic")
     assert code == 0, err
     assert "K per class {0: 1, 1: 1}" in out  # BIC prefers one Gaussian for one-blob classes
-
-
-def test_classify_and_impute_matches_predict_and_impute(files):
-    X, y = load_images(files / "train.npz", "train", need_labels=True)
-    clf = GMMClassifier(2, reg_covar=0.05, random_state=0).fit(X, y)
-    Xt, _ = load_images(files / "test.npz", "test", need_labels=False)
-    observed = make_observed(Xt, "random", 0.5, 3)
-    predicted, filled = classify_and_impute(clf, Xt, observed)
-    np.testing.assert_array_equal(predicted, clf.predict(Xt, observed=observed))
-    np.testing.assert_allclose(filled, clf.impute(Xt, observed=observed, clip=(0.0, 1.0)), rtol=0, atol=1e-12)
 
 
 def test_pixel_scaling():

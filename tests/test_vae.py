@@ -180,6 +180,15 @@ def test_keyboard_interrupt_keeps_best_model(digits, monkeypatch, capsys):
     assert np.array_equal(vae.encode(X), reference.encode(X))  # the epoch-1 weights
 
 
+def test_verbose_shows_an_epoch_bar_and_quiet_shows_nothing(digits, capsys):
+    X = digits[0][:80]
+    ConvVAE(epochs=1, random_state=0, verbose=1, **TINY).fit(X)
+    out, err = capsys.readouterr()
+    assert "VAE epoch 1/1" in err and "batch" in err
+    ConvVAE(epochs=1, random_state=0, verbose=0, **TINY).fit(X)
+    assert capsys.readouterr() == ("", "")
+
+
 # ------------------------------------------------------------ bad input
 @pytest.mark.parametrize("make, message", [
     (lambda X: np.where(np.arange(784) == 5, np.nan, X), "NaN or infinity"),
@@ -259,6 +268,7 @@ def _rewrite(src, dst, change):
     (lambda p: p["state_dict"].pop("encoder.mu.bias"), "do not match"),
     (lambda p: p["state_dict"]["encoder.mu.bias"].fill_(float("nan")), "NaN"),
     (lambda p: p.update(image_shape=[28]), "image_shape"),
+    (lambda p: p.update(fitted=[1, 2]), "malformed 'fitted'"),
 ])
 def test_load_rejects_bad_files(tiny_vae, tmp_path, change, message):
     tiny_vae.save(tmp_path / "ok.pt")
@@ -333,6 +343,11 @@ def test_vade_save_load_round_trip(vade, digits, tmp_path):
     assert loaded.history_ == vade.history_
     with pytest.raises(ValueError, match="expected 'ConvVAE'"):
         ConvVAE.load(tmp_path / "vade.pt")
+    assert (loaded.best_epoch_, loaded.n_epochs_) == (vade.best_epoch_, vade.n_epochs_)
+    for key in ("fitted", "vae_fitted"):
+        bad = _rewrite(tmp_path / "vade.pt", tmp_path / "bad.pt", lambda p: p.update({key: "x"}))
+        with pytest.raises(ValueError, match="malformed 'fitted'"):
+            VaDE.load(bad)
 
 
 def test_vade_needs_a_vae(digits):

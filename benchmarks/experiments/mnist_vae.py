@@ -91,6 +91,13 @@ def cluster_row(Z_train, Z_test, y_test, k, seed, n_threads) -> tuple[dict, Gaus
     return clustering_scores(y_test, clusters), gm, clusters
 
 
+def write_figures(row: dict, figures: dict, command: str, out: Path) -> None:
+    """Draw each figure (name -> function of its path) into ``out``; the row records the command behind each."""
+    row["figures"] = {name: command for name in figures}
+    for name, draw in figures.items():
+        print(f"wrote {draw(out / name)}")
+
+
 def stage_digits148(args, data, results, save):
     X, y, X_test, y_test = data
     digits = [1, 4, 8]
@@ -133,9 +140,7 @@ def stage_digits148(args, data, results, save):
             p, Z_test, y_test, gm, gm_clusters, km.cluster_centers_, km_clusters,
             {"GMM": cluster_scores, "k-means": km_scores}),
     }
-    row["figures"] = {name: cmd for name in figs}
-    for name, draw in figs.items():
-        print(f"wrote {draw(out / name)}")
+    write_figures(row, figs, cmd, out)
     save()
 
 
@@ -168,9 +173,7 @@ def stage_all10(args, data, results, save):
             p, [vae.sample(10, gmm=clf, component=d, random_state=args.seed + d) for d in range(10)],
             [f"digit {d}" for d in range(10)], "generated from each class's latent GMM"),
     }
-    row["figures"] = {name: cmd for name in figs}
-    for name, draw in figs.items():
-        print(f"wrote {draw(out / name)}")
+    write_figures(row, figs, cmd, out)
     save()
 
 
@@ -205,9 +208,7 @@ def stage_vade(args, data, results, save):
         "vae_vade_latent.png": lambda p: P.plot_latent_space(
             p, Z_test, y_test, model.mixture_, "VaDE latent space (first two principal axes) and its prior"),
     }
-    row["figures"] = {name: cmd for name in figs}
-    for name, draw in figs.items():
-        print(f"wrote {draw(out / name)}")
+    write_figures(row, figs, cmd, out)
     save()
 
 
