@@ -195,6 +195,21 @@ def _load_mnist(data_dir: str | None, download: bool) -> tuple[np.ndarray, ...]:
         return load_mnist(data_dir, download=download, kind="both")
     except RuntimeError as exc:  # every mirror failed: one line per mirror in the message
         raise UsageError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None
+    except ValueError as exc:
+        if "checksum mismatch" not in str(exc) or not data_dir:
+            raise
+        raise UsageError(f"{exc}; for another MNIST-like set (Fashion-MNIST, KMNIST, ...) add --no-checksum") from None
+
+
+def _load_idx_set(data_dir: str) -> tuple[np.ndarray, ...]:
+    """Train and test split of any MNIST-like IDX directory of 28 x 28 images, no checksums, pixels in [0, 1]."""
+    arrays = []
+    for split in ("train", "test"):
+        images, labels = load_image_stack(data_dir, split, need_labels=True)
+        if images.shape[1:] != (28, 28):
+            raise UsageError(f"{data_dir}: the demo needs 28 x 28 images; the {split} images are {images.shape[1:]}")
+        arrays += [images.reshape(len(images), -1), np.asarray(labels)]
+    return tuple(arrays)
 
 
 # -------------------------------------------------------------- classifier
@@ -540,9 +555,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     full = bool(args.data_dir or args.download)
+    if args.no_checksum and not args.data_dir:
+        raise UsageError("--no-checksum reads --data-dir DIR: give the directory")
     if full:
-        X, y, X_test, y_test = _load_mnist(args.data_dir, args.download)
-        source, k = f"MNIST from {args.data_dir or 'the cache'}", args.n_components or 10
+        if args.no_checksum:
+            X, y, X_test, y_test = _load_idx_set(args.data_dir)
+            source = f"the IDX files in {args.data_dir}"
+        else:
+            X, y, X_test, y_test = _load_mnist(args.data_dir, args.download)
+            source = f"MNIST from {args.data_dir or 'the cache'}"
+        k = args.n_components or 10
         sweep = args.k_sweep or []
     else:
         X, y, X_test, y_test = load_mnist_sample()
@@ -785,6 +807,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "On the MNIST sample shipped with gmmfast (under a minute on 2 cores), or on full MNIST with "
                           "--data-dir or --download.")
     demo.add_argument("--data-dir", metavar="DIR", help="directory of MNIST IDX files (default: the shipped sample)")
+    demo.add_argument("--no-checksum", action="store_true",
+                      help="read --data-dir as any MNIST-like set of 28 x 28 images (Fashion-MNIST, KMNIST, ...) "
+                      "without checking it against MNIST's checksums")
     demo.add_argument("--download", action="store_true",
                       help="use full MNIST, downloading it into the cache (~/.cache/gmmfast/mnist) if it is not found")
     demo.add_argument("--out", default="gmmfast-demo", metavar="DIR", help="directory for report.md and figures (default: gmmfast-demo)")

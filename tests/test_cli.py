@@ -168,6 +168,42 @@ def test_demo_bad_data_dir_is_one_line(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "MNIST files not found" in err
 
 
+def _mnist_like_dir(directory: Path, sample, n_train: int = 400, n_test: int = 100) -> Path:
+    """An IDX directory with MNIST's file names holding other 28 x 28 images
+    (the sample's digits, inverted), as Fashion-MNIST or KMNIST would."""
+    import gzip
+    import struct
+
+    def write(name: str, array: np.ndarray) -> None:
+        header = struct.pack(f">BBBB{array.ndim}I", 0, 0, 0x08, array.ndim, *array.shape)
+        (directory / name).write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+    X, y, X_test, y_test = sample
+    directory.mkdir()
+    for prefix, images, labels in (("train", X[:n_train], y[:n_train]), ("t10k", X_test[:n_test], y_test[:n_test])):
+        write(f"{prefix}-images-idx3-ubyte.gz", np.round(255 * (1 - images)).reshape(-1, 28, 28))
+        write(f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+def test_demo_on_another_mnist_like_set(mnist_sample, tmp_path, capsys):
+    """--data-dir is checked against MNIST's checksums (one line naming the
+    way out); --no-checksum runs the demo on any MNIST-like IDX set."""
+    data = _mnist_like_dir(tmp_path / "idx", mnist_sample)
+    code, out, err = run(capsys, "demo", "--data-dir", str(data), "--out", str(tmp_path / "a"))
+    assert code == 2 and err.count("\n") == 1
+    assert "checksum mismatch" in err and "--no-checksum" in err
+    code, out, err = run(capsys, "demo", "--data-dir", str(data), "--no-checksum", "--n-components", "1",
+                         "--k-sweep", "none", "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    assert "400 training and 100 test images" in out
+    accuracy = float(out.split("test accuracy ")[1].split("%")[0])
+    assert accuracy > 60.0  # inverted digits are still digits: well above chance
+    assert "IDX files in" in (tmp_path / "b" / "report.md").read_text()
+    code, out, err = run(capsys, "demo", "--no-checksum", "--out", str(tmp_path / "c"))
+    assert code == 2 and "--no-checksum reads --data-dir" in err
+
+
 def test_demo_download_failure_is_one_line(tmp_path, capsys, monkeypatch):
     """--download with every mirror failing (a loopback port with no listener): one line, exit 2."""
     import socket
