@@ -794,7 +794,8 @@ class VaDE(_TorchEstimator):
     ----------
     vae : ConvVAE
         A fitted ConvVAE to start from (copied, never modified), or an
-        unfitted one, which ``fit`` first trains (a copy) on the same images.
+        unfitted one, which ``fit`` first trains (a copy) on the same
+        training and validation split.
     n_clusters : int, default=10
     beta : float or None, default=None
         Weight of the KL term; None uses the VAE's ``beta``.
@@ -907,16 +908,18 @@ class VaDE(_TorchEstimator):
         seed = _seed(self.random_state)
         device = self._device()
         vae = copy.deepcopy(self.vae)
+        # One split for pretraining and joint training: the images that pick
+        # the best epoch are never trained on.
+        X_train, X_val = self._split(X, validation_images, seed)
         if not hasattr(vae, "network_"):
             if self.verbose:
                 print("VaDE: pretraining the VAE", flush=True)
-            vae.fit(X, validation_images=validation_images)
+            vae.fit(X_train, validation_images=X_val)
         if tuple(vae.image_shape_) != tuple(X.shape[1:]):
             raise ValueError(f"images are {X.shape[1]} x {X.shape[2]}; the VAE was fitted on "
                              f"{vae.image_shape_[0]} x {vae.image_shape_[1]} images.")
         vae.device, vae.n_threads = self.device, self.n_threads
         vae.network_, vae.device_ = vae.network_.to(device), device
-        X_train, X_val = self._split(X, validation_images, seed)
         Z, log_sigma = vae.encode(X_train, return_log_sigma=True)
         gm = GaussianMixture(int(self.n_clusters), covariance_type="diag", n_init=int(self.gmm_n_init),
                              reg_covar=float(self.gmm_reg_covar), random_state=seed, max_iter=300,

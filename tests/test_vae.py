@@ -350,6 +350,25 @@ def test_vade_save_load_round_trip(vade, digits, tmp_path):
             VaDE.load(bad)
 
 
+def test_vade_pretrains_on_its_own_training_split(digits, monkeypatch):
+    """An unfitted VAE is pretrained on VaDE's training images only, with
+    VaDE's validation images: no image that picks the best epoch is trained on."""
+    X = digits[0][:120]
+    seen = {}
+    real_fit = ConvVAE.fit
+
+    def recording_fit(self, images, *args, validation_images=None, **kwargs):
+        seen["train"], seen["val"] = np.array(images), np.array(validation_images)
+        return real_fit(self, images, *args, validation_images=validation_images, **kwargs)
+
+    monkeypatch.setattr(ConvVAE, "fit", recording_fit)
+    model = VaDE(ConvVAE(latent_dim=2, epochs=1, random_state=5, **TINY), n_clusters=3, epochs=1, random_state=0,
+                 n_threads=1).fit(X)
+    X_train, X_val = model._split(V.check_images(X), None, V._seed(0))
+    assert np.array_equal(seen["train"], X_train) and np.array_equal(seen["val"], X_val)
+    assert model.n_train_ == len(X_train) and model.n_val_ == len(X_val) == 24
+
+
 def test_vade_needs_a_vae(digits):
     with pytest.raises(ValueError, match="VaDE needs vae"):
         VaDE(n_clusters=3).fit(digits[0])
