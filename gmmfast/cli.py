@@ -802,10 +802,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="progress bars and fitting messages even when stderr is not a terminal")
 
     demo = sub.add_parser("demo", help="fit, classify (also with missing pixels), inpaint and denoise MNIST; write a report",
-                          description="The main job end to end: fit a classifier, classify clean and 50%%-missing test "
+                          description="The main job end to end: fit a classifier, classify clean and 50%-missing test "
                           "digits, inpaint masked digits, denoise noisy ones, and write report.md and PNG figures to --out. "
                           "On the MNIST sample shipped with gmmfast (under a minute on 2 cores), or on full MNIST with "
-                          "--data-dir or --download.")
+                          "--data-dir or --download (any MNIST-like IDX set with --data-dir DIR --no-checksum).")
     demo.add_argument("--data-dir", metavar="DIR", help="directory of MNIST IDX files (default: the shipped sample)")
     demo.add_argument("--no-checksum", action="store_true",
                       help="read --data-dir as any MNIST-like set of 28 x 28 images (Fashion-MNIST, KMNIST, ...) "
