@@ -20,8 +20,11 @@ Stages:
              GMM versus k-means.
   all10      ConvVAE(latent --latent-dim, default 16) on all digits; the
              latent GMM classifier's accuracy; unsupervised GaussianMixture
-             (K = 10, full covariances) clustering accuracy, NMI and ARI.
-             The model is saved in --models-dir for the vade stage.
+             (K = 10, full covariances) clustering accuracy, NMI and ARI,
+             next to k-means and a GMM started from the k-means centres
+             (with both GMMs' training log-likelihoods). The model is saved
+             in --models-dir for the vade stage; --reuse-models evaluates
+             the saved one instead of training again.
   vade       VaDE from the all10 model: a diagonal GaussianMixture on its
              latents starts a learnable GMM prior trained jointly with the
              VAE; clustering accuracy, NMI and ARI of argmax q(c | x).
@@ -74,6 +77,19 @@ def latent_classifier(args, Z, y) -> GMMClassifier:
     ks = args.gmm_k if len(args.gmm_k) > 1 else args.gmm_k[0]
     return GMMClassifier(ks, covariance_type="full", reg_covar=1e-6, selection="heldout",
                          random_state=args.seed, n_threads=args.n_threads).fit(Z, y)
+
+
+def trained_or_reused(args, path: Path, train) -> tuple[ConvVAE, float]:
+    """The VAE saved at ``path`` when --reuse-models and it exists, else ``train()`` (then saved);
+    with the training seconds (a reused model's are the sum of its epochs)."""
+    if args.reuse_models and path.exists():
+        vae = ConvVAE.load(path)
+        print(f"reusing {path} ({vae.n_epochs_} epochs)", flush=True)
+        return vae, float(sum(vae.history_["seconds"]))
+    with Timer() as t:
+        vae = train()
+    vae.save(path)
+    return vae, t.seconds
 
 
 def train_row(model, seconds) -> dict:
@@ -148,17 +164,25 @@ def stage_all10(args, data, results, save):
     X, y, X_test, y_test = data
     X, y = subsample(X, y, args.n_train, args.seed)
     print(f"all10: {len(X)} training images, latent size {args.latent_dim}", flush=True)
-    with Timer() as t:
-        vae = vae_for(args, args.latent_dim).fit(X)
-    vae.save(Path(args.models_dir) / f"vae_all10_latent{args.latent_dim}.pt")
+    path = Path(args.models_dir) / f"vae_all10_latent{args.latent_dim}.pt"
+    vae, seconds = trained_or_reused(args, path, lambda: vae_for(args, args.latent_dim).fit(X))
     Z, Z_test = vae.encode(X), vae.encode(X_test)
     clf = latent_classifier(args, Z, y)
     scores = classification_scores(y_test, clf.predict(Z_test))
     cluster_scores, gm, _ = cluster_row(Z, Z_test, y_test, 10, args.seed, args.n_threads)
-    row = {"latent_dim": args.latent_dim, **train_row(vae, t.seconds), "classifier_k": clf.n_components_,
+    # Other unsupervised partitions of the same latents, and how likely the GMM finds each.
+    from sklearn.cluster import KMeans
+
+    km = KMeans(10, n_init=10, random_state=args.seed).fit(Z)
+    from_km = GaussianMixture(10, covariance_type="full", means_init=km.cluster_centers_, max_iter=500,
+                              random_state=args.seed, n_threads=args.n_threads).fit(Z)
+    row = {"latent_dim": args.latent_dim, **train_row(vae, seconds), "classifier_k": clf.n_components_,
            "test_accuracy": scores["accuracy"], "macro_precision": scores["precision"],
            "macro_recall": scores["recall"], "macro_f1": scores["f1"], "n_test": len(X_test),
-           "gmm_clustering": cluster_scores, "history": vae.history_}
+           "gmm_clustering": cluster_scores, "gmm_train_log_likelihood": gm.score(Z),
+           "kmeans_clustering": clustering_scores(y_test, km.predict(Z_test)),
+           "gmm_from_kmeans_clustering": clustering_scores(y_test, from_km.predict(Z_test)),
+           "gmm_from_kmeans_train_log_likelihood": from_km.score(Z), "history": vae.history_}
     results["all10"] = row
     print(f"all10: test accuracy {scores['accuracy']:.4f} (target {TARGETS['all10_accuracy']}); "
           f"GMM clustering {cluster_scores} (target accuracy {TARGETS['all10_cluster_accuracy']})", flush=True)
@@ -269,6 +293,13 @@ def markdown(results) -> str:
                   f"{pct(r['macro_f1'])} | |",
                   f"| unsupervised GMM (K = 10): accuracy / NMI / ARI | **{pct(c['accuracy'])}** / {c['nmi']:.3f} / "
                   f"{c['ari']:.3f} | {pct(TARGETS['all10_cluster_accuracy'])} |",
+                  *([f"| k-means (K = 10): accuracy / NMI / ARI | {pct(k['accuracy'])} / {k['nmi']:.3f} / "
+                     f"{k['ari']:.3f} | |",
+                     f"| GMM started from the k-means centres: accuracy / NMI / ARI | {pct(g['accuracy'])} / "
+                     f"{g['nmi']:.3f} / {g['ari']:.3f} | |",
+                     f"| mean training log-likelihood: GMM (n_init 10) / GMM from k-means | "
+                     f"{r['gmm_train_log_likelihood']:.3f} / {r['gmm_from_kmeans_train_log_likelihood']:.3f} | |"]
+                    if (k := r.get("kmeans_clustering")) and (g := r.get("gmm_from_kmeans_clustering")) else []),
                   f"| training | {r['epochs_run']} epochs (best {r['best_epoch']}), {r['seconds_per_epoch']:.0f} s per "
                   f"epoch, {r['train_seconds'] / 60:.1f} min, {r['torch_threads']} thread(s) | |", ""]
     if "vade" in results:
@@ -317,13 +348,16 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     parser.add_argument("--timing-images", type=int, default=1280)
     parser.add_argument("--timing-threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--reuse-models", action="store_true",
+                        help="all10: evaluate the VAE already saved in --models-dir instead of training one")
     parser.add_argument("--models-dir", default=str(DEFAULT_MODELS), help=f"where models go (default {DEFAULT_MODELS})")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args()
     # the options given that change results, for the commands written next to each figure
     changed = [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                for k, v in vars(args).items()
-               if k not in ("stages", "out", "mnist_dir", "models_dir", "verbose", "n_threads", "torch_threads")
+               if k not in ("stages", "out", "mnist_dir", "models_dir", "reuse_models", "verbose", "n_threads",
+                            "torch_threads")
                and v != parser.get_default(k)]
     args.command_options = "".join(" " + c for c in changed)
     warnings.simplefilter("ignore", ConvergenceWarning)
