@@ -242,3 +242,18 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     else:
         cov_params = n_components
     return int(cov_params + n_components * n_features + n_components - 1)
+
+
+def full_covariances(mixture) -> np.ndarray:
+    """(K, D, D) covariances of a fitted mixture whatever its ``covariance_type``
+    (a gmmfast or scikit-learn mixture, or anything with ``means_`` and ``covariances_``)."""
+    K, D = np.shape(mixture.means_)
+    cov = np.asarray(mixture.covariances_)
+    kind = getattr(mixture, "covariance_type", "full")
+    if kind == "full":
+        return cov
+    if kind == "tied":
+        return np.broadcast_to(cov, (K, D, D))
+    if kind == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return np.stack([np.eye(D, dtype=cov.dtype) * c for c in cov])

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ._gaussian import full_covariances
+
 __all__ = ["classification_scores", "cluster_mapping", "clustering_scores", "contingency", "full_covariances"]
 
 
@@ -161,17 +163,3 @@ def classification_scores(y_true: Any, y_pred: Any) -> dict[str, float]:
         "recall": float(np.mean(recall)),
         "f1": float(np.mean(f1)),
     }
-
-
-def full_covariances(gmm: Any) -> np.ndarray:
-    """(K, d, d) covariances of a fitted mixture whatever its ``covariance_type``."""
-    K, D = np.shape(gmm.means_)
-    cov = np.asarray(gmm.covariances_, dtype=np.float64)
-    kind = getattr(gmm, "covariance_type", "full")
-    if kind == "full":
-        return cov
-    if kind == "tied":
-        return np.broadcast_to(cov, (K, D, D))
-    if kind == "diag":
-        return np.stack([np.diag(c) for c in cov])
-    return np.stack([np.eye(D) * c for c in cov])

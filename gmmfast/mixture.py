@@ -597,15 +597,7 @@ class GaussianMixture(BaseEstimator):
 
     def _full_covariances(self) -> np.ndarray:
         """(K, D, D) covariances whatever the covariance type."""
-        K, D = self.means_.shape
-        cov = self.covariances_
-        if self.covariance_type == "full":
-            return cov
-        if self.covariance_type == "tied":
-            return np.broadcast_to(cov, (K, D, D))
-        if self.covariance_type == "diag":
-            return np.stack([np.diag(c) for c in cov])
-        return np.stack([np.eye(D) * c for c in cov])
+        return G.full_covariances(self)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples from the fitted mixture.
