@@ -33,7 +33,8 @@ from .classifier import GMMClassifier, _check_labels
 ONE_PIXEL_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
-def shift_images(images: np.ndarray, dy: int, dx: int, fill: float = 0.0) -> np.ndarray:
+def shift_images(images: np.ndarray, dy: int, dx: int, fill: float = 0.0,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """Translate a stack of images by ``dy`` rows and ``dx`` columns.
 
     Parameters
@@ -43,13 +44,22 @@ def shift_images(images: np.ndarray, dy: int, dx: int, fill: float = 0.0) -> np.
         Positive moves content down / right. Pixels shifted in from outside
         take ``fill`` (NaN marks them missing).
     fill : float, default=0.0
+    out : ndarray of shape (n, H, W), optional
+        Where to write the result (e.g. a slice of a larger training set);
+        it must not overlap ``images``.
 
     Returns
     -------
-    ndarray of shape (n, H, W), a new array of the input's dtype.
+    ndarray of shape (n, H, W): ``out`` when given, else a new array of the
+    input's dtype.
     """
     n, height, width = images.shape
-    out = np.full_like(images, fill)
+    if out is None:
+        out = np.full_like(images, fill)
+    else:
+        if out.shape != images.shape:
+            raise ValueError(f"out has shape {out.shape}; the images have shape {images.shape}.")
+        out[...] = fill
     if abs(dy) >= height or abs(dx) >= width:
         return out
     rows_to, rows_from = _span(dy, height)
@@ -150,14 +160,17 @@ class ShiftInvariantClassifier(BaseEstimator):
             raise ValueError(f"fill must be a finite number or NaN; got {self.fill!r}.")
         return shape, shifts.astype(np.int64)
 
-    def _shifted(self, filled: np.ndarray, observed: np.ndarray | None, shape: tuple[int, int], dy: int, dx: int):
+    def _shifted(self, filled: np.ndarray, observed: np.ndarray | None, shape: tuple[int, int], dy: int, dx: int,
+                 out: np.ndarray | None = None):
         """One translation of validated data: (X, observed mask or None).
 
         ``observed`` is None for complete data; then no mask is built unless
-        the shifted-in border is itself missing (``fill`` NaN)."""
+        the shifted-in border is itself missing (``fill`` NaN). The images go
+        to ``out`` (rows of filled's shape) when given."""
         n = len(filled)
         border_missing = bool(np.isnan(self.fill))
-        images = shift_images(filled.reshape(n, *shape), dy, dx, 0.0 if border_missing else float(self.fill))
+        images = shift_images(filled.reshape(n, *shape), dy, dx, 0.0 if border_missing else float(self.fill),
+                              out=None if out is None else out.reshape(n, *shape))
         if observed is None and (not border_missing or (dy, dx) == (0, 0)):
             return images.reshape(n, -1), None
         source = np.ones((n, *shape), dtype=bool) if observed is None else observed.reshape(n, *shape).astype(bool)
@@ -189,13 +202,18 @@ class ShiftInvariantClassifier(BaseEstimator):
         base = GMMClassifier() if self.classifier is None else self.classifier
         classifier = type(base)(**base.get_params())
         if self.augment:
-            parts = [self._shifted(filled, mask, shape, int(dy), int(dx)) for dy, dx in shifts]
-            X_fit = np.concatenate([p[0] for p in parts])
+            # each translation written straight into its rows of the training set: no second copy of it
+            n = len(filled)
+            X_fit = np.empty((len(shifts) * n, filled.shape[1]), dtype=filled.dtype)
             observed_fit = None
-            if any(p[1] is not None for p in parts):
-                observed_fit = np.concatenate([np.ones(p[0].shape, dtype=bool) if p[1] is None else p[1] for p in parts])
+            for i, (dy, dx) in enumerate(shifts):
+                rows = slice(i * n, (i + 1) * n)
+                _, shifted_mask = self._shifted(filled, mask, shape, int(dy), int(dx), out=X_fit[rows])
+                if shifted_mask is not None:
+                    if observed_fit is None:
+                        observed_fit = np.ones(X_fit.shape, dtype=bool)
+                    observed_fit[rows] = shifted_mask
             labels_fit = np.tile(labels, len(shifts))
-            del parts
         else:
             X_fit, observed_fit, labels_fit = filled, (None if mask is None else mask.astype(bool)), labels
         classifier.fit(X_fit, labels_fit, observed=observed_fit)

@@ -46,6 +46,15 @@ def test_shift_images_matches_roll_with_filled_border(dy, dx, fill):
     np.testing.assert_array_equal(shift_images(images, dy, dx, fill), manual_shift(images, dy, dx, fill))
 
 
+
+def test_shift_images_writes_into_out_and_checks_its_shape():
+    images = np.random.RandomState(1).rand(3, *SHAPE)
+    out = np.full((3, *SHAPE), 7.0)
+    assert shift_images(images, 1, -2, 0.5, out=out) is out
+    np.testing.assert_array_equal(out, manual_shift(images, 1, -2, 0.5))
+    with pytest.raises(ValueError, match="out has shape"):
+        shift_images(images, 1, 0, out=np.empty((2, *SHAPE)))
+
 def test_single_unshifted_translation_is_the_plain_classifier(data):
     X, y = data
     plain = base().fit(X, y)
@@ -120,6 +129,21 @@ def test_augmented_fit_with_missing_pixels_runs_missing_data_em(data):
     X_nan[::7, ::3] = np.nan
     model = ShiftInvariantClassifier(base(), image_shape=SHAPE, shifts=[(0, 0), (1, 0)]).fit(X_nan, y)
     assert model.score(X, y) == 1.0
+
+
+def test_augmented_fit_with_missing_pixels_and_missing_border_is_em_on_the_shifted_copies(data):
+    """Missing pixels move with each copy, the shifted-in border is missing too (fill NaN)."""
+    X, y = data
+    X_nan = X.copy()
+    X_nan[::5, ::4] = np.nan
+    shifts = [(0, 0), (-1, 0), (0, 1)]
+    model = ShiftInvariantClassifier(base(), image_shape=SHAPE, shifts=shifts, fill=np.nan).fit(X_nan, y)
+    images = X_nan.reshape(-1, *SHAPE)
+    X_aug = np.concatenate([manual_shift(images, dy, dx, np.nan).reshape(len(X), -1) for dy, dx in shifts])
+    reference = base().fit(X_aug, np.tile(y, len(shifts)))
+    for ours, theirs in zip(model.classifier_.estimators_, reference.estimators_):
+        np.testing.assert_allclose(ours.means_, theirs.means_, rtol=1e-10)
+        np.testing.assert_allclose(ours.covariances_, theirs.covariances_, rtol=1e-10)
 
 
 def test_square_images_by_default_and_save_load(data, tmp_path):
