@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ._gaussian import full_covariances
-
-__all__ = ["classification_scores", "cluster_mapping", "clustering_scores", "contingency", "full_covariances"]
+__all__ = ["classification_scores", "cluster_mapping", "clustering_scores", "contingency"]
 
 
 def _labels(values: Any, name: str) -> np.ndarray:

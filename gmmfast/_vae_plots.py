@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._plotting import pyplot
-from ._vae_metrics import full_covariances
+from ._gaussian import full_covariances
 
 
 def _projection(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:

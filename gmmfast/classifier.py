@@ -456,7 +456,7 @@ class GMMClassifier(BaseEstimator):
             if joint["covariance_type"] == "full":  # full, or tied stacked as full: no second copy
                 covariances = joint["covariances"]
             else:
-                covariances = np.concatenate([e._full_covariances() for e in self.estimators_])
+                covariances = np.concatenate([G.full_covariances(e) for e in self.estimators_])
             filled = conditional_samples(X64, obs, components, joint["means"], covariances, rng)
         filled[obs] = X64[obs]
         if clip is not None:

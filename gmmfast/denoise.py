@@ -434,7 +434,7 @@ class PatchDenoiser(BaseEstimator):
         if key in cache:
             return cache[key]
         gm = self.mixture_
-        covs = gm._full_covariances()
+        covs = G.full_covariances(gm)
         D = covs.shape[1]
         W = np.eye(D) if blur is None else blur
         observed_means = gm.means_ @ W.T

@@ -589,15 +589,11 @@ class GaussianMixture(BaseEstimator):
             draws = rng.uniform(size=(len(resp), 1)) * cumulative[:, -1:]
             components = np.minimum((cumulative < draws).sum(axis=1), resp.shape[1] - 1)
             filled = conditional_samples(
-                Xf, obs, components, self.means_, self._full_covariances(), rng,
+                Xf, obs, components, self.means_, G.full_covariances(self), rng,
             )
         if clip is not None:
             filled[~obs] = np.clip(filled[~obs], clip[0], clip[1])
         return filled
-
-    def _full_covariances(self) -> np.ndarray:
-        """(K, D, D) covariances whatever the covariance type."""
-        return G.full_covariances(self)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples from the fitted mixture.

@@ -173,7 +173,7 @@ class ShiftInvariantClassifier(BaseEstimator):
                               out=None if out is None else out.reshape(n, *shape))
         if observed is None and (not border_missing or (dy, dx) == (0, 0)):
             return images.reshape(n, -1), None
-        source = np.ones((n, *shape), dtype=bool) if observed is None else observed.reshape(n, *shape).astype(bool)
+        source = np.ones((n, *shape), dtype=bool) if observed is None else observed.reshape(n, *shape).astype(bool, copy=False)
         mask = shift_images(source, dy, dx, not border_missing).reshape(n, -1)
         return images.reshape(n, -1), (None if mask.all() else mask)
 

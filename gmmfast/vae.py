@@ -47,7 +47,8 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
 
 from ._base import BaseEstimator, check_is_fitted
 from ._progress import bar, progress_bars
-from ._vae_metrics import classification_scores, cluster_mapping, clustering_scores, full_covariances
+from ._gaussian import full_covariances
+from ._vae_metrics import classification_scores, cluster_mapping, clustering_scores
 from ._vae_nets import GMMPrior, VAENet, add_noise, augment, feature_shape, gaussian_kl, reconstruction_loss
 from ._validation import check_array, check_random_state, check_scalar
 from .mixture import GaussianMixture

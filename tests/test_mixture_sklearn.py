@@ -132,7 +132,6 @@ def full_covariances(covariances, covariance_type, n_components, n_features):
     return np.stack([c * np.eye(n_features) for c in covariances])
 
 
-
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_full_covariances_expands_every_type_for_gmmfast_and_sklearn_mixtures(datasets, covariance_type):
     """The (K, D, D) stack used for sampling, imputation and plotting, on both libraries' models."""
@@ -146,6 +145,7 @@ def test_full_covariances_expands_every_type_for_gmmfast_and_sklearn_mixtures(da
         got = expand(model)
         assert got.shape == (K, D, D)
         assert_allclose(got, full_covariances(model.covariances_, covariance_type, K, D), rtol=0, atol=0)
+
 
 def reference_log_density(X, weights, means, covariances, covariance_type):
     """log sum_k w_k N(x | mu_k, Sigma_k) with scipy.stats (an independent oracle)."""

@@ -46,7 +46,6 @@ def test_shift_images_matches_roll_with_filled_border(dy, dx, fill):
     np.testing.assert_array_equal(shift_images(images, dy, dx, fill), manual_shift(images, dy, dx, fill))
 
 
-
 def test_shift_images_writes_into_out_and_checks_its_shape():
     images = np.random.RandomState(1).rand(3, *SHAPE)
     out = np.full((3, *SHAPE), 7.0)
@@ -54,6 +53,7 @@ def test_shift_images_writes_into_out_and_checks_its_shape():
     np.testing.assert_array_equal(out, manual_shift(images, 1, -2, 0.5))
     with pytest.raises(ValueError, match="out has shape"):
         shift_images(images, 1, 0, out=np.empty((2, *SHAPE)))
+
 
 def test_single_unshifted_translation_is_the_plain_classifier(data):
     X, y = data
