@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -92,6 +93,16 @@ def trained_or_reused(args, path: Path, train) -> tuple[ConvVAE, float]:
     return vae, t.seconds
 
 
+def stage_command(args, stage: str, model, epochs_option: str = "epochs") -> str:
+    """The command that reproduces a stage's figures. A model stopped by Ctrl-C
+    keeps its best epoch, so its epochs completed reproduce it: they replace
+    ``--epochs`` (or ``--vade-epochs``) in the command."""
+    options = args.command_options
+    if getattr(model, "interrupted_", False):
+        options = re.sub(rf" --{epochs_option} \d+", "", options) + f" --{epochs_option} {model.n_epochs_}"
+    return f"{SCRIPT} --stages {stage}{options}"
+
+
 def train_row(model, seconds) -> dict:
     return {"train_seconds": seconds, "epochs_run": model.n_epochs_, "best_epoch": model.best_epoch_,
             "seconds_per_epoch": model.seconds_per_epoch_, "best_val_loss": model.best_val_loss_,
@@ -140,7 +151,7 @@ def stage_digits148(args, data, results, save):
     results["digits148"] = row
     print(f"digits148: test accuracy {scores['accuracy']:.4f} (target {TARGETS['digits148_accuracy']}); "
           f"GMM clustering {cluster_scores}, k-means {km_scores}", flush=True)
-    cmd = f"{SCRIPT} --stages digits148{args.command_options}"
+    cmd = stage_command(args, "digits148", vae)
     out = Path(args.out)
     figs = {
         "vae_148_latent.png": lambda p: P.plot_latent_space(
@@ -186,7 +197,7 @@ def stage_all10(args, data, results, save):
     results["all10"] = row
     print(f"all10: test accuracy {scores['accuracy']:.4f} (target {TARGETS['all10_accuracy']}); "
           f"GMM clustering {cluster_scores} (target accuracy {TARGETS['all10_cluster_accuracy']})", flush=True)
-    cmd = f"{SCRIPT} --stages all10{args.command_options}"
+    cmd = stage_command(args, "all10", vae)
     out = Path(args.out)
     figs = {
         "vae_all10_latent.png": lambda p: P.plot_latent_space(
@@ -222,7 +233,7 @@ def stage_vade(args, data, results, save):
     results["vade"] = row
     print(f"vade: clustering {scores} (target accuracy {TARGETS['vade_cluster_accuracy']}; "
           f"diagonal GMM it started from: {init})", flush=True)
-    cmd = f"{SCRIPT} --stages vade{args.command_options}"
+    cmd = stage_command(args, "vade", model, "vade-epochs")
     out = Path(args.out)
     order = np.argsort(-model.weights_)
     figs = {
