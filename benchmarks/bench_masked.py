@@ -21,8 +21,8 @@ import warnings
 import numpy as np
 import pytest
 from scipy import linalg
-from threadpoolctl import threadpool_limits
 from scipy.special import logsumexp
+from threadpoolctl import threadpool_limits
 
 from gmmfast import ConvergenceWarning, GMMClassifier
 

@@ -30,9 +30,9 @@ from scipy import linalg
 from scipy.special import logsumexp
 
 from gmmfast import ConvergenceWarning, GaussianMixture
-from gmmfast import _gaussian as G
-from gmmfast import _missing_em as ME
-from gmmfast._parallel import effective_n_threads
+from gmmfast.mixture import _gaussian as G
+from gmmfast.mixture import _missing_em as ME
+from gmmfast.utils._threads import effective_n_threads
 
 K = 5
 REG_COVAR = 0.05

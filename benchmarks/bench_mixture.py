@@ -27,7 +27,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from gmmfast import GaussianMixture
-from gmmfast import _gaussian as G
+from gmmfast.mixture import _gaussian as G
 
 K = 10
 # EM iterations of the gmmfast fit that provides the shared parameters: the

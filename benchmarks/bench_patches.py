@@ -52,8 +52,8 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from gmmfast._parallel import effective_n_threads
 from gmmfast.patches import average_patches, extract_patches
+from gmmfast.utils._threads import effective_n_threads
 
 PATCH = 8
 STRIDE = 1

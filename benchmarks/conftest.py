@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from gmmfast._parallel import effective_n_threads
 from gmmfast.datasets import MNIST_MD5, load_idx_dir, load_mnist_sample
+from gmmfast.utils._threads import effective_n_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MNIST_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"

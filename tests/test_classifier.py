@@ -11,13 +11,13 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES
+from missing_reference import reference_for
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
 
 import gmmfast
 from gmmfast import GaussianMixture, GMMClassifier
-from conftest import COVARIANCE_TYPES
-from missing_reference import reference_for
 
 SEED = 7
 N_PER_CLASS = (60, 90, 120)

@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gmmfast import GaussianMixture, GMMClassifier, _progress, cli
+from gmmfast import GaussianMixture, cli
 from gmmfast.cli import load_images, main, make_observed
+from gmmfast.cli._data import _scaled
+from gmmfast.cli.bench import _benchmark_suite
+from gmmfast.utils import _progress
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +233,7 @@ def test_figures_skipped_without_matplotlib(files, tmp_path, capsys, monkeypatch
 
 
 def test_pyplot_without_matplotlib_names_the_extra_or_returns_none(monkeypatch):
-    from gmmfast._plotting import pyplot
+    from gmmfast.utils._plotting import pyplot
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"gmmfast\[plot\]"):
@@ -256,9 +259,9 @@ def test_classify_k_search_from_the_command_line(files, capsys):
 def test_pixel_scaling():
     """Integers and 0..255 floats are divided by 255; noisy [0, 1] floats (above 1) are kept."""
     noisy = np.array([[0.0, 1.4, -0.3]])
-    np.testing.assert_array_equal(cli._scaled(noisy), noisy)
-    np.testing.assert_allclose(cli._scaled(np.array([[0.0, 255.0]])), [[0.0, 1.0]])
-    np.testing.assert_allclose(cli._scaled(np.array([[0, 255]], dtype=np.uint8)), [[0.0, 1.0]])
+    np.testing.assert_array_equal(_scaled(noisy), noisy)
+    np.testing.assert_allclose(_scaled(np.array([[0.0, 255.0]])), [[0.0, 1.0]])
+    np.testing.assert_allclose(_scaled(np.array([[0, 255]], dtype=np.uint8)), [[0.0, 1.0]])
 
 
 # ------------------------------------------------------------------ denoise
@@ -374,10 +377,27 @@ def test_bench_without_scikit_learn_says_what_to_install(capsys, monkeypatch):
     assert err.count("\n") == 1 and "pip install 'gmmfast[bench]'" in err
 
 
+def _quick_compare():
+    """benchmarks/quick_compare.py of this checkout, imported by path (it is not part of the package)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "quick_compare.py"
+    if not script.is_file():
+        pytest.skip("no benchmarks/ beside the tests")
+    spec = importlib.util.spec_from_file_location("quick_compare", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_quick(capsys, *argv):
+    code = _quick_compare().main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def test_bench_quick_prints_ratio_table(capsys, monkeypatch):
     pytest.importorskip("sklearn")
     monkeypatch.setitem(sys.modules, "skimage", None)  # the scikit-image part has its own test
-    code, out, err = run(capsys, "bench", "--quick", "--bench-n", "300", "--n-components", "2", "--repeats", "1")
+    code, out, err = run_quick(capsys, "--bench-n", "300", "--n-components", "2", "--repeats", "1")
     assert code == 0, err
     assert "vs scikit-learn" in out and "300 images" in out
     rows = [line.split() for line in out.splitlines() if line.startswith(("score_samples", "em_iteration"))]
@@ -390,7 +410,7 @@ def test_bench_quick_prints_ratio_table(capsys, monkeypatch):
 def test_bench_quick_scikit_image_part(capsys):
     pytest.importorskip("sklearn")
     pytest.importorskip("skimage")
-    code, out, err = run(capsys, "bench", "--quick", "--bench-n", "100", "--n-components", "2", "--repeats", "1")
+    code, out, err = run_quick(capsys, "--bench-n", "100", "--n-components", "2", "--repeats", "1")
     assert code == 0, err
     assert "gmmfast.patches.extract_patches" in out and "skimage non-local means" in out
     psnrs = {line[:38].strip(): float(line.split()[-1]) for line in out.splitlines()
@@ -418,9 +438,19 @@ def test_bench_bad_suite_dir(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "no conftest.py" in err
 
 
+def test_bench_quick_runs_the_suite_script(capfd):
+    pytest.importorskip("sklearn")
+    if _benchmark_suite(None) is None:
+        pytest.skip("gmmfast is not installed from a source checkout")
+    code = main(["bench", "--quick", "--bench-n", "100", "--n-components", "2", "--repeats", "1"])
+    out, err = capfd.readouterr()
+    assert code == 0, out + err
+    assert "running the quick comparison" in out and "vs scikit-learn" in out
+
+
 def test_bench_finds_the_source_tree_suite():
-    suite = cli._benchmark_suite(None)
-    repo_suite = Path(cli.__file__).resolve().parents[1] / "benchmarks"
+    suite = _benchmark_suite(None)
+    repo_suite = Path(cli.__file__).resolve().parents[2] / "benchmarks"
     assert suite == (repo_suite if (repo_suite / "conftest.py").is_file() else None)
 
 
@@ -534,7 +564,7 @@ def test_classify_with_shifts_matches_the_estimator(files, tmp_path, capsys, shi
         np.testing.assert_allclose(result["log_proba"], expected.predict_log_proba(X_test), rtol=1e-10, atol=1e-12)
     # a model trained with shifts classifies with them when loaded; inpaint uses its mixtures
     model_kind = "ShiftInvariantClassifier" if shifts == "train" else "GMMClassifier"
-    from gmmfast._io import model_kind as kind_of
+    from gmmfast.utils._model_files import model_kind as kind_of
     assert kind_of(tmp_path / "m.npz") == model_kind
     code, out, err = run(capsys, "classify", "--model", str(tmp_path / "m.npz"), "--test", str(files / "test.npz"),
                          "--out", str(tmp_path / "q.npz"))

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from gmmfast._cli_vae import load_data
 from gmmfast.cli import UsageError, main
+from gmmfast.cli.vae import load_data
 
 TINY = ["--channels", "4", "8", "8", "8", "8", "--hidden-units", "32", "--n-threads", "1"]
 

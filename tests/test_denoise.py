@@ -168,7 +168,8 @@ def test_patch_deblur_matches_brute_force(fitted, method, boundary):
 
 def test_epll_deblur_step_solves_its_linear_system(fitted):
     """With one beta, the EPLL deblur output solves (lam K^T K + beta C) x = lam K^T y + beta C p."""
-    from gmmfast.denoise import blur as _blur, gaussian_kernel
+    from gmmfast.denoise import blur as _blur
+    from gmmfast.denoise import gaussian_kernel
 
     dn, _, noisy = fitted
     k = gaussian_kernel(0.7, radius=1)
@@ -290,7 +291,7 @@ def test_fit_draws_max_patches_real_patches():
     class Spy(PatchDenoiser):
         pass
 
-    import gmmfast.denoise as D
+    import gmmfast.image._denoiser as D
 
     original = D.GaussianMixture.fit
 
@@ -314,7 +315,7 @@ def test_fit_draws_max_patches_real_patches():
 
 
 def test_chunking_does_not_change_the_result(fitted, monkeypatch):
-    import gmmfast.denoise as D
+    import gmmfast.image._denoiser as D
 
     rng = np.random.default_rng(4)
     clean = smooth_images(30, 14, rng)

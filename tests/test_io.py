@@ -6,11 +6,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES
 from numpy.testing import assert_array_equal
 
 from gmmfast import GaussianMixture
-from gmmfast._io import FORMAT_VERSION
-from conftest import COVARIANCE_TYPES
+from gmmfast.utils._model_files import FORMAT_VERSION
 
 ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 

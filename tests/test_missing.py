@@ -16,17 +16,17 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from missing_reference import conditional_moments, reference_for
 from numpy.testing import assert_allclose, assert_array_equal
 
 import gmmfast
 from gmmfast import GaussianMixture
-from gmmfast import _gaussian as G
-from gmmfast._missing import mask_units, split_observed, uncoupled_features, unit_batches
-from conftest import COVARIANCE_TYPES
-from missing_reference import conditional_moments, reference_for
+from gmmfast.mixture import _gaussian as G
+from gmmfast.mixture._missing import mask_units, split_observed, uncoupled_features, unit_batches
 
 RTOL_LL = 1e-10  # log-likelihoods, float64
 ATOL_IMPUTE = 1e-10  # imputations and responsibilities, float64
@@ -271,7 +271,7 @@ def test_batching_does_not_change_results(dtype):
     batch, or units with different masks (both sides, isolated coordinates)
     sharing a batch."""
     from gmmfast._kernels import _masked
-    from gmmfast._missing import _kernel_parameters
+    from gmmfast.mixture._missing import _kernel_parameters
 
     X, _ = _isolated_clusters()
     gm = _fit(X, "full", dtype=dtype)

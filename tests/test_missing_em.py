@@ -18,15 +18,15 @@ import warnings
 import numpy as np
 import pytest
 import scipy.linalg as sla
+from conftest import COVARIANCE_TYPES
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
 
 import gmmfast
 from gmmfast import GaussianMixture
-from gmmfast import _gaussian as G
-from gmmfast import _missing_em as ME
-from gmmfast._missing import uncoupled_features
-from conftest import COVARIANCE_TYPES
+from gmmfast.mixture import _gaussian as G
+from gmmfast.mixture import _missing_em as ME
+from gmmfast.mixture._missing import uncoupled_features
 
 N, D, K = 200, 5, 3
 REG = 1e-4

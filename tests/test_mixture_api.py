@@ -6,13 +6,13 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.mixture import GaussianMixture as SkGM
 
 import gmmfast
 from gmmfast import GaussianMixture
-from conftest import COVARIANCE_TYPES
 
 SKLEARN_PARAMS = {
     "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params",

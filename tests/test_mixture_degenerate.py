@@ -5,12 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, fit_pair
 from numpy.testing import assert_allclose
 from sklearn.metrics import adjusted_rand_score
 
 import gmmfast
 from gmmfast import GaussianMixture
-from conftest import COVARIANCE_TYPES, fit_pair
 
 FAR = 1e4
 

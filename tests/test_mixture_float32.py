@@ -17,11 +17,11 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, sklearn_initial_parameters
 from numpy.testing import assert_allclose, assert_array_equal
 
 import gmmfast
 from gmmfast import GaussianMixture
-from conftest import COVARIANCE_TYPES, sklearn_initial_parameters
 
 N_MNIST = 3000
 K_MNIST = 10

@@ -5,12 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, make_separated_blobs
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.metrics import adjusted_rand_score
 
 import gmmfast
 from gmmfast import GaussianMixture
-from conftest import COVARIANCE_TYPES, make_separated_blobs
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 

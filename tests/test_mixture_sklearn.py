@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, DATASET_MAKERS, fit_pair, sklearn_initial_parameters
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
@@ -20,7 +21,6 @@ from scipy.linalg import solve_triangular
 from sklearn.mixture import GaussianMixture as SkGM
 
 import gmmfast
-from conftest import COVARIANCE_TYPES, DATASET_MAKERS, fit_pair, sklearn_initial_parameters
 
 RTOL = 1e-6
 ATOL_NORMALISED = 1e-9  # on arrays of order 1 once divided by the feature scales
@@ -135,7 +135,7 @@ def full_covariances(covariances, covariance_type, n_components, n_features):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_full_covariances_expands_every_type_for_gmmfast_and_sklearn_mixtures(datasets, covariance_type):
     """The (K, D, D) stack used for sampling, imputation and plotting, on both libraries' models."""
-    from gmmfast._gaussian import full_covariances as expand
+    from gmmfast.mixture._gaussian import full_covariances as expand
 
     data = datasets["anisotropic"]
     init = sklearn_initial_parameters(data.X, data.n_components, covariance_type)

@@ -6,13 +6,13 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES
 from numpy.testing import assert_allclose, assert_array_equal
 from threadpoolctl import threadpool_limits
 
 import gmmfast
 from gmmfast import GaussianMixture
-from gmmfast._parallel import effective_n_threads
-from conftest import COVARIANCE_TYPES
+from gmmfast.utils._threads import effective_n_threads
 
 PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 

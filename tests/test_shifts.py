@@ -212,7 +212,7 @@ def test_from_fitted_marginalises_without_refitting(data):
 
 
 def test_load_rejects_bad_parameter_values(data, tmp_path):
-    from gmmfast._io import load_npz, save_npz
+    from gmmfast.utils._model_files import load_npz, save_npz
     X, y = data
     ShiftInvariantClassifier(base(), image_shape=SHAPE, augment=False).fit(X, y).save(tmp_path / "m.npz")
     params, arrays = load_npz(tmp_path / "m.npz", "ShiftInvariantClassifier")

@@ -11,7 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import gmmfast.vae as V  # noqa: E402
+import gmmfast.vae._conv_vae as conv_vae_module  # noqa: E402
+import gmmfast.vae._engine as engine  # noqa: E402
+import gmmfast.vae._model_files as model_files  # noqa: E402
 from gmmfast import GaussianMixture, GMMClassifier  # noqa: E402
 from gmmfast.vae import ConvVAE, VaDE, classification_scores, cluster_mapping, clustering_scores  # noqa: E402
 
@@ -135,13 +137,13 @@ def test_sampling_from_gmm_components(tiny_vae, digits):
     Z = tiny_vae.encode(X)
     gm = GaussianMixture(3, covariance_type="full", random_state=0).fit(Z)
     rng = np.random.RandomState(0)
-    draws = V._draw_latents(rng, 4000, 2, gm, 1)
+    draws = conv_vae_module._draw_latents(rng, 4000, 2, gm, 1)
     assert np.allclose(draws.mean(0), gm.means_[1], atol=0.1 * np.sqrt(gm.covariances_[1].diagonal()).max() + 1e-3)
     assert np.allclose(np.cov(draws.T), gm.covariances_[1], rtol=0.15, atol=1e-4)
     assert tiny_vae.sample(3, gmm=gm, component=2, random_state=0).shape == (3, 28, 28)
     assert tiny_vae.sample(3, gmm=gm, random_state=0).shape == (3, 28, 28)
     clf = GMMClassifier(1, random_state=0).fit(Z, y)
-    per_class = V._draw_latents(np.random.RandomState(0), 3000, 2, clf, 7)
+    per_class = conv_vae_module._draw_latents(np.random.RandomState(0), 3000, 2, clf, 7)
     seven = list(clf.classes_).index(7)
     assert np.allclose(per_class.mean(0), clf.estimators_[seven].means_[0], atol=0.2)
     with pytest.raises(ValueError, match="not one of the classifier's classes"):
@@ -165,7 +167,7 @@ def test_keyboard_interrupt_keeps_best_model(digits, monkeypatch, capsys):
     X = digits[0][:40]
     reference = ConvVAE(epochs=1, random_state=0, **TINY).fit(X)
     calls = {"n": 0}
-    real = V.augment
+    real = engine.augment
 
     def interrupt_in_second_epoch(x, rotation, flip):
         calls["n"] += 1
@@ -173,7 +175,7 @@ def test_keyboard_interrupt_keeps_best_model(digits, monkeypatch, capsys):
             raise KeyboardInterrupt
         return real(x, rotation, flip)
 
-    monkeypatch.setattr(V, "augment", interrupt_in_second_epoch)
+    monkeypatch.setattr(engine, "augment", interrupt_in_second_epoch)
     vae = ConvVAE(epochs=5, random_state=0, **TINY).fit(X)
     assert vae.interrupted_ and vae.n_epochs_ == 1 and vae.best_epoch_ == 1
     assert "interrupted during epoch 2" in capsys.readouterr().err
@@ -248,7 +250,7 @@ def test_save_load_round_trip(tiny_vae, digits, tmp_path):
     assert np.array_equal(loaded.reconstruct(X), tiny_vae.reconstruct(X))
     assert loaded.history_ == tiny_vae.history_ and loaded.best_epoch_ == tiny_vae.best_epoch_
     payload = torch.load(path, weights_only=True)  # plain data: the safe loader reads it
-    assert payload["format_version"] == V.FORMAT_VERSION and payload["kind"] == "ConvVAE"
+    assert payload["format_version"] == model_files.FORMAT_VERSION and payload["kind"] == "ConvVAE"
 
 
 def _rewrite(src, dst, change):
@@ -259,7 +261,7 @@ def _rewrite(src, dst, change):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda p: p.update(format_version=V.FORMAT_VERSION + 1), "format version"),
+    (lambda p: p.update(format_version=model_files.FORMAT_VERSION + 1), "format version"),
     (lambda p: p.update(format="other"), "not a gmmfast VAE model"),
     (lambda p: p.update(kind="VaDE"), "expected 'ConvVAE'"),
     (lambda p: p["config"].update(latent_dim=3), "do not match"),
@@ -322,12 +324,12 @@ def test_vade_starts_from_a_diag_gmm_on_the_pretrained_latents(tiny_vae, digits)
     init = start.init_mixture_
     assert np.allclose(start.weights_, init.weights_, atol=1e-6)
     assert np.allclose(start.means_, init.means_, atol=1e-5)
-    Z, log_sigma = tiny_vae.encode(start._split(V.check_images(X), None, V._seed(0))[0], return_log_sigma=True)
+    Z, log_sigma = tiny_vae.encode(start._split(engine.check_images(X), None, engine._seed(0))[0], return_log_sigma=True)
     resp = init.predict_proba(Z)
     spread = resp.T @ np.exp(2 * log_sigma) / resp.sum(0)[:, None]  # mean posterior variance per component
     assert np.allclose(start.variances_, init.covariances_ + spread, rtol=1e-5)
-    seed = V._seed(0)
-    X_train, _ = start._split(V.check_images(X), None, seed)
+    seed = engine._seed(0)
+    X_train, _ = start._split(engine.check_images(X), None, seed)
     expected = GaussianMixture(3, covariance_type="diag", n_init=5, reg_covar=1e-4, random_state=seed,
                                max_iter=300).fit(tiny_vae.encode(X_train))
     assert np.allclose(init.means_, expected.means_)
@@ -364,7 +366,7 @@ def test_vade_pretrains_on_its_own_training_split(digits, monkeypatch):
     monkeypatch.setattr(ConvVAE, "fit", recording_fit)
     model = VaDE(ConvVAE(latent_dim=2, epochs=1, random_state=5, **TINY), n_clusters=3, epochs=1, random_state=0,
                  n_threads=1).fit(X)
-    X_train, X_val = model._split(V.check_images(X), None, V._seed(0))
+    X_train, X_val = model._split(engine.check_images(X), None, engine._seed(0))
     assert np.array_equal(seen["train"], X_train) and np.array_equal(seen["val"], X_val)
     assert model.n_train_ == len(X_train) and model.n_val_ == len(X_val) == 24
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES
 from numpy.testing import assert_array_equal
 
 import gmmfast
 from gmmfast import GaussianMixture
-from conftest import COVARIANCE_TYPES
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_values_overflowing_float32_are_rejected(datasets):
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy overflow/invalid in the float64 sum check
 def test_huge_finite_values_are_not_mistaken_for_infinity():
     """Finite values whose float64 sum overflows are accepted by the input check."""
-    from gmmfast._validation import check_array
+    from gmmfast.utils._validation import check_array
 
     X = np.full((4, 2), 1e308)
     out = check_array(X)
@@ -133,7 +133,7 @@ def test_huge_finite_values_are_not_mistaken_for_infinity():
 
 def test_check_array_returns_read_only_view_or_copy():
     """check_array never hands back a writable alias of the caller's array."""
-    from gmmfast._validation import check_array
+    from gmmfast.utils._validation import check_array
 
     X = np.arange(12, dtype=np.float64).reshape(6, 2)
     out = check_array(X)

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from gmmfast._missing import pixel_mask
-from gmmfast._parallel import effective_n_threads
 from gmmfast.datasets import load_mnist
+from gmmfast.mixture._missing import pixel_mask
+from gmmfast.utils._threads import effective_n_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MNIST_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"

@@ -79,8 +79,13 @@ EPLL_DEBLUR = [
 
 
 def _peers(task: str):
-    from skimage.restoration import (denoise_nl_means, denoise_tv_chambolle, denoise_wavelet, richardson_lucy,
-                                     wiener)
+    from skimage.restoration import (
+        denoise_nl_means,
+        denoise_tv_chambolle,
+        denoise_wavelet,
+        richardson_lucy,
+        wiener,
+    )
 
     if task == "denoise":
         return {

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, base_parser, load_full_mnist, machine, random_missing, write_results  # noqa: E402
 
 from gmmfast import ConvergenceWarning, GMMClassifier  # noqa: E402
-from gmmfast._missing import pixel_mask  # noqa: E402
+from gmmfast.mixture._missing import pixel_mask  # noqa: E402
 
 SIDE = 28
 

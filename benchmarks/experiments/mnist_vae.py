@@ -46,13 +46,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
 from _common import Timer, base_parser, load_full_mnist, machine, write_results  # noqa: E402
 
-import torch  # noqa: E402
-
 from gmmfast import ConvergenceWarning, GaussianMixture, GMMClassifier  # noqa: E402
-from gmmfast import _vae_plots as P  # noqa: E402
 from gmmfast.vae import ConvVAE, VaDE, classification_scores, clustering_scores  # noqa: E402
+from gmmfast.vae import _plots as P  # noqa: E402
 
 TARGETS = {"digits148_accuracy": 0.990, "all10_accuracy": 0.975, "all10_cluster_accuracy": 0.85,
            "vade_cluster_accuracy": 0.945}

@@ -9,3 +9,8 @@ def max_threads():
     since threadpoolctl sets them through the same runtime.
     """
     return openmp.omp_get_max_threads()
+
+
+def openmp_enabled():
+    """Whether the kernels were compiled with OpenMP."""
+    return True

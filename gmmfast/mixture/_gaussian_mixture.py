@@ -9,20 +9,20 @@ from typing import Any
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from . import _gaussian as G
-from . import _missing_em as ME
-from . import _progress
-from ._base import BaseEstimator, ConvergenceWarning, check_is_fitted
-from ._io import load_npz, require, save_npz
-from ._kmeans import kmeans, kmeans_plusplus
-from ._missing import conditional_samples, has_nan, masked_log_prob, split_observed
-from ._parallel import effective_n_threads
-from ._validation import (
+from ..utils import _progress
+from ..utils._estimator import BaseEstimator, ConvergenceWarning, check_is_fitted
+from ..utils._model_files import load_npz, require, save_npz
+from ..utils._threads import effective_n_threads
+from ..utils._validation import (
     check_array,
     check_compute_dtype,
     check_random_state,
     check_scalar,
 )
+from . import _gaussian as G
+from . import _missing_em as ME
+from ._kmeans import kmeans, kmeans_plusplus
+from ._missing import conditional_samples, has_nan, masked_log_prob, split_observed
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -408,7 +408,18 @@ class GaussianMixture(BaseEstimator):
         init_X = self._init_data(data) if do_init else None
 
         best = None  # (lower_bound, params, n_iter, lower_bounds, converged)
-        try:
+        last = {"completed": 0, "lower_bound": -np.inf, "lower_bounds": []}  # what Ctrl-C keeps
+
+        def keep_last_iteration() -> str:
+            # A usable model on Ctrl-C: the last completed iteration, marked unconverged.
+            if hasattr(self, "means_"):
+                self.converged_ = False
+                self.n_iter_ = last["completed"]
+                self.lower_bound_ = last["lower_bound"]
+                self.lower_bounds_ = last["lower_bounds"]
+            return "EM interrupted; the model holds the last completed iteration."
+
+        with _progress.on_interrupt(keep_last_iteration):
             for init in range(n_init):
                 self._print(1, f"Initialization {init}")
                 start = time.perf_counter()
@@ -416,8 +427,9 @@ class GaussianMixture(BaseEstimator):
                     self._initialize(init_X, random_state)
                 lower_bound = -np.inf if do_init else self.lower_bound_
                 lower_bounds: list[float] = []
+                last.update(completed=0, lower_bound=lower_bound, lower_bounds=lower_bounds)
                 converged = False
-                n_iter = completed = 0
+                n_iter = 0
                 desc = f"EM K={self.n_components}" + (f" init {init + 1}/{n_init}" if n_init > 1 else "")
                 with _progress.bar(total=int(self.max_iter), desc=desc, unit="iter", leave=False) as progress:
                     for n_iter in range(1, int(self.max_iter) + 1):
@@ -426,7 +438,7 @@ class GaussianMixture(BaseEstimator):
                         self._m_step(data, resp)
                         lower_bound = float(np.mean(log_norm))
                         lower_bounds.append(lower_bound)
-                        completed = n_iter
+                        last.update(completed=n_iter, lower_bound=lower_bound)
                         change = lower_bound - previous
                         progress.set_postfix_str(f"ll {lower_bound:.6g}" + (f", change {change:.2e}" if n_iter > 1 else ""), refresh=False)
                         progress.update(1)
@@ -440,15 +452,6 @@ class GaussianMixture(BaseEstimator):
                     self._print(1, f"Initialization {state}.", f" time lapse {time.perf_counter() - start:.5f}s\t lower bound {lower_bound:.5f}")
                 if best is None or lower_bound > best[0]:
                     best = (lower_bound, self._get_parameters(), n_iter, lower_bounds, converged)
-        except KeyboardInterrupt:
-            # Keep a usable model: the last completed iteration, marked unconverged.
-            if hasattr(self, "means_"):
-                self.converged_ = False
-                self.n_iter_ = completed
-                self.lower_bound_ = lower_bound
-                self.lower_bounds_ = lower_bounds
-            warnings.warn("EM interrupted; the model holds the last completed iteration.", RuntimeWarning)
-            raise
 
         lower_bound, params, n_iter, lower_bounds, converged = best
         if not converged and self.max_iter > 0:

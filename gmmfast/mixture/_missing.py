@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels import _masked
+from ..utils._threads import single_threaded_blas
+from ..utils._validation import check_array
 from . import _gaussian as G
-from ._kernels import _masked
-from ._parallel import single_threaded_blas
-from ._validation import check_array
 
 _UNIT_ROWS = 256  # most rows per masked work unit (bounds per-thread memory)
 

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._plotting import pyplot
-from ._gaussian import full_covariances
+from ..mixture._gaussian import full_covariances
+from ..utils._plotting import pyplot
 
 
 def _projection(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:

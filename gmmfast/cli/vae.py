@@ -26,7 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from .cli import UsageError, data_keys, load_image_stack
+from ..metrics import classification_scores, clustering_scores
+from ..mixture import GaussianMixture, GMMClassifier
+from ..utils._threads import effective_n_threads
+from ._common import UsageError
+from ._data import data_keys, load_image_stack
 
 
 def load_data(path: str | Path, split: str, *, need_labels: bool,
@@ -50,9 +54,16 @@ def load_data(path: str | Path, split: str, *, need_labels: bool,
     return images, labels
 
 
+def _vae_plots():
+    """gmmfast.vae's figure module, imported when a figure is drawn (importing gmmfast.vae imports torch)."""
+    from ..vae import _plots
+
+    return _plots
+
+
 def _torch():
     try:
-        from . import vae
+        from .. import vae
     except ImportError as exc:
         raise UsageError(f"{exc}") from None
     return vae
@@ -61,8 +72,6 @@ def _torch():
 def _threads(args: argparse.Namespace) -> None:
     if getattr(args, "n_threads", None):
         import torch
-
-        from ._parallel import effective_n_threads
 
         torch.set_num_threads(effective_n_threads(args.n_threads))  # -1 etc. as for the GMM kernels
 
@@ -75,15 +84,11 @@ def _load_vae(path: str, device: str | None):
 
 
 def _fit_classifier(Z: np.ndarray, y: np.ndarray, args: argparse.Namespace):
-    from .classifier import GMMClassifier
-
     return GMMClassifier(args.gmm_components, covariance_type=args.covariance_type, reg_covar=args.reg_covar,
                          random_state=args.seed, n_threads=args.n_threads).fit(Z, y)
 
 
 def _report(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    from ._vae_metrics import classification_scores
-
     s = classification_scores(y, predicted)
     print(f"accuracy {s['accuracy']:.2%}; macro precision {s['precision']:.2%}, recall {s['recall']:.2%}, "
           f"F1 {s['f1']:.2%} ({len(y)} images)")
@@ -91,9 +96,6 @@ def _report(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 
 def _cluster_report(Z: np.ndarray, y: np.ndarray, seed: int, n_threads: int | None) -> None:
-    from ._vae_metrics import clustering_scores
-    from .mixture import GaussianMixture
-
     k = len(np.unique(y))
     clusters = GaussianMixture(k, covariance_type="full", n_init=5, random_state=seed, n_threads=n_threads).fit_predict(Z)
     s = clustering_scores(y, clusters)
@@ -140,22 +142,20 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _figures(out: Path, model, X: np.ndarray, y: np.ndarray | None, clf) -> None:
-    from . import _vae_plots as P
-
     try:
-        P.pyplot()
+        _vae_plots().pyplot()
     except ImportError as exc:
         print(f"no figures: {exc}")
         return
     out.mkdir(parents=True, exist_ok=True)
-    written = [P.plot_reconstructions(out / "reconstructions.png", X[:12], model.reconstruct(X[:12]))]
-    written.append(P.plot_images(out / "samples.png", [model.sample(12, random_state=r) for r in range(3)],
+    written = [_vae_plots().plot_reconstructions(out / "reconstructions.png", X[:12], model.reconstruct(X[:12]))]
+    written.append(_vae_plots().plot_images(out / "samples.png", [model.sample(12, random_state=r) for r in range(3)],
                                  ["prior"] * 3, "decoded samples from N(0, I)"))
     if y is not None:
-        written.append(P.plot_latent_space(out / "latent_space.png", model.encode(X), y, clf,
+        written.append(_vae_plots().plot_latent_space(out / "latent_space.png", model.encode(X), y, clf,
                                            "latent means by class, latent GMM classifier ellipses"))
     if model.latent_dim == 2:
-        written.append(P.plot_manifold(out / "manifold.png", model))
+        written.append(_vae_plots().plot_manifold(out / "manifold.png", model))
     print("wrote " + ", ".join(written))
 
 
@@ -174,10 +174,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     np.savez_compressed(args.out, **arrays)
     print(f"wrote {args.out} (keys: {', '.join(arrays)})")
     if args.figure:
-        from . import _vae_plots as P
-
         try:
-            print(f"wrote {P.plot_reconstructions(args.figure, X[:12], R[:12])}")
+            print(f"wrote {_vae_plots().plot_reconstructions(args.figure, X[:12], R[:12])}")
         except ImportError as exc:
             print(f"no figure: {exc}")
 
@@ -186,8 +184,6 @@ def cmd_classify(args: argparse.Namespace) -> None:
     _threads(args)
     model = _load_vae(args.model, args.device)
     if args.gmm:
-        from .classifier import GMMClassifier
-
         if not Path(args.gmm).exists():
             raise UsageError(f"{args.gmm}: no such model file")
         clf = GMMClassifier.load(args.gmm)
@@ -222,8 +218,6 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model = _load_vae(args.model, args.device)
     gmm = None
     if args.gmm:
-        from .classifier import GMMClassifier
-
         if not Path(args.gmm).exists():
             raise UsageError(f"{args.gmm}: no such model file")
         gmm = GMMClassifier.load(args.gmm)
@@ -237,18 +231,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
     np.savez_compressed(args.out, **arrays)
     print(f"wrote {len(images)} generated images to {args.out}")
     if args.figure:
-        from . import _vae_plots as P
-
         rows = [images[i * args.n:(i + 1) * args.n] for i in range(len(images) // args.n)]
         titles = [f"class {c}" for c in gmm.classes_.tolist()] if gmm is not None else ["prior"]
         try:
-            print(f"wrote {P.plot_images(args.figure, rows, titles, 'generated digits')}")
+            print(f"wrote {_vae_plots().plot_images(args.figure, rows, titles, 'generated digits')}")
         except ImportError as exc:
             print(f"no figure: {exc}")
 
 
 # -------------------------------------------------------------- parser
-def add_vae_commands(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     """Add ``gmmfast vae {train,reconstruct,classify,sample}`` to the subparsers ``sub``."""
     keys = data_keys("train")
     vae = sub.add_parser(

@@ -23,8 +23,8 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
 
-from ._kernels import _estep, _mstep
-from ._parallel import chunk_size_for, single_threaded_blas
+from .._kernels import _estep, _mstep
+from ..utils._threads import chunk_size_for, single_threaded_blas
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 

@@ -1,4 +1,12 @@
-"""Progress bars for gmmfast's long loops: tqdm when asked for, silent otherwise.
+"""How gmmfast talks to the user: progress bars, verbose lines, notices, and Ctrl-C.
+
+Every estimator goes through this module, never through a bare ``print``:
+:func:`bar` for progress, :func:`write` for ``verbose`` lines (standard
+output), :func:`notice` for what the user must know even when not verbose
+(standard error), and :func:`on_interrupt`, the one place where Ctrl-C is
+handled. tqdm is imported here and nowhere else.
+
+Progress bars for gmmfast's long loops: tqdm when asked for, silent otherwise.
 
 The estimators (EM iterations in :class:`gmmfast.GaussianMixture`, classes
 and K searches in :class:`gmmfast.GMMClassifier`) open their bars with
@@ -22,14 +30,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 try:  # optional at run time: a missing tqdm only means no bars
     from tqdm import tqdm as _tqdm
 except ImportError:  # pragma: no cover - exercised by monkeypatching _tqdm
     _tqdm = None
 
-__all__ = ["active", "bar", "progress_bars", "wanted", "write"]
+__all__ = ["active", "bar", "notice", "on_interrupt", "progress_bars", "wanted", "write"]
 
 # Whether bars are shown in the current context (set by progress_bars).
 _ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("gmmfast_progress", default=False)
@@ -129,3 +137,31 @@ def write(message: str) -> None:
         sys.stdout.flush()
     else:
         print(message, flush=True)
+
+
+def notice(message: str) -> None:
+    """Print a line to standard error without tearing the open bars."""
+    if active():
+        _tqdm.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def on_interrupt(keep: Callable[[], str], *, propagate: bool = True) -> Iterator[None]:
+    """The one handler of Ctrl-C in gmmfast's long loops.
+
+    On ``KeyboardInterrupt`` inside the block, ``keep()`` puts the estimator
+    in a consistent state (the last completed iteration, the best epoch) and
+    returns a sentence saying what it kept, which is printed with
+    :func:`notice`. With ``propagate`` (estimators whose ``fit`` documents
+    that the interrupt propagates) the ``KeyboardInterrupt`` is then
+    re-raised; without it the caller carries on with what was kept and
+    must record that it was interrupted.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        notice(keep())
+        if propagate:
+            raise

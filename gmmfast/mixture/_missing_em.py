@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels import _masked_mstep
+from ..utils._threads import single_threaded_blas
 from . import _gaussian as G
-from ._kernels import _masked_mstep
 from ._missing import _UNIT_ROWS, mask_units, masked_log_prob, split_observed, uncoupled_features
-from ._parallel import single_threaded_blas
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""Figures the commands write (matplotlib, optional): image grids and line plots."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..utils._plotting import PLOT_HINT, pyplot
+
+
+def image_grid(path, rows: Sequence[tuple[str, np.ndarray]]) -> bool:
+    """One row of images per (title, images); NaN pixels in red. False (with a note) without matplotlib."""
+    plt = pyplot(required=False)
+    if plt is None:
+        print(f"no figure: matplotlib is not installed ({PLOT_HINT})")
+        return False
+    n_cols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.2 * n_cols, 1.25 * len(rows)), squeeze=False)
+    cmap = plt.get_cmap("gray").with_extremes(bad="tab:red")  # missing pixels in red
+    for r, (title, images) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                image = np.asarray(images[c], dtype=np.float64)
+                if image.ndim == 1:
+                    side = int(round(np.sqrt(image.size)))
+                    image = image.reshape(side, -1)
+                ax.imshow(image, cmap=cmap, vmin=0, vmax=1)
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(title, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+    return True
+
+
+def figure_inpainting(path, originals: np.ndarray, panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Original, then masked / inpainted rows for each mask in ``panels`` ({name: (observed, filled)})."""
+    rows = [("original", originals)]
+    for name, (obs, fill) in panels.items():
+        rows += [(f"masked {name}".strip(), np.where(obs, originals, np.nan)), ("inpainted", fill)]
+    return image_grid(path, rows)
+
+
+def figure_lines(path, panels: Sequence[tuple[dict[str, tuple[Sequence[float], Sequence[float]]], str, str]],
+                  xlabel: str, markers: bool = False) -> bool:
+    """Line plots side by side, one per (series {label: (x, y)}, title, y label); empty panels are left out."""
+    plt = pyplot(required=False)
+    if plt is None:
+        print(f"no figure: matplotlib is not installed ({PLOT_HINT})")
+        return False
+    panels = [p for p in panels if any(len(values) for _, values in p[0].values())]
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
+    for ax, (series, title, ylabel) in zip(axes[0], panels):
+        for label, (x, values) in series.items():
+            ax.plot(x, values, marker="o" if markers else None, markersize=3, linewidth=1.2, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=7, ncol=2)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+    return True

@@ -1,0 +1,17 @@
+"""Gaussian mixtures: the estimators and the algebra behind them.
+
+Parameter algebra per covariance type (``_gaussian``), k-means
+initialisation (``_kmeans``), missing values and exact missing-data EM
+(``_missing``, ``_missing_em``), and the estimators built on them:
+:class:`GaussianMixture`, :class:`GMMClassifier` (one mixture per class)
+and :class:`ShiftInvariantClassifier` (class likelihoods averaged over
+image translations).
+
+May import :mod:`gmmfast.utils` and the compiled kernels only; never
+:mod:`gmmfast.image`, :mod:`gmmfast.vae` or :mod:`gmmfast.cli`.
+"""
+from ._classifier import GMMClassifier
+from ._gaussian_mixture import GaussianMixture
+from ._shift_invariant import ShiftInvariantClassifier
+
+__all__ = ["GMMClassifier", "GaussianMixture", "ShiftInvariantClassifier"]

@@ -1,0 +1,409 @@
+"""ConvVAE: the reference convolutional VAE, whose latent means feed gmmfast's mixtures."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..mixture._gaussian import full_covariances
+from ..utils._estimator import check_is_fitted
+from ..utils._validation import check_array, check_random_state, check_scalar
+from ._engine import MIN_TRAIN_IMAGES, _seed, _seeded, _threads, _TorchEstimator, check_images
+from ._model_files import (
+    _fit_results,
+    _history,
+    _load_state,
+    _read_model,
+    _restore_fit_results,
+    _saved_config,
+    _write_model,
+)
+from ._nets import (
+    VAENet,
+    feature_shape,
+    gaussian_kl,
+    reconstruction_loss,
+)
+
+
+class ConvVAE(_TorchEstimator):
+    """Convolutional variational autoencoder for images with pixels in [0, 1].
+
+    The default is the reference architecture: convolutions of 32, 64, 128,
+    128 and 256 channels (3 x 3, ReLU, stride 2 at the second and fourth),
+    a 512-unit dense layer to the latent mean and log standard deviation,
+    a decoder mirroring it with transposed convolutions, dropout 0.2 after
+    the dense layers. The loss per image is the binary cross-entropy summed
+    over pixels plus ``beta`` times KL(q(z | x) || N(0, I)).
+
+    Training: Adam, the learning rate halved (``lr_factor``) after
+    ``lr_patience`` epochs without a better validation loss, early stopping
+    after ``patience`` such epochs, a ``validation_fraction`` of the images
+    held out, and the weights of the best validation epoch kept. Ctrl-C
+    stops training and keeps the best weights so far. Seeded runs on the
+    CPU are repeatable (same thread count).
+
+    Parameters
+    ----------
+    latent_dim : int, default=2
+    channels : sequence of int, default=(32, 64, 128, 128, 256)
+        Output channels of the encoder's convolutions (the decoder mirrors them).
+    strides : sequence of {1, 2} or None, default=None
+        Stride of each convolution; every stride-2 layer needs even image
+        sides. None alternates 1, 2, 1, 2, ... over ``channels`` (the
+        reference (1, 2, 1, 2, 1) for five convolutions).
+    hidden_units : int, default=512
+        Width of the dense layer between convolutions and latent space.
+    dropout : float, default=0.2
+    beta : float, default=0.5
+        Weight of the KL term.
+    learning_rate : float, default=1e-3
+    batch_size : int, default=128
+    epochs : int, default=100
+        Most epochs (early stopping usually ends sooner); ``fit(epochs=...)`` overrides.
+    validation_fraction : float, default=0.2
+    lr_factor : float, default=0.5
+    lr_patience : int, default=5
+    patience : int, default=15
+        Epochs without a better validation loss before training stops.
+    rotation : float, default=0.0
+        Augmentation: random rotations of up to this many degrees.
+    flip : bool, default=False
+        Augmentation: random horizontal flips of half of the images.
+    input_noise : float, default=0.0
+        Standard deviation of Gaussian noise added to the encoder's input
+        (clipped to [0, 1]); the target stays the clean image.
+    device : str or None, default=None
+        None (or 'auto'): CUDA when available, else the CPU.
+    n_threads : int or None, default=None
+        torch CPU threads while fitting and predicting (None: torch's setting).
+    random_state : int, RandomState, Generator or None, default=None
+    verbose : int, default=0
+        1: a progress bar per epoch (tqdm when installed) and one line per epoch.
+
+    Attributes
+    ----------
+    network_ : torch.nn.Module
+        The encoder (``network_.encoder``) and decoder (``network_.decoder``).
+    image_shape_ : tuple of int
+        (H, W) of the training images.
+    history_ : dict of lists
+        Per epoch: ``train_loss``, ``val_loss`` (per image), ``learning_rate``, ``seconds``.
+    best_epoch_ : int
+        The epoch whose weights were kept (1-based; 0 if interrupted before any finished).
+    best_val_loss_ : float
+    n_epochs_ : int
+        Epochs run.
+    seconds_per_epoch_ : float
+        Mean wall time of an epoch, validation included.
+    interrupted_ : bool
+        True if training was stopped with Ctrl-C.
+    n_train_, n_val_ : int
+        Training and validation images.
+    device_ : torch.device
+
+    Examples
+    --------
+    >>> from gmmfast import GMMClassifier
+    >>> from gmmfast.datasets import load_mnist_sample
+    >>> from gmmfast.vae import ConvVAE
+    >>> X, y, X_test, y_test = load_mnist_sample()
+    >>> vae = ConvVAE(latent_dim=2, epochs=1, random_state=0).fit(X[:300])  # doctest: +SKIP
+    >>> Z = vae.encode(X)                                                   # doctest: +SKIP
+    >>> clf = GMMClassifier(n_components=1).fit(Z, y)                       # doctest: +SKIP
+    """
+
+    _MODEL_KIND = "ConvVAE"
+
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        *,
+        channels: tuple[int, ...] = (32, 64, 128, 128, 256),
+        strides: tuple[int, ...] | None = None,
+        hidden_units: int = 512,
+        dropout: float = 0.2,
+        beta: float = 0.5,
+        learning_rate: float = 1e-3,
+        batch_size: int = 128,
+        epochs: int = 100,
+        validation_fraction: float = 0.2,
+        lr_factor: float = 0.5,
+        lr_patience: int = 5,
+        patience: int = 15,
+        rotation: float = 0.0,
+        flip: bool = False,
+        input_noise: float = 0.0,
+        device: str | None = None,
+        n_threads: int | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.latent_dim = latent_dim
+        self.channels = channels
+        self.strides = strides
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.beta = beta
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.validation_fraction = validation_fraction
+        self.lr_factor = lr_factor
+        self.lr_patience = lr_patience
+        self.patience = patience
+        self.rotation = rotation
+        self.flip = flip
+        self.input_noise = input_noise
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        check_scalar(self.latent_dim, "latent_dim", (int, np.integer), min_value=1)
+        check_scalar(self.hidden_units, "hidden_units", (int, np.integer), min_value=1)
+        check_scalar(self.dropout, "dropout", (int, float), min_value=0)
+        if self.dropout >= 1:
+            raise ValueError(f"dropout must be < 1; got {self.dropout!r}.")
+        check_scalar(self.beta, "beta", (int, float), min_value=0)
+        channels = list(self.channels)
+        if not channels or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0
+                                   for c in channels):
+            raise ValueError(f"channels must be a non-empty sequence of positive ints; got {self.channels!r}.")
+        strides = self._strides()
+        if len(strides) != len(channels) or not all(s in (1, 2) and not isinstance(s, bool) for s in strides):
+            raise ValueError(f"strides must give 1 or 2 for each of the {len(channels)} convolutions; "
+                             f"got {self.strides!r}.")
+        self._check_training_params()
+
+    def _strides(self) -> list:
+        """The strides in use: as given, or 1, 2, 1, 2, ... over the convolutions."""
+        if self.strides is None:
+            return [1 + i % 2 for i in range(len(self.channels))]
+        return list(self.strides)
+
+    def _build(self, image_shape: tuple[int, int]) -> VAENet:
+        return VAENet(image_shape, [int(c) for c in self.channels], [int(s) for s in self._strides()],
+                      int(self.hidden_units), int(self.latent_dim), float(self.dropout))
+
+    def _loss(self, net: VAENet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        beta = float(self.beta)
+
+        def batch_loss(inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            logits, mu, log_sigma, _ = net(inputs)
+            return reconstruction_loss(logits, target) + beta * gaussian_kl(mu, log_sigma)
+
+        return batch_loss
+
+    # ----------------------------------------------------------- fitting
+    def fit(self, images: Any, y: Any = None, *, epochs: int | None = None,
+            validation_images: Any = None) -> "ConvVAE":
+        """Train the VAE.
+
+        Parameters
+        ----------
+        images : array-like of shape (n, H, W) or (n, H * W)
+            Pixels in [0, 1]. Not modified.
+        y : ignored
+        epochs : int, optional
+            Overrides the ``epochs`` parameter for this call.
+        validation_images : array-like, optional
+            Images to select the best epoch on, instead of holding out
+            ``validation_fraction`` of ``images``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        epochs = self.epochs if epochs is None else epochs
+        check_scalar(epochs, "epochs", (int, np.integer), min_value=1)
+        X = check_images(images, min_images=2 if validation_images is not None else MIN_TRAIN_IMAGES)
+        feature_shape(X.shape[1:], self.channels, self._strides())  # image size fits the strides
+        seed = _seed(self.random_state)
+        device = self._device()
+        X_train, X_val = self._split(X, validation_images, seed)
+        with _threads(self.n_threads), _seeded(seed, device):
+            net = self._build(X.shape[1:]).to(device)
+            self.network_, self.image_shape_, self.device_ = net, tuple(X.shape[1:]), device
+            self._train(net, self._loss(net), X_train, X_val, int(epochs), seed, device, "VAE")
+        return self
+
+    # -------------------------------------------------------- inference
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, "network_")
+
+    @torch.no_grad()
+    def encode(self, images: Any, *, return_log_sigma: bool = False,
+               batch_size: int = 1024) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Latent means of ``images``: a C-contiguous float64 (n, latent_dim) array.
+
+        Parameters
+        ----------
+        images : array-like of shape (n, H, W) or (n, H * W)
+        return_log_sigma : bool, default=False
+            Also return the log standard deviations of q(z | x).
+        batch_size : int, default=1024
+
+        Returns
+        -------
+        mu : ndarray of shape (n, latent_dim), float64
+        log_sigma : ndarray of shape (n, latent_dim), float64 (if asked for)
+        """
+        self._check_fitted()
+        X = check_images(images, image_shape=self.image_shape_)
+        net = self.network_.eval()
+        mus, sigmas = [], []
+        with _threads(self.n_threads):
+            for b in range(0, len(X), batch_size):
+                mu, log_sigma = net.encoder(torch.from_numpy(X[b:b + batch_size])[:, None].to(self.device_))
+                mus.append(mu.double().cpu().numpy())
+                sigmas.append(log_sigma.double().cpu().numpy())
+        empty = np.zeros((0, self.latent_dim))
+        mu = np.ascontiguousarray(np.concatenate(mus) if mus else empty)
+        if return_log_sigma:
+            return mu, np.ascontiguousarray(np.concatenate(sigmas) if sigmas else empty)
+        return mu
+
+    @torch.no_grad()
+    def decode(self, latents: Any, *, batch_size: int = 1024) -> np.ndarray:
+        """Images (n, H, W), float32 in [0, 1], decoded from latent points (n, latent_dim)."""
+        self._check_fitted()
+        Z = check_array(latents, dtype=np.float32, name="latents", n_features=int(self.latent_dim))
+        net = self.network_.eval()
+        out = []
+        with _threads(self.n_threads):
+            for b in range(0, len(Z), batch_size):
+                logits = net.decoder(torch.from_numpy(np.array(Z[b:b + batch_size])).to(self.device_))
+                out.append(torch.sigmoid(logits)[:, 0].cpu().numpy())
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+    def reconstruct(self, images: Any) -> np.ndarray:
+        """Decoded latent means of ``images``, float32, in the input's shape ((n, H, W) or (n, H * W))."""
+        self._check_fitted()
+        shape = np.shape(images)
+        out = self.decode(self.encode(images))
+        return out.reshape(len(out), -1) if len(shape) == 2 else out
+
+    def sample(self, n_samples: int = 1, *, gmm: Any = None, component: Any = None,
+               random_state: Any = None) -> np.ndarray:
+        """New images decoded from random latent points.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        gmm : GaussianMixture or GMMClassifier fitted on this VAE's latents, optional
+            None draws from the prior N(0, I). A GaussianMixture draws from
+            the mixture, or from its component ``component`` (an index). A
+            GMMClassifier draws from the mixture of class ``component`` (a label).
+        component : int or label, optional
+        random_state : int, RandomState, Generator or None
+
+        Returns
+        -------
+        ndarray of shape (n_samples, H, W), float32 in [0, 1]
+        """
+        self._check_fitted()
+        check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
+        rng = check_random_state(random_state)
+        Z = _draw_latents(rng, n_samples, int(self.latent_dim), gmm, component)
+        return self.decode(Z)
+
+    # ------------------------------------------------------ persistence
+    def _config(self) -> dict[str, Any]:
+        return _saved_config(self, ("device", "n_threads"))
+
+    def _fitted_info(self) -> dict[str, Any]:
+        return _fit_results(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model (weights, configuration, training history) to ``path``.
+
+        Read it back with :meth:`load`; the file holds tensors and plain
+        values only (``torch.load(..., weights_only=True)``).
+        """
+        self._check_fitted()
+        _write_model(path, self._MODEL_KIND, self._config(), self.network_.state_dict(), {
+            "image_shape": list(self.image_shape_), "history": self.history_, "fitted": self._fitted_info()})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> "ConvVAE":
+        """Read a model written by :meth:`save`, validating it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        device : str or None
+            Where to put the weights (None: CUDA when available, else the CPU).
+
+        Raises
+        ------
+        FileNotFoundError, ValueError
+            A missing file; a file that is not a gmmfast ConvVAE model, has
+            a newer format version, a bad configuration, or weights that do
+            not match it.
+        """
+        payload = _read_model(path, cls._MODEL_KIND)
+        return cls._from_payload(payload, path, device)
+
+    @classmethod
+    def _from_payload(cls, payload: dict, path: Any, device: str | None) -> "ConvVAE":
+        model = cls()
+        try:
+            config = dict(payload["config"])
+            for key in ("channels", "strides"):
+                if isinstance(config.get(key), list):
+                    config[key] = tuple(config[key])
+            model.set_params(**config)
+            model.device = device
+            model._check_params()
+        except ValueError as exc:
+            raise ValueError(f"{path}: bad configuration: {exc}") from None
+        shape = payload.get("image_shape")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape)):
+            raise ValueError(f"{path}: missing or malformed 'image_shape'.")
+        try:
+            net = model._build(tuple(shape))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        _load_state(net, payload["state_dict"], path)
+        model.device_ = model._device()
+        model.network_ = net.to(model.device_).eval()
+        model.image_shape_ = tuple(shape)
+        model.history_ = _history(payload.get("history", {}), path)
+        _restore_fit_results(model, payload, path)
+        return model
+
+
+def _draw_latents(rng: np.random.RandomState, n: int, d: int, gmm: Any, component: Any) -> np.ndarray:
+    """Latent points from N(0, I), a fitted mixture or one of its components, or a classifier's class."""
+    if gmm is None:
+        if component is not None:
+            raise ValueError("component needs gmm: a GaussianMixture or GMMClassifier fitted on the latents.")
+        return rng.standard_normal((n, d))
+    if hasattr(gmm, "estimators_") and hasattr(gmm, "classes_"):  # GMMClassifier
+        if component is None:
+            raise ValueError("sampling from a GMMClassifier needs component=<class label>.")
+        matches = np.flatnonzero(np.asarray(gmm.classes_) == component)
+        if len(matches) != 1:
+            raise ValueError(f"component {component!r} is not one of the classifier's classes "
+                             f"{np.asarray(gmm.classes_).tolist()}.")
+        gmm, component = gmm.estimators_[int(matches[0])], None
+    if not hasattr(gmm, "means_"):
+        raise ValueError("gmm must be a fitted GaussianMixture or GMMClassifier.")
+    means = np.asarray(gmm.means_, dtype=np.float64)
+    if means.shape[1] != d:
+        raise ValueError(f"gmm has {means.shape[1]} features; the latent space has {d} dimensions.")
+    covs = full_covariances(gmm)
+    if component is None:
+        counts = rng.multinomial(n, np.asarray(gmm.weights_, dtype=np.float64))
+        parts = [rng.multivariate_normal(means[k], covs[k], size=c) for k, c in enumerate(counts) if c]
+        Z = np.concatenate(parts)
+        return Z[rng.permutation(n)]
+    if not isinstance(component, (int, np.integer)) or not 0 <= component < len(means):
+        raise ValueError(f"component must be an index in 0..{len(means) - 1}; got {component!r}.")
+    return rng.multivariate_normal(means[component], covs[component], size=n)
