@@ -30,8 +30,7 @@ from scipy import linalg
 from scipy.special import logsumexp
 
 from gmmfast import ConvergenceWarning, GaussianMixture
-from gmmfast.mixture import _gaussian as G
-from gmmfast.mixture import _missing_em as ME
+from gmmfast.mixture import _gaussian, _missing_em
 from gmmfast.utils._threads import effective_n_threads
 
 K = 5
@@ -119,10 +118,10 @@ def _model(params) -> GaussianMixture:
 def _gmmfast_step(X_nan, params):
     """(target, setup): one gmmfast EM iteration on X_nan from params."""
     model = _model(params)
-    data = ME.prepare(X_nan, None, dtype=np.float64)
+    data = _missing_em.prepare(X_nan, None, dtype=np.float64)
 
     def step() -> tuple:
-        resp, log_norm = model._log_prob(data, G.MODE_RESP)
+        resp, log_norm = model._log_prob(data, _gaussian.MODE_RESP)
         model._m_step(data, resp)
         return model.weights_, model.means_, model.covariances_, float(log_norm.mean())
 

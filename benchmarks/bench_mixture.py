@@ -27,7 +27,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from gmmfast import GaussianMixture
-from gmmfast.mixture import _gaussian as G
+from gmmfast.mixture import _gaussian
 
 K = 10
 # EM iterations of the gmmfast fit that provides the shared parameters: the
@@ -107,7 +107,7 @@ def _em_iteration(variant: str, X: np.ndarray, params: tuple, fit_iter: int) -> 
     else:
         # X is already the validated compute-dtype array (C-contiguous).
         def step() -> dict:
-            resp, log_norm = model._estimate(X, G.MODE_RESP)
+            resp, log_norm = model._estimate(X, _gaussian.MODE_RESP)
             model._m_step(X, resp)
             return _state(model, log_norm.mean())
     return step, lambda: _set_params(model, params)

@@ -38,7 +38,7 @@ def _quick_bench(args: argparse.Namespace) -> None:
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
     from gmmfast import GaussianMixture
-    from gmmfast.mixture import _gaussian as G
+    from gmmfast.mixture import _gaussian
     from gmmfast.utils._threads import effective_n_threads
 
     if args.data_dir:
@@ -84,7 +84,7 @@ def _quick_bench(args: argparse.Namespace) -> None:
                 data = X64.astype(np.float32) if variant.endswith("f32") else X64
                 score = lambda: model.score_samples(data)  # noqa: E731
                 def step(model=model, data=data) -> None:
-                    resp, _ = model._estimate(data, G.MODE_RESP)
+                    resp, _ = model._estimate(data, _gaussian.MODE_RESP)
                     model._m_step(data, resp)
             seconds = _times(score, repeats) if case == "score_samples" else _times(step, repeats, restore)
             base = seconds if variant == "sklearn" else base

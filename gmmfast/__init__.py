@@ -11,13 +11,10 @@ Subpackages: :mod:`gmmfast.mixture` (Gaussian mixtures and classifiers),
 command), :mod:`gmmfast.metrics` (clustering and classification scores),
 :mod:`gmmfast.datasets` (MNIST and IDX readers).
 """
-# The one place the version is written: meson.build reads it from here
-# (tools/version.py), and pyproject.toml takes it from meson.
-__version__ = "0.1.0"
-
-from .image import PatchDenoiser  # noqa: E402
-from .mixture import GaussianMixture, GMMClassifier, ShiftInvariantClassifier  # noqa: E402
-from .utils._estimator import ConvergenceWarning, NotFittedError  # noqa: E402
+from ._version import __version__
+from .image import PatchDenoiser
+from .mixture import GaussianMixture, GMMClassifier, ShiftInvariantClassifier
+from .utils._estimator import ConvergenceWarning, NotFittedError
 
 __all__ = [
     "ConvergenceWarning",

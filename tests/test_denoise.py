@@ -291,21 +291,21 @@ def test_fit_draws_max_patches_real_patches():
     class Spy(PatchDenoiser):
         pass
 
-    import gmmfast.image._denoiser as D
+    import gmmfast.image._denoiser as denoiser_module
 
-    original = D.GaussianMixture.fit
+    original = denoiser_module.GaussianMixture.fit
 
     def spy_fit(self, X, y=None):
         seen["X"] = X.copy()
         return original(self, X)
 
-    D.GaussianMixture.fit = spy_fit
+    denoiser_module.GaussianMixture.fit = spy_fit
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             Spy(4, 2, stride=2, max_patches=37, remove_mean=False, random_state=0, max_iter=5).fit(clean)
     finally:
-        D.GaussianMixture.fit = original
+        denoiser_module.GaussianMixture.fit = original
     all_patches = extract_patches(clean, 4, 2)
     X = seen["X"]
     assert X.shape == (37, 16)
@@ -315,7 +315,7 @@ def test_fit_draws_max_patches_real_patches():
 
 
 def test_chunking_does_not_change_the_result(fitted, monkeypatch):
-    import gmmfast.image._denoiser as D
+    import gmmfast.image._denoiser as denoiser_module
 
     rng = np.random.default_rng(4)
     clean = smooth_images(30, 14, rng)
@@ -323,9 +323,9 @@ def test_chunking_does_not_change_the_result(fitted, monkeypatch):
         warnings.simplefilter("ignore", ConvergenceWarning)
         dn = PatchDenoiser(5, 3, stride=2, reg_covar=1e-3, random_state=0, max_iter=20).fit(clean)
     noisy = clean[:7] + 0.1 * rng.standard_normal(clean[:7].shape)
-    whole = {m: dn.denoise(noisy, 0.1, method=m) for m in D.METHODS}
-    monkeypatch.setattr(D, "CHUNK_PATCHES", 50)  # 36 patches an image: one image per chunk
-    for m in D.METHODS:
+    whole = {m: dn.denoise(noisy, 0.1, method=m) for m in denoiser_module.METHODS}
+    monkeypatch.setattr(denoiser_module, "CHUNK_PATCHES", 50)  # 36 patches an image: one image per chunk
+    for m in denoiser_module.METHODS:
         np.testing.assert_allclose(dn.denoise(noisy, 0.1, method=m), whole[m], rtol=0, atol=1e-12)
 
 

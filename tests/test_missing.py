@@ -25,7 +25,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import gmmfast
 from gmmfast import GaussianMixture
-from gmmfast.mixture import _gaussian as G
+from gmmfast.mixture import _gaussian
 from gmmfast.mixture._missing import mask_units, split_observed, uncoupled_features, unit_batches
 
 RTOL_LL = 1e-10  # log-likelihoods, float64
@@ -282,7 +282,7 @@ def test_batching_does_not_change_results(dtype):
     order, unit_ptr = mask_units(observed, unit_rows=16)
     covs, precisions, isolated = _kernel_parameters(gm.covariances_, gm.precisions_cholesky_, "full", X.dtype, None)
     assert isolated.any()
-    log_det = G.log_det_cholesky(gm.precisions_cholesky_, "full", X.shape[1]).astype(np.float64)
+    log_det = _gaussian.log_det_cholesky(gm.precisions_cholesky_, "full", X.shape[1]).astype(np.float64)
     results = []
     for batch_ptr in (np.arange(len(unit_ptr)), unit_batches(unit_ptr, 1, 64), unit_batches(unit_ptr, 3, 40)):
         out = np.empty((len(X), len(gm.means_)))
@@ -342,7 +342,7 @@ def _set_params(gm, weights, means, covariances, covariance_type):
     gm.weights_ = np.asarray(weights, dtype=np.float64)
     gm.means_ = np.asarray(means, dtype=np.float64)
     gm.covariances_ = np.asarray(covariances, dtype=np.float64)
-    gm.precisions_cholesky_ = G.precision_cholesky_from_covariances(gm.covariances_, covariance_type)
+    gm.precisions_cholesky_ = _gaussian.precision_cholesky_from_covariances(gm.covariances_, covariance_type)
     gm.n_features_in_ = gm.means_.shape[1]
     return gm
 

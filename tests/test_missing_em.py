@@ -24,8 +24,7 @@ from scipy.special import logsumexp
 
 import gmmfast
 from gmmfast import GaussianMixture
-from gmmfast.mixture import _gaussian as G
-from gmmfast.mixture import _missing_em as ME
+from gmmfast.mixture import _gaussian, _missing_em
 from gmmfast.mixture._missing import uncoupled_features
 
 N, D, K = 200, 5, 3
@@ -206,14 +205,14 @@ def test_masked_m_step_on_complete_data_equals_ordinary_m_step(datasets, covaria
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
         gm.fit(X)
-    resp, _ = gm._estimate(X, G.MODE_RESP)
+    resp, _ = gm._estimate(X, _gaussian.MODE_RESP)
     observed = np.ones(X.shape, dtype=np.uint8)
-    order, unit_ptr = ME.mask_units(observed, 64)
-    data = ME.MissingData(np.ascontiguousarray(X), observed, order, unit_ptr, 64)
-    got = ME.estimate_parameters(
+    order, unit_ptr = _missing_em.mask_units(observed, 64)
+    data = _missing_em.MissingData(np.ascontiguousarray(X), observed, order, unit_ptr, 64)
+    got = _missing_em.estimate_parameters(
         data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG, n_threads=2
     )
-    expected = G.estimate_gaussian_parameters(X, resp, REG, covariance_type, n_threads=2)
+    expected = _gaussian.estimate_gaussian_parameters(X, resp, REG, covariance_type, n_threads=2)
     for name, a, b in zip(("nk", "means", "covariances"), got, expected):
         _close(a, b, 1e-12, name)
 
@@ -247,9 +246,9 @@ def test_both_factorisation_sides_match_reference(problem, references, covarianc
     (units split, buffers flushed), gives the reference M-step to 1e-10."""
     Xn, _, centers = problem
     gm = _fit(Xn, covariance_type, centers, 0)  # the initial parameters only
-    data = ME.prepare(Xn, None, dtype=np.float64, unit_rows=unit_rows)
-    resp, _ = gm._log_prob(data, G.MODE_RESP)
-    nk, means, cov = ME.estimate_parameters(
+    data = _missing_em.prepare(Xn, None, dtype=np.float64, unit_rows=unit_rows)
+    resp, _ = gm._log_prob(data, _gaussian.MODE_RESP)
+    nk, means, cov = _missing_em.estimate_parameters(
         data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG,
         n_threads=2, side=side,
     )
@@ -281,9 +280,9 @@ def test_isolated_features_match_reference(problem, covariance_type, side):
         gm.fit(Xn)
     full = gm.covariances_ if covariance_type == "full" else gm.covariances_[None]
     assert uncoupled_features(full).sum() == sum(map(len, isolate.values()))
-    data = ME.prepare(Xn, None, dtype=np.float64)
-    resp, _ = gm._log_prob(data, G.MODE_RESP)
-    nk, new_means, new_cov = ME.estimate_parameters(
+    data = _missing_em.prepare(Xn, None, dtype=np.float64)
+    resp, _ = gm._log_prob(data, _gaussian.MODE_RESP)
+    nk, new_means, new_cov = _missing_em.estimate_parameters(
         data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG,
         n_threads=2, side=side,
     )
@@ -456,7 +455,7 @@ def test_keyboard_interrupt_keeps_last_completed_iteration(problem, monkeypatch)
     """Ctrl-C during a missing-data fit: the model holds the last completed iteration."""
     Xn, _, centers = problem
     three = _fit(Xn, "full", centers, 3)
-    original = ME.estimate_parameters
+    original = _missing_em.estimate_parameters
     calls = {"n": 0}
 
     def interrupt_fourth_m_step(*args, **kwargs):
@@ -468,7 +467,7 @@ def test_keyboard_interrupt_keeps_last_completed_iteration(problem, monkeypatch)
     w, m, _, p = _initial("full", centers)
     gm = GaussianMixture(K, max_iter=10, tol=0.0, reg_covar=REG, weights_init=w, means_init=m,
                          precisions_init=p)
-    monkeypatch.setattr(ME, "estimate_parameters", interrupt_fourth_m_step)
+    monkeypatch.setattr(_missing_em, "estimate_parameters", interrupt_fourth_m_step)
     with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         gm.fit(Xn)
@@ -545,11 +544,11 @@ def test_nan_marked_observed_is_rejected(problem):
 def test_factorisation_failure_names_reg_covar(problem):
     """A block that cannot be factorised raises FactorizationError naming reg_covar."""
     Xn, _, _ = problem
-    data = ME.prepare(Xn, None, dtype=np.float64)
+    data = _missing_em.prepare(Xn, None, dtype=np.float64)
     resp = np.full((N, K), 1.0 / K)
     coupled = np.stack([np.eye(D) + 0.1] * K)
     # side 1 factorises Sigma_oo (here negative definite), side 2 P_mm (here 0).
     for side, cov, chol in ((1, -coupled, coupled), (2, coupled, 0 * coupled)):
-        with pytest.raises(G.FactorizationError, match=r"reg_covar=0\.001"):
-            ME.estimate_parameters(data, resp, np.zeros((K, D)), cov, chol, "full", 1e-3,
+        with pytest.raises(_gaussian.FactorizationError, match=r"reg_covar=0\.001"):
+            _missing_em.estimate_parameters(data, resp, np.zeros((K, D)), cov, chol, "full", 1e-3,
                                    n_threads=2, side=side)

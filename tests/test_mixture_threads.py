@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
+import threading
 import warnings
 
 import numpy as np
@@ -12,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 import gmmfast
 from gmmfast import GaussianMixture
-from gmmfast.utils._threads import effective_n_threads
+from gmmfast.utils._threads import effective_n_threads, usable_cpus
 
 PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 
@@ -107,11 +111,62 @@ def test_threadpool_limits_is_honoured(thread_data, two_thread_fits):
 
 
 def test_effective_n_threads_values():
-    """None follows OpenMP, positive values are kept, negatives count back from the CPU count."""
-    assert effective_n_threads(3) == 3
+    """None: the usable CPUs (within OpenMP's limit); positive values are kept up to the usable
+    CPUs and capped above them with a warning; negatives count back from the usable CPUs."""
+    cpus = usable_cpus()
     assert effective_n_threads(1) == 1
-    assert effective_n_threads(-1) == (os.cpu_count() or 1)
-    assert effective_n_threads(-(os.cpu_count() or 1) - 5) == 1
-    assert effective_n_threads(None) >= 1
-    with pytest.raises(ValueError, match="n_threads"):
-        effective_n_threads(0)
+    assert effective_n_threads(cpus) == cpus
+    with pytest.warns(RuntimeWarning, match="more than the"):
+        assert effective_n_threads(cpus + 1) == cpus
+    assert effective_n_threads(-1) == cpus
+    assert effective_n_threads(-cpus - 5) == 1
+    assert 1 <= effective_n_threads(None) <= cpus
+    for bad in (0, 1.7, "1", True, 2**40 + 0.5):
+        with pytest.raises(ValueError, match="n_threads"):
+            effective_n_threads(bad)
+
+
+def test_usable_cpus_follows_the_affinity_mask():
+    """usable_cpus() counts the CPUs the process may run on, not the machine's."""
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    assert usable_cpus() <= len(os.sched_getaffinity(0))
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from gmmfast.utils._threads import usable_cpus, effective_n_threads; "
+            "print(usable_cpus(), effective_n_threads(None), effective_n_threads(-1))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tempfile.gettempdir()).stdout.split()  # away from the source tree
+    assert out == ["1", "1", "1"]
+
+
+def test_concurrent_calls_leave_the_blas_limit_as_it_was():
+    """Several Python threads scoring with one model share one BLAS limit; the last to
+    leave restores the original limits (no thread can leave BLAS held at one thread)."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return sorted(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+    before = blas_threads()
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((3000, 20))
+    gm = GaussianMixture(3, max_iter=5, random_state=0).fit(X)
+    expected = gm.score_samples(X)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(20):
+                results.append(gm.score_samples(X))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 80
+    for result in results:
+        assert_array_equal(result, expected)
+    assert blas_threads() == before

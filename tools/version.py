@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Print gmmfast's version, read from gmmfast/__init__.py (its one source).
+"""Print gmmfast's version, read from gmmfast/_version.py (its one source).
 
 meson.build calls this for ``project(version: ...)``; pyproject.toml declares
 the version dynamic, so meson-python takes it from meson.
@@ -7,5 +7,5 @@ the version dynamic, so meson-python takes it from meson.
 import re
 from pathlib import Path
 
-text = (Path(__file__).resolve().parents[1] / "gmmfast" / "__init__.py").read_text()
+text = (Path(__file__).resolve().parents[1] / "gmmfast" / "_version.py").read_text()
 print(re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1))

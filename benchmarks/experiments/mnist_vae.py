@@ -51,7 +51,7 @@ from _common import Timer, base_parser, load_full_mnist, machine, write_results 
 
 from gmmfast import ConvergenceWarning, GaussianMixture, GMMClassifier  # noqa: E402
 from gmmfast.vae import ConvVAE, VaDE, classification_scores, clustering_scores  # noqa: E402
-from gmmfast.vae import _plots as P  # noqa: E402
+from gmmfast.vae import _plots as vae_plots
 
 TARGETS = {"digits148_accuracy": 0.990, "all10_accuracy": 0.975, "all10_cluster_accuracy": 0.85,
            "vade_cluster_accuracy": 0.945}
@@ -153,16 +153,16 @@ def stage_digits148(args, data, results, save):
     cmd = stage_command(args, "digits148", vae)
     out = Path(args.out)
     figs = {
-        "vae_148_latent.png": lambda p: P.plot_latent_space(
+        "vae_148_latent.png": lambda p: vae_plots.plot_latent_space(
             p, Z_test, y_test, clf, f"digits 1, 4, 8: test latent means and the latent GMM classifier "
             f"(test accuracy {scores['accuracy']:.2%})"),
-        "vae_148_reconstructions.png": lambda p: P.plot_reconstructions(p, X_test[::97][:12], vae.reconstruct(X_test[::97][:12])),
-        "vae_148_manifold.png": lambda p: P.plot_manifold(p, vae, n=20, latents=Z),
-        "vae_148_samples.png": lambda p: P.plot_images(
+        "vae_148_reconstructions.png": lambda p: vae_plots.plot_reconstructions(p, X_test[::97][:12], vae.reconstruct(X_test[::97][:12])),
+        "vae_148_manifold.png": lambda p: vae_plots.plot_manifold(p, vae, n=20, latents=Z),
+        "vae_148_samples.png": lambda p: vae_plots.plot_images(
             p, [vae.sample(12, random_state=args.seed)] + [vae.sample(12, gmm=clf, component=d, random_state=args.seed + d)
                                                            for d in digits],
             ["prior N(0, I)"] + [f"GMM of digit {d}" for d in digits], "generated digits"),
-        "vae_148_gmm_vs_kmeans.png": lambda p: P.plot_gmm_vs_kmeans(
+        "vae_148_gmm_vs_kmeans.png": lambda p: vae_plots.plot_gmm_vs_kmeans(
             p, Z_test, y_test, gm, gm_clusters, km.cluster_centers_, km_clusters,
             {"GMM": cluster_scores, "k-means": km_scores}),
     }
@@ -199,11 +199,11 @@ def stage_all10(args, data, results, save):
     cmd = stage_command(args, "all10", vae)
     out = Path(args.out)
     figs = {
-        "vae_all10_latent.png": lambda p: P.plot_latent_space(
+        "vae_all10_latent.png": lambda p: vae_plots.plot_latent_space(
             p, Z_test, y_test, clf, f"all digits, latent size {args.latent_dim} (first two principal axes): test "
             f"latent means and the latent GMM classifier"),
-        "vae_all10_reconstructions.png": lambda p: P.plot_reconstructions(p, X_test[:12], vae.reconstruct(X_test[:12])),
-        "vae_all10_samples.png": lambda p: P.plot_images(
+        "vae_all10_reconstructions.png": lambda p: vae_plots.plot_reconstructions(p, X_test[:12], vae.reconstruct(X_test[:12])),
+        "vae_all10_samples.png": lambda p: vae_plots.plot_images(
             p, [vae.sample(10, gmm=clf, component=d, random_state=args.seed + d) for d in range(10)],
             [f"digit {d}" for d in range(10)], "generated from each class's latent GMM"),
     }
@@ -236,10 +236,10 @@ def stage_vade(args, data, results, save):
     out = Path(args.out)
     order = np.argsort(-model.weights_)
     figs = {
-        "vae_vade_samples.png": lambda p: P.plot_images(
+        "vae_vade_samples.png": lambda p: vae_plots.plot_images(
             p, [model.sample(10, component=int(k), random_state=args.seed + int(k)) for k in order],
             [f"cluster {k}" for k in order], "VaDE: generated from each cluster of the learned prior"),
-        "vae_vade_latent.png": lambda p: P.plot_latent_space(
+        "vae_vade_latent.png": lambda p: vae_plots.plot_latent_space(
             p, Z_test, y_test, model.mixture_, "VaDE latent space (first two principal axes) and its prior"),
     }
     write_figures(row, figs, cmd, out)

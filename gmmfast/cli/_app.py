@@ -12,7 +12,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..utils import _progress
 from ..utils._estimator import ConvergenceWarning
 from . import bench, classify, demo, denoise, inpaint, vae

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..datasets import load_mnist_sample
 from ..image import PatchDenoiser, psnr_per_image
 from ..image._denoiser import METHODS as DENOISE_METHODS

@@ -45,11 +45,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import linalg
 
-from ..mixture import _gaussian as G
+from ..mixture import _gaussian
 from ..mixture._gaussian_mixture import GaussianMixture
+from ..utils import _progress
 from ..utils._estimator import BaseEstimator, check_is_fitted
 from ..utils._model_files import load_npz, save_npz
-from ..utils._threads import effective_n_threads
+from ..utils._threads import effective_n_threads, limits_blas
 from ..utils._validation import check_compute_dtype, check_random_state, check_scalar
 from ._blur import blur, blur_matrix, solve_deblur_step
 from ._checks import check_images, check_kernel, check_positive_sequence
@@ -205,6 +206,7 @@ class PatchDenoiser(BaseEstimator):
         self.verbose = verbose
 
     # ---------------------------------------------------------------- fitting
+    @limits_blas
     def fit(self, images: Any, y: Any = None) -> "PatchDenoiser":
         """Fit the patch mixture on clean images.
 
@@ -247,6 +249,7 @@ class PatchDenoiser(BaseEstimator):
         return self
 
     # -------------------------------------------------------------- inference
+    @limits_blas
     def denoise(
         self,
         images: Any,
@@ -285,6 +288,7 @@ class PatchDenoiser(BaseEstimator):
         out = self._clip(out)
         return out[0] if np.ndim(images) == 2 else out
 
+    @limits_blas
     def deblur(
         self,
         images: Any,
@@ -397,8 +401,8 @@ class PatchDenoiser(BaseEstimator):
         if self.remove_mean:
             dc = patches.mean(axis=1, keepdims=True)
             patches -= dc
-        mode = G.MODE_RESP if posterior_mean else G.MODE_WEIGHTED_LOG_PROB
-        scores, _ = G.estimate_log_prob(
+        mode = _gaussian.MODE_RESP if posterior_mean else _gaussian.MODE_WEIGHTED_LOG_PROB
+        scores, _ = _gaussian.estimate_log_prob(
             patches, gm.weights_, filters["observed_means"], filters["prec_chol"], "full",
             mode=mode, n_threads=effective_n_threads(self.n_threads),
         )
@@ -434,7 +438,7 @@ class PatchDenoiser(BaseEstimator):
         if key in cache:
             return cache[key]
         gm = self.mixture_
-        covs = G.full_covariances(gm)
+        covs = _gaussian.full_covariances(gm)
         D = covs.shape[1]
         W = np.eye(D) if blur is None else blur
         observed_means = gm.means_ @ W.T
@@ -493,8 +497,7 @@ class PatchDenoiser(BaseEstimator):
         return x
 
     def _say(self, message: str) -> None:
-        if self.verbose:
-            print(f"[PatchDenoiser] {message}", flush=True)
+        _progress.say(self.verbose, f"[PatchDenoiser] {message}")
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..utils import _progress
 from ..utils._validation import check_scalar
 from ._blur import blur
 from ._checks import check_images, check_kernel
@@ -101,9 +102,8 @@ def select_patch_prior(
             row = {"patch_size": m, "n_components": K, "stride": s, "psnr": psnr(val, restored),
                    "fit_s": fit_s, "restore_s": time.perf_counter() - start}
             table.append(row)
-            if verbose:
-                print(f"[select_patch_prior] m={m} K={K} stride={s}: PSNR {row['psnr']:.3f} dB "
-                      f"(fit {fit_s:.1f} s, restore {row['restore_s']:.1f} s)", flush=True)
+            _progress.say(verbose, f"[select_patch_prior] m={m} K={K} stride={s}: PSNR {row['psnr']:.3f} dB "
+                          f"(fit {fit_s:.1f} s, restore {row['restore_s']:.1f} s)")
             if row["psnr"] > best_score:
                 best_score = row["psnr"]
                 best = (model, s)

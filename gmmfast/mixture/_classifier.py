@@ -24,9 +24,9 @@ from scipy.special import logsumexp
 from ..utils import _progress
 from ..utils._estimator import BaseEstimator, check_is_fitted
 from ..utils._model_files import load_npz, require, save_npz
-from ..utils._threads import effective_n_threads
+from ..utils._threads import effective_n_threads, limits_blas
 from ..utils._validation import check_array, check_compute_dtype, check_random_state, check_scalar
-from . import _gaussian as G
+from . import _gaussian
 from ._gaussian_mixture import GaussianMixture
 from ._missing import (
     check_possibly_missing,
@@ -147,6 +147,7 @@ class GMMClassifier(BaseEstimator):
         self.n_threads = n_threads
 
     # --------------------------------------------------------------- fitting
+    @limits_blas
     def fit(self, X: Any, y: Any, *, observed: Any = None) -> "GMMClassifier":
         """Fit one Gaussian mixture per class.
 
@@ -294,8 +295,7 @@ class GMMClassifier(BaseEstimator):
         return max(scores, key=scores.get), scores
 
     def _print(self, message: str) -> None:
-        if self.verbose:
-            _progress.write(f"[GMMClassifier] {message}")
+        _progress.say(self.verbose, f"[GMMClassifier] {message}")
 
     # ------------------------------------------------------------- inference
     def _joint_mixture(self) -> dict[str, Any]:
@@ -326,20 +326,21 @@ class GMMClassifier(BaseEstimator):
         check_is_fitted(self, "estimators_")
         return check_possibly_missing(X, observed, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_)
 
+    @limits_blas
     def _joint_component_log_prob(self, Xc: np.ndarray, obs: np.ndarray | None, *, impute: bool = False):
         """log p(x_o, c, k) for every sample and joint component."""
         joint = self._joint_mixture()
         n_threads = effective_n_threads(self.n_threads)
         args = (joint["weights"], joint["means"])
         if obs is None:
-            out, log_norm = G.estimate_log_prob(
+            out, log_norm = _gaussian.estimate_log_prob(
                 Xc, *args, joint["prec_chol"], joint["covariance_type"],
-                mode=G.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads,
+                mode=_gaussian.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads,
             )
             return out, log_norm, (Xc.astype(np.float64) if impute else None)
         return masked_log_prob(
             Xc, obs, *args, joint["covariances"], joint["prec_chol"], joint["covariance_type"],
-            mode=G.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads, impute=impute, cache=joint["cache"],
+            mode=_gaussian.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads, impute=impute, cache=joint["cache"],
         )
 
     def _class_log_joint(self, weighted: np.ndarray) -> np.ndarray:
@@ -462,7 +463,7 @@ class GMMClassifier(BaseEstimator):
             if joint["covariance_type"] == "full":  # full, or tied stacked as full: no second copy
                 covariances = joint["covariances"]
             else:
-                covariances = np.concatenate([G.full_covariances(e) for e in self.estimators_])
+                covariances = np.concatenate([_gaussian.full_covariances(e) for e in self.estimators_])
             filled = conditional_samples(X64, obs, components, joint["means"], covariances, rng)
         filled[obs] = X64[obs]
         if clip is not None:

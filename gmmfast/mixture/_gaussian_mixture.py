@@ -12,15 +12,14 @@ from scipy.linalg import solve_triangular
 from ..utils import _progress
 from ..utils._estimator import BaseEstimator, ConvergenceWarning, check_is_fitted
 from ..utils._model_files import load_npz, require, save_npz
-from ..utils._threads import effective_n_threads
+from ..utils._threads import effective_n_threads, limits_blas
 from ..utils._validation import (
     check_array,
     check_compute_dtype,
     check_random_state,
     check_scalar,
 )
-from . import _gaussian as G
-from . import _missing_em as ME
+from . import _gaussian, _missing_em
 from ._kmeans import kmeans, kmeans_plusplus
 from ._missing import conditional_samples, has_nan, masked_log_prob, split_observed
 
@@ -161,9 +160,9 @@ class GaussianMixture(BaseEstimator):
     # ------------------------------------------------------------------ checks
     def _check_parameters(self, n_features: int) -> None:
         check_scalar(self.n_components, "n_components", (int, np.integer), min_value=1)
-        if self.covariance_type not in G.COVARIANCE_TYPES:
+        if self.covariance_type not in _gaussian.COVARIANCE_TYPES:
             raise ValueError(
-                f"covariance_type must be one of {G.COVARIANCE_TYPES}; got {self.covariance_type!r}."
+                f"covariance_type must be one of {_gaussian.COVARIANCE_TYPES}; got {self.covariance_type!r}."
             )
         check_scalar(self.tol, "tol", (int, float, np.floating), min_value=0.0)
         check_scalar(self.reg_covar, "reg_covar", (int, float, np.floating), min_value=0.0)
@@ -219,32 +218,32 @@ class GaussianMixture(BaseEstimator):
         return effective_n_threads(self.n_threads)
 
     def _estimate(self, X: np.ndarray, mode: int) -> tuple[np.ndarray, np.ndarray]:
-        return G.estimate_log_prob(
+        return _gaussian.estimate_log_prob(
             X, self.weights_, self.means_, self.precisions_cholesky_,
             self.covariance_type, mode=mode, n_threads=self._n_threads(),
         )
 
-    def _log_prob(self, data: np.ndarray | ME.MissingData, mode: int) -> tuple[np.ndarray, np.ndarray]:
+    def _log_prob(self, data: np.ndarray | _missing_em.MissingData, mode: int) -> tuple[np.ndarray, np.ndarray]:
         """E-step on training data: complete (an array) or with missing values."""
-        if isinstance(data, ME.MissingData):
-            return ME.log_prob(
+        if isinstance(data, _missing_em.MissingData):
+            return _missing_em.log_prob(
                 data, self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
                 self.covariance_type, mode=mode, n_threads=self._n_threads(),
             )
         return self._estimate(data, mode)
 
-    def _m_step(self, X: np.ndarray | ME.MissingData, resp: np.ndarray) -> None:
-        if isinstance(X, ME.MissingData):
+    def _m_step(self, X: np.ndarray | _missing_em.MissingData, resp: np.ndarray) -> None:
+        if isinstance(X, _missing_em.MissingData):
             # Exact EM: expected statistics at the current (E-step) parameters.
-            nk, means, covariances = ME.estimate_parameters(
+            nk, means, covariances = _missing_em.estimate_parameters(
                 X, resp, self.means_, self.covariances_, self.precisions_cholesky_,
                 self.covariance_type, float(self.reg_covar), n_threads=self._n_threads(),
             )
         else:
-            nk, means, covariances = G.estimate_gaussian_parameters(
+            nk, means, covariances = _gaussian.estimate_gaussian_parameters(
                 X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
             )
-        prec_chol = G.precision_cholesky_from_covariances(
+        prec_chol = _gaussian.precision_cholesky_from_covariances(
             covariances, self.covariance_type, float(self.reg_covar), n_threads=self._n_threads()
         )
         # Assign together, so an interrupt never leaves a half-updated model.
@@ -260,7 +259,7 @@ class GaussianMixture(BaseEstimator):
         )
         resp = None if user_all else self._initial_resp(X, random_state)
         if resp is not None:
-            nk, means, covariances = G.estimate_gaussian_parameters(
+            nk, means, covariances = _gaussian.estimate_gaussian_parameters(
                 X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
             )
             weights = nk / n_samples
@@ -272,14 +271,14 @@ class GaussianMixture(BaseEstimator):
         self.means_ = means
         if self.precisions_init is None:
             self.covariances_ = covariances
-            self.precisions_cholesky_ = G.precision_cholesky_from_covariances(
+            self.precisions_cholesky_ = _gaussian.precision_cholesky_from_covariances(
                 covariances, self.covariance_type, float(self.reg_covar), n_threads=self._n_threads()
             )
         else:
-            self.precisions_cholesky_ = G.precision_cholesky_from_precisions(
+            self.precisions_cholesky_ = _gaussian.precision_cholesky_from_precisions(
                 np.asarray(self.precisions_init, dtype=np.float64), self.covariance_type
             )
-            self.covariances_ = G.covariances_from_precision_cholesky(
+            self.covariances_ = _gaussian.covariances_from_precision_cholesky(
                 self.precisions_cholesky_, self.covariance_type
             )
 
@@ -374,6 +373,7 @@ class GaussianMixture(BaseEstimator):
         self.fit_predict(X, y, observed=observed)
         return self
 
+    @limits_blas
     def fit_predict(self, X: Any, y: Any = None, *, observed: Any = None) -> np.ndarray:
         """Fit by EM, then return the most likely component of each sample.
 
@@ -434,7 +434,7 @@ class GaussianMixture(BaseEstimator):
                 with _progress.bar(total=int(self.max_iter), desc=desc, unit="iter", leave=False) as progress:
                     for n_iter in range(1, int(self.max_iter) + 1):
                         previous = lower_bound
-                        resp, log_norm = self._log_prob(data, G.MODE_RESP)
+                        resp, log_norm = self._log_prob(data, _gaussian.MODE_RESP)
                         self._m_step(data, resp)
                         lower_bound = float(np.mean(log_norm))
                         lower_bounds.append(lower_bound)
@@ -466,27 +466,27 @@ class GaussianMixture(BaseEstimator):
         self.lower_bound_ = lower_bound
         self.lower_bounds_ = lower_bounds
         # Labels from a final E-step, consistent with predict().
-        weighted, _ = self._log_prob(data, G.MODE_WEIGHTED_LOG_PROB)
+        weighted, _ = self._log_prob(data, _gaussian.MODE_WEIGHTED_LOG_PROB)
         return weighted.argmax(axis=1)
 
-    def _fit_data(self, X: Any, observed: Any) -> np.ndarray | ME.MissingData:
+    def _fit_data(self, X: Any, observed: Any) -> np.ndarray | _missing_em.MissingData:
         """Validated training data: an array when complete (ordinary EM),
         else :class:`gmmfast._missing_em.MissingData` (exact EM)."""
         dtype = check_compute_dtype(self.dtype)
         if observed is None and not has_nan(X):
             return check_array(X, dtype=dtype)
-        data = ME.prepare(X, observed, dtype=dtype)
+        data = _missing_em.prepare(X, observed, dtype=dtype)
         return check_array(X, dtype=dtype) if data is None else data
 
-    def _init_data(self, data: np.ndarray | ME.MissingData) -> np.ndarray:
+    def _init_data(self, data: np.ndarray | _missing_em.MissingData) -> np.ndarray:
         """Samples for init_params: missing values filled with column means."""
-        return ME.fill_column_means(data) if isinstance(data, ME.MissingData) else data
+        return _missing_em.fill_column_means(data) if isinstance(data, _missing_em.MissingData) else data
 
     def _print(self, level: int, message: str, detail: str = "") -> None:
-        if self.verbose >= level:
-            _progress.write(message + (detail if self.verbose >= 2 else ""))
+        _progress.say(self.verbose, message + (detail if self.verbose >= 2 else ""), level)
 
     # ------------------------------------------------------------- inference
+    @limits_blas
     def _inference(
         self, X: Any, observed: Any, mode: int, *, impute: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -520,7 +520,7 @@ class GaussianMixture(BaseEstimator):
             Alternative to NaN: False marks a missing value (X's value
             there is ignored).
         """
-        return self._inference(X, observed, G.MODE_WEIGHTED_LOG_PROB)[1]
+        return self._inference(X, observed, _gaussian.MODE_WEIGHTED_LOG_PROB)[1]
 
     def score(self, X: Any, y: Any = None, observed: Any = None) -> float:
         """Mean log-likelihood of the samples (missing values marginalised)."""
@@ -528,14 +528,14 @@ class GaussianMixture(BaseEstimator):
 
     def predict(self, X: Any, observed: Any = None) -> np.ndarray:
         """Most likely component of each sample (missing values marginalised)."""
-        return self._inference(X, observed, G.MODE_WEIGHTED_LOG_PROB)[0].argmax(axis=1)
+        return self._inference(X, observed, _gaussian.MODE_WEIGHTED_LOG_PROB)[0].argmax(axis=1)
 
     def predict_proba(self, X: Any, observed: Any = None) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, n_components).
 
         Missing values (NaN, or False in ``observed``) are marginalised.
         """
-        return self._inference(X, observed, G.MODE_RESP)[0]
+        return self._inference(X, observed, _gaussian.MODE_RESP)[0]
 
     def impute(
         self,
@@ -577,9 +577,9 @@ class GaussianMixture(BaseEstimator):
         if clip is not None and (len(clip) != 2 or not clip[0] <= clip[1]):
             raise ValueError(f"clip must be a pair (low, high) with low <= high; got {clip!r}.")
         if method == "mean":
-            _, _, filled = self._inference(X, observed, G.MODE_RESP, impute=True)
+            _, _, filled = self._inference(X, observed, _gaussian.MODE_RESP, impute=True)
         else:
-            resp, _, _ = self._inference(X, observed, G.MODE_RESP)
+            resp, _, _ = self._inference(X, observed, _gaussian.MODE_RESP)
         # Observed values in float64, as given (a float32 model computes on
         # rounded copies; those must not leak into the returned array).
         Xf, obs = split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_)
@@ -592,7 +592,7 @@ class GaussianMixture(BaseEstimator):
             draws = rng.uniform(size=(len(resp), 1)) * cumulative[:, -1:]
             components = np.minimum((cumulative < draws).sum(axis=1), resp.shape[1] - 1)
             filled = conditional_samples(
-                Xf, obs, components, self.means_, G.full_covariances(self), rng,
+                Xf, obs, components, self.means_, _gaussian.full_covariances(self), rng,
             )
         if clip is not None:
             filled[~obs] = np.clip(filled[~obs], clip[0], clip[1])
@@ -631,10 +631,10 @@ class GaussianMixture(BaseEstimator):
     @property
     def precisions_(self) -> np.ndarray:
         check_is_fitted(self, "precisions_cholesky_")
-        return G.precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+        return _gaussian.precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
     def _n_parameters(self) -> int:
-        return G.n_parameters(len(self.means_), self.means_.shape[1], self.covariance_type)
+        return _gaussian.n_parameters(len(self.means_), self.means_.shape[1], self.covariance_type)
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on X (lower is better)."""
@@ -700,7 +700,7 @@ class GaussianMixture(BaseEstimator):
         return model
 
     def _restore(self, arrays: dict[str, np.ndarray], path: Any) -> None:
-        if self.covariance_type not in G.COVARIANCE_TYPES:
+        if self.covariance_type not in _gaussian.COVARIANCE_TYPES:
             raise ValueError(f"{path}: unknown covariance_type {self.covariance_type!r}.")
         if "means_" not in arrays or arrays["means_"].ndim != 2:
             raise ValueError(f"{path}: missing or malformed array 'means_'.")

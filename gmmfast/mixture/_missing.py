@@ -14,7 +14,7 @@ import numpy as np
 from .._kernels import _masked
 from ..utils._threads import single_threaded_blas
 from ..utils._validation import check_array
-from . import _gaussian as G
+from . import _gaussian
 
 _UNIT_ROWS = 256  # most rows per masked work unit (bounds per-thread memory)
 
@@ -127,7 +127,7 @@ def masked_log_prob(
     imputed = X.astype(np.float64) if impute else None
     if complete.any():
         rows = np.flatnonzero(complete)
-        out[rows], log_norm[rows] = G.estimate_log_prob(
+        out[rows], log_norm[rows] = _gaussian.estimate_log_prob(
             np.ascontiguousarray(X[rows]), weights, means, prec_chol, covariance_type,
             mode=mode, n_threads=n_threads,
         )
@@ -156,7 +156,7 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
     tied = covariance_type == "tied"
     covs, precisions, isolated = _kernel_parameters(covariances, prec_chol, covariance_type, X.dtype, cache)
     log_det = np.broadcast_to(
-        G.log_det_cholesky(prec_chol, covariance_type, n_features), (len(means),)
+        _gaussian.log_det_cholesky(prec_chol, covariance_type, n_features), (len(means),)
     ).astype(np.float64)
     with np.errstate(divide="ignore"):
         log_weights = np.log(np.asarray(weights, dtype=np.float64))
@@ -172,7 +172,7 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
             out, log_norm, mode, imputed, _UNIT_ROWS, n_threads,
         )
     if failed:
-        raise G.FactorizationError(
+        raise _gaussian.FactorizationError(
             f"The covariance of component {failed - 1} restricted to the observed "
             "pixels is not positive definite. Increase reg_covar."
         )
@@ -188,7 +188,7 @@ def _kernel_parameters(covariances, prec_chol, covariance_type, dtype, cache):
             and all(a is b for a, b in zip(cache["source"], source))):
         return cache["covariances"], cache["precisions"], cache["isolated"]
     covs = covariances[None] if covariance_type == "tied" else covariances
-    precisions = G.precisions_from_cholesky(prec_chol, covariance_type)
+    precisions = _gaussian.precisions_from_cholesky(prec_chol, covariance_type)
     precisions = precisions[None] if covariance_type == "tied" else precisions
     precisions = np.ascontiguousarray(precisions, dtype=dtype)
     isolated = uncoupled_features(covs)
@@ -235,9 +235,9 @@ def _masked_diag(X, observed, weights, means, prec_chol, covariance_type, *, mod
     if impute:
         # Coordinates are independent given the component: E[x_m | x_o, k] = mu_km.
         imputed = np.where(observed.astype(bool), X, resp @ means)
-    if mode == G.MODE_LOG_RESP:
+    if mode == _gaussian.MODE_LOG_RESP:
         return weighted - log_norm[:, None], log_norm, imputed
-    if mode == G.MODE_RESP:
+    if mode == _gaussian.MODE_RESP:
         return resp, log_norm, imputed
     return weighted, log_norm, imputed
 

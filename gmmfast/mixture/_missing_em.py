@@ -37,7 +37,7 @@ import numpy as np
 
 from .._kernels import _masked_mstep
 from ..utils._threads import single_threaded_blas
-from . import _gaussian as G
+from . import _gaussian
 from ._missing import _UNIT_ROWS, mask_units, masked_log_prob, split_observed, uncoupled_features
 
 
@@ -182,7 +182,7 @@ def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type,
     """``(R, s1, S2)`` of the kernel (see :mod:`gmmfast._kernels._masked_mstep`)."""
     tied = covariance_type == "tied"
     n_components, n_features = means.shape
-    precisions = G.precisions_from_cholesky(prec_chol, covariance_type)
+    precisions = _gaussian.precisions_from_cholesky(prec_chol, covariance_type)
     covs = np.ascontiguousarray(covariances[None] if tied else covariances, dtype=np.float64)
     precisions = np.ascontiguousarray(precisions[None] if tied else precisions, dtype=np.float64)
     raw_nk = np.zeros(n_components)
@@ -195,8 +195,8 @@ def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type,
         )
     if failed:
         what = "the tied covariance" if tied else f"component {failed - 1}"
-        raise G.FactorizationError(
-            G._factorization_message(f"{what} restricted to the observed features of a sample", reg_covar)
+        raise _gaussian.FactorizationError(
+            _gaussian._factorization_message(f"{what} restricted to the observed features of a sample", reg_covar)
         )
     return raw_nk, s1, s2
 

@@ -25,6 +25,7 @@ from scipy.special import logsumexp
 
 from ..utils._estimator import BaseEstimator, check_is_fitted
 from ..utils._model_files import load_npz, save_npz
+from ..utils._threads import limits_blas
 from ..utils._validation import check_compute_dtype
 from ._classifier import GMMClassifier, _check_labels
 from ._missing import check_possibly_missing
@@ -178,6 +179,7 @@ class ShiftInvariantClassifier(BaseEstimator):
         return images.reshape(n, -1), (None if mask.all() else mask)
 
     # ------------------------------------------------------------ fitting
+    @limits_blas
     def fit(self, X: Any, y: Any, *, observed: Any = None) -> "ShiftInvariantClassifier":
         """Fit the classifier on the images (and, with ``augment``, their shifts).
 
@@ -246,6 +248,7 @@ class ShiftInvariantClassifier(BaseEstimator):
         return model
 
     # ------------------------------------------------------------ inference
+    @limits_blas
     def predict_joint_log_proba(self, X: Any, observed: Any = None) -> np.ndarray:
         """log p(x_o, c) with the shift marginalised, shape (n_samples, n_classes)."""
         check_is_fitted(self, "classifier_")

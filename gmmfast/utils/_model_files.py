@@ -20,7 +20,7 @@ _META_KEY = "__meta__"
 
 def save_npz(path: str | os.PathLike, kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write a model file at exactly ``path`` (no suffix is appended)."""
-    from .. import __version__
+    from .._version import __version__
 
     meta = {
         "format": FORMAT_NAME,

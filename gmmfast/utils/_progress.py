@@ -37,7 +37,7 @@ try:  # optional at run time: a missing tqdm only means no bars
 except ImportError:  # pragma: no cover - exercised by monkeypatching _tqdm
     _tqdm = None
 
-__all__ = ["active", "bar", "notice", "on_interrupt", "progress_bars", "wanted", "write"]
+__all__ = ["active", "bar", "notice", "on_interrupt", "progress_bars", "say", "wanted", "write"]
 
 # Whether bars are shown in the current context (set by progress_bars).
 _ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("gmmfast_progress", default=False)
@@ -137,6 +137,12 @@ def write(message: str) -> None:
         sys.stdout.flush()
     else:
         print(message, flush=True)
+
+
+def say(verbose: Any, message: str, level: int = 1) -> None:
+    """An estimator's ``verbose`` line: :func:`write` it when ``verbose >= level``."""
+    if int(verbose or 0) >= level:
+        write(message)
 
 
 def notice(message: str) -> None:

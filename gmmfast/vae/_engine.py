@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from ..utils._estimator import BaseEstimator
-from ..utils._progress import bar, progress_bars
+from ..utils._progress import bar, on_interrupt, progress_bars, write
 from ..utils._validation import check_random_state, check_scalar
 from ._nets import (
     add_noise,
@@ -163,11 +162,18 @@ class _TorchEstimator(BaseEstimator):
         history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "learning_rate": [], "seconds": []}
         best, best_state, best_epoch, wait = math.inf, None, 0, 0
         n_batches = math.ceil(len(train) / self.batch_size)
-        interrupted = False
-        epoch = 0
+        state = {"epoch": 0, "interrupted": False}
         verbose = bool(self.verbose)
-        try:
+
+        def keep_best_epoch() -> str:
+            state["interrupted"] = True
+            kept = (f"keeping the best model so far (epoch {best_epoch}, validation loss {best:.3f})"
+                    if best_state is not None else "no epoch finished: the weights are partly trained")
+            return f"{label}: training interrupted during epoch {state['epoch']}; {kept}"
+
+        with on_interrupt(keep_best_epoch, propagate=False):
             for epoch in range(1, epochs + 1):
+                state["epoch"] = epoch
                 start = time.perf_counter()
                 module.train()
                 order = torch.randperm(len(train))
@@ -202,19 +208,14 @@ class _TorchEstimator(BaseEstimator):
                 else:
                     wait += 1
                 if verbose:
-                    print(f"{label} epoch {epoch}/{epochs}: train loss {total / len(train):.3f}, validation loss "
+                    write(f"{label} epoch {epoch}/{epochs}: train loss {total / len(train):.3f}, validation loss "
                           f"{val_loss:.3f}{' (best)' if improved else ''}, lr {history['learning_rate'][-1]:.2g}, "
-                          f"{seconds:.1f} s", flush=True)
+                          f"{seconds:.1f} s")
                 if wait >= self.patience:
                     if verbose:
-                        print(f"{label}: early stop after epoch {epoch}: no better validation loss in "
-                              f"{self.patience} epochs; keeping epoch {best_epoch}", flush=True)
+                        write(f"{label}: early stop after epoch {epoch}: no better validation loss in "
+                              f"{self.patience} epochs; keeping epoch {best_epoch}")
                     break
-        except KeyboardInterrupt:
-            interrupted = True
-            kept = (f"keeping the best model so far (epoch {best_epoch}, validation loss {best:.3f})"
-                    if best_state is not None else "no epoch finished: the weights are partly trained")
-            print(f"\n{label}: training interrupted during epoch {epoch}; {kept}", file=sys.stderr, flush=True)
         if best_state is not None:
             module.load_state_dict(best_state)
         module.eval()
@@ -223,7 +224,7 @@ class _TorchEstimator(BaseEstimator):
         self.best_val_loss_ = best
         self.n_epochs_ = len(history["val_loss"])
         self.seconds_per_epoch_ = float(np.mean(history["seconds"])) if history["seconds"] else float("nan")
-        self.interrupted_ = interrupted
+        self.interrupted_ = state["interrupted"]
         self.n_train_, self.n_val_ = len(X_train), len(X_val)
 
     @torch.no_grad()

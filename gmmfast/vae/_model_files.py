@@ -27,7 +27,7 @@ def _plain(value: Any) -> Any:
 
 
 def _write_model(path: str | os.PathLike, kind: str, config: dict, state: dict, extra: dict) -> None:
-    from .. import __version__
+    from .._version import __version__
 
     payload = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind, "gmmfast_version": __version__,

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..mixture._gaussian_mixture import GaussianMixture
 from ..utils._estimator import check_is_fitted
+from ..utils._progress import say
 from ..utils._validation import check_random_state, check_scalar
 from ._conv_vae import ConvVAE, _draw_latents
 from ._engine import MIN_TRAIN_IMAGES, _seed, _seeded, _threads, _TorchEstimator, check_images
@@ -175,8 +176,7 @@ class VaDE(_TorchEstimator):
         # the best epoch are never trained on.
         X_train, X_val = self._split(X, validation_images, seed)
         if not hasattr(vae, "network_"):
-            if self.verbose:
-                print("VaDE: pretraining the VAE", flush=True)
+            say(self.verbose, "VaDE: pretraining the VAE")
             vae.fit(X_train, validation_images=X_val)
         if tuple(vae.image_shape_) != tuple(X.shape[1:]):
             raise ValueError(f"images are {X.shape[1]} x {X.shape[2]}; the VAE was fitted on "
