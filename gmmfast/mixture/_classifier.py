@@ -85,6 +85,9 @@ class GMMClassifier(BaseEstimator):
         better, or held-out log-likelihood, higher is better).
     class_log_prior_ : ndarray of shape (n_classes,)
     n_features_in_ : int
+    n_iter_ : ndarray of shape (n_classes,)
+        EM iterations of each class's mixture (0 for a model read by ``load``,
+        which does not store them).
 
     Examples
     --------
@@ -99,7 +102,8 @@ class GMMClassifier(BaseEstimator):
     """
 
     _MODEL_KIND = "GMMClassifier"
-    _estimator_type = "classifier"  # scikit-learn < 1.6 (is_classifier, stratified CV)
+    _estimator_type = "classifier"  # also what scikit-learn < 1.6 reads (is_classifier, stratified CV)
+    _allow_nan = True  # missing values are marginalised exactly
 
     def __sklearn_tags__(self):
         """Estimator tags for scikit-learn >= 1.6 (imported only when asked):
@@ -173,10 +177,13 @@ class GMMClassifier(BaseEstimator):
             obs = obs.astype(bool)
         else:
             Xc, obs = check_array(X, dtype=dtype), None
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         labels = _check_labels(y, len(Xc))
         classes, y_index = np.unique(labels, return_inverse=True)
         if len(classes) < 2:
-            raise ValueError(f"y must hold at least 2 classes; got {len(classes)} ({classes.tolist()}).")
+            raise ValueError(f"y must hold at least 2 classes; got {len(classes)} class{'es' if len(classes) != 1 else ''} "
+                             f"({classes.tolist()}).")
         specs = self._component_specs(classes)
         log_prior = self._log_prior(classes, y_index)
         rng = check_random_state(self.random_state)
@@ -211,6 +218,7 @@ class GMMClassifier(BaseEstimator):
         self.class_log_prior_ = log_prior
         self.n_features_in_ = Xc.shape[1]
         self._joint = None
+        self._joint_mixture()  # built once here, so prediction never changes the estimator
         return self
 
     def _check_parameters(self) -> None:
@@ -297,6 +305,11 @@ class GMMClassifier(BaseEstimator):
     def _print(self, message: str) -> None:
         _progress.say(self.verbose, f"[GMMClassifier] {message}")
 
+    @property
+    def n_iter_(self) -> np.ndarray:
+        check_is_fitted(self, "estimators_")
+        return np.array([getattr(e, "n_iter_", 0) for e in self.estimators_], dtype=np.intp)
+
     # ------------------------------------------------------------- inference
     def _joint_mixture(self) -> dict[str, Any]:
         """All classes' components as one mixture with weights prior_c * w_ck."""
@@ -324,7 +337,8 @@ class GMMClassifier(BaseEstimator):
 
     def _validated(self, X: Any, observed: Any) -> tuple[np.ndarray, np.ndarray | None]:
         check_is_fitted(self, "estimators_")
-        return check_possibly_missing(X, observed, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_)
+        return check_possibly_missing(X, observed, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_,
+            estimator=type(self).__name__)
 
     @limits_blas
     def _joint_component_log_prob(self, Xc: np.ndarray, obs: np.ndarray | None, *, impute: bool = False):
@@ -436,11 +450,13 @@ class GMMClassifier(BaseEstimator):
             raise ValueError(f"clip must be a pair (low, high) with low <= high; got {clip!r}.")
         check_is_fitted(self, "estimators_")
         dtype = check_compute_dtype(self.dtype)
-        Xf, obs = split_observed(X, observed, dtype=dtype, n_features=self.n_features_in_)
+        Xf, obs = split_observed(X, observed, dtype=dtype, n_features=self.n_features_in_,
+            estimator=type(self).__name__)
         obs = obs.astype(bool)
         # Observed values are returned as given, in float64 (a float32 model
         # computes on rounded copies, which must not leak into the result).
-        X64 = Xf if dtype == np.float64 else split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_)[0]
+        X64 = Xf if dtype == np.float64 else split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_,
+            estimator=type(self).__name__)[0]
         joint = self._joint_mixture()
         want_mean = method == "mean"
         weighted, log_norm, filled = self._joint_component_log_prob(Xf, obs, impute=want_mean and weighting == "posterior")
@@ -535,6 +551,7 @@ class GMMClassifier(BaseEstimator):
         model.selection_scores_ = {}
         model.n_features_in_ = estimators[0].means_.shape[1]
         model._joint = None
+        model._joint_mixture()
         return model
 
 

@@ -119,6 +119,8 @@ class GaussianMixture(BaseEstimator):
     """
 
     _MODEL_KIND = "GaussianMixture"
+    _estimator_type = "density_estimator"
+    _allow_nan = True  # missing values are marginalised exactly
 
     def __init__(
         self,
@@ -211,7 +213,8 @@ class GaussianMixture(BaseEstimator):
     def _validate_X(self, X: Any) -> np.ndarray:
         """Check X for inference: fitted model, matching feature count."""
         check_is_fitted(self, "means_")
-        return check_array(X, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_)
+        return check_array(X, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_,
+            estimator=type(self).__name__)
 
     # ----------------------------------------------------------- kernel glue
     def _n_threads(self) -> int:
@@ -498,10 +501,12 @@ class GaussianMixture(BaseEstimator):
         check_is_fitted(self, "means_")
         dtype = check_compute_dtype(self.dtype)
         if observed is None and not has_nan(X):
-            Xc = check_array(X, dtype=dtype, n_features=self.n_features_in_)
+            Xc = check_array(X, dtype=dtype, n_features=self.n_features_in_,
+            estimator=type(self).__name__)
             out, log_norm = self._estimate(Xc, mode)
             return out, log_norm, (Xc.astype(np.float64) if impute else None)
-        Xf, obs = split_observed(X, observed, dtype=dtype, n_features=self.n_features_in_)
+        Xf, obs = split_observed(X, observed, dtype=dtype, n_features=self.n_features_in_,
+            estimator=type(self).__name__)
         return masked_log_prob(
             Xf, obs, self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
             self.covariance_type, mode=mode, n_threads=self._n_threads(), impute=impute,
@@ -582,7 +587,8 @@ class GaussianMixture(BaseEstimator):
             resp, _, _ = self._inference(X, observed, _gaussian.MODE_RESP)
         # Observed values in float64, as given (a float32 model computes on
         # rounded copies; those must not leak into the returned array).
-        Xf, obs = split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_)
+        Xf, obs = split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_,
+            estimator=type(self).__name__)
         obs = obs.astype(bool)
         if method == "mean":
             filled[obs] = Xf[obs]

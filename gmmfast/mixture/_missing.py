@@ -13,32 +13,21 @@ import numpy as np
 
 from .._kernels import _masked
 from ..utils._threads import single_threaded_blas
-from ..utils._validation import check_array
+from ..utils._validation import check_array, check_matrix
 from . import _gaussian
 
 _UNIT_ROWS = 256  # most rows per masked work unit (bounds per-thread memory)
 
 
-def split_observed(X: Any, observed: Any, *, dtype: type, n_features: int | None, name: str = "X"):
+def split_observed(X: Any, observed: Any, *, dtype: type, n_features: int | None, name: str = "X",
+                   estimator: str | None = None):
     """Validate X with missing values; return ``(X_filled, observed)``.
 
     ``X_filled`` is C-contiguous of ``dtype`` with missing entries set to
     0 (they are never used), ``observed`` a C-contiguous uint8 mask. The
     input is never modified.
     """
-    arr = np.asarray(X)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}.")
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-dimensional (n_samples, n_features); got shape {arr.shape}."
-        )
-    if len(arr) == 0:
-        raise ValueError(f"{name} has 0 samples; at least 1 needed.")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {arr.shape[1]} features, but the model was fitted with {n_features}."
-        )
+    arr = check_matrix(X, name=name, n_features=n_features, estimator=estimator)
     if observed is None:
         mask = ~np.isnan(arr) if arr.dtype.kind == "f" else np.ones(arr.shape, dtype=bool)
     else:
@@ -275,12 +264,13 @@ def pixel_mask(shape: tuple[int, int], kind: str, fraction: float = 0.5, seed: i
     return np.broadcast_to(grid.ravel(), (n, d)).copy()
 
 
-def check_possibly_missing(X: Any, observed: Any, *, dtype: type, n_features: int | None):
+def check_possibly_missing(X: Any, observed: Any, *, dtype: type, n_features: int | None,
+                           estimator: str | None = None):
     """Validate X that may have missing values: ``(X, None)`` for complete
     data (no mask is built), else ``split_observed``'s ``(X_filled, observed)``."""
     if observed is None and not has_nan(X):
-        return check_array(X, dtype=dtype, n_features=n_features), None
-    return split_observed(X, observed, dtype=dtype, n_features=n_features)
+        return check_array(X, dtype=dtype, n_features=n_features, estimator=estimator), None
+    return split_observed(X, observed, dtype=dtype, n_features=n_features, estimator=estimator)
 
 
 def has_nan(X: Any) -> bool:

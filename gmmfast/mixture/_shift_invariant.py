@@ -123,6 +123,7 @@ class ShiftInvariantClassifier(BaseEstimator):
 
     _MODEL_KIND = "ShiftInvariantClassifier"
     _estimator_type = "classifier"
+    _allow_nan = True  # missing values are marginalised exactly
 
     def __init__(
         self,
@@ -253,7 +254,8 @@ class ShiftInvariantClassifier(BaseEstimator):
         """log p(x_o, c) with the shift marginalised, shape (n_samples, n_classes)."""
         check_is_fitted(self, "classifier_")
         clf = self.classifier_
-        filled, mask = check_possibly_missing(X, observed, dtype=check_compute_dtype(clf.dtype), n_features=self.n_features_in_)
+        filled, mask = check_possibly_missing(X, observed, dtype=check_compute_dtype(clf.dtype), n_features=self.n_features_in_,
+            estimator=type(self).__name__)
         # the shifted copies are already checked: straight to the classifier's kernels
         per_shift = np.stack([
             clf._class_log_joint(clf._joint_component_log_prob(*self._shifted(filled, mask, self.image_shape_, int(dy), int(dx)))[0])

@@ -17,8 +17,27 @@ class BaseEstimator:
     """``get_params``/``set_params``/``repr`` from the constructor signature.
 
     As in scikit-learn, constructors only store their arguments, under the
-    same names; validation happens in ``fit``.
+    same names; validation happens in ``fit``. ``__sklearn_tags__`` lets
+    scikit-learn's tools (``clone``, pipelines, ``check_estimator``) treat the
+    estimators as their own without gmmfast importing scikit-learn.
     """
+
+    # "classifier", "density_estimator" (scikit-learn's estimator types) or None
+    _estimator_type: str | None = None
+    # Inputs may hold NaN (missing values, exactly marginalised).
+    _allow_nan = False
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's estimator tags (imported only when scikit-learn asks for them)."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        classifier = self._estimator_type == "classifier"
+        return Tags(
+            estimator_type=self._estimator_type,
+            target_tags=TargetTags(required=classifier),
+            classifier_tags=ClassifierTags() if classifier else None,
+            input_tags=InputTags(allow_nan=self._allow_nan),
+        )
 
     @classmethod
     def _param_names(cls) -> list[str]:

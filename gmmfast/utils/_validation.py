@@ -24,6 +24,55 @@ def check_compute_dtype(dtype: Any) -> type:
     return resolved
 
 
+def check_matrix(
+    X: Any,
+    *,
+    name: str = "X",
+    min_samples: int = 1,
+    n_features: int | None = None,
+    estimator: str | None = None,
+) -> np.ndarray:
+    """``X`` as a 2-d array of real numbers (not converted, not checked for
+    NaN): the checks every sample matrix passes, with or without missing values.
+
+    ``estimator`` names the fitted model in the message for a wrong number of
+    features. Raises ``TypeError`` for sparse input and ``ValueError`` for
+    anything else that is not a real (n_samples, n_features) array.
+    """
+    if hasattr(X, "tocsr") or hasattr(X, "toarray"):  # scipy.sparse matrices and arrays
+        raise TypeError(
+            f"{name} is a sparse matrix: sparse input is not supported (full covariances "
+            "need dense samples); convert it with X.toarray()."
+        )
+    arr = np.asarray(X)
+    if arr.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} must hold real numbers.")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must hold real numbers; got an array of dtype {arr.dtype}."
+        )
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-dimensional (n_samples, n_features); got an array "
+            f"with {arr.ndim} dimension(s) and shape {arr.shape}. Reshape your data: "
+            "a single sample with X.reshape(1, -1), images with X.reshape(len(X), -1)."
+        )
+    if arr.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has {arr.shape[0]} sample(s); at least {min_samples} needed."
+        )
+    if arr.shape[1] == 0:
+        raise ValueError(
+            f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
+        )
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but {estimator or 'the model'} is expecting "
+            f"{n_features} features as input (the number it was fitted with)."
+        )
+    return arr
+
+
 def check_array(
     X: Any,
     *,
@@ -31,6 +80,7 @@ def check_array(
     name: str = "X",
     min_samples: int = 1,
     n_features: int | None = None,
+    estimator: str | None = None,
 ) -> np.ndarray:
     """Validate a 2-d numeric sample matrix and return it C-contiguous.
 
@@ -40,32 +90,14 @@ def check_array(
 
     Raises
     ------
+    TypeError
+        For sparse input.
     ValueError
         For non-numeric dtypes, a wrong number of dimensions, too few
         samples, a wrong number of features, NaN or infinity.
     """
-    arr = np.asarray(X)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(
-            f"{name} must hold real numbers; got an array of dtype {arr.dtype}."
-        )
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-dimensional (n_samples, n_features); got an array "
-            f"with {arr.ndim} dimension(s) and shape {arr.shape}. Reshape a "
-            "single sample with X.reshape(1, -1) or images with X.reshape(len(X), -1)."
-        )
-    if arr.shape[0] < min_samples:
-        raise ValueError(
-            f"{name} has {arr.shape[0]} sample(s); at least {min_samples} needed."
-        )
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features.")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {arr.shape[1]} features, but the model was fitted with "
-            f"{n_features}."
-        )
+    arr = check_matrix(X, name=name, min_samples=min_samples, n_features=n_features,
+                       estimator=estimator)
     out = np.ascontiguousarray(arr, dtype=dtype)
     if out is arr or np.shares_memory(out, arr):
         out = out.view()
