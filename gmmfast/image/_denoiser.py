@@ -223,6 +223,8 @@ class PatchDenoiser(BaseEstimator):
         no more memory than its images.
         """
         check_scalar(self.max_patches, "max_patches", numbers.Integral, min_value=1)
+        if self.clip is not None:
+            _check_clip(self.clip)
         if self.covariance_type not in ("full", "diag", "spherical"):
             # tied would share one covariance among all patch clusters: not a patch prior
             raise ValueError(f"covariance_type must be 'full', 'diag' or 'spherical'; got {self.covariance_type!r}.")
@@ -363,7 +365,7 @@ class PatchDenoiser(BaseEstimator):
     def _clip(self, out: np.ndarray) -> np.ndarray:
         if self.clip is None:
             return out
-        lo, hi = self.clip
+        lo, hi = _check_clip(self.clip)
         return np.clip(out, lo, hi, out=out)
 
     def _compute_dtype(self) -> type:
@@ -602,6 +604,17 @@ def _posterior_mean_estimates(patches: np.ndarray, resp: np.ndarray, gains: np.n
         out[start:stop] = np.matmul(ra[:, None, :], est)[:, 0]
         out[start:stop] += ra @ offsets[active]
     return out
+
+
+def _check_clip(clip: Any) -> tuple[float, float]:
+    """``clip`` as (low, high) with low < high, both finite."""
+    try:
+        lo, hi = (float(v) for v in clip)
+    except (TypeError, ValueError):
+        raise ValueError(f"clip must be None or a pair (low, high) of numbers; got {clip!r}.") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"clip must be a pair (low, high) of finite numbers with low < high; got {clip!r}.")
+    return lo, hi
 
 
 def _check_method(method: Any) -> None:

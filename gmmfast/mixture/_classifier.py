@@ -380,6 +380,7 @@ class GMMClassifier(BaseEstimator):
         exactly in every class's likelihood.
         """
         weighted, log_norm, _ = self._joint_component_log_prob(*self._validated(X, observed))
+        _gaussian.check_explained(log_norm)
         return self._class_log_joint(weighted) - log_norm[:, None]
 
     def predict_proba(self, X: Any, observed: Any = None) -> np.ndarray:
@@ -579,10 +580,14 @@ def _check_labels(y: Any, n_samples: int) -> np.ndarray:
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise ValueError("y contains NaN or infinity.")
     if labels.dtype.kind == "O":
+        if any(v is None for v in labels):
+            raise ValueError("y contains None; every sample needs a class label.")
         try:
             labels = labels.astype(str) if all(isinstance(v, str) for v in labels) else labels.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise ValueError("y must hold numbers or strings.") from exc
+        if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+            raise ValueError("y contains NaN or infinity.")
     if labels.dtype.kind not in "biufU":
         raise ValueError(f"y must hold numbers or strings; got dtype {labels.dtype}.")
     return labels

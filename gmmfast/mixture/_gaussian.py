@@ -231,6 +231,53 @@ def estimate_gaussian_parameters(
     return nk, means, covariances
 
 
+def check_data_scale(X: np.ndarray, name: str = "X") -> None:
+    """Refuse samples whose spread would overflow the EM arithmetic.
+
+    Scatter matrices sum squared deviations: in float64 over all samples,
+    in float32 over a kernel chunk (up to 1,024 rows) before joining the
+    float64 sum. Deviations beyond those bounds would turn covariances into
+    infinity and the fit into garbage (a lower bound of -inf), so the fit
+    stops with a clear error instead. ``X`` is the validated compute array
+    (0 at missing entries, which only widens the span by the origin).
+    """
+    if X.size == 0:
+        return
+    lo = X.min(axis=0).astype(np.float64)
+    hi = X.max(axis=0).astype(np.float64)
+    span = float(np.max(hi - lo))
+    n_samples, n_features = X.shape
+    if X.dtype == np.float32:
+        limit = np.sqrt(np.finfo(np.float32).max / 1024.0) / 10.0
+    else:
+        limit = np.sqrt(np.finfo(np.float64).max / (float(n_samples) * n_features)) / 10.0
+    if not span <= limit:
+        raise ValueError(
+            f"{name} spans {span:.3g} in one feature: its squared deviations overflow "
+            f"{X.dtype} arithmetic (at most {limit:.3g}); rescale {name} (for example divide it by "
+            "its standard deviation)."
+        )
+
+
+def check_explained(log_norm: np.ndarray, name: str = "X") -> None:
+    """Refuse posteriors of samples that no component explains: where the
+    density underflows to 0 under every component, p(k | x) is 0/0 and a
+    row of probabilities would not sum to one."""
+    lost = np.flatnonzero(~(log_norm > -np.inf))
+    if len(lost):
+        raise ValueError(
+            f"{name} has {len(lost)} sample(s) (first: row {lost[0]}) whose density is 0 under every "
+            "component, so their posterior probabilities are undefined: values far outside the fitted "
+            "data (check their scale)."
+        )
+
+
+def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple[int, ...]:
+    """Shape of ``covariances_`` (and ``precisions_cholesky_``) for a covariance type."""
+    K, D = n_components, n_features
+    return {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
+
+
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
     """Free parameters of the mixture (for BIC/AIC)."""
     if covariance_type == "full":

@@ -186,8 +186,8 @@ class GaussianMixture(BaseEstimator):
         if self.means_init is not None:
             self._check_init_array(self.means_init, "means_init", (K, D))
         if self.precisions_init is not None:
-            shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
-            p = self._check_init_array(self.precisions_init, "precisions_init", shape[self.covariance_type])
+            shape = _gaussian.covariance_shape(self.covariance_type, K, D)
+            p = self._check_init_array(self.precisions_init, "precisions_init", shape)
             if self.covariance_type in ("full", "tied"):
                 mats = p if self.covariance_type == "full" else p[None]
                 if not np.allclose(mats, np.swapaxes(mats, 1, 2)):
@@ -210,9 +210,36 @@ class GaussianMixture(BaseEstimator):
             raise ValueError(f"{name} contains NaN or infinity.")
         return arr
 
+    def _check_fitted(self) -> None:
+        """A fitted model whose arrays agree with ``covariance_type`` and with each
+        other: the kernels index them by these shapes, so a parameter changed with
+        ``set_params`` after ``fit`` (or a warm start on other data) must be caught here.
+        """
+        check_is_fitted(self, "means_")
+        covariance_type = self.covariance_type
+        if covariance_type not in _gaussian.COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {_gaussian.COVARIANCE_TYPES}; got {covariance_type!r}."
+            )
+        means = self.means_
+        fitted_type = getattr(self, "_fitted_covariance_type", covariance_type)
+        consistent = np.ndim(means) == 2 and fitted_type == covariance_type
+        if consistent:
+            K, D = means.shape
+            shape = _gaussian.covariance_shape(covariance_type, K, D)
+            consistent = (np.shape(self.weights_) == (K,) and np.shape(self.covariances_) == shape
+                          and np.shape(self.precisions_cholesky_) == shape
+                          and getattr(self, "n_features_in_", D) == D)
+        if not consistent:
+            raise ValueError(
+                f"{type(self).__name__}: the fitted parameters ({fitted_type!r} covariances, means of shape "
+                f"{np.shape(means)}) do not match covariance_type={covariance_type!r}; a parameter was "
+                "changed after fit: call fit again (or set it back)."
+            )
+
     def _validate_X(self, X: Any) -> np.ndarray:
         """Check X for inference: fitted model, matching feature count."""
-        check_is_fitted(self, "means_")
+        self._check_fitted()
         return check_array(X, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_,
             estimator=type(self).__name__)
 
@@ -404,8 +431,20 @@ class GaussianMixture(BaseEstimator):
                 f"Expected n_samples >= n_components; got n_samples={n_samples} and "
                 f"n_components={self.n_components}."
             )
-        self.n_features_in_ = n_features
         do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if not do_init:
+            try:
+                self._check_fitted()
+            except ValueError as exc:
+                raise ValueError(f"{exc} With warm_start=True, fit continues from the fitted "
+                                 "parameters: set warm_start=False to fit afresh.") from None
+            if self.means_.shape != (int(self.n_components), n_features):
+                raise ValueError(
+                    f"warm_start continues from the fitted {self.means_.shape[0]} components of "
+                    f"{self.means_.shape[1]} features, but the data have {n_features} features and "
+                    f"n_components={self.n_components}; set warm_start=False to fit afresh."
+                )
+        self.n_features_in_ = n_features
         n_init = int(self.n_init) if do_init else 1
         random_state = check_random_state(self.random_state)
         init_X = self._init_data(data) if do_init else None
@@ -468,6 +507,7 @@ class GaussianMixture(BaseEstimator):
         self.n_iter_ = n_iter
         self.lower_bound_ = lower_bound
         self.lower_bounds_ = lower_bounds
+        self._fitted_covariance_type = self.covariance_type
         # Labels from a final E-step, consistent with predict().
         weighted, _ = self._log_prob(data, _gaussian.MODE_WEIGHTED_LOG_PROB)
         return weighted.argmax(axis=1)
@@ -477,9 +517,12 @@ class GaussianMixture(BaseEstimator):
         else :class:`gmmfast._missing_em.MissingData` (exact EM)."""
         dtype = check_compute_dtype(self.dtype)
         if observed is None and not has_nan(X):
-            return check_array(X, dtype=dtype)
-        data = _missing_em.prepare(X, observed, dtype=dtype)
-        return check_array(X, dtype=dtype) if data is None else data
+            data = check_array(X, dtype=dtype)
+        else:
+            data = _missing_em.prepare(X, observed, dtype=dtype)
+            data = check_array(X, dtype=dtype) if data is None else data
+        _gaussian.check_data_scale(data.X if isinstance(data, _missing_em.MissingData) else data)
+        return data
 
     def _init_data(self, data: np.ndarray | _missing_em.MissingData) -> np.ndarray:
         """Samples for init_params: missing values filled with column means."""
@@ -498,7 +541,7 @@ class GaussianMixture(BaseEstimator):
         A value is missing where X is NaN, or where ``observed`` is False.
         Returns ``(out, log_norm, imputed)`` as :func:`gmmfast._missing.masked_log_prob`.
         """
-        check_is_fitted(self, "means_")
+        self._check_fitted()
         dtype = check_compute_dtype(self.dtype)
         if observed is None and not has_nan(X):
             Xc = check_array(X, dtype=dtype, n_features=self.n_features_in_,
@@ -532,15 +575,28 @@ class GaussianMixture(BaseEstimator):
         return float(self.score_samples(X, observed).mean())
 
     def predict(self, X: Any, observed: Any = None) -> np.ndarray:
-        """Most likely component of each sample (missing values marginalised)."""
-        return self._inference(X, observed, _gaussian.MODE_WEIGHTED_LOG_PROB)[0].argmax(axis=1)
+        """Most likely component of each sample (missing values marginalised).
+
+        Raises ``ValueError`` for a sample whose density is 0 under every component.
+        """
+        weighted, log_norm, _ = self._inference(X, observed, _gaussian.MODE_WEIGHTED_LOG_PROB)
+        _gaussian.check_explained(log_norm)
+        return weighted.argmax(axis=1)
 
     def predict_proba(self, X: Any, observed: Any = None) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, n_components).
 
         Missing values (NaN, or False in ``observed``) are marginalised.
+
+        Raises
+        ------
+        ValueError
+            For a sample whose density underflows to 0 under every component
+            (its posterior is undefined): values far outside the fitted data.
         """
-        return self._inference(X, observed, _gaussian.MODE_RESP)[0]
+        resp, log_norm, _ = self._inference(X, observed, _gaussian.MODE_RESP)
+        _gaussian.check_explained(log_norm)
+        return resp
 
     def impute(
         self,
@@ -615,7 +671,7 @@ class GaussianMixture(BaseEstimator):
         X : (n_samples, n_features) float64
         y : (n_samples,) int, the component of each sample
         """
-        check_is_fitted(self, "means_")
+        self._check_fitted()
         check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
@@ -636,10 +692,11 @@ class GaussianMixture(BaseEstimator):
 
     @property
     def precisions_(self) -> np.ndarray:
-        check_is_fitted(self, "precisions_cholesky_")
+        self._check_fitted()
         return _gaussian.precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
     def _n_parameters(self) -> int:
+        self._check_fitted()
         return _gaussian.n_parameters(len(self.means_), self.means_.shape[1], self.covariance_type)
 
     def bic(self, X: Any) -> float:

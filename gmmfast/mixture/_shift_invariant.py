@@ -27,6 +27,7 @@ from ..utils._estimator import BaseEstimator, check_is_fitted
 from ..utils._model_files import load_npz, save_npz
 from ..utils._threads import limits_blas
 from ..utils._validation import check_compute_dtype
+from . import _gaussian
 from ._classifier import GMMClassifier, _check_labels
 from ._missing import check_possibly_missing
 
@@ -60,6 +61,9 @@ def shift_images(images: np.ndarray, dy: int, dx: int, fill: float = 0.0,
     else:
         if out.shape != images.shape:
             raise ValueError(f"out has shape {out.shape}; the images have shape {images.shape}.")
+        if np.shares_memory(out, images):
+            raise ValueError("out shares memory with the images: shifting in place would overwrite "
+                             "pixels before they are read; pass a separate array.")
         out[...] = fill
     if abs(dy) >= height or abs(dx) >= width:
         return out
@@ -266,7 +270,9 @@ class ShiftInvariantClassifier(BaseEstimator):
     def predict_log_proba(self, X: Any, observed: Any = None) -> np.ndarray:
         """Log posterior class probabilities, shape (n_samples, n_classes)."""
         joint = self.predict_joint_log_proba(X, observed)
-        return joint - logsumexp(joint, axis=1, keepdims=True)
+        log_norm = logsumexp(joint, axis=1)
+        _gaussian.check_explained(log_norm)
+        return joint - log_norm[:, None]
 
     def predict_proba(self, X: Any, observed: Any = None) -> np.ndarray:
         """Posterior class probabilities, shape (n_samples, n_classes)."""
@@ -274,7 +280,7 @@ class ShiftInvariantClassifier(BaseEstimator):
 
     def predict(self, X: Any, observed: Any = None) -> np.ndarray:
         """Most probable class of each image (labels from ``classes_``)."""
-        return self.classes_[self.predict_joint_log_proba(X, observed).argmax(axis=1)]
+        return self.classes_[self.predict_log_proba(X, observed).argmax(axis=1)]
 
     def score(self, X: Any, y: Any, observed: Any = None) -> float:
         """Accuracy of ``predict(X)`` against ``y``."""

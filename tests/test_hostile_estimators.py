@@ -1,0 +1,278 @@
+"""Hostile and careless use of the estimators: parameter changes after fit,
+warm starts on other data, absurd thread counts, data at the edge of float
+range, labels and options that make no sense.
+
+Cases that once crashed the interpreter (a kernel reading outside its
+arrays) run in a child process, so a regression shows as a failed test with
+the child's exit signal rather than a dead test run.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gmmfast import GaussianMixture, GMMClassifier, PatchDenoiser
+from gmmfast.mixture._shift_invariant import shift_images
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def run_isolated(code: str, timeout: float = 120) -> dict:
+    """Run ``code`` in a fresh interpreter (away from the source tree); it prints one JSON
+    line of results. A crash (a signal, an abort) fails the calling test with its status."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, cwd=tempfile.gettempdir())
+    assert proc.returncode == 0, f"child exited with {proc.returncode}: {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------- changes after fit
+def test_parameter_changes_after_fit_never_crash_and_never_score_with_the_wrong_model():
+    """Every covariance_type change after fit (and n_components, D = 300 so a wrong
+    shape would read far outside an array): a clear ValueError, or the right answer
+    once the parameter is set back."""
+    outcomes = run_isolated("""
+        import itertools, json, warnings
+        import numpy as np
+        from gmmfast import GaussianMixture
+        warnings.simplefilter("ignore")
+        rng = np.random.RandomState(0)
+        X = rng.standard_normal((400, 300))
+        types = ("full", "tied", "diag", "spherical")
+        out = {}
+        for before, after in itertools.product(types, types):
+            gm = GaussianMixture(3, covariance_type=before, max_iter=2, reg_covar=1e-2, random_state=0).fit(X)
+            reference = gm.score_samples(X[:20])
+            gm.set_params(covariance_type=after)
+            results = []
+            for call in (lambda: gm.score_samples(X[:20]), lambda: gm.predict(X[:20]),
+                         lambda: gm.predict_proba(X[:20]), lambda: gm.sample(3), lambda: gm.bic(X[:20]),
+                         lambda: gm.score_samples(np.where(np.arange(300) < 150, X[:20], np.nan))):
+                try:
+                    call()
+                    results.append("ok")
+                except ValueError as exc:
+                    results.append("changed after fit" if "changed after fit" in str(exc) else str(exc))
+            gm.set_params(covariance_type=before)
+            same = bool(np.array_equal(gm.score_samples(X[:20]), reference))
+            out[f"{before}->{after}"] = [results, same]
+        gm = GaussianMixture(3, max_iter=2, random_state=0).fit(X)
+        gm.set_params(n_components=5)
+        out["n_components"] = [gm.score_samples(X[:5]).shape[0], None]
+        print(json.dumps(out))
+    """)
+    for case, (results, same) in outcomes.items():
+        if case == "n_components":
+            assert results == 5  # the fitted components are used, as in scikit-learn
+            continue
+        before, after = case.split("->")
+        expected = "ok" if before == after else "changed after fit"
+        assert results == [expected] * 6, case
+        assert same, case
+
+
+@pytest.mark.parametrize("n_features", [3, 64, 3000])
+def test_warm_start_on_data_of_another_width_is_refused(n_features):
+    result = run_isolated(f"""
+        import json, warnings
+        import numpy as np
+        from gmmfast import GaussianMixture
+        warnings.simplefilter("ignore")
+        rng = np.random.RandomState(0)
+        gm = GaussianMixture(1, warm_start=True, max_iter=3).fit(rng.standard_normal((50, 1)))
+        try:
+            gm.fit(rng.standard_normal((50, {n_features})))
+            print(json.dumps("fitted"))
+        except ValueError as exc:
+            print(json.dumps(str(exc)))
+    """)
+    assert "warm_start" in result and f"{n_features} features" in result
+
+
+def test_warm_start_after_a_covariance_type_change_is_refused():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((100, 4))
+    gm = GaussianMixture(2, warm_start=True, max_iter=3, covariance_type="diag").fit(X)
+    gm.set_params(covariance_type="full")
+    with pytest.raises(ValueError, match="warm_start"):
+        gm.fit(X)
+    gm.set_params(warm_start=False)
+    assert gm.fit(X).covariances_.shape == (2, 4, 4)
+
+
+# ----------------------------------------------------------------- threads
+@pytest.mark.parametrize("n_threads", [1.7, "1", True, 0, None.__class__])
+def test_n_threads_must_be_an_integer(n_threads):
+    with pytest.raises(ValueError, match="n_threads"):
+        GaussianMixture(2, n_threads=n_threads).fit(np.random.RandomState(0).standard_normal((20, 2)))
+
+
+@pytest.mark.parametrize("n_threads", [5_000, 100_000, 2**40])
+def test_absurd_thread_counts_are_capped_not_fatal(n_threads):
+    result = run_isolated(f"""
+        import json, warnings
+        import numpy as np
+        from gmmfast import GaussianMixture
+        X = np.random.RandomState(0).standard_normal((500, 8))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gm = GaussianMixture(3, n_threads={n_threads}, random_state=0, max_iter=5).fit(X)
+            score = gm.score(X)
+        reference = GaussianMixture(3, n_threads=1, random_state=0, max_iter=5).fit(X).score(X)
+        print(json.dumps([score, reference, [str(w.message) for w in caught]]))
+    """)
+    score, reference, messages = result
+    assert abs(score - reference) < 1e-9 * abs(reference)
+    assert any("more than the" in m for m in messages)
+
+
+# --------------------------------------------------------- numeric edges
+@pytest.mark.parametrize("scale, dtype", [(1e155, np.float64), (1e200, np.float64), (1e30, np.float32)])
+def test_data_whose_squares_overflow_ask_to_rescale(scale, dtype):
+    X = np.random.RandomState(0).standard_normal((200, 5)) * scale
+    with pytest.raises(ValueError, match="rescale"):
+        GaussianMixture(2, dtype=dtype).fit(X)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(exponent=st.integers(-30, 300), rows=st.integers(1, 6))
+def test_posteriors_always_sum_to_one_or_are_refused(exponent, rows):
+    rng = np.random.RandomState(0)
+    gm = _fitted_small()
+    X = rng.standard_normal((rows, 3)) * 10.0**exponent
+    try:
+        proba = gm.predict_proba(X)
+    except ValueError as exc:
+        assert "density is 0 under every component" in str(exc)
+        return
+    assert np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+_SMALL = {}
+
+
+def _fitted_small() -> GaussianMixture:
+    if "gm" not in _SMALL:
+        X = np.random.RandomState(1).standard_normal((300, 3))
+        _SMALL["gm"] = GaussianMixture(3, random_state=0).fit(X)
+    return _SMALL["gm"]
+
+
+def test_classifier_probabilities_refuse_unexplained_rows():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((200, 3))
+    clf = GMMClassifier(1, random_state=0).fit(X, np.arange(200) % 2)
+    with pytest.raises(ValueError, match="density is 0"):
+        clf.predict_proba(X[:2] * 1e200)
+    proba = clf.predict_proba(X[:5] * 1e3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+# ------------------------------------------------------ labels and options
+@pytest.mark.parametrize("labels", [
+    np.array([0, None] * 50, dtype=object),
+    np.array([0.0, np.nan] * 50),
+    np.array([1, float("nan")] * 50, dtype=object),
+])
+def test_missing_labels_are_refused(labels):
+    X = np.random.RandomState(0).standard_normal((100, 2))
+    with pytest.raises(ValueError, match="None|NaN"):
+        GMMClassifier(1).fit(X, labels)
+
+
+@pytest.mark.parametrize("clip", [(1, 0), (0, 0), (0, np.nan), ("a", "b"), (0,), 5])
+def test_patch_denoiser_refuses_a_clip_range_that_is_not_one(clip):
+    images = np.random.RandomState(0).random((4, 10, 10))
+    with pytest.raises(ValueError, match="clip"):
+        PatchDenoiser(4, 2, clip=clip, max_iter=2).fit(images)
+
+
+def test_shift_images_refuses_to_shift_in_place():
+    images = np.random.RandomState(0).random((3, 6, 6))
+    keep = images.copy()
+    with pytest.raises(ValueError, match="shares memory"):
+        shift_images(images, 0, 1, out=images)
+    with pytest.raises(ValueError, match="shares memory"):
+        shift_images(images, 1, 0, out=images[::-1])
+    np.testing.assert_array_equal(images, keep)
+
+
+# ----------------------------------------------------------------- Ctrl-C
+@pytest.mark.parametrize("stage", ["kmeans", "first factorisation"])
+def test_ctrl_c_during_a_refit_is_a_keyboard_interrupt(stage, monkeypatch):
+    """Interrupted before the first EM iteration of a second fit: KeyboardInterrupt
+    (once an UnboundLocalError from the handler), the model left as the first fit made it."""
+    import gmmfast.mixture._gaussian_mixture as module
+
+    X = np.random.RandomState(0).standard_normal((300, 4))
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    fitted = gm.means_.copy()
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if stage == "kmeans":
+        monkeypatch.setattr(module, "kmeans", interrupt)
+    else:
+        monkeypatch.setattr(module._gaussian, "precision_cholesky_from_covariances", interrupt)
+    with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+    monkeypatch.undo()
+    assert gm.means_.shape == fitted.shape
+
+
+# ----------------------------------------------------- property: any input
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 40), d=st.integers(1, 6), k=st.integers(1, 4),
+    covariance_type=st.sampled_from(COVARIANCE_TYPES), dtype=st.sampled_from([np.float32, np.float64]),
+    nan_fraction=st.sampled_from([0.0, 0.2, 0.6]), seed=st.integers(0, 2**16),
+)
+def test_fit_and_predict_give_a_result_or_a_clear_error(n, d, k, covariance_type, dtype, nan_fraction, seed):
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((n, d))
+    X[rng.random_sample(X.shape) < nan_fraction] = np.nan
+    gm = GaussianMixture(k, covariance_type=covariance_type, dtype=dtype, max_iter=5, reg_covar=1e-3,
+                         random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            gm.fit(X)
+        except ValueError as exc:
+            assert str(exc)  # a message, never an empty error
+            return
+        proba = gm.predict_proba(X)
+    assert proba.shape == (n, k) and np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(np.isfinite(gm.score_samples(X)))
+
+
+def test_inputs_are_never_modified_by_any_estimator():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((120, 4))
+    X[::7, 1] = np.nan
+    y = np.arange(120) % 3
+    keep_X, keep_y = X.copy(), y.copy()
+    for covariance_type, model in itertools.product(COVARIANCE_TYPES, ("mixture", "classifier")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if model == "mixture":
+                gm = GaussianMixture(2, covariance_type=covariance_type, max_iter=3).fit(X)
+                gm.predict_proba(X), gm.impute(X)
+            else:
+                clf = GMMClassifier(1, covariance_type=covariance_type, max_iter=3).fit(X, y)
+                clf.predict_proba(X), clf.impute(X)
+        np.testing.assert_array_equal(X, keep_X)
+        np.testing.assert_array_equal(y, keep_y)
