@@ -10,18 +10,38 @@ Subpackages: :mod:`gmmfast.mixture` (Gaussian mixtures and classifiers),
 :mod:`gmmfast.vae` (needs PyTorch), :mod:`gmmfast.cli` (the ``gmmfast``
 command), :mod:`gmmfast.metrics` (clustering and classification scores),
 :mod:`gmmfast.datasets` (MNIST and IDX readers).
-"""
-from ._version import __version__
-from .image import PatchDenoiser
-from .mixture import GaussianMixture, GMMClassifier, ShiftInvariantClassifier
-from .utils._estimator import ConvergenceWarning, NotFittedError
 
-__all__ = [
-    "ConvergenceWarning",
-    "GMMClassifier",
-    "GaussianMixture",
-    "NotFittedError",
-    "PatchDenoiser",
-    "ShiftInvariantClassifier",
-    "__version__",
-]
+The estimators are imported on first use (PEP 562), so ``import gmmfast``
+itself is cheap: the ``gmmfast`` command can answer Ctrl-C from its first
+instant with a one-line message.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "ConvergenceWarning": "gmmfast.utils._estimator",
+    "NotFittedError": "gmmfast.utils._estimator",
+    "GaussianMixture": "gmmfast.mixture",
+    "GMMClassifier": "gmmfast.mixture",
+    "ShiftInvariantClassifier": "gmmfast.mixture",
+    "PatchDenoiser": "gmmfast.image",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'gmmfast' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

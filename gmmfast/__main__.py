@@ -1,6 +1,6 @@
 """``python -m gmmfast``: the same as the ``gmmfast`` command."""
 import sys
 
-from .cli import main
+from ._console import main
 
 sys.exit(main())

@@ -12,11 +12,13 @@ import sys
 import warnings
 from typing import Sequence
 
+import numpy as np
+
 from .._version import __version__
 from ..utils import _progress
 from ..utils._estimator import ConvergenceWarning
 from . import bench, classify, demo, denoise, inpaint, vae
-from ._common import UsageError
+from ._common import UsageError, check_output
 from ._data import data_keys
 
 COMMANDS = (demo, classify, inpaint, denoise, bench)
@@ -38,9 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         "inpaint and denoise them. Start with `gmmfast demo`; `gmmfast COMMAND --help` explains each command.",
         epilog="Data: an .npz with images (keys: " + ", ".join(image_keys) + ") and labels (keys: "
         + ", ".join(label_keys) + "), or a directory of IDX files (MNIST naming: train-images-idx3-ubyte[.gz], ...). "
-        "Integer pixels are divided by 255. Exit status: 0 done, 2 bad input (one line on stderr), 130 interrupted.",
+        "Integer pixels are divided by 255. Exit status: 0 done, 2 bad input, 1 a failed computation or an "
+        "unexpected error (one line on stderr; --debug for the traceback), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"gmmfast {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
@@ -48,23 +52,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Output options of the commands: checked before any work starts, so a run
+# never trains for an hour to fail on a missing directory.
+_OUTPUTS = {"save_model": "--save-model", "save_gmm": "--save-gmm", "out": "--out",
+            "figure": "--figure", "figures": "--figures"}
+_DIRECTORY_OUTPUTS = {("demo", "out"), ("train", "figures")}
+REPORT_URL = "https://github.com/gmmfast/gmmfast/issues"
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    command = getattr(args, "vae_command", None) or args.command
+    for attribute, option in _OUTPUTS.items():
+        value = getattr(args, attribute, None)
+        if value:
+            check_output(value, option, directory=(command, attribute) in _DIRECTORY_OUTPUTS)
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"gmmfast: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    0: done; 2: bad input (a usage error, an unreadable or invalid file, a
+    parameter out of range); 1: the computation failed (a diverging fit, too
+    little memory) or an unexpected error, which asks for a report; 130:
+    interrupted. Each failure is one line on standard error; ``--debug``
+    shows the traceback of an unexpected error.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else 2
     verbose = bool(getattr(args, "verbose", False))
-    if not verbose:
-        warnings.simplefilter("ignore", ConvergenceWarning)
-    try:
-        with _progress.progress_bars(verbose=verbose):
-            code = args.func(args)
-    except (UsageError, ValueError, OSError) as exc:
-        print(f"gmmfast: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("gmmfast: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings
+        if not verbose:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            _check_outputs(args)
+            with _progress.progress_bars(verbose=verbose):
+                code = args.func(args)
+        except KeyboardInterrupt:
+            print("gmmfast: interrupted", file=sys.stderr)
+            return 130
+        except (UsageError, ValueError, OSError) as exc:
+            print(f"gmmfast: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except (ArithmeticError, MemoryError, np.linalg.LinAlgError) as exc:
+            what = "out of memory" if isinstance(exc, MemoryError) else "the computation failed"
+            print(f"gmmfast: error: {what}: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        except Exception as exc:
+            if args.debug:
+                raise
+            print(f"gmmfast: internal error: {type(exc).__name__}: {_one_line(exc)} (please report it at "
+                  f"{REPORT_URL}; --debug shows the traceback)", file=sys.stderr)
+            return 1
     return int(code or 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."

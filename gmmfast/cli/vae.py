@@ -29,7 +29,7 @@ import numpy as np
 from ..metrics import classification_scores, clustering_scores
 from ..mixture import GaussianMixture, GMMClassifier
 from ..utils._threads import effective_n_threads
-from ._common import UsageError
+from ._common import UsageError, bounded_int, nonzero_int
 from ._data import data_keys, load_image_stack
 
 
@@ -116,10 +116,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"training a VAE (latent size {args.latent_dim}) on {len(X)} images, at most {args.epochs} epochs")
     start = time.perf_counter()
     model.fit(X)
+    if model.interrupted_:
+        # Ctrl-C: ConvVAE.fit kept the best epoch, but the command was asked for a
+        # finished training run, so nothing is saved as if it were one.
+        raise KeyboardInterrupt
     took = time.perf_counter() - start
     print(f"trained {model.n_epochs_} epochs in {took:.1f} s ({model.seconds_per_epoch_:.1f} s per epoch on "
-          f"{model.device_}); best validation loss {model.best_val_loss_:.2f} at epoch {model.best_epoch_}"
-          + (" (interrupted)" if model.interrupted_ else ""))
+          f"{model.device_}); best validation loss {model.best_val_loss_:.2f} at epoch {model.best_epoch_}")
     model.save(args.save_model)
     print(f"saved the VAE to {args.save_model}")
     clf = None
@@ -254,7 +257,8 @@ def add_parser(sub: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--digits", type=int, nargs="+", help="keep only images of these labels (e.g. 1 4 8)")
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-        p.add_argument("--n-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+        p.add_argument("--n-threads", type=nonzero_int, default=None,
+                       help="torch CPU threads (default: torch's; -1 all usable CPUs)")
         p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
         p.add_argument("-v", "--verbose", action="store_true", help="progress bar and a line per epoch")
 
@@ -315,7 +319,8 @@ def add_parser(sub: Any) -> None:
     smp = vsub.add_parser("sample", help="generate images from the prior or from each class's latent GMM")
     smp.add_argument("--model", required=True, help="VAE model file")
     smp.add_argument("--gmm", help="latent GMM classifier: N images per class instead of N from the prior")
-    smp.add_argument("-n", type=int, default=10, help="images (per class with --gmm; default 10)")
+    smp.add_argument("-n", type=bounded_int(1, 100_000), default=10,
+                     help="images (per class with --gmm; default 10, at most 100000)")
     smp.add_argument("--out", required=True, help="output .npz (keys images, labels)")
     smp.add_argument("--figure", help="the generated images (.png)")
     common(smp)
