@@ -186,3 +186,21 @@ def test_console_entry_point_answers_ctrl_c_while_importing(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir())
     assert proc.returncode == 130 and proc.stderr.strip() == "gmmfast: interrupted"
     assert Path(tempfile.gettempdir()).is_dir()
+
+
+# ------------------------------------------------------------------ pixels
+def test_integer_pixels_outside_8_bits_are_refused(tmp_path, capsys):
+    path = tmp_path / "wide.npz"
+    images = (np.random.RandomState(0).rand(20, 16) * 1000).astype(np.int64)
+    np.savez(path, images=images, labels=np.arange(20) % 2)
+    code, out, err = run(capsys, "classify", "--train", str(path), "--test", str(path))
+    assert code == 2 and err.count("\n") == 1 and "0..255" in err and str(path) in err and out == ""
+
+
+def test_float_pixels_outside_the_unit_range_are_named_in_a_warning(tmp_path, capsys):
+    path = tmp_path / "negative.npz"
+    np.savez(path, images=-np.random.RandomState(0).rand(20, 16), labels=np.arange(20) % 2)
+    code, out, err = run(capsys, "classify", "--train", str(path), "--test", str(path), "--max-iter", "2")
+    assert code == 0
+    warnings = [line for line in err.splitlines() if line]
+    assert warnings and all(line.startswith("gmmfast: warning:") and "outside [0, 1]" in line for line in warnings)

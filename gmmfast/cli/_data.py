@@ -1,6 +1,7 @@
 """Reading images and labels for the commands: .npz archives and IDX directories, scaled to [0, 1]."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,9 +74,16 @@ def _read_arrays(path: str | Path, split: str, *, need_labels: bool) -> tuple[np
     return images, labels
 
 
-def _scaled(images: np.ndarray) -> np.ndarray:
-    """Integer pixels (0..255), or float pixels above ``SCALE_THRESHOLD``, divided by 255."""
+def _scaled(images: np.ndarray, path: str | Path = "images") -> np.ndarray:
+    """Integer pixels (0..255), or float pixels above ``SCALE_THRESHOLD``, divided by 255.
+
+    Integer pixels outside 0..255 are not 8-bit images: refused (a
+    ``UsageError``), rather than scaled into a range no model was trained on.
+    """
     if images.dtype.kind in "biu":
+        if images.size and images.dtype.kind != "b" and (images.min() < 0 or images.max() > 255):
+            raise UsageError(f"{path}: integer pixel values from {images.min()} to {images.max()}; "
+                             "expected 0..255 (or floats in [0, 1])")
         return images.astype(np.float32) / np.float32(255)
     finite = images[np.isfinite(images)]
     if finite.size and finite.max() > SCALE_THRESHOLD:
@@ -92,7 +100,12 @@ def load_images(path: str | Path, split: str, *, need_labels: bool) -> tuple[np.
     whose maximum is above ``SCALE_THRESHOLD``.
     """
     images, labels = _read_arrays(path, split, need_labels=need_labels)
-    return _scaled(images.reshape(len(images), -1)), labels
+    scaled = _scaled(images.reshape(len(images), -1), path)
+    finite = scaled[np.isfinite(scaled)]
+    if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
+        warnings.warn(f"{path}: pixel values from {finite.min():.3g} to {finite.max():.3g} after scaling lie "
+                      "outside [0, 1], the range of the models' training images", RuntimeWarning, stacklevel=2)
+    return scaled, labels
 
 
 def load_image_stack(path: str | Path, split: str, *, need_labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -104,7 +117,7 @@ def load_image_stack(path: str | Path, split: str, *, need_labels: bool = False)
         if side * side != images.shape[1]:
             raise UsageError(f"{path}: images of {images.shape[1]} pixels are not square; save them as an (n, H, W) array")
         images = images.reshape(len(images), side, side)
-    images = _scaled(images)
+    images = _scaled(images, path)
     if not np.isfinite(images).all():
         raise UsageError(f"{path}: images contain NaN or infinity")
     return images, labels
