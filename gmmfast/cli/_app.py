@@ -57,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
 _OUTPUTS = {"save_model": "--save-model", "save_gmm": "--save-gmm", "out": "--out",
             "figure": "--figure", "figures": "--figures"}
 _DIRECTORY_OUTPUTS = {("demo", "out"), ("train", "figures")}
-REPORT_URL = "https://github.com/gmmfast/gmmfast/issues"
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -108,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:
             if args.debug:
                 raise
-            print(f"gmmfast: internal error: {type(exc).__name__}: {_one_line(exc)} (please report it at "
-                  f"{REPORT_URL}; --debug shows the traceback)", file=sys.stderr)
+            print(f"gmmfast: internal error: {type(exc).__name__}: {_one_line(exc)} (please report it to "
+                  f"gmmfast's developers with the command line, gmmfast {__version__}; --debug shows the "
+                  "traceback)", file=sys.stderr)
             return 1
     return int(code or 0)
 
