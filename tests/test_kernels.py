@@ -419,6 +419,10 @@ def test_too_few_thread_slots_is_a_status_not_a_crash():
     with pytest.raises(MemoryError, match="k: could not allocate"):
         check_status(int(Status.STATUS_NO_MEMORY), "k")
     assert check_status(3, "k") == 3  # a factorisation failure is the caller's to raise
+    out, log_norm = np.full((N, K), np.nan), np.full(N, np.nan)
+    assert _estep.estep_diag(X, means, np.ones((K, D)), np.zeros(K), np.zeros(K), out, log_norm,
+                             7, 10, 2) == int(Status.STATUS_BAD_ARGUMENT)  # no mode 7
+    assert np.isnan(out).all() and np.isnan(log_norm).all()
     # Enough slots: the same call succeeds.
     assert _mstep.weighted_sums(X, resp, nk, sums, 10, 2) == 0
     assert_allclose(nk.sum(axis=0), resp.sum(axis=0), rtol=1e-12)

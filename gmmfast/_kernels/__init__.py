@@ -26,6 +26,8 @@ def check_status(status, kernel):
             f"{kernel}: an argument has the wrong shape (e.g. fewer per-thread "
             "slots than n_threads, or a chunk size below 1)"
         )
+    if status == Status.STATUS_BAD_ARGUMENT:
+        raise ValueError(f"{kernel}: an argument is out of range (e.g. an unknown output mode)")
     if status < 0:
         raise RuntimeError(f"{kernel}: failed with status {status}")
     return status

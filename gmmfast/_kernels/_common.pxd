@@ -24,6 +24,11 @@ cpdef enum Status:
     STATUS_OK = 0
     STATUS_NO_MEMORY = -1   # a work space could not be allocated
     STATUS_BAD_SHAPE = -2   # a buffer (e.g. per-thread slots) is too small
+    STATUS_BAD_ARGUMENT = -3  # a value out of range (e.g. an unknown OutputMode)
+
+
+cdef inline bint mode_valid(OutputMode mode) noexcept nogil:
+    return mode == WEIGHTED_LOG_PROB or mode == LOG_RESP or mode == RESP
 
 
 # --------------------------------------------------------------------------
@@ -197,6 +202,22 @@ cdef inline void split_coordinates(const unsigned char *observed,
             n_m += 1
     n_obs[0] = n_o
     n_mis[0] = n_m
+
+
+cdef inline bint units_valid(const Py_ssize_t *order, Py_ssize_t n_samples,
+                             const Py_ssize_t *unit_ptr, Py_ssize_t n_units,
+                             Py_ssize_t max_rows) noexcept nogil:
+    """Mask units fit the samples: ``order`` holds sample indices, and unit u,
+    ``order[unit_ptr[u]:unit_ptr[u + 1]]``, has 1 to ``max_rows`` of them."""
+    cdef Py_ssize_t i, u
+    for i in range(n_samples):
+        if order[i] < 0 or order[i] >= n_samples:
+            return False
+    for u in range(n_units):
+        if (unit_ptr[u] < 0 or unit_ptr[u + 1] > n_samples or unit_ptr[u + 1] <= unit_ptr[u]
+                or unit_ptr[u + 1] - unit_ptr[u] > max_rows):
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Python sees the two enums declared in ``_common.pxd``:
 * ``OutputMode``: what the E-step kernels leave in ``out``
   (``WEIGHTED_LOG_PROB``, ``LOG_RESP``, ``RESP``);
 * ``Status``: what kernels return (``STATUS_OK`` 0, ``STATUS_NO_MEMORY``,
-  ``STATUS_BAD_SHAPE``; a positive k + 1 names a component whose matrix
+  ``STATUS_BAD_SHAPE``, ``STATUS_BAD_ARGUMENT``; a positive k + 1 names a component whose matrix
   could not be factorised).
 
 The ``_..._wrapper`` functions call one helper each, for tests.
@@ -19,6 +19,8 @@ def _normalize_rows_wrapper(const double[:, ::1] rows, double[:, ::1] out,
                             double[::1] log_norm, OutputMode mode):
     """``normalize_row`` on every row of ``rows`` into ``out``."""
     cdef Py_ssize_t i
+    if not mode_valid(mode):
+        return STATUS_BAD_ARGUMENT
     if out.shape[0] < rows.shape[0] or out.shape[1] < rows.shape[1] or log_norm.shape[0] < rows.shape[0]:
         return STATUS_BAD_SHAPE
     with nogil:

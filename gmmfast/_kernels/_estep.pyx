@@ -25,8 +25,8 @@ from libc.math cimport log, M_PI
 from libc.stdlib cimport malloc, free
 
 from ._common cimport (
-    OutputMode, STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE,
-    team_size, chunk_count, chunk_stop, normalize_row,
+    OutputMode, STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE, STATUS_BAD_ARGUMENT,
+    mode_valid, team_size, chunk_count, chunk_stop, normalize_row,
 )
 
 from ._fpenv cimport enter_ftz, leave_ftz
@@ -123,7 +123,8 @@ def estep_full(const floating[:, ::1] X, const double[:, ::1] means,
     Returns
     -------
     status : int
-        0, ``STATUS_NO_MEMORY`` or ``STATUS_BAD_SHAPE``.
+        0, ``STATUS_NO_MEMORY``, ``STATUS_BAD_SHAPE`` or
+        ``STATUS_BAD_ARGUMENT`` (an unknown mode).
     """
     cdef Py_ssize_t n_samples = X.shape[0]
     cdef Py_ssize_t n_features = X.shape[1]
@@ -137,6 +138,8 @@ def estep_full(const floating[:, ::1] X, const double[:, ::1] means,
                                 or prec_chol.shape[1] != n_features
                                 or prec_chol.shape[2] != n_features):
         status = STATUS_BAD_SHAPE
+    if status == STATUS_OK and not mode_valid(mode):
+        status = STATUS_BAD_ARGUMENT
     if status != STATUS_OK or n_samples == 0:
         return status
     # Per-thread chunk buffers, and each thread's allocation status.
@@ -213,6 +216,8 @@ def estep_diag(const floating[:, ::1] X, const double[:, ::1] means,
     if status == STATUS_OK and (prec_sqrt.shape[0] < n_components
                                 or prec_sqrt.shape[1] != X.shape[1]):
         status = STATUS_BAD_SHAPE
+    if status == STATUS_OK and not mode_valid(mode):
+        status = STATUS_BAD_ARGUMENT
     if status != STATUS_OK or n_samples == 0:
         return status
     cdef unsigned long long fp_state = 0

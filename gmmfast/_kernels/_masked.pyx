@@ -38,8 +38,8 @@ from cython.parallel cimport prange, parallel
 from libc.math cimport exp, log, INFINITY, M_PI
 
 from ._common cimport (
-    OutputMode, STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE,
-    team_size, normalize_row, factor_block, split_coordinates,
+    OutputMode, STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE, STATUS_BAD_ARGUMENT,
+    mode_valid, team_size, normalize_row, factor_block, split_coordinates, units_valid,
     Arena, arena_take, arena_new, arena_free,
 )
 from ._fpenv cimport enter_ftz, leave_ftz
@@ -377,8 +377,9 @@ def masked_estep_full(const floating[:, ::1] X,
     -------
     status : int
         0; k + 1 when a marginal covariance of component k could not be
-        factorised (increase reg_covar); ``STATUS_NO_MEMORY``; or
-        ``STATUS_BAD_SHAPE`` (e.g. a batch of more than ``chunk`` samples).
+        factorised (increase reg_covar); ``STATUS_NO_MEMORY``;
+        ``STATUS_BAD_SHAPE`` (e.g. a batch of more than ``chunk`` samples);
+        or ``STATUS_BAD_ARGUMENT`` (an unknown mode).
     """
     cdef Py_ssize_t n_samples = X.shape[0]
     cdef Py_ssize_t n_features = X.shape[1]
@@ -407,8 +408,12 @@ def masked_estep_full(const floating[:, ::1] X,
             or (want_cond and (imputed_view.shape[0] != n_samples
                                or imputed_view.shape[1] != n_features))):
         return STATUS_BAD_SHAPE
+    if not mode_valid(mode):
+        return STATUS_BAD_ARGUMENT
+    if n_units > 0 and not units_valid(&order[0], n_samples, &unit_ptr[0], n_units, chunk):
+        return STATUS_BAD_SHAPE
     for bt in range(n_batches):
-        if (batch_ptr[bt] < 0 or batch_ptr[bt + 1] > n_units
+        if (batch_ptr[bt] < 0 or batch_ptr[bt + 1] > n_units or batch_ptr[bt + 1] < batch_ptr[bt]
                 or unit_ptr[batch_ptr[bt + 1]] - unit_ptr[batch_ptr[bt]] > chunk):
             return STATUS_BAD_SHAPE
     if n_batches <= 0:

@@ -61,7 +61,7 @@ from libc.string cimport memset
 from ._common cimport (
     STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE,
     team_size, merge_slots, merge_symmetric_slots,
-    gather_lower, gather_cross, factor_block, split_coordinates,
+    gather_lower, gather_cross, factor_block, split_coordinates, units_valid,
     Arena, arena_take, arena_new, arena_free,
 )
 from ._fpenv cimport enter_ftz, leave_ftz
@@ -350,10 +350,8 @@ cdef int _statistics(const floating[:, ::1] X,
             or s2.shape[0] != n_passes or s2.shape[1] != n_features
             or s2.shape[2] != n_features):
         return STATUS_BAD_SHAPE
-    for u in range(n_units):
-        if (unit_ptr[u] < 0 or unit_ptr[u + 1] > n_samples
-                or unit_ptr[u + 1] - unit_ptr[u] > chunk or unit_ptr[u + 1] <= unit_ptr[u]):
-            return STATUS_BAD_SHAPE
+    if n_units > 0 and not units_valid(&order[0], n_samples, &unit_ptr[0], n_units, chunk):
+        return STATUS_BAD_SHAPE
     if n_features == 0 or n_components == 0:
         return STATUS_OK
     # Per-thread slots: exactly one per thread of the team below.
