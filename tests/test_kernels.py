@@ -337,3 +337,119 @@ def test_kernels_leave_floating_point_environment_unchanged():
     tiny = np.array([np.finfo(np.float64).tiny])
     assert (tiny / 4)[0] > 0.0  # no flush-to-zero left behind
     assert (np.array([5e-324]) * 1.0)[0] > 0.0  # no denormals-are-zero
+
+
+# --------------------------------------------------------------------------
+# Shared helpers, statuses, OpenMP
+# --------------------------------------------------------------------------
+
+
+def test_output_mode_enum():
+    """The modes are one named enum, equal to the documented numbers."""
+    from gmmfast._kernels._common import OutputMode
+
+    assert _estep.MODE_WEIGHTED_LOG_PROB is OutputMode.WEIGHTED_LOG_PROB
+    assert _estep.MODE_LOG_RESP is OutputMode.LOG_RESP
+    assert _estep.MODE_RESP is OutputMode.RESP
+    assert [int(m) for m in (OutputMode.WEIGHTED_LOG_PROB, OutputMode.LOG_RESP, OutputMode.RESP)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("mode", sorted(MODES.values()))
+def test_normalize_row_helper(mode):
+    """The shared row normalisation (E-step and masked E-step) against logsumexp,
+    with a row of only -inf (log_norm -inf; responsibilities 0, otherwise -inf)."""
+    from gmmfast._kernels import _common
+
+    rng = np.random.RandomState(3)
+    rows = rng.normal(scale=30.0, size=(6, K))
+    rows[2, 1] = -np.inf
+    rows[4] = -np.inf
+    out = np.full_like(rows, np.nan)
+    log_norm = np.full(len(rows), np.nan)
+    assert _common._normalize_rows_wrapper(rows, out, log_norm, mode) == 0
+    finite = np.arange(len(rows)) != 4
+    ref_out, ref_norm = _reference_output(rows[finite], mode)
+    assert_allclose(log_norm[finite], ref_norm, rtol=1e-12)
+    assert_allclose(out[finite], ref_out, rtol=1e-12, atol=1e-300)
+    assert log_norm[4] == -np.inf
+    assert np.all(out[4] == (0.0 if mode == 2 else -np.inf))
+
+
+@pytest.mark.parametrize("lower", [False, True])
+def test_merge_symmetric_slots_helper(lower):
+    """Per-thread slots are summed in slot order from the stored (column-major)
+    triangle, and the result is mirrored; the other triangle is never read."""
+    from gmmfast._kernels import _common
+
+    rng = np.random.RandomState(4)
+    n_slots, n = 3, 6
+    slots = rng.standard_normal((n_slots, n, n))
+    # Column-major lower = C-order upper (j >= i); column-major upper = C-order lower.
+    stored = np.triu(np.ones((n, n), bool)) if lower else np.tril(np.ones((n, n), bool))
+    slots[:, ~stored] = np.nan
+    out = np.full((n, n), np.nan)
+    assert _common._merge_symmetric_slots_wrapper(slots, lower, out) == 0
+    total = slots[0] + slots[1] + slots[2]
+    ref = np.where(stored, total, total.T)
+    assert_array_equal(out, ref)
+    assert_array_equal(out, out.T)
+
+
+def test_too_few_thread_slots_is_a_status_not_a_crash():
+    """Per-thread buffers are checked against n_threads before any thread runs:
+    the kernel returns STATUS_BAD_SHAPE and writes nothing; check_status raises."""
+    from gmmfast._kernels import check_status
+    from gmmfast._kernels._common import Status
+
+    rng, X, means, _ = _problem(np.float64)
+    resp = _responsibilities(rng, "soft")
+    bad = int(Status.STATUS_BAD_SHAPE)
+    nk, sums = np.zeros((2, K)), np.zeros((2, K, D))
+    assert _mstep.weighted_sums(X, resp, nk, sums, 10, 3) == bad
+    assert not nk.any() and not sums.any()
+    acc = np.zeros((1, K, D))
+    assert _mstep.weighted_diag_scatter(X, resp, means, acc, 10, 2) == bad
+    assert not acc.any()
+    out = np.full((K, D, D), np.nan)
+    assert _mstep.weighted_full_scatter(X, resp, means, out, np.empty((2, D, D)), 10, 4) == bad
+    assert np.isnan(out).all()
+    assert _mstep.weighted_sums(X, resp, np.zeros((2, K)), np.zeros((2, K, D)), 0, 2) == bad  # chunk 0
+    with pytest.raises(ValueError, match="weighted_sums: .*per-thread"):
+        check_status(_mstep.weighted_sums(X, resp, nk, sums, 10, 3), "weighted_sums")
+    with pytest.raises(MemoryError, match="k: could not allocate"):
+        check_status(int(Status.STATUS_NO_MEMORY), "k")
+    assert check_status(3, "k") == 3  # a factorisation failure is the caller's to raise
+    out, log_norm = np.full((N, K), np.nan), np.full(N, np.nan)
+    assert _estep.estep_diag(X, means, np.ones((K, D)), np.zeros(K), np.zeros(K), out, log_norm,
+                             7, 10, 2) == int(Status.STATUS_BAD_ARGUMENT)  # no mode 7
+    assert np.isnan(out).all() and np.isnan(log_norm).all()
+    # Enough slots: the same call succeeds.
+    assert _mstep.weighted_sums(X, resp, nk, sums, 10, 2) == 0
+    assert_allclose(nk.sum(axis=0), resp.sum(axis=0), rtol=1e-12)
+
+
+def test_kernels_return_ok_status():
+    """Every kernel returns 0 on success."""
+    rng, X, means, log_weights = _problem(np.float64)
+    factors = _random_upper_factors(rng, K, D)
+    out, log_norm = np.empty((N, K)), np.empty(N)
+    assert _estep.estep_full(X, means, factors, False, np.zeros(K), log_weights, out, log_norm,
+                             _estep.MODE_RESP, 10, 2) == 0
+    assert _estep.estep_diag(X, means, np.ones((K, D)), np.zeros(K), log_weights, out, log_norm,
+                             _estep.MODE_RESP, 10, 2) == 0
+    covs = np.stack([np.eye(D) * (k + 1.0) for k in range(K)])
+    info = np.zeros(K, dtype=np.intc)
+    assert _mstep.precision_cholesky(covs, info, 2) == 0
+    covs[2, 0, 0] = -1.0
+    assert _mstep.precision_cholesky(covs, info, 2) == 3  # k + 1 of the failed component
+    assert info[2] != 0
+
+
+def test_openmp_helpers():
+    """openmp_enabled() says how the kernels were built; without OpenMP a region has one thread."""
+    from gmmfast._kernels import _openmp
+
+    assert isinstance(_openmp.openmp_enabled(), bool)
+    assert _openmp.max_threads() >= 1
+    if not _openmp.openmp_enabled():
+        assert _openmp.max_threads() == 1

@@ -12,6 +12,7 @@ to 1e-10 checks both the algebra and its accuracy.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 
@@ -24,6 +25,7 @@ from scipy.special import logsumexp
 
 import gmmfast
 from gmmfast import GaussianMixture
+from gmmfast._kernels import _masked_mstep
 from gmmfast.mixture import _gaussian, _missing_em
 from gmmfast.mixture._missing import uncoupled_features
 
@@ -166,6 +168,23 @@ def _fit(X, covariance_type, centers, max_iter, observed=None, **kwargs):
         return GaussianMixture(K, **params).fit(X, observed=observed)
 
 
+@contextlib.contextmanager
+def _forced_side(side):
+    """Within the block, the missing-data M-step factorises on ``side`` (0: the
+    cheaper one per unit, 1: Sigma_oo, 2: P_mm) through the kernel's test entry
+    point; the block must call the kernel at least once."""
+    calls = []
+
+    def forced(*args):
+        calls.append(side)
+        return _masked_mstep._masked_mstep_full_forced_side(*args, side)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_missing_em._masked_mstep, "masked_mstep_full", forced)
+        yield
+    assert calls, "the masked M-step kernel was not called"
+
+
 def _close(got, expected, rtol, err_msg=""):
     expected = np.asarray(expected, dtype=np.float64)
     assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max(), err_msg=err_msg)
@@ -248,10 +267,11 @@ def test_both_factorisation_sides_match_reference(problem, references, covarianc
     gm = _fit(Xn, covariance_type, centers, 0)  # the initial parameters only
     data = _missing_em.prepare(Xn, None, dtype=np.float64, unit_rows=unit_rows)
     resp, _ = gm._log_prob(data, _gaussian.MODE_RESP)
-    nk, means, cov = _missing_em.estimate_parameters(
-        data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG,
-        n_threads=2, side=side,
-    )
+    with _forced_side(side):
+        nk, means, cov = _missing_em.estimate_parameters(
+            data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG,
+            n_threads=2,
+        )
     weights, ref_means, ref_cov, _ = references(covariance_type)[0]
     _close(nk / nk.sum(), weights, 1e-10, "weights")
     _close(means, ref_means, 1e-10, "means")
@@ -282,10 +302,11 @@ def test_isolated_features_match_reference(problem, covariance_type, side):
     assert uncoupled_features(full).sum() == sum(map(len, isolate.values()))
     data = _missing_em.prepare(Xn, None, dtype=np.float64)
     resp, _ = gm._log_prob(data, _gaussian.MODE_RESP)
-    nk, new_means, new_cov = _missing_em.estimate_parameters(
-        data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG,
-        n_threads=2, side=side,
-    )
+    with _forced_side(side):
+        nk, new_means, new_cov = _missing_em.estimate_parameters(
+            data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG,
+            n_threads=2,
+        )
     ref_weights, ref_means, ref_cov, _ = reference_em(Xn, weights, means, cov, covariance_type, 1)[0]
     _close(nk / nk.sum(), ref_weights, 1e-10, "weights")
     _close(new_means, ref_means, 1e-10, "means")
@@ -549,6 +570,6 @@ def test_factorisation_failure_names_reg_covar(problem):
     coupled = np.stack([np.eye(D) + 0.1] * K)
     # side 1 factorises Sigma_oo (here negative definite), side 2 P_mm (here 0).
     for side, cov, chol in ((1, -coupled, coupled), (2, coupled, 0 * coupled)):
-        with pytest.raises(_gaussian.FactorizationError, match=r"reg_covar=0\.001"):
+        with _forced_side(side), pytest.raises(_gaussian.FactorizationError, match=r"reg_covar=0\.001"):
             _missing_em.estimate_parameters(data, resp, np.zeros((K, D)), cov, chol, "full", 1e-3,
-                                   n_threads=2, side=side)
+                                   n_threads=2)

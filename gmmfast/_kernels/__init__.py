@@ -1,5 +1,33 @@
 """Compiled kernels (Cython, nogil, OpenMP, BLAS from SciPy).
 
 Nothing here knows about estimators: every function takes validated,
-C-contiguous arrays and writes into caller-provided outputs.
+C-contiguous arrays and writes into caller-provided outputs. Kernels raise
+nothing from their compiled loops: they return a status (see
+``_common.Status``), which :func:`check_status` turns into an exception.
 """
+
+
+def check_status(status, kernel):
+    """Raise for a kernel's failure status; return a factorisation failure.
+
+    ``STATUS_NO_MEMORY`` raises :class:`MemoryError` and
+    ``STATUS_BAD_SHAPE`` :class:`ValueError`, both naming ``kernel``. A
+    positive status (k + 1: a matrix of component k could not be
+    factorised) is returned for the caller to raise with its own context,
+    like 0 (success).
+    """
+    from ._common import Status
+
+    status = int(status)
+    if status == Status.STATUS_NO_MEMORY:
+        raise MemoryError(f"{kernel}: could not allocate its work space")
+    if status == Status.STATUS_BAD_SHAPE:
+        raise ValueError(
+            f"{kernel}: an argument has the wrong shape (e.g. fewer per-thread "
+            "slots than n_threads, or a chunk size below 1)"
+        )
+    if status == Status.STATUS_BAD_ARGUMENT:
+        raise ValueError(f"{kernel}: an argument is out of range (e.g. an unknown output mode)")
+    if status < 0:
+        raise RuntimeError(f"{kernel}: failed with status {status}")
+    return status

@@ -1,25 +1,34 @@
 """M-step kernels: responsibility-weighted sufficient statistics.
 
 Each thread accumulates into its own float64 slot of a caller-provided
-``thread_acc`` array (indexed by ``omp_get_thread_num()``); slots are
-summed in a fixed order after the parallel loop, so a result depends
-only on the number of threads, never on scheduling.
+per-thread array (indexed by ``omp_get_thread_num()``); slots are summed
+in a fixed order after the parallel loop, so a result depends only on
+the number of threads, never on scheduling. A kernel checks that the
+array has a slot for each of its ``n_threads`` threads before any thread
+starts, and returns ``STATUS_BAD_SHAPE`` otherwise.
 
 Samples whose responsibility for a component is exactly zero contribute
 nothing to that component's statistics and are skipped. This is exact,
 and in high dimension (images) responsibilities underflow to zero for
 most (sample, component) pairs, which makes the scatter far cheaper.
+
+Kernels return a ``Status`` (see ``_common``); they raise nothing.
 """
+import numpy as np
+
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-cimport openmp
 
+from ._common cimport (
+    STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE,
+    team_size, chunk_count, chunk_stop, merge_symmetric_slots,
+)
 from ._fpenv cimport enter_ftz, leave_ftz
-from ._blas cimport syrk_rows
-from scipy.linalg.cython_lapack cimport dpotrf, dtrtri
+from ._linalg cimport syrk, potrf, trtri, LOWER, UPPER, NO_TRANS, NON_UNIT
+from ._omp cimport omp_get_thread_num
 
 
 cdef void _sums_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
@@ -50,22 +59,33 @@ def weighted_sums(const floating[:, ::1] X, const double[:, ::1] resp,
 
     ``thread_nk`` (n_threads, n_components) and ``thread_sums``
     (n_threads, n_components, n_features) must be zero on entry; the
-    caller sums them over axis 0.
+    caller sums them over axis 0. Returns a ``Status``.
     """
     cdef Py_ssize_t n_samples = X.shape[0]
-    cdef Py_ssize_t n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t c, start, stop
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = resp.shape[1]
+    cdef int n_team = team_size(n_threads)
+    cdef Py_ssize_t n_chunks, c, start, stop
     cdef int tid = 0
     cdef unsigned long long fp_state = 0
-    with nogil, parallel(num_threads=n_threads):
+    if (resp.shape[0] != n_samples or chunk_size < 1
+            or thread_nk.shape[0] < n_team or thread_nk.shape[1] != n_components
+            or thread_sums.shape[0] < n_team or thread_sums.shape[1] != n_components
+            or thread_sums.shape[2] != n_features):
+        return STATUS_BAD_SHAPE
+    if n_samples == 0 or n_components == 0 or n_features == 0:
+        return STATUS_OK
+    n_chunks = chunk_count(n_samples, chunk_size)
+    with nogil, parallel(num_threads=n_team):
         fp_state = enter_ftz()
-        tid = openmp.omp_get_thread_num()
+        tid = omp_get_thread_num()
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
-            stop = min(start + chunk_size, n_samples)
+            stop = chunk_stop(start, chunk_size, n_samples)
             _sums_chunk(X, resp, &thread_nk[tid, 0], &thread_sums[tid, 0, 0],
                         start, stop)
         leave_ftz(fp_state)
+    return STATUS_OK
 
 
 cdef void _diag_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
@@ -98,21 +118,32 @@ def weighted_diag_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
     """Per-thread ``sum_n r_nk (x_n - mu_k)**2`` (elementwise).
 
     ``thread_acc`` (n_threads, n_components, n_features) must be zero on
-    entry; the caller sums it over axis 0.
+    entry; the caller sums it over axis 0. Returns a ``Status``.
     """
     cdef Py_ssize_t n_samples = X.shape[0]
-    cdef Py_ssize_t n_chunks = (n_samples + chunk_size - 1) // chunk_size
-    cdef Py_ssize_t c, start, stop
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = resp.shape[1]
+    cdef int n_team = team_size(n_threads)
+    cdef Py_ssize_t n_chunks, c, start, stop
     cdef int tid = 0
     cdef unsigned long long fp_state = 0
-    with nogil, parallel(num_threads=n_threads):
+    if (resp.shape[0] != n_samples or chunk_size < 1
+            or means.shape[0] < n_components or means.shape[1] != n_features
+            or thread_acc.shape[0] < n_team or thread_acc.shape[1] != n_components
+            or thread_acc.shape[2] != n_features):
+        return STATUS_BAD_SHAPE
+    if n_samples == 0 or n_components == 0 or n_features == 0:
+        return STATUS_OK
+    n_chunks = chunk_count(n_samples, chunk_size)
+    with nogil, parallel(num_threads=n_team):
         fp_state = enter_ftz()
-        tid = openmp.omp_get_thread_num()
+        tid = omp_get_thread_num()
         for c in prange(n_chunks, schedule='static'):
             start = c * chunk_size
-            stop = min(start + chunk_size, n_samples)
+            stop = chunk_stop(start, chunk_size, n_samples)
             _diag_chunk(X, resp, means, &thread_acc[tid, 0, 0], start, stop)
         leave_ftz(fp_state)
+    return STATUS_OK
 
 
 cdef void _full_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
@@ -124,13 +155,14 @@ cdef void _full_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
 
     The rows are gathered, centred and scaled by sqrt(r) into ``buf``, so
     one ``syrk`` does the whole chunk. Only the C-order lower triangle of
-    ``acc`` is updated.
+    ``acc`` (column-major: the upper one) is updated.
     """
     cdef Py_ssize_t n_features = X.shape[1]
     cdef Py_ssize_t i, d, j
     cdef double w
     cdef const floating *x
     cdef floating *b
+    cdef int dim = <int> n_features
     for i in range(n_rows):
         x = &X[rows[i], 0]
         w = sqrt(resp[rows[i], k])
@@ -138,10 +170,11 @@ cdef void _full_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
         for d in range(n_features):
             b[d] = <floating> ((x[d] - mu[d]) * w)
     if floating is double:
-        syrk_rows(<int> n_features, <int> n_rows, buf, 1.0, acc)
+        syrk(UPPER, NO_TRANS, dim, <int> n_rows, 1.0, buf, dim, 1.0, acc, dim)
     else:
         # float32 BLAS within a chunk; the running sum stays float64.
-        syrk_rows(<int> n_features, <int> n_rows, buf, 0.0, scratch)
+        syrk(UPPER, NO_TRANS, dim, <int> n_rows, <float> 1.0, buf, dim,
+             <float> 0.0, scratch, dim)
         for j in range(n_features):
             for d in range(j + 1):
                 acc[j * n_features + d] += scratch[j * n_features + d]
@@ -155,22 +188,42 @@ def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
 
     ``thread_acc`` is (n_threads, n_features, n_features) float64 work
     space (its content on entry is ignored). ``out`` is written in full
-    (both triangles).
+    (both triangles). Returns a ``Status``.
     """
     cdef Py_ssize_t n_samples = X.shape[0]
     cdef Py_ssize_t n_features = X.shape[1]
     cdef Py_ssize_t n_components = resp.shape[1]
     cdef Py_ssize_t n_slots = thread_acc.shape[0]
-    cdef Py_ssize_t k, n, c, t, i, j, n_active, n_chunks, first, count
-    cdef Py_ssize_t *active = <Py_ssize_t*> malloc(
-        max(n_samples, 1) * sizeof(Py_ssize_t))
+    cdef int n_team = team_size(n_threads)
+    cdef Py_ssize_t k, n, c, n_active, n_chunks, first, count, per_thread
+    cdef Py_ssize_t *active = NULL
+    cdef floating *buffers = NULL
     cdef floating *buf = NULL
     cdef floating *scratch = NULL
     cdef int tid = 0
-    cdef double total
     cdef unsigned long long fp_state = 0
 
-    try:
+    if (resp.shape[0] != n_samples or chunk_size < 1
+            or means.shape[0] < n_components or means.shape[1] != n_features
+            or out.shape[0] < n_components or out.shape[1] != n_features
+            or out.shape[2] != n_features
+            or n_slots < n_team or thread_acc.shape[1] != n_features
+            or thread_acc.shape[2] != n_features):
+        return STATUS_BAD_SHAPE
+    if n_features == 0 or n_components == 0:
+        return STATUS_OK
+    # Every thread's chunk buffer (and, for float32, its chunk scatter),
+    # and the list of contributing samples: checked before any thread runs.
+    per_thread = chunk_size * n_features
+    if floating is float:
+        per_thread += n_features * n_features
+    active = <Py_ssize_t*> malloc(max(n_samples, 1) * sizeof(Py_ssize_t))
+    buffers = <floating*> malloc(n_team * per_thread * sizeof(floating))
+    if active == NULL or buffers == NULL:
+        free(active)
+        free(buffers)
+        return STATUS_NO_MEMORY
+    with nogil:
         for k in range(n_components):
             # Samples that contribute to component k, in index order.
             n_active = 0
@@ -180,53 +233,41 @@ def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
                     n_active += 1
             memset(&thread_acc[0, 0, 0], 0,
                    n_slots * n_features * n_features * sizeof(double))
-            n_chunks = (n_active + chunk_size - 1) // chunk_size
-            with nogil, parallel(num_threads=n_threads):
+            n_chunks = chunk_count(n_active, chunk_size)
+            with parallel(num_threads=n_team):
                 fp_state = enter_ftz()
-                tid = openmp.omp_get_thread_num()
-                buf = <floating*> malloc(
-                    chunk_size * n_features * sizeof(floating))
-                scratch = NULL
-                if floating is float:
-                    scratch = <floating*> malloc(
-                        n_features * n_features * sizeof(floating))
+                tid = omp_get_thread_num()
+                buf = buffers + tid * per_thread
+                scratch = buf + chunk_size * n_features
                 for c in prange(n_chunks, schedule='static'):
                     first = c * chunk_size
-                    count = min(chunk_size, n_active - first)
+                    count = chunk_stop(first, chunk_size, n_active) - first
                     _full_chunk(X, resp, &means[k, 0], k, active + first,
                                 count, buf, scratch, &thread_acc[tid, 0, 0])
-                free(buf)
-                free(scratch)
                 leave_ftz(fp_state)
-            # Merge the slots in a fixed order and mirror the triangle.
-            for i in range(n_features):
-                for j in range(i + 1):
-                    total = 0.0
-                    for t in range(n_slots):
-                        total += thread_acc[t, i, j]
-                    out[k, i, j] = total
-                    out[k, j, i] = total
-    finally:
+            # syrk filled the column-major upper (C-order lower) triangles.
+            merge_symmetric_slots(&thread_acc[0, 0, 0], n_slots, n_features,
+                                  UPPER, &out[k, 0, 0])
         free(active)
+        free(buffers)
+    return STATUS_OK
 
 
 cdef int _precision_factor(double *a, Py_ssize_t n_features) noexcept nogil:
     """In place: covariance (C order) -> U = L^-T, upper-triangular in C order.
 
-    Column-major, the buffer holds the same symmetric matrix; ``dpotrf``
-    leaves L in its lower triangle and ``dtrtri`` turns that into L^-1,
+    Column-major, the buffer holds the same symmetric matrix; ``potrf``
+    leaves L in its lower triangle and ``trtri`` turns that into L^-1,
     which read back in C order is L^-T. Returns LAPACK's info (0: success;
     > 0: not positive definite).
     """
-    cdef char uplo = b'L'
-    cdef char diag = b'N'
     cdef int n = <int> n_features
-    cdef int info = 0
+    cdef int info
     cdef Py_ssize_t i, j
-    dpotrf(&uplo, &n, a, &n, &info)
+    info = potrf(LOWER, n, a, n)
     if info != 0:
         return info
-    dtrtri(&uplo, &diag, &n, a, &n, &info)
+    info = trtri(LOWER, NON_UNIT, n, a, n)
     if info != 0:
         return info
     # Clear what is left of the covariance below the diagonal (C order).
@@ -245,13 +286,24 @@ def precision_cholesky(double[:, :, ::1] factors, int[::1] info, int n_threads):
     single-threaded LAPACK. ``info[k]`` receives LAPACK's status; a
     non-zero value means Sigma_k is not positive definite and
     ``factors[k]`` is then undefined.
+
+    Returns 0, ``STATUS_BAD_SHAPE``, or k + 1 for the first component k
+    that could not be factorised.
     """
     cdef Py_ssize_t n_components = factors.shape[0]
     cdef Py_ssize_t n_features = factors.shape[1]
     cdef Py_ssize_t k
     cdef unsigned long long fp_state = 0
-    with nogil, parallel(num_threads=n_threads):
+    if factors.shape[2] != n_features or info.shape[0] < n_components:
+        return STATUS_BAD_SHAPE
+    if n_components == 0 or n_features == 0:
+        return STATUS_OK
+    with nogil, parallel(num_threads=team_size(n_threads)):
         fp_state = enter_ftz()
         for k in prange(n_components, schedule='dynamic'):
             info[k] = _precision_factor(&factors[k, 0, 0], n_features)
         leave_ftz(fp_state)
+    for k in range(n_components):
+        if info[k] != 0:
+            return <int> k + 1
+    return STATUS_OK

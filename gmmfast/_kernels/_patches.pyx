@@ -15,13 +15,27 @@ Each image's patches are a contiguous block of rows, so averaging runs one
 image per thread iteration with no write races; extraction splits finer,
 over (image, row position) pairs. Nothing is allocated and the GIL is not
 held inside the parallel loops; callers provide outputs and workspaces.
+Kernels check their arguments' shapes (and the patch positions) before
+any loop and return a status (see ``_common``); they raise nothing.
 """
 from cython cimport floating
-from cython.parallel cimport prange, parallel, threadid
+from cython.parallel cimport prange, parallel
 from libc.math cimport NAN
 from libc.string cimport memcpy
 
+from ._common cimport STATUS_OK, STATUS_BAD_SHAPE, team_size
 from ._fpenv cimport enter_ftz, leave_ftz
+from ._omp cimport omp_get_thread_num
+
+
+cdef bint _positions_fit(const Py_ssize_t[::1] positions, Py_ssize_t m,
+                         Py_ssize_t length) noexcept nogil:
+    """Every corner in ``positions`` leaves room for a patch of size m."""
+    cdef Py_ssize_t a
+    for a in range(positions.shape[0]):
+        if positions[a] < 0 or positions[a] + m > length:
+            return False
+    return True
 
 
 cdef inline void _patch_row(const floating *src, Py_ssize_t W,
@@ -86,6 +100,12 @@ def extract_patches(const floating[:, :, ::1] images,
         ``m``.
     out : (n_images * n_rows * n_cols, m * m), dtype of images, written
     n_threads : int
+
+    Returns
+    -------
+    status : int
+        0, or ``STATUS_BAD_SHAPE`` (``out``'s shape, or a patch position
+        outside the images).
     """
     cdef Py_ssize_t n_images = images.shape[0]
     cdef Py_ssize_t W = images.shape[2]
@@ -98,8 +118,12 @@ def extract_patches(const floating[:, :, ::1] images,
     cdef const floating *src
     cdef floating *dst
 
+    if (m < 1 or out.shape[0] != n_images * n_rows * n_cols or out.shape[1] != m * m
+            or not _positions_fit(rows, m, images.shape[1])
+            or not _positions_fit(cols, m, W)):
+        return STATUS_BAD_SHAPE
     if n_images == 0 or n_rows == 0 or n_cols == 0 or HW == 0:
-        return
+        return STATUS_OK
     src = &images[0, 0, 0]
     dst = &out[0, 0]
     # A pure copy: no arithmetic, so the floating-point mode is irrelevant.
@@ -110,6 +134,7 @@ def extract_patches(const floating[:, :, ::1] images,
             a = t - i * n_rows
             _patch_row(src + i * HW + rows[a] * W, W, &cols[0], n_cols,
                        dst + t * block, m)
+    return STATUS_OK
 
 
 cdef void _average_image(const floating[:, ::1] patches, const double *w,
@@ -178,13 +203,20 @@ def average_patches(const floating[:, ::1] patches, const double[::1] weights,
     patch_size : int
     out : (n_images, H, W), dtype of patches, written
     work : (n_threads, 2 * H * W) float64
-        Per-thread accumulators (only the first half is used without
-        weights).
+        Per-thread accumulators (without weights, the second half of row 0
+        holds the coverage counts shared by every image).
     uncovered : (n_images,) uint8, written
         1 where some pixel of the image has total weight 0 (its output
         pixel is NaN), else 0. Always 0 without weights when the
         positions cover every pixel.
     n_threads : int
+
+    Returns
+    -------
+    status : int
+        0, or ``STATUS_BAD_SHAPE`` (``work`` has fewer rows than
+        ``n_threads`` or rows shorter than ``2 * H * W``, another argument's
+        shape, or a patch position outside the images).
     """
     cdef Py_ssize_t n_images = out.shape[0]
     cdef Py_ssize_t H = out.shape[1]
@@ -194,7 +226,9 @@ def average_patches(const floating[:, ::1] patches, const double[::1] weights,
     cdef Py_ssize_t n_cols = cols.shape[0]
     cdef Py_ssize_t per_image = n_rows * n_cols
     cdef Py_ssize_t m = patch_size
-    cdef Py_ssize_t i, j, a, b, u, v, tid
+    cdef int n_team = team_size(n_threads)
+    cdef Py_ssize_t i, j, a, b, u, v
+    cdef int tid = 0
     cdef bint has_weights = weights is not None
     cdef const double *w = NULL
     cdef double *sums
@@ -205,8 +239,14 @@ def average_patches(const floating[:, ::1] patches, const double[::1] weights,
     cdef floating *o
     cdef unsigned long long fp_state = 0
 
-    if n_images == 0:
-        return
+    if (m < 1 or patches.shape[0] != n_images * per_image or patches.shape[1] != m * m
+            or (has_weights and weights.shape[0] != patches.shape[0])
+            or work.shape[0] < n_team or work.shape[1] < 2 * HW
+            or uncovered.shape[0] != n_images
+            or not _positions_fit(rows, m, H) or not _positions_fit(cols, m, W)):
+        return STATUS_BAD_SHAPE
+    if n_images == 0 or HW == 0:
+        return STATUS_OK
     if has_weights:
         w = &weights[0]
     with nogil:
@@ -221,10 +261,10 @@ def average_patches(const floating[:, ::1] patches, const double[::1] weights,
                     for u in range(m):
                         for v in range(m):
                             counts[(rows[a] + u) * W + cols[b] + v] += 1.0
-        with parallel(num_threads=n_threads):
+        with parallel(num_threads=n_team):
             fp_state = enter_ftz()
+            tid = omp_get_thread_num()
             for i in prange(n_images, schedule='static'):
-                tid = threadid()
                 sums = &work[tid, 0]
                 wsums = &work[tid, HW]
                 for j in range(HW):
@@ -247,3 +287,4 @@ def average_patches(const floating[:, ::1] patches, const double[::1] weights,
                         bad = 1
                 uncovered[i] = bad
             leave_ftz(fp_state)
+    return STATUS_OK

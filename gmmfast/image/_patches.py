@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels import _patches
+from .._kernels import _patches, check_status
 from ..utils._threads import effective_n_threads
 from ..utils._validation import _check_finite, check_array, check_scalar
 
@@ -164,7 +164,8 @@ def extract_patches(
         out = np.empty(shape, dtype=arr.dtype)
     else:
         _check_out(out, shape, arr)
-    _patches.extract_patches(arr, rows, cols, m, out, effective_n_threads(n_threads))
+    status = _patches.extract_patches(arr, rows, cols, m, out, effective_n_threads(n_threads))
+    check_status(status, "extract_patches")
     return out
 
 
@@ -273,7 +274,8 @@ def average_patches(
     work = np.empty((n_threads, 2 * height * width))
     out = np.empty((n_images, height, width), dtype=patches.dtype)
     uncovered = np.zeros(n_images, dtype=np.uint8)
-    _patches.average_patches(patches, w, rows, cols, m, out, work, uncovered, n_threads)
+    status = _patches.average_patches(patches, w, rows, cols, m, out, work, uncovered, n_threads)
+    check_status(status, "average_patches")
     finite = np.isfinite(out).all()
     if not finite:
         # Every patch value enters the sums (weight 0 or not), so a NaN or

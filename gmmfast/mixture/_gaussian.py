@@ -23,7 +23,7 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
 
-from .._kernels import _estep, _mstep
+from .._kernels import _estep, _mstep, check_status
 from ..utils._threads import chunk_size_for, single_threaded_blas
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -64,7 +64,7 @@ def precision_cholesky_from_covariances(
                            dtype=np.float64, order="C")
         info = np.zeros(len(factors), dtype=np.intc)
         with single_threaded_blas():
-            _mstep.precision_cholesky(factors, info, n_threads)
+            check_status(_mstep.precision_cholesky(factors, info, n_threads), "precision_cholesky")
         failed = np.flatnonzero(info != 0)
         if len(failed):
             what = "the tied covariance" if covariance_type == "tied" else f"component {failed[0]}"
@@ -160,10 +160,10 @@ def estimate_log_prob(
         factors = prec_chol if covariance_type == "full" else prec_chol[None]
         factors = np.ascontiguousarray(factors, dtype=X.dtype)
         with single_threaded_blas():
-            _estep.estep_full(
+            check_status(_estep.estep_full(
                 X, means, factors, covariance_type == "tied", log_det, log_weights,
                 out, log_norm, mode, chunk, n_threads,
-            )
+            ), "estep_full")
     else:
         prec_sqrt = np.ascontiguousarray(
             np.broadcast_to(
@@ -172,9 +172,9 @@ def estimate_log_prob(
             ),
             dtype=np.float64,
         )
-        _estep.estep_diag(
+        check_status(_estep.estep_diag(
             X, means, prec_sqrt, log_det, log_weights, out, log_norm, mode, chunk, n_threads
-        )
+        ), "estep_diag")
     return out, log_norm
 
 
@@ -184,10 +184,10 @@ def weighted_means(X: np.ndarray, resp: np.ndarray, *, n_threads: int) -> tuple[
     n_slots = max(1, n_threads)
     thread_nk = np.zeros((n_slots, n_components))
     thread_sums = np.zeros((n_slots, n_components, X.shape[1]))
-    _mstep.weighted_sums(
+    check_status(_mstep.weighted_sums(
         X, np.ascontiguousarray(resp, dtype=np.float64), thread_nk, thread_sums,
         chunk_size_for(len(X), n_threads), n_threads,
-    )
+    ), "weighted_sums")
     return thread_nk.sum(axis=0), thread_sums.sum(axis=0)
 
 
@@ -214,7 +214,8 @@ def estimate_gaussian_parameters(
         scatter = np.empty((n_components, n_features, n_features))
         thread_acc = np.empty((n_slots, n_features, n_features))
         with single_threaded_blas():
-            _mstep.weighted_full_scatter(X, resp, means, scatter, thread_acc, chunk, n_threads)
+            check_status(_mstep.weighted_full_scatter(X, resp, means, scatter, thread_acc, chunk, n_threads),
+                         "weighted_full_scatter")
         if covariance_type == "full":
             covariances = scatter / nk[:, None, None]
             idx = np.arange(n_features)
@@ -224,7 +225,8 @@ def estimate_gaussian_parameters(
             covariances.flat[:: n_features + 1] += reg_covar
     else:
         thread_acc = np.zeros((n_slots, n_components, n_features))
-        _mstep.weighted_diag_scatter(X, resp, means, thread_acc, chunk, n_threads)
+        check_status(_mstep.weighted_diag_scatter(X, resp, means, thread_acc, chunk, n_threads),
+                     "weighted_diag_scatter")
         covariances = thread_acc.sum(axis=0) / nk[:, None] + reg_covar
         if covariance_type == "spherical":
             covariances = covariances.mean(axis=1)

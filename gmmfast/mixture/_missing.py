@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels import _masked
+from .._kernels import _masked, check_status
 from ..utils._threads import single_threaded_blas
 from ..utils._validation import check_array, check_matrix
 from . import _gaussian
@@ -155,11 +155,11 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
     log_norm = np.empty(n_samples)
     imputed = np.empty((n_samples, n_features)) if impute else None
     with single_threaded_blas():
-        failed = _masked.masked_estep_full(
+        failed = check_status(_masked.masked_estep_full(
             X, observed, order, unit_ptr, batch_ptr, np.ascontiguousarray(means, dtype=np.float64),
             covs, precisions, isolated, tied, log_det, log_weights,
             out, log_norm, mode, imputed, _UNIT_ROWS, n_threads,
-        )
+        ), "masked kernel")
     if failed:
         raise _gaussian.FactorizationError(
             f"The covariance of component {failed - 1} restricted to the observed "

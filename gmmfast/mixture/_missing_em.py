@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels import _masked_mstep
+from .._kernels import _masked_mstep, check_status
 from ..utils._threads import single_threaded_blas
 from . import _gaussian
 from ._missing import _UNIT_ROWS, mask_units, masked_log_prob, split_observed, uncoupled_features
@@ -132,20 +132,18 @@ def estimate_parameters(
     reg_covar: float,
     *,
     n_threads: int,
-    side: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """M-step of exact EM: ``(nk, means, covariances)`` from responsibilities.
 
     ``means``, ``covariances`` and ``prec_chol`` are the parameters of the
     E-step that produced ``resp``: they define the conditional means and
-    covariances of the missing values. ``side`` (full and tied) forces
-    the kernel's factorisation (1: Sigma_oo, 2: P_mm; 0: the cheaper), for tests.
+    covariances of the missing values.
     """
     resp = np.ascontiguousarray(resp, dtype=np.float64)
     means = np.ascontiguousarray(means, dtype=np.float64)
     if covariance_type in ("full", "tied"):
         raw_nk, s1, s2 = _full_statistics(
-            data, resp, means, covariances, prec_chol, covariance_type, reg_covar, n_threads, side
+            data, resp, means, covariances, prec_chol, covariance_type, reg_covar, n_threads
         )
     else:
         raw_nk, s1, s2 = _diag_statistics(data, resp, means, covariances, covariance_type)
@@ -178,7 +176,7 @@ def estimate_parameters(
     return nk, new_means, covariances
 
 
-def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type, reg_covar, n_threads, side):
+def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type, reg_covar, n_threads):
     """``(R, s1, S2)`` of the kernel (see :mod:`gmmfast._kernels._masked_mstep`)."""
     tied = covariance_type == "tied"
     n_components, n_features = means.shape
@@ -189,10 +187,10 @@ def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type,
     s1 = np.zeros((n_components, n_features))
     s2 = np.empty((1 if tied else n_components, n_features, n_features))
     with single_threaded_blas():
-        failed = _masked_mstep.masked_mstep_full(
+        failed = check_status(_masked_mstep.masked_mstep_full(
             data.X, data.observed, data.order, data.unit_ptr, resp, means, covs, precisions,
-            uncoupled_features(covs), tied, raw_nk, s1, s2, data.unit_rows, n_threads, side,
-        )
+            uncoupled_features(covs), tied, raw_nk, s1, s2, data.unit_rows, n_threads,
+        ), "masked M-step kernel")
     if failed:
         what = "the tied covariance" if tied else f"component {failed - 1}"
         raise _gaussian.FactorizationError(
