@@ -1,4 +1,4 @@
-"""Classifying images with missing pixels: masked kernel vs a NumPy/SciPy loop.
+"""Classifying images with missing pixels: missing-data kernel vs a NumPy/SciPy loop.
 
 The peer is what one writes without gmmfast: for every image, every class
 and every component of the class's mixture, gather Sigma_oo with
@@ -6,7 +6,7 @@ and every component of the class's mixture, gather Sigma_oo with
 form, take the log-determinant from the factor's diagonal, then log-sum-exp
 over components and add the class prior. gmmfast's
 ``GMMClassifier.predict_log_proba`` computes the same log p(x_o, c) for the
-NaN-masked images with the compiled masked kernel. Results are compared
+NaN-masked images with the compiled missing-data kernel. Results are compared
 before timing; the speed ratio is printed at the end of the session.
 
 Data: the first --bench-n MNIST training images (labels too), a
@@ -109,9 +109,9 @@ def test_masked_classification(benchmark, masked_problem, variant, report):
         ]
         for name in ("gmmfast-f64", "gmmfast-f32"):
             lines.append(
-                f"{name} predict_log_proba (masked kernel): {_TIMES[name]:.3f} s, "
+                f"{name} predict_log_proba (missing-data kernel): {_TIMES[name]:.3f} s, "
                 f"{1e3 * _TIMES[name] / pairs:.3f} ms per (image, component), "
                 f"speedup {_TIMES['numpy-loop'] / _TIMES[name]:.2f}x (issue target >= 10x), "
                 f"{_TIMES['numpy-loop-1-blas-thread'] / _TIMES[name]:.2f}x against the 1-thread loop"
             )
-        report.sections["masked kernel vs NumPy/SciPy loop (no timing is asserted)"] = lines
+        report.sections["missing-data kernel vs NumPy/SciPy loop (no timing is asserted)"] = lines

@@ -144,7 +144,7 @@ def _summary(d: int) -> list[str]:
         f"K={K} full, reg_covar={REG_COVAR}, D={d}, {MISSING:.0%} of each image's pixels missing (own random mask, seed {SEED})",
         f"numpy-loop (cho_factor/cho_solve per sample and component), {loop['n']} images: "
         f"{loop['median_s']:.3f} s = {1e3 * per_loop:.2f} ms/sample",
-        f"gmmfast (masked E-step + masked M-step kernels, n_threads {effective_n_threads(None)}), "
+        f"gmmfast (masked E-step + missing-data M-step kernels, n_threads {effective_n_threads(None)}), "
         f"{fast['n']} images: median {fast['median_s']:.3f} s (min {fast['min_s']:.3f}) = "
         f"{1e3 * per_fast:.2f} ms/sample",
         f"per-sample speedup: {per_loop / per_fast:.1f}x (with gmmfast's min: {per_loop / per_fast_min:.1f}x)",

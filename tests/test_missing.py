@@ -3,7 +3,7 @@
 Every result is compared with a brute-force reference (tests/missing_reference.py:
 scipy's multivariate normal on each row's observed sub-vector, dense
 conditional means), for all covariance types and for masks that send the
-masked kernel down each of its paths: few values missing (precision side),
+missing-data kernel down each of its paths: few values missing (precision side),
 many missing (observed side), about half, rows with nothing observed and
 complete rows mixed in, more than 256 rows sharing one mask (several work
 units per mask), and features constant within a cluster (coordinates the
@@ -270,7 +270,7 @@ def test_batching_does_not_change_results(dtype):
     """The kernel gives the same values whatever the batches: one unit per
     batch, or units with different masks (both sides, isolated coordinates)
     sharing a batch."""
-    from gmmfast._kernels import _masked
+    from gmmfast._kernels import _missing_estep
     from gmmfast.mixture._missing import _kernel_parameters
 
     X, _ = _isolated_clusters()
@@ -288,7 +288,7 @@ def test_batching_does_not_change_results(dtype):
         out = np.empty((len(X), len(gm.means_)))
         log_norm = np.empty(len(X))
         imputed = np.empty(X.shape)
-        failed = _masked.masked_estep_full(
+        failed = _missing_estep.missing_estep_full(
             np.ascontiguousarray(X * observed), observed, order, unit_ptr, batch_ptr, gm.means_.astype(np.float64),
             covs, precisions, isolated, False, log_det, np.log(gm.weights_.astype(np.float64)), out, log_norm, 0,
             imputed, 64, 2,

@@ -25,7 +25,7 @@ from scipy.special import logsumexp
 
 import gmmfast
 from gmmfast import GaussianMixture
-from gmmfast._kernels import _masked_mstep
+from gmmfast._kernels import _missing_mstep
 from gmmfast.mixture import _gaussian, _missing_em
 from gmmfast.mixture._missing import uncoupled_features
 
@@ -177,12 +177,12 @@ def _forced_side(side):
 
     def forced(*args):
         calls.append(side)
-        return _masked_mstep._masked_mstep_full_forced_side(*args, side)
+        return _missing_mstep._missing_mstep_full_forced_side(*args, side)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_missing_em._masked_mstep, "masked_mstep_full", forced)
+        patch.setattr(_missing_em._missing_mstep, "missing_mstep_full", forced)
         yield
-    assert calls, "the masked M-step kernel was not called"
+    assert calls, "the missing-data M-step kernel was not called"
 
 
 def _close(got, expected, rtol, err_msg=""):

@@ -32,7 +32,7 @@ from ._missing import (
     check_possibly_missing,
     conditional_samples,
     has_nan,
-    masked_log_prob,
+    missing_log_prob,
     split_observed,
 )
 
@@ -331,7 +331,7 @@ class GMMClassifier(BaseEstimator):
             self._joint = {
                 "weights": weights, "means": means, "covariances": np.ascontiguousarray(covs),
                 "prec_chol": np.ascontiguousarray(chol), "covariance_type": cov_type, "owner": owner,
-                "cache": {},  # precisions for the masked kernel, made on first use
+                "cache": {},  # precisions for the missing-data kernel, made on first use
             }
         return self._joint
 
@@ -352,7 +352,7 @@ class GMMClassifier(BaseEstimator):
                 mode=_gaussian.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads,
             )
             return out, log_norm, (Xc.astype(np.float64) if impute else None)
-        return masked_log_prob(
+        return missing_log_prob(
             Xc, obs, *args, joint["covariances"], joint["prec_chol"], joint["covariance_type"],
             mode=_gaussian.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads, impute=impute, cache=joint["cache"],
         )
@@ -435,7 +435,7 @@ class GMMClassifier(BaseEstimator):
             For ``method='sample'``.
         return_predictions : bool, default=False
             Also return ``predict(X, observed)``, taken from the same pass
-            of the masked kernel (each image's factorisations are done once).
+            of the missing-data kernel (each image's factorisations are done once).
 
         Returns
         -------

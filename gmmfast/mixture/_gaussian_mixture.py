@@ -21,7 +21,7 @@ from ..utils._validation import (
 )
 from . import _gaussian, _missing_em
 from ._kmeans import kmeans, kmeans_plusplus
-from ._missing import conditional_samples, has_nan, masked_log_prob, split_observed
+from ._missing import conditional_samples, has_nan, missing_log_prob, split_observed
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -539,7 +539,7 @@ class GaussianMixture(BaseEstimator):
         """E-step for inference; missing values are marginalised exactly.
 
         A value is missing where X is NaN, or where ``observed`` is False.
-        Returns ``(out, log_norm, imputed)`` as :func:`gmmfast._missing.masked_log_prob`.
+        Returns ``(out, log_norm, imputed)`` as :func:`gmmfast._missing.missing_log_prob`.
         """
         self._check_fitted()
         dtype = check_compute_dtype(self.dtype)
@@ -550,10 +550,10 @@ class GaussianMixture(BaseEstimator):
             return out, log_norm, (Xc.astype(np.float64) if impute else None)
         Xf, obs = split_observed(X, observed, dtype=dtype, n_features=self.n_features_in_,
             estimator=type(self).__name__)
-        return masked_log_prob(
+        return missing_log_prob(
             Xf, obs, self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
             self.covariance_type, mode=mode, n_threads=self._n_threads(), impute=impute,
-            cache=self.__dict__.setdefault("_masked_cache", {}),
+            cache=self.__dict__.setdefault("_missing_cache", {}),
         )
 
     def score_samples(self, X: Any, observed: Any = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Missing values: masks, mask groups and the masked E-step.
+"""Missing values: masks, mask groups and the missing-data E-step.
 
 A missing value is NaN in X, or False in an explicit boolean ``observed``
 array of X's shape. Rows that are complete go to the ordinary E-step
@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels import _masked, check_status
+from .._kernels import _missing_estep, check_status
 from ..utils._threads import single_threaded_blas
 from ..utils._validation import check_array, check_matrix
 from . import _gaussian
 
-_UNIT_ROWS = 256  # most rows per masked work unit (bounds per-thread memory)
+_UNIT_ROWS = 256  # most rows per missing-data work unit (bounds per-thread memory)
 
 
 def split_observed(X: Any, observed: Any, *, dtype: type, n_features: int | None, name: str = "X",
@@ -64,7 +64,7 @@ def mask_units(observed: np.ndarray, unit_rows: int = _UNIT_ROWS) -> tuple[np.nd
 
 
 def unit_batches(unit_ptr: np.ndarray, n_threads: int, max_rows: int = _UNIT_ROWS) -> np.ndarray:
-    """Group consecutive mask units into batches, the masked kernel's parallel work items.
+    """Group consecutive mask units into batches, the missing-data kernel's parallel work items.
 
     A batch holds at most ``max_rows`` rows, and about a quarter of a
     thread's share of them, so every thread gets several batches (load
@@ -85,7 +85,7 @@ def unit_batches(unit_ptr: np.ndarray, n_threads: int, max_rows: int = _UNIT_ROW
     return np.asarray(bounds, dtype=np.intp)
 
 
-def masked_log_prob(
+def missing_log_prob(
     X: np.ndarray,
     observed: np.ndarray,
     weights: np.ndarray,
@@ -126,12 +126,12 @@ def masked_log_prob(
     sub_X = np.ascontiguousarray(X[rows])
     sub_obs = np.ascontiguousarray(observed[rows])
     if covariance_type in ("full", "tied"):
-        sub_out, sub_norm, sub_imp = _masked_full(
+        sub_out, sub_norm, sub_imp = _missing_full(
             sub_X, sub_obs, weights, means, covariances, prec_chol, covariance_type,
             mode=mode, n_threads=n_threads, impute=impute, cache=cache,
         )
     else:
-        sub_out, sub_norm, sub_imp = _masked_diag(
+        sub_out, sub_norm, sub_imp = _missing_diag(
             sub_X, sub_obs, weights, means, prec_chol, covariance_type, mode=mode, impute=impute
         )
     out[rows], log_norm[rows] = sub_out, sub_norm
@@ -140,7 +140,7 @@ def masked_log_prob(
     return out, log_norm, imputed
 
 
-def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance_type, *, mode, n_threads, impute, cache=None):
+def _missing_full(X, observed, weights, means, covariances, prec_chol, covariance_type, *, mode, n_threads, impute, cache=None):
     n_samples, n_features = X.shape
     tied = covariance_type == "tied"
     covs, precisions, isolated = _kernel_parameters(covariances, prec_chol, covariance_type, X.dtype, cache)
@@ -155,11 +155,11 @@ def _masked_full(X, observed, weights, means, covariances, prec_chol, covariance
     log_norm = np.empty(n_samples)
     imputed = np.empty((n_samples, n_features)) if impute else None
     with single_threaded_blas():
-        failed = check_status(_masked.masked_estep_full(
+        failed = check_status(_missing_estep.missing_estep_full(
             X, observed, order, unit_ptr, batch_ptr, np.ascontiguousarray(means, dtype=np.float64),
             covs, precisions, isolated, tied, log_det, log_weights,
             out, log_norm, mode, imputed, _UNIT_ROWS, n_threads,
-        ), "masked kernel")
+        ), "missing-data kernel")
     if failed:
         raise _gaussian.FactorizationError(
             f"The covariance of component {failed - 1} restricted to the observed "
@@ -192,7 +192,7 @@ def uncoupled_features(covariances: np.ndarray) -> np.ndarray:
 
     Such a coordinate is independent of the others in that component (a
     feature constant in the component's data has only ``reg_covar`` as its
-    variance): the masked kernel treats it as a 1-d Gaussian and leaves it
+    variance): the missing-data kernel treats it as a 1-d Gaussian and leaves it
     out of every factorisation, which is exact and, on images with blank
     borders, much cheaper.
     """
@@ -201,7 +201,7 @@ def uncoupled_features(covariances: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(nonzero == diagonal.astype(np.intp), dtype=np.uint8)
 
 
-def _masked_diag(X, observed, weights, means, prec_chol, covariance_type, *, mode, impute):
+def _missing_diag(X, observed, weights, means, prec_chol, covariance_type, *, mode, impute):
     """Diagonal covariances factorise over coordinates: drop the missing ones."""
     n_samples, n_features = X.shape
     prec = np.broadcast_to(

@@ -5,7 +5,7 @@ array. Each iteration is exact EM for the observed-data likelihood:
 
 E-step
     Responsibilities r_nk = p(k | x_o) from the exact marginal densities
-    N(x_o | mu_ko, Sigma_koo) (the masked E-step of :mod:`gmmfast._missing`);
+    N(x_o | mu_ko, Sigma_koo) (the missing-data E-step of :mod:`gmmfast.mixture._missing`);
     the mean of the per-sample log marginal likelihoods is the lower bound.
 M-step
     Expected sufficient statistics: with xhat_nk = x_n whose missing part
@@ -22,7 +22,7 @@ M-step
     what the complete-data case runs.
 
 Full and tied statistics come from the compiled kernel
-:mod:`gmmfast._kernels._masked_mstep`; diagonal and spherical ones have a
+:mod:`gmmfast._kernels._missing_mstep`; diagonal and spherical ones have a
 closed form (coordinates are independent given the component, so
 E_k[x_m | x_o] = mu_km and C_nk = diag(sigma^2_km) on the missing
 coordinates) computed here with NumPy. Statistics are centred on the
@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels import _masked_mstep, check_status
+from .._kernels import _missing_mstep, check_status
 from ..utils._threads import single_threaded_blas
 from . import _gaussian
-from ._missing import _UNIT_ROWS, mask_units, masked_log_prob, split_observed, uncoupled_features
+from ._missing import _UNIT_ROWS, mask_units, missing_log_prob, split_observed, uncoupled_features
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def log_prob(
 ) -> tuple[np.ndarray, np.ndarray]:
     """E-step on the observed values: ``(out, log_norm)`` as in
     :func:`gmmfast._gaussian.estimate_log_prob`."""
-    out, log_norm, _ = masked_log_prob(
+    out, log_norm, _ = missing_log_prob(
         data.X, data.observed, weights, means, covariances, prec_chol, covariance_type,
         mode=mode, n_threads=n_threads,
     )
@@ -177,7 +177,7 @@ def estimate_parameters(
 
 
 def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type, reg_covar, n_threads):
-    """``(R, s1, S2)`` of the kernel (see :mod:`gmmfast._kernels._masked_mstep`)."""
+    """``(R, s1, S2)`` of the kernel (see :mod:`gmmfast._kernels._missing_mstep`)."""
     tied = covariance_type == "tied"
     n_components, n_features = means.shape
     precisions = _gaussian.precisions_from_cholesky(prec_chol, covariance_type)
@@ -187,10 +187,10 @@ def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type,
     s1 = np.zeros((n_components, n_features))
     s2 = np.empty((1 if tied else n_components, n_features, n_features))
     with single_threaded_blas():
-        failed = check_status(_masked_mstep.masked_mstep_full(
+        failed = check_status(_missing_mstep.missing_mstep_full(
             data.X, data.observed, data.order, data.unit_ptr, resp, means, covs, precisions,
             uncoupled_features(covs), tied, raw_nk, s1, s2, data.unit_rows, n_threads,
-        ), "masked M-step kernel")
+        ), "missing-data M-step kernel")
     if failed:
         what = "the tied covariance" if tied else f"component {failed - 1}"
         raise _gaussian.FactorizationError(

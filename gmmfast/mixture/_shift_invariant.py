@@ -100,7 +100,7 @@ class ShiftInvariantClassifier(BaseEstimator):
     fill : float, default=0.0
         Value of the pixels shifted in from outside the image (the
         background of the data). NaN treats them as missing, marginalised
-        exactly (slower: every shifted image then takes the masked path).
+        exactly (slower: every shifted image then takes the missing-data path).
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""Masked (missing-data) Gaussian kernels for full and tied covariances.
+"""Missing-data Gaussian kernels for full and tied covariances.
 
 For a sample with observed coordinates o and missing coordinates m, and a
 component (mu, Sigma, P = Sigma^-1), this computes exactly
@@ -332,7 +332,7 @@ cdef int _batch(const floating[:, ::1] X, const unsigned char[:, ::1] observed,
     return 0
 
 
-def masked_estep_full(const floating[:, ::1] X,
+def missing_estep_full(const floating[:, ::1] X,
                       const unsigned char[:, ::1] observed,
                       const Py_ssize_t[::1] order,
                       const Py_ssize_t[::1] unit_ptr,

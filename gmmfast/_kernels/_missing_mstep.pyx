@@ -1,4 +1,4 @@
-"""Masked M-step kernel: expected sufficient statistics with missing values.
+"""Missing-data M-step kernel: expected sufficient statistics with missing values.
 
 For a sample with observed coordinates o and missing coordinates m, a
 component k (mu, Sigma, P = Sigma^-1) and the sample's responsibility r,
@@ -49,7 +49,7 @@ parallel region (callers limit them).
 
 The kernel returns a status (see ``_common``) and raises nothing; the
 factorisation side is chosen per unit by a flop estimate, and
-``_masked_mstep_full_forced_side`` (for tests) forces one side.
+``_missing_mstep_full_forced_side`` (for tests) forces one side.
 """
 import numpy as np
 
@@ -321,7 +321,7 @@ cdef int _statistics(const floating[:, ::1] X,
                      const unsigned char[:, ::1] isolated, bint tied,
                      double[::1] nk, double[:, ::1] s1, double[:, :, ::1] s2,
                      Py_ssize_t chunk, int n_threads, FactorSide side):
-    """``masked_mstep_full`` with the factorisation side as a parameter."""
+    """``missing_mstep_full`` with the factorisation side as a parameter."""
     cdef Py_ssize_t n_samples = X.shape[0]
     cdef Py_ssize_t n_features = X.shape[1]
     cdef Py_ssize_t n_components = means.shape[0]
@@ -397,7 +397,7 @@ cdef int _statistics(const floating[:, ::1] X,
     return STATUS_OK
 
 
-def masked_mstep_full(const floating[:, ::1] X,
+def missing_mstep_full(const floating[:, ::1] X,
                       const unsigned char[:, ::1] observed,
                       const Py_ssize_t[::1] order,
                       const Py_ssize_t[::1] unit_ptr,
@@ -418,7 +418,7 @@ def masked_mstep_full(const floating[:, ::1] X,
     order, unit_ptr : mask units, as from ``gmmfast._missing.mask_units``:
         unit u is ``order[unit_ptr[u]:unit_ptr[u+1]]``, one mask, at most
         ``chunk`` samples.
-    resp : (n_samples, n_components) responsibilities (from the masked E-step).
+    resp : (n_samples, n_components) responsibilities (from the missing-data E-step).
     means : (n_components, n_features) current means (the centre of the statistics).
     covariances, precisions : (n_components or 1, n_features, n_features)
         current Sigma_k and Sigma_k^-1.
@@ -447,7 +447,7 @@ def masked_mstep_full(const floating[:, ::1] X,
                        CHEAPER_SIDE)
 
 
-def _masked_mstep_full_forced_side(const floating[:, ::1] X,
+def _missing_mstep_full_forced_side(const floating[:, ::1] X,
                                    const unsigned char[:, ::1] observed,
                                    const Py_ssize_t[::1] order,
                                    const Py_ssize_t[::1] unit_ptr,
@@ -458,9 +458,9 @@ def _masked_mstep_full_forced_side(const floating[:, ::1] X,
                                    const unsigned char[:, ::1] isolated, bint tied,
                                    double[::1] nk, double[:, ::1] s1, double[:, :, ::1] s2,
                                    Py_ssize_t chunk, int n_threads, int side):
-    """``masked_mstep_full`` with the factorisation side forced, for tests.
+    """``missing_mstep_full`` with the factorisation side forced, for tests.
 
-    ``side``: 0, the cheaper side per unit (as ``masked_mstep_full``); 1,
+    ``side``: 0, the cheaper side per unit (as ``missing_mstep_full``); 1,
     always the observed side (Sigma_oo); 2, the precision side (P_mm)
     wherever values are both observed and missing.
     """
