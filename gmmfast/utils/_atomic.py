@@ -1,0 +1,101 @@
+"""Atomic file writes: the target is either the old file or the complete new one.
+
+Every file gmmfast writes (model files, the commands' ``--out`` archives,
+reports and figures) goes through :func:`atomic_write`. Writing in place
+(``open(path, "wb")``, ``np.savez(path)``, ``torch.save(obj, path)``)
+truncates the old file first, so a full disk, a file-size limit, an
+exception from the serialiser or a Ctrl-C part-way leaves a broken file
+where a good one was. Instead the bytes go to a temporary file in the
+target's own directory (same file system, so the final rename is atomic;
+named ``.NAME.XXXX.tmp``, hidden and recognisable), which is flushed and
+``fsync``-ed before ``os.replace`` puts it in place; the directory is then
+synced (best effort) so the rename itself survives a crash. On any
+exception, ``KeyboardInterrupt`` included, the temporary file is removed
+and the old file is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import IO
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable; best effort (not every OS or file system allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Yield a binary file object whose contents replace ``path`` when the block succeeds.
+
+    ``path`` is written exactly as given (no suffix added). A directory, or
+    a missing parent directory, raises ``OSError`` (``IsADirectoryError``,
+    ``FileNotFoundError``) before anything is written. The new file gets
+    the permissions a plain ``open(path, "wb")`` would give it (the
+    existing file's mode when it is replaced), not ``mkstemp``'s 0600.
+    """
+    target = os.fspath(path)
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"{target}: is a directory, not a file to write.")
+    directory, name = os.path.split(os.path.abspath(target))
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)  # read the umask (no thread-safe way that does not set it)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:  # KeyboardInterrupt, SystemExit and a full disk alike: leave no partial file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def npz_out_path(path: str | os.PathLike) -> str:
+    """The path an ``.npz`` output is written to: ``path``, with ``.npz`` added when it lacks it.
+
+    ``np.savez(path)`` silently appends ``.npz`` to a name without it, so a
+    command that printed the name it was given reported a file that does
+    not exist; callers write to (and print) exactly what this returns.
+
+    Raises
+    ------
+    IsADirectoryError
+        If ``path`` (or ``path.npz``) is an existing directory.
+    """
+    text = os.fspath(path)
+    if os.path.isdir(text):
+        raise IsADirectoryError(f"{text}: is a directory; --out takes a file name (such as {os.path.join(text, 'out.npz')}).")
+    if not text.endswith(".npz"):
+        text += ".npz"
+        if os.path.isdir(text):
+            raise IsADirectoryError(f"{text}: is a directory, not a file to write.")
+    return text
+
+
+def save_npz_atomic(path: str | os.PathLike, *, compressed: bool = False, **arrays) -> None:
+    """``np.savez`` / ``np.savez_compressed`` to exactly ``path``, atomically (see :func:`atomic_write`)."""
+    import numpy as np
+
+    with atomic_write(path) as fh:
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
