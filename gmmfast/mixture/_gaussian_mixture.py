@@ -694,14 +694,18 @@ class GaussianMixture(BaseEstimator):
         ValueError
             Missing keys, wrong shapes, non-finite values, weights that are
             not a distribution, factors that are not valid Cholesky factors
-            (triangular with a positive diagonal), or object arrays.
+            (triangular with a positive diagonal), covariances that are not
+            symmetric positive definite or disagree with the factors,
+            parameters of the wrong type, unknown members, object arrays,
+            or a file out of bounds (see :mod:`gmmfast.utils._model_files`).
         """
-        params, arrays = load_npz(path, cls._MODEL_KIND)
+        params, arrays = load_npz(path, cls._MODEL_KIND, _expected_members)
         model = cls()
         try:
             model.set_params(**params)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
+        _check_saved_params(model, path)
         model._restore(arrays, path)
         return model
 
@@ -719,7 +723,11 @@ class GaussianMixture(BaseEstimator):
         prec_chol = require(arrays, "precisions_cholesky_", cov_shape, path)
         if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
             raise ValueError(f"{path}: weights_ must be non-negative and sum to 1.")
+        if isinstance(self.n_components, (int, np.integer)) and not isinstance(self.n_components, bool) \
+                and self.n_components != K:
+            raise ValueError(f"{path}: n_components is {self.n_components} but the arrays hold {K} components.")
         _check_factor(prec_chol, self.covariance_type, path)
+        _check_covariances(covariances, prec_chol, self.covariance_type, path)
         self.weights_ = weights
         self.means_ = means
         self.covariances_ = covariances
@@ -744,3 +752,85 @@ def _check_factor(prec_chol: np.ndarray, covariance_type: str, path: Any) -> Non
                 )
     elif not np.all(prec_chol > 0):
         raise ValueError(f"{path}: precisions_cholesky_ must be positive (positive-definite precisions).")
+
+
+#: How far ``U^T L`` may be from the identity, where U is a stored precision
+#: factor and L the Cholesky factor of the stored covariance. Both come
+#: from one factorisation in ``fit`` (U = L^-T), so they agree to rounding
+#: (about eps * sqrt(cond)); factors of another model are off by O(1).
+_FACTOR_TOLERANCE = 1e-6
+
+
+def _check_covariances(covariances: np.ndarray, prec_chol: np.ndarray, covariance_type: str, path: Any) -> None:
+    """Covariances must be symmetric positive definite and agree with the precision factors.
+
+    Complete rows are scored with ``precisions_cholesky_`` and incomplete
+    ones with (sub-blocks of) ``covariances_``: a file in which they
+    disagree would score the two kinds of rows with different models.
+    """
+    if covariance_type in ("full", "tied"):
+        covs = covariances if covariance_type == "full" else covariances[None]
+        factors = prec_chol if covariance_type == "full" else prec_chol[None]
+        for k, (cov, u) in enumerate(zip(covs, factors)):
+            name = f"covariances_[{k}]" if covariance_type == "full" else "covariances_"
+            scale = max(float(np.abs(np.diag(cov)).max(initial=0.0)), np.finfo(np.float64).tiny)
+            if np.abs(cov - cov.T).max(initial=0.0) > 1e-10 * scale:
+                raise ValueError(f"{path}: {name} is not symmetric.")
+            try:
+                lower = np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                raise ValueError(f"{path}: {name} is not positive definite.") from None
+            if not np.all(np.isfinite(lower)) or np.abs(u.T @ lower - np.eye(len(u))).max(initial=0.0) > _FACTOR_TOLERANCE:
+                raise ValueError(f"{path}: precisions_cholesky_ disagrees with {name} "
+                                 "(U U^T Sigma is not the identity).")
+    else:
+        if not np.all(covariances > 0):
+            raise ValueError(f"{path}: covariances_ must be positive.")
+        if np.abs(prec_chol * np.sqrt(covariances) - 1.0).max(initial=0.0) > _FACTOR_TOLERANCE:
+            raise ValueError(f"{path}: precisions_cholesky_ disagrees with covariances_ (U^2 Sigma is not 1).")
+
+
+def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]],
+                      prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """The members of a GaussianMixture file and their shapes, from its header and the declared
+    shape of ``means_`` (``load_npz`` refuses any other member, or another shape, before reading)."""
+    covariance_type = params.get("covariance_type", "full")
+    if covariance_type not in _gaussian.COVARIANCE_TYPES:
+        raise ValueError(f"unknown covariance_type {covariance_type!r}.")
+    means = headers.get(prefix + "means_")
+    if means is None or len(means[1]) != 2 or min(means[1]) < 1:
+        raise ValueError(f"missing or malformed array {prefix + 'means_'!r}.")
+    K, D = means[1]
+    cov_shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
+    shapes = {"weights_": (K,), "means_": (K, D), "covariances_": cov_shape, "precisions_cholesky_": cov_shape}
+    if not prefix:
+        shapes.update({"converged_": (), "n_iter_": (), "lower_bound_": ()})
+    return {prefix + name: shape for name, shape in shapes.items()}
+
+
+def _check_saved_params(model: GaussianMixture, path: Any) -> None:
+    """A loaded model's constructor parameters, checked as ``fit`` checks them (``ValueError`` naming the file).
+
+    ``n_threads`` is checked for its type only: a count above this
+    machine's CPUs is capped when the model runs, not an error in a file.
+    """
+    n_threads = model.n_threads
+    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads == 0):
+        raise ValueError(f"{path}: n_threads must be a non-zero integer or None; got {n_threads!r}.")
+    if not (model.random_state is None or (isinstance(model.random_state, int) and 0 <= model.random_state < 2**32)):
+        raise ValueError(f"{path}: random_state must be None or a seed in [0, 2**32); got {model.random_state!r}.")
+    for name in ("warm_start",):
+        if not isinstance(getattr(model, name), bool):
+            raise ValueError(f"{path}: {name} must be true or false; got {getattr(model, name)!r}.")
+    if not isinstance(model.verbose, int):  # bool included (verbose=True)
+        raise ValueError(f"{path}: verbose must be an integer; got {model.verbose!r}.")
+    for name in ("weights_init", "means_init", "precisions_init"):
+        if getattr(model, name) is not None:
+            raise ValueError(f"{path}: {name} is not part of a model file.")
+    model.n_threads = None  # checked above; None keeps _check_parameters from warning about the CPU count
+    try:
+        model._check_parameters(0)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    finally:
+        model.n_threads = n_threads
