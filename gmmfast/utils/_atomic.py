@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 
 def _fsync_directory(directory: str) -> None:
@@ -71,12 +71,13 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     _fsync_directory(directory)
 
 
-def npz_out_path(path: str | os.PathLike) -> str:
+def npz_out_path(path: str | os.PathLike, note: Callable[[str], Any] | None = None) -> str:
     """The path an ``.npz`` output is written to: ``path``, with ``.npz`` added when it lacks it.
 
     ``np.savez(path)`` silently appends ``.npz`` to a name without it, so a
     command that printed the name it was given reported a file that does
     not exist; callers write to (and print) exactly what this returns.
+    ``note`` (e.g. ``print``) is told when the suffix is added.
 
     Raises
     ------
@@ -90,6 +91,8 @@ def npz_out_path(path: str | os.PathLike) -> str:
         text += ".npz"
         if os.path.isdir(text):
             raise IsADirectoryError(f"{text}: is a directory, not a file to write.")
+        if note is not None:
+            note(f"{os.fspath(path)} has no .npz suffix: writing {text}")
     return text
 
 
@@ -99,3 +102,14 @@ def save_npz_atomic(path: str | os.PathLike, *, compressed: bool = False, **arra
 
     with atomic_write(path) as fh:
         (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+
+
+def savefig_atomic(fig, path: str | os.PathLike, **kwargs) -> None:
+    """``fig.savefig`` to exactly ``path``, atomically; the format comes from the suffix (PNG without one).
+
+    Given a name, matplotlib writes in place (and appends ``.png`` to a
+    name without a suffix); given a file object it writes what it is told.
+    """
+    suffix = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format=suffix or "png", **kwargs)
