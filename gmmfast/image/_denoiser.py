@@ -552,9 +552,18 @@ def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype,
 
 def _check_saved_params(model: "PatchDenoiser") -> None:
     """A loaded denoiser's parameters, checked for type and range before use (``ValueError``)."""
-    for name in ("patch_size", "n_components", "stride", "cg_iter"):
+    for name in ("patch_size", "n_components", "stride", "cg_iter", "max_patches", "n_init"):
         check_scalar(getattr(model, name), name, numbers.Integral, min_value=1)
+    check_scalar(model.max_iter, "max_iter", numbers.Integral, min_value=0)
+    if not isinstance(model.verbose, int):  # bool included
+        raise ValueError(f"verbose must be an integer; got {model.verbose!r}.")
     check_scalar(model.reg_covar, "reg_covar", numbers.Real, min_value=0.0)
+    check_scalar(model.tol, "tol", numbers.Real, min_value=0.0)
+    if model.n_threads is not None and (isinstance(model.n_threads, bool) or not isinstance(model.n_threads, int)
+                                        or model.n_threads == 0):
+        raise ValueError(f"n_threads must be a non-zero integer or None; got {model.n_threads!r}.")
+    if not (model.random_state is None or (isinstance(model.random_state, int) and 0 <= model.random_state < 2**32)):
+        raise ValueError(f"random_state must be None or a seed in [0, 2**32); got {model.random_state!r}.")
     check_scalar(model.epll_fidelity, "epll_fidelity", numbers.Real, min_value=0.0, include_min=False)
     if model.covariance_type not in ("full", "diag", "spherical"):
         raise ValueError(f"covariance_type must be 'full', 'diag' or 'spherical'; got {model.covariance_type!r}.")

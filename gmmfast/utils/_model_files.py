@@ -157,6 +157,8 @@ def load_npz(path: str | os.PathLike, kind: str,
         if expected is not None:
             try:
                 shapes = expected(params, headers)
+            except ValueError as exc:
+                raise ValueError(exc if str(path) in str(exc) else f"{path}: {exc}") from None
             except (TypeError, KeyError, IndexError, OverflowError) as exc:
                 raise ValueError(f"{path}: malformed model file ({type(exc).__name__}: {exc}).") from None
             for name, (_, shape) in headers.items():
@@ -220,7 +222,7 @@ def check_json_values(value: Any, where: str = "header") -> None:
         return
     elif isinstance(value, int):
         if abs(value) >= _MAX_JSON_INT:
-            raise ValueError(f"{where}: integer {value} is out of range.")
+            raise ValueError(f"{where}: integer of {len(str(abs(value)))} digits is out of range (at most 2^53).")
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{where}: {value} is not a finite number.")
@@ -249,8 +251,10 @@ class _Archive:
                                  "are not model files).")
             self._check_member_count()
             self.zip = zipfile.ZipFile(path)
-        except ValueError:
-            raise
+        except ValueError as exc:
+            if str(path) in str(exc):  # ours
+                raise
+            raise ValueError(f"{path}: not a readable .npz model file ({_short(exc)}).") from None
         except _READ_ERRORS as exc:
             raise ValueError(f"{path}: not a readable .npz model file ({_short(exc)}).") from None
         try:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import reprlib
 import struct
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -50,7 +52,10 @@ def _read_model(path: str | os.PathLike, kind: str) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, a pickle of other objects, truncated...
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in str(exc):
+            first = "it holds objects other than tensors and plain values; such files are never unpickled"
+        else:
+            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"{path}: not a gmmfast VAE model file ({first}).") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: not a gmmfast VAE model file.")
@@ -94,14 +99,18 @@ def _check_archive(path: str | os.PathLike) -> None:
     """
     size = os.path.getsize(path)
     try:
-        if not zipfile.is_zipfile(path):
-            return  # not a zip: torch.load says what it is not (it reads no further)
+        if not zipfile.is_zipfile(path):  # torch's legacy format sizes storages from its pickle, before reading
+            raise ValueError(f"{path}: not a gmmfast VAE model file (not a zip archive, as torch.save writes).")
         with open(path, "rb") as fh:
             end = zipfile._EndRecData(fh)
         if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
             raise ValueError(f"{path}: {end[zipfile._ECD_ENTRIES_TOTAL]} members, more than a VAE model file has.")
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
+    except ValueError as exc:
+        if str(path) in str(exc):  # ours
+            raise
+        raise ValueError(f"{path}: not a readable VAE model file ({' '.join(str(exc).split())[:120]}).") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, struct.error, NotImplementedError,
             RuntimeError, OverflowError) as exc:
         raise ValueError(f"{path}: not a readable VAE model file ({' '.join(str(exc).split())[:120]}).") from None
@@ -120,11 +129,29 @@ def _check_archive(path: str | os.PathLike) -> None:
         if info.filename.endswith(".pkl") and info.file_size > MAX_PICKLE_BYTES:
             raise ValueError(f"{path}: its pickle {info.filename!r} is {info.file_size} bytes, over the "
                              f"{MAX_PICKLE_BYTES}-byte limit of a model file's.")
+    _check_crcs(path)
+
+
+def _check_crcs(path: str | os.PathLike) -> None:
+    """Read every member through ``zipfile``, which checks its CRC-32 (1 MiB at a time).
+
+    ``torch.load`` does not check them: a flipped bit in a weight would load
+    silently as another model. Sizes were bounded by :func:`_check_archive`.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as fh:
+                    while fh.read(1 << 20):
+                        pass
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, struct.error, NotImplementedError,
+            RuntimeError, OverflowError, zlib.error, ValueError) as exc:
+        raise ValueError(f"{path}: corrupt VAE model file ({' '.join(str(exc).split())[:120]}).") from None
 
 
 def _bounded_int(value: Any, name: str, upper: int, path: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= upper:
-        raise ValueError(f"{path}: bad configuration: {name} must be an integer in 1..{upper}; got {value!r}.")
+        raise ValueError(f"{path}: bad configuration: {name} must be an integer in 1..{upper}; got {reprlib.repr(value)}.")
     return int(value)
 
 
@@ -145,13 +172,14 @@ def _check_config(config: Any, image_shape: Any, path: Any) -> dict:
     channels = config.get("channels", (32, 64, 128, 128, 256))
     if not isinstance(channels, (list, tuple)) or not 1 <= len(channels) <= CONFIG_BOUNDS["n_convolutions"]:
         raise ValueError(f"{path}: bad configuration: channels must be a list of 1 to "
-                         f"{CONFIG_BOUNDS['n_convolutions']} integers; got {channels!r}.")
+                         f"{CONFIG_BOUNDS['n_convolutions']} integers; got {reprlib.repr(channels)}.")
     for c in channels:
         _bounded_int(c, "channels", CONFIG_BOUNDS["channel"], path)
     strides = config.get("strides")
     if strides is not None and (not isinstance(strides, (list, tuple)) or len(strides) != len(channels)
                                 or not all(type(s) is int and s in (1, 2) for s in strides)):
-        raise ValueError(f"{path}: bad configuration: strides must be None or 1 or 2 per convolution; got {strides!r}.")
+        raise ValueError(f"{path}: bad configuration: strides must be None or 1 or 2 per convolution; "
+                         f"got {reprlib.repr(strides)}.")
     dropout = config.get("dropout", 0.2)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"{path}: bad configuration: dropout must be a number in [0, 1); got {dropout!r}.")
