@@ -533,6 +533,18 @@ def test_symmetric_rounding_and_tied_models_load(tmp_path):
             np.testing.assert_array_equal(loaded.score_samples(X), gm.score_samples(X))
 
 
+@pytest.mark.parametrize("reg_covar", [1e-4, 1e-6])
+def test_ill_conditioned_models_load(tmp_path, reg_covar):
+    """Factors and covariances that agree only to rounding (cond ~ 1e12 to 1e14) are not refused."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(600, 10) @ rng.randn(10, 60) * 1e3  # rank 10 in 60 dimensions
+    gm = GaussianMixture(2, reg_covar=reg_covar, random_state=0, n_threads=1).fit(X)
+    assert np.linalg.cond(gm.covariances_[0]) > 1e11
+    gm.save(tmp_path / "m.npz")
+    for _ in range(5):  # fresh probe vectors at each load
+        np.testing.assert_array_equal(GaussianMixture.load(tmp_path / "m.npz").means_, gm.means_)
+
+
 def test_missing_and_directory_paths(tmp_path, loaders):
     for kind, load in loaders.items():
         with pytest.raises(FileNotFoundError, match="no such"):
