@@ -140,6 +140,11 @@ def test_atomic_write_details(tmp_path):
     with _atomic.atomic_write(path) as fh:
         fh.write(b"defg")
     assert path.read_bytes() == b"defg" and path.stat().st_mode & 0o777 == 0o640
+    link = tmp_path / "link.bin"
+    link.symlink_to(path)
+    with _atomic.atomic_write(link) as fh:
+        fh.write(b"through the link")
+    assert link.is_symlink() and path.read_bytes() == b"through the link"
     with pytest.raises(IsADirectoryError):
         with _atomic.atomic_write(tmp_path) as fh:
             fh.write(b"x")

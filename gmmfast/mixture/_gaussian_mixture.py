@@ -733,9 +733,19 @@ class GaussianMixture(BaseEstimator):
         self.covariances_ = covariances
         self.precisions_cholesky_ = prec_chol
         self.n_features_in_ = D
-        self.converged_ = bool(arrays.get("converged_", np.array(False)))
-        self.n_iter_ = int(arrays.get("n_iter_", np.array(0)))
-        self.lower_bound_ = float(arrays.get("lower_bound_", np.array(np.nan)))
+        self.converged_ = bool(_fit_scalar(arrays, "converged_", "b", False, path))
+        self.n_iter_ = int(_fit_scalar(arrays, "n_iter_", "biu", 0, path))
+        self.lower_bound_ = float(_fit_scalar(arrays, "lower_bound_", "biuf", np.nan, path))
+
+
+def _fit_scalar(arrays: dict[str, np.ndarray], name: str, kinds: str, default: Any, path: Any) -> Any:
+    """A fit result saved as a 0-d array (``default`` where an older file lacks it), checked for its type."""
+    if name not in arrays:
+        return default
+    value = arrays[name]
+    if value.shape != () or value.dtype.kind not in kinds or (kinds == "biu" and value < 0):
+        raise ValueError(f"{path}: malformed array {name!r} (dtype {value.dtype}, shape {value.shape}).")
+    return value[()]
 
 
 def _check_factor(prec_chol: np.ndarray, covariance_type: str, path: Any) -> None:

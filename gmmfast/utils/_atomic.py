@@ -22,6 +22,21 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 
+def _umask() -> int:
+    """The process's umask: read from /proc where it can be (setting it to read it, the only
+    portable way, briefly changes it for every thread)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def _fsync_directory(directory: str) -> None:
     """Make a rename in ``directory`` durable; best effort (not every OS or file system allows it)."""
     try:
@@ -49,13 +64,13 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     target = os.fspath(path)
     if os.path.isdir(target):
         raise IsADirectoryError(f"{target}: is a directory, not a file to write.")
+    if os.path.islink(target):  # write through a link, as open() does, rather than replace the link itself
+        target = os.path.realpath(target)
     directory, name = os.path.split(os.path.abspath(target))
     try:
         mode = os.stat(target).st_mode & 0o7777
     except OSError:
-        umask = os.umask(0)  # read the umask (no thread-safe way that does not set it)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:

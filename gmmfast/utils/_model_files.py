@@ -271,8 +271,11 @@ class _Archive:
 
     def _check_member_count(self) -> None:
         """Refuse archives with absurdly many members before ``ZipFile`` builds an object for each."""
+        read_end = getattr(zipfile, "_EndRecData", None)  # private, but there since Python 2; else ZipFile counts
+        if read_end is None:
+            return
         with open(self.path, "rb") as fh:
-            end = zipfile._EndRecData(fh)  # the end-of-central-directory record (what ZipFile reads first)
+            end = read_end(fh)  # the end-of-central-directory record (what ZipFile reads first)
         if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
             raise ValueError(f"{self.path}: {end[zipfile._ECD_ENTRIES_TOTAL]} members; a model file has at most {MAX_MEMBERS}.")
 

@@ -101,8 +101,9 @@ def _check_archive(path: str | os.PathLike) -> None:
     try:
         if not zipfile.is_zipfile(path):  # torch's legacy format sizes storages from its pickle, before reading
             raise ValueError(f"{path}: not a gmmfast VAE model file (not a zip archive, as torch.save writes).")
+        read_end = getattr(zipfile, "_EndRecData", None)  # private: skipped where absent (infolist is bounded below)
         with open(path, "rb") as fh:
-            end = zipfile._EndRecData(fh)
+            end = read_end(fh) if read_end is not None else None
         if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
             raise ValueError(f"{path}: {end[zipfile._ECD_ENTRIES_TOTAL]} members, more than a VAE model file has.")
         with zipfile.ZipFile(path) as archive:
@@ -114,6 +115,8 @@ def _check_archive(path: str | os.PathLike) -> None:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, struct.error, NotImplementedError,
             RuntimeError, OverflowError) as exc:
         raise ValueError(f"{path}: not a readable VAE model file ({' '.join(str(exc).split())[:120]}).") from None
+    if len(infos) > MAX_MEMBERS:
+        raise ValueError(f"{path}: {len(infos)} members, more than a VAE model file has.")
     names = [info.filename for info in infos]
     if names and all(name.endswith(".npy") and "/" not in name for name in names):
         raise ValueError(f"{path}: an .npz archive (a GMM model?), not a gmmfast VAE model file "
