@@ -619,6 +619,7 @@ def _torch_cases(kind: str, path: Path, marker: Path, torch) -> dict:
             {first: p["state_dict"][first].to(torch.complex64)})),
         "NaN weights": changed(lambda p: p["state_dict"][first].fill_(float("nan"))),
         "extra weights": changed(lambda p: p["state_dict"].update({"extra": torch.zeros(10)})),
+        "weights under an int key": changed(lambda p: p["state_dict"].update({7: torch.zeros(10)})),
         "fitted of the wrong type": changed(lambda p: p.update(fitted={"best_epoch_": "one"})),
         "deeply nested history": changed(lambda p: p.update(history={"a": [[[[1.0]]]]})),
         "pickle that would create a file": changed(lambda p: p.update(evil=_Marker(marker))),
@@ -696,6 +697,20 @@ def test_command_reports_hostile_models_in_one_line(models, bombs, tmp_path, cap
         err = capsys.readouterr().err
         assert code == 2, (what, err)
         assert err.startswith("gmmfast: error: ") and err.count("\n") == 1 and str(path) in err, (what, err)
+    if "ConvVAE" not in models:
+        return
+    import torch
+
+    payload = torch.load(models["ConvVAE"], weights_only=True)
+    payload["config"]["hidden_units"] = 100_000
+    torch.save(payload, tmp_path / "vae.pt")
+    images = tmp_path / "images.npz"
+    np.savez(images, x_test=np.zeros((2, 8, 8), dtype=np.float32))
+    code = main(["vae", "reconstruct", "--model", str(tmp_path / "vae.pt"), "--images", str(images),
+                 "--out", str(tmp_path / "r.npz")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("gmmfast: error: ") and "hidden_units" in err and err.count("\n") == 1
+    assert not (tmp_path / "r.npz").exists()
 
 
 # --------------------------------------------------------------------------

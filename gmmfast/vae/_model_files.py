@@ -69,6 +69,8 @@ def _read_model(path: str | os.PathLike, kind: str) -> dict:
         if not isinstance(payload.get(key), dict):
             raise ValueError(f"{path}: missing or malformed {key!r}.")
     for name, tensor in payload["state_dict"].items():
+        if not isinstance(name, str):
+            raise ValueError(f"{path}: state dict key {reprlib.repr(name)} is not a string.")
         if not isinstance(tensor, torch.Tensor):
             raise ValueError(f"{path}: state dict entry {name!r} is not a tensor.")
         if not tensor.is_floating_point():
