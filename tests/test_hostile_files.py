@@ -482,6 +482,7 @@ def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
         cases["duplicated classes_"] = members | {"classes_": np.array([members["classes_"][0]] * 2)}
         cases["classes_ declares 10^6 classes"] = members | {"classes_": np.arange(10**6)}
         cases["object classes_"] = members | {"classes_": members["classes_"].astype(object)}
+        cases["classes_ of 10^5-character labels"] = members | {"classes_": np.array(["a", "b"], dtype="U100000")}
         cases["n_components_ inconsistent"] = members | {"n_components_": members["n_components_"] + 1}
         cases["class_log_prior_ of text"] = members | {"class_log_prior_": np.array(["a", "b"])}
         cases["members of a third class"] = members | {
@@ -572,6 +573,16 @@ def test_archive_of_too_many_members_is_refused(tmp_path, loaders):
         with pytest.raises(ValueError, match="members") as info:
             load(path)
         assert str(path) in str(info.value), kind
+
+
+def test_total_size_cap(models, loaders, monkeypatch):
+    """Arrays declaring more than MAX_TOTAL_BYTES in all are refused from their headers (the cap
+    lowered here to below a real model's size; 8 GiB otherwise)."""
+    monkeypatch.setattr(_model_files, "MAX_TOTAL_BYTES", 1000)
+    for kind in NPZ_KINDS:
+        with pytest.raises(ValueError, match="limit of a model file") as info:
+            loaders[kind](models[kind])
+        assert str(models[kind]) in str(info.value)
 
 
 def test_missing_and_directory_paths(tmp_path, loaders):

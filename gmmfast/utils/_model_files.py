@@ -28,7 +28,9 @@ refuses, before any array body is decompressed:
   model parameters barely compress; zeros do);
 * a JSON header over :data:`MAX_META_BYTES`, nested deeper than
   :data:`MAX_META_DEPTH`, or holding anything but plain JSON values
-  (finite numbers, integers below 2^53).
+  (finite numbers, integers below 2^53);
+* more than :data:`MAX_MEMBERS` members, :data:`MAX_TOTAL_BYTES` in all,
+  or labels longer than :data:`MAX_LABEL_CHARS` characters.
 
 Every problem is a ``ValueError`` that names the file (and the member),
 never a ``MemoryError``, ``RecursionError``, ``TypeError`` or
@@ -66,6 +68,12 @@ MAX_META_BYTES = 4 << 20
 MAX_META_DEPTH = 16
 #: At most this many members (a classifier has 4 per class and 3 more).
 MAX_MEMBERS = 1 << 16
+#: At most this many bytes of arrays in all (a 784-pixel, 100-component
+#: full-covariance mixture is 0.5 GB), and text labels of at most
+#: :data:`MAX_LABEL_CHARS` characters: sizes beyond are implausible for a
+#: model file, whatever the rest of the file says.
+MAX_TOTAL_BYTES = 8 << 30
+MAX_LABEL_CHARS = 1024
 #: Integers in the JSON header: below 2^53 in magnitude (exact as floats, fit in int64).
 _MAX_JSON_INT = 1 << 53
 _NPY_VERSIONS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -313,7 +321,14 @@ class _Archive:
             if declared != info.file_size:
                 raise ValueError(f"{path}: member {key!r} declares shape {shape} of {dtype} ({declared} bytes with "
                                  f"its header) but holds {info.file_size} bytes (corrupt or forged).")
+            if dtype.kind == "U" and key != _META_KEY and dtype.itemsize > 4 * MAX_LABEL_CHARS:
+                raise ValueError(f"{path}: member {key!r} holds strings of {dtype.itemsize // 4} characters, "
+                                 f"over the {MAX_LABEL_CHARS}-character limit of a label.")
             headers[key] = (dtype, tuple(shape), info)
+        total = sum(info.file_size for _, _, info in headers.values())
+        if total > MAX_TOTAL_BYTES:
+            raise ValueError(f"{path}: declares {total} bytes of arrays, over the {MAX_TOTAL_BYTES}-byte "
+                             "limit of a model file.")
         return headers
 
     def _npy_header(self, info: zipfile.ZipInfo, key: str) -> tuple[np.dtype, tuple[int, ...], int]:
