@@ -27,8 +27,8 @@ refuses, before any array body is decompressed:
 * members that decompress more than :data:`MAX_EXPANSION` times (real
   model parameters barely compress; zeros do);
 * a JSON header over :data:`MAX_META_BYTES`, nested deeper than
-  :data:`MAX_META_DEPTH`, or holding anything but plain JSON values
-  (finite numbers, integers below 2^53);
+  :data:`MAX_META_DEPTH`, with fields other than the format's, or holding
+  anything but plain JSON values (no NaN, integers below 2^53);
 * more than :data:`MAX_MEMBERS` members, :data:`MAX_TOTAL_BYTES` in all,
   or labels longer than :data:`MAX_LABEL_CHARS` characters.
 
@@ -42,6 +42,7 @@ import json
 import math
 import os
 import re
+import reprlib
 import struct
 import zipfile
 import zlib
@@ -55,6 +56,7 @@ from ._atomic import atomic_write
 FORMAT_NAME = "gmmfast"
 FORMAT_VERSION = 1
 _META_KEY = "__meta__"
+_META_FIELDS = {"format", "format_version", "kind", "gmmfast_version", "params"}
 
 #: A member may decompress to at most this many times its compressed size
 #: (plus :data:`_SMALL_MEMBER` bytes, so that small arrays of zeros pass).
@@ -110,7 +112,11 @@ def save_npz(path: str | os.PathLike, kind: str, params: dict[str, Any], arrays:
     for name, value in payload.items():
         if value.dtype.kind not in _ALLOWED_KINDS:  # numbers and unicode labels: never objects
             raise ValueError(f"Cannot save {name!r}: dtype {value.dtype} is neither numeric nor text.")
-    text = json.dumps(meta, allow_nan=False)  # a NaN would not read back (the loader refuses non-finite numbers)
+    try:
+        check_json_values(meta)  # what the loader would refuse (a NaN, a huge integer) is refused here
+        text = json.dumps(meta)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"Cannot save to {path}: the parameters are not plain JSON values ({exc}).") from None
     with atomic_write(path) as fh:
         np.savez(fh, **{_META_KEY: np.array(text)}, **payload)
 
@@ -212,11 +218,12 @@ def json_depth_ok(text: str, max_depth: int = MAX_META_DEPTH) -> bool:
 
 
 def check_json_values(value: Any, where: str = "header") -> None:
-    """Refuse anything but plain JSON values: string keys, integers below 2^53, finite floats.
+    """Refuse anything but plain JSON values: string keys, integers below 2^53, floats but NaN.
 
     A header's huge integer reaches numpy or ``range`` as an
-    ``OverflowError``; a NaN or infinity (``json`` reads ``NaN``,
-    ``Infinity`` and ``1e999``) passes most range checks.
+    ``OverflowError``; a NaN passes every range check. Infinities
+    (``Infinity``, ``1e999``) are left to each parameter's own check
+    (``check_scalar`` wants finite numbers; a clip bound may be infinite).
     """
     if isinstance(value, dict):
         for key, item in value.items():
@@ -232,8 +239,8 @@ def check_json_values(value: Any, where: str = "header") -> None:
         if abs(value) >= _MAX_JSON_INT:
             raise ValueError(f"{where}: integer of {len(str(abs(value)))} digits is out of range (at most 2^53).")
     elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: {value} is not a finite number.")
+        if math.isnan(value):  # infinities are allowed: clip=(0, inf) is a valid parameter
+            raise ValueError(f"{where}: NaN is not a number a model file may hold.")
     else:
         raise ValueError(f"{where}: {type(value).__name__} is not a JSON value.")
 
@@ -390,6 +397,9 @@ class _Archive:
                 f"{path}: format version {version!r} is not supported by this gmmfast "
                 f"(reads versions 1 to {FORMAT_VERSION})."
             )
+        unknown = sorted(set(meta) - _META_FIELDS)  # after the version: a newer format may add fields
+        if unknown:
+            raise ValueError(f"{path}: unknown {_META_KEY} field(s) {reprlib.repr(unknown)}.")
         return meta
 
 
