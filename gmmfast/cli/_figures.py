@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..utils._atomic import savefig_atomic
 from ..utils._plotting import PLOT_HINT, pyplot
 
 
@@ -33,8 +34,10 @@ def image_grid(path, rows: Sequence[tuple[str, np.ndarray]]) -> bool:
             if c == 0:
                 ax.set_ylabel(title, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        savefig_atomic(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     print(f"wrote {path}")
     return True
 
@@ -69,7 +72,9 @@ def figure_lines(path, panels: Sequence[tuple[dict[str, tuple[Sequence[float], S
             ax.legend(fontsize=7, ncol=2)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        savefig_atomic(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     print(f"wrote {path}")
     return True

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..mixture import GMMClassifier, ShiftInvariantClassifier
+from ..utils._atomic import npz_out_path, save_npz_atomic
 from ._common import (
     UsageError,
     add_common_options,
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace) -> None:
 
     if args.shifts == "train" and args.model:
         raise UsageError("--shifts train fits on shifted copies: give --train DATA, or --shifts test with --model")
+    if args.out:  # the name written and printed, settled before any work (a directory is refused)
+        args.out = npz_out_path(args.out, note=print)
     clf = load_or_fit_classifier(args, train_shifts=args.shifts == "train")
     if args.shifts == "test" and isinstance(clf, GMMClassifier):
         clf = ShiftInvariantClassifier.from_fitted(clf)
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
     if y is not None:
         print(f"accuracy {np.mean(predicted == y):.2%}")
     if args.out:
-        np.savez_compressed(args.out, predictions=predicted, log_proba=log_proba, classes=clf.classes_)
+        save_npz_atomic(args.out, compressed=True, predictions=predicted, log_proba=log_proba, classes=clf.classes_)
         print(f"wrote {args.out}")
 
 

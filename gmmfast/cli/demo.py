@@ -15,6 +15,7 @@ from ..datasets import load_mnist_sample
 from ..image import PatchDenoiser, psnr_per_image
 from ..image._denoiser import METHODS as DENOISE_METHODS
 from ..mixture import GMMClassifier
+from ..utils._atomic import atomic_write
 from ..utils._plotting import PLOT_HINT, pyplot
 from ._common import (
     UsageError,
@@ -147,7 +148,8 @@ def run(args: argparse.Namespace) -> None:
     lines += [f"Run: `gmmfast demo{' --data-dir ' + args.data_dir if args.data_dir else ''}` (gmmfast {__version__}) in {total_s:.0f} s "
               f"on {os.cpu_count()} CPUs ({platform.machine()}, Python {platform.python_version()}).", ""]
     report = out / "report.md"
-    report.write_text("\n".join(lines))
+    with atomic_write(report) as fh:  # the previous report survives a failed or interrupted write
+        fh.write("\n".join(lines).encode("utf-8"))
     print(f"wrote {report} ({total_s:.0f} s in all)")
 
 

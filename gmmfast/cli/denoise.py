@@ -9,6 +9,7 @@ import numpy as np
 
 from ..image import PatchDenoiser, blur, gaussian_kernel, psnr_per_image
 from ..image._denoiser import METHODS as DENOISE_METHODS
+from ..utils._atomic import npz_out_path, save_npz_atomic
 from ._common import (
     UsageError,
     add_common_options,
@@ -44,6 +45,8 @@ def _denoiser(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.out:  # the name written and printed, settled before any work (a directory is refused)
+        args.out = npz_out_path(args.out, note=print)
     images, _ = load_image_stack(args.images, "test")
     if args.limit:
         images = images[: args.limit]
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
         results["psnr_input"], results["psnr"] = psnr_per_image(noisy, reference), psnr_per_image(restored, reference)
         print(f"PSNR {results['psnr_input'].mean():.2f} dB (input) -> {results['psnr'].mean():.2f} dB ({args.method}), mean over images")
     if args.out:
-        np.savez_compressed(args.out, **results)
+        save_npz_atomic(args.out, compressed=True, **results)
         print(f"wrote {args.out}")
     if args.figure:
         rows = [] if reference is None else [("clean", reference[:8])]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils._atomic import npz_out_path, save_npz_atomic
 from ._common import (
     add_common_options,
 )
@@ -16,6 +17,8 @@ from .classify import add_model_options, load_or_fit_classifier
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.out:  # the name written and printed, settled before any work (a directory is refused)
+        args.out = npz_out_path(args.out, note=print)
     clf = load_or_fit_classifier(args)
     clf = getattr(clf, "classifier_", clf)  # a shift model inpaints with its mixtures as they are
     X, _ = load_images(args.images, "test", need_labels=False)
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
     if args.mask != "nan" and np.isfinite(X).all():
         print(f"MSE on the missing pixels {np.mean((filled - X)[~observed] ** 2):.5f}")
     if args.out:
-        np.savez_compressed(args.out, filled=filled, observed=observed)
+        save_npz_atomic(args.out, compressed=True, filled=filled, observed=observed)
         print(f"wrote {args.out}")
     if args.figure:
         figure_inpainting(args.figure, X[:8], {"": (observed[:8], filled[:8])})

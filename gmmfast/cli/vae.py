@@ -28,6 +28,7 @@ import numpy as np
 
 from ..metrics import classification_scores, clustering_scores
 from ..mixture import GaussianMixture, GMMClassifier
+from ..utils._atomic import npz_out_path, save_npz_atomic
 from ..utils._threads import effective_n_threads
 from ._common import UsageError, bounded_int, nonzero_int
 from ._data import data_keys, load_image_stack
@@ -164,6 +165,8 @@ def _figures(out: Path, model, X: np.ndarray, y: np.ndarray | None, clf) -> None
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     _threads(args)
+    if args.out:  # the name written and printed, settled before any work (a directory is refused)
+        args.out = npz_out_path(args.out, note=print)
     model = _load_vae(args.model, args.device)
     X, y = load_data(args.images, "test", need_labels=False, digits=args.digits)
     start = time.perf_counter()
@@ -174,7 +177,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     arrays: dict[str, Any] = {"reconstructions": R, "latents": Z}
     if y is not None:
         arrays["labels"] = y
-    np.savez_compressed(args.out, **arrays)
+    save_npz_atomic(args.out, compressed=True, **arrays)
     print(f"wrote {args.out} (keys: {', '.join(arrays)})")
     if args.figure:
         try:
@@ -185,6 +188,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def cmd_classify(args: argparse.Namespace) -> None:
     _threads(args)
+    if args.out:  # the name written and printed, settled before any work (a directory is refused)
+        args.out = npz_out_path(args.out, note=print)
     model = _load_vae(args.model, args.device)
     if args.gmm:
         if not Path(args.gmm).exists():
@@ -212,12 +217,15 @@ def cmd_classify(args: argparse.Namespace) -> None:
         if args.cluster:
             _cluster_report(Z, y, args.seed, args.n_threads)
     if args.out:
-        np.savez_compressed(args.out, predictions=predicted, log_proba=log_proba, classes=clf.classes_, latents=Z)
+        save_npz_atomic(args.out, compressed=True, predictions=predicted, log_proba=log_proba, classes=clf.classes_,
+                        latents=Z)
         print(f"wrote {args.out}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
     _threads(args)
+    if args.out:  # the name written and printed, settled before any work (a directory is refused)
+        args.out = npz_out_path(args.out, note=print)
     model = _load_vae(args.model, args.device)
     gmm = None
     if args.gmm:
@@ -231,7 +239,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     else:
         images, sample_labels = model.sample(args.n, random_state=args.seed), None
     arrays = {"images": images} | ({"labels": sample_labels} if sample_labels is not None else {})
-    np.savez_compressed(args.out, **arrays)
+    save_npz_atomic(args.out, compressed=True, **arrays)
     print(f"wrote {len(images)} generated images to {args.out}")
     if args.figure:
         rows = [images[i * args.n:(i + 1) * args.n] for i in range(len(images) // args.n)]

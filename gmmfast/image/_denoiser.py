@@ -47,6 +47,7 @@ from scipy import linalg
 
 from ..mixture import _gaussian
 from ..mixture._gaussian_mixture import GaussianMixture
+from ..mixture._gaussian_mixture import _expected_members as _mixture_members
 from ..utils import _progress
 from ..utils._estimator import BaseEstimator, check_is_fitted
 from ..utils._model_files import load_npz, save_npz
@@ -524,12 +525,13 @@ class PatchDenoiser(BaseEstimator):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PatchDenoiser":
         """Read a denoiser written by :meth:`save`, validating every array."""
-        params, arrays = load_npz(path, cls._MODEL_KIND)
+        params, arrays = load_npz(path, cls._MODEL_KIND, _expected_members)
         model = cls()
         try:
             model.set_params(**params)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from exc
+            _check_saved_params(model)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
         if isinstance(model.dtype, str):
             model.dtype = np.dtype(model.dtype).type
         if model.clip is not None:
@@ -542,6 +544,47 @@ class PatchDenoiser(BaseEstimator):
             raise ValueError(f"{path}: the mixture has {gm.means_.shape[1]} features, not patch_size^2 = {model.patch_size**2}.")
         model.mixture_ = gm
         return model
+
+
+def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, tuple[int, ...]]:
+    """The members of a denoiser file: its patch mixture's four parameter arrays (see ``load_npz``)."""
+    shapes = _mixture_members(params, headers)
+    return {name: shapes[name] for name in ("weights_", "means_", "covariances_", "precisions_cholesky_")}
+
+
+def _check_saved_params(model: "PatchDenoiser") -> None:
+    """A loaded denoiser's parameters, checked for type and range before use (``ValueError``)."""
+    for name in ("patch_size", "n_components", "stride", "cg_iter", "max_patches", "n_init"):
+        check_scalar(getattr(model, name), name, numbers.Integral, min_value=1)
+    check_scalar(model.max_iter, "max_iter", numbers.Integral, min_value=0)
+    if not isinstance(model.verbose, int):  # bool included
+        raise ValueError(f"verbose must be an integer; got {model.verbose!r}.")
+    check_scalar(model.reg_covar, "reg_covar", numbers.Real, min_value=0.0)
+    check_scalar(model.tol, "tol", numbers.Real, min_value=0.0)
+    if model.n_threads is not None and (isinstance(model.n_threads, bool) or not isinstance(model.n_threads, int)
+                                        or model.n_threads == 0):
+        raise ValueError(f"n_threads must be a non-zero integer or None; got {model.n_threads!r}.")
+    if not (model.random_state is None or (isinstance(model.random_state, int) and 0 <= model.random_state < 2**32)):
+        raise ValueError(f"random_state must be None or a seed in [0, 2**32); got {model.random_state!r}.")
+    check_scalar(model.epll_fidelity, "epll_fidelity", numbers.Real, min_value=0.0, include_min=False)
+    if model.covariance_type not in ("full", "diag", "spherical"):
+        raise ValueError(f"covariance_type must be 'full', 'diag' or 'spherical'; got {model.covariance_type!r}.")
+    if model.epll_patch_step not in PATCH_STEPS:
+        raise ValueError(f"epll_patch_step must be one of {PATCH_STEPS}; got {model.epll_patch_step!r}.")
+    if model.epll_init not in EPLL_INITS:
+        raise ValueError(f"epll_init must be one of {EPLL_INITS}; got {model.epll_init!r}.")
+    if not isinstance(model.blur_boundary, str):
+        raise ValueError(f"blur_boundary must be a string; got {model.blur_boundary!r}.")
+    if not isinstance(model.remove_mean, bool):
+        raise ValueError(f"remove_mean must be true or false; got {model.remove_mean!r}.")
+    if model.epll_betas is not None:
+        if not isinstance(model.epll_betas, list):
+            raise ValueError(f"epll_betas must be a list of positive numbers; got {model.epll_betas!r}.")
+        check_positive_sequence(model.epll_betas, "epll_betas")
+    if model.clip is not None and not (isinstance(model.clip, list) and len(model.clip) == 2 and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in model.clip) and model.clip[0] <= model.clip[1]):
+        raise ValueError(f"clip must be None or [low, high]; got {model.clip!r}.")
+    check_compute_dtype(model.dtype)
 
 
 def _sample_patches(groups: list[np.ndarray], m: int, stride: int, max_patches: int,

@@ -28,6 +28,8 @@ from ..utils._threads import effective_n_threads, limits_blas
 from ..utils._validation import check_array, check_compute_dtype, check_random_state, check_scalar
 from . import _gaussian
 from ._gaussian_mixture import GaussianMixture
+from ._gaussian_mixture import _check_saved_params as _check_mixture_params
+from ._gaussian_mixture import _expected_members as _mixture_members
 from ._missing import (
     check_possibly_missing,
     conditional_samples,
@@ -498,7 +500,7 @@ class GMMClassifier(BaseEstimator):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "GMMClassifier":
         """Read a classifier written by :meth:`save`, validating every array."""
-        params, arrays = load_npz(path, cls._MODEL_KIND)
+        params, arrays = load_npz(path, cls._MODEL_KIND, _expected_members)
         return cls._from_state(params, arrays, path)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -526,18 +528,30 @@ class GMMClassifier(BaseEstimator):
             model.set_params(**params)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
+        _check_saved_params(model, path)
         if "classes_" not in arrays or arrays["classes_"].ndim != 1 or len(arrays["classes_"]) < 2:
             raise ValueError(f"{path}: missing or malformed array 'classes_'.")
         classes = arrays["classes_"]
         n_classes = len(classes)
-        log_prior = np.asarray(arrays.get("class_log_prior_"), dtype=np.float64)
+        if classes.dtype.kind not in "biufU" or (classes.dtype.kind == "f" and not np.isfinite(classes).all()):
+            raise ValueError(f"{path}: classes_ must hold finite numbers or strings; got {classes.dtype} {classes.tolist()[:5]}.")
+        if len(np.unique(classes)) != n_classes:
+            raise ValueError(f"{path}: classes_ holds duplicated labels {classes.tolist()}.")
+        if "class_log_prior_" not in arrays or arrays["class_log_prior_"].dtype.kind not in "biuf":
+            raise ValueError(f"{path}: missing or non-numeric array 'class_log_prior_'.")
+        log_prior = np.asarray(arrays["class_log_prior_"], dtype=np.float64)
         if log_prior.shape != (n_classes,) or np.isnan(log_prior).any() or not np.isclose(logsumexp(log_prior), 0.0, atol=1e-6):
             raise ValueError(f"{path}: class_log_prior_ must be {n_classes} log-probabilities summing to 1.")
-        counts = require(arrays, "n_components_", (n_classes,), path).astype(int)
+        counts = require(arrays, "n_components_", (n_classes,), path)
+        if np.any(counts < 1) or np.any(counts != np.round(counts)):
+            raise ValueError(f"{path}: n_components_ must hold positive integers.")
+        counts = counts.astype(int)
         estimators = []
         for c in range(n_classes):
             sub = {name[len(f"class{c}."):]: value for name, value in arrays.items() if name.startswith(f"class{c}.")}
             est = model._mixture(int(counts[c]), 0)
+            if c == 0:
+                _check_mixture_params(est, path)
             est._restore(sub, f"{path} (class {c})")
             if len(est.means_) != counts[c]:
                 raise ValueError(f"{path}: class {c} has {len(est.means_)} components, n_components_ says {counts[c]}.")
@@ -597,3 +611,34 @@ def _savable_labels(classes: np.ndarray) -> np.ndarray:
     if classes.dtype.kind not in "biufU":
         raise ValueError(f"Cannot save class labels of dtype {classes.dtype}.")
     return classes
+
+
+def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, tuple[int, ...]]:
+    """The members of a classifier file and their shapes, from the declared shape of
+    ``classes_`` and of each class's ``means_`` (see ``load_npz``)."""
+    labels = headers.get("classes_")
+    if labels is None or len(labels[1]) != 1 or labels[1][0] < 2:
+        raise ValueError("missing or malformed array 'classes_'.")
+    n_classes = labels[1][0]
+    if n_classes > len(headers):  # each class has its own members: a forged count, refused before any loop
+        raise ValueError(f"classes_ declares {n_classes} classes but the file has members for fewer.")
+    shapes = {"classes_": (n_classes,), "class_log_prior_": (n_classes,), "n_components_": (n_classes,)}
+    for c in range(n_classes):
+        shapes.update(_mixture_members(params, headers, prefix=f"class{c}."))
+    return shapes
+
+
+def _check_saved_params(model: "GMMClassifier", path: Any) -> None:
+    """A loaded classifier's own parameters, checked as ``fit`` checks them (``ValueError`` naming the file)."""
+    n_threads = model.n_threads
+    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads == 0):
+        raise ValueError(f"{path}: n_threads must be a non-zero integer or None; got {n_threads!r}.")
+    if not isinstance(model.verbose, int):  # bool included
+        raise ValueError(f"{path}: verbose must be an integer; got {model.verbose!r}.")
+    model.n_threads = None  # a count above this machine's CPUs is capped at run time, not an error in a file
+    try:
+        model._check_parameters()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    finally:
+        model.n_threads = n_threads

@@ -29,6 +29,7 @@ from ..utils._threads import limits_blas
 from ..utils._validation import check_compute_dtype
 from . import _gaussian
 from ._classifier import GMMClassifier, _check_labels
+from ._classifier import _expected_members as _classifier_members
 from ._missing import check_possibly_missing
 
 #: No shift and the four one-pixel shifts (down, up, right, left).
@@ -300,7 +301,7 @@ class ShiftInvariantClassifier(BaseEstimator):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ShiftInvariantClassifier":
         """Read a model written by :meth:`save`, validating every array."""
-        params, arrays = load_npz(path, cls._MODEL_KIND)
+        params, arrays = load_npz(path, cls._MODEL_KIND, _expected_members)
         if not isinstance(params.get("classifier"), dict):
             raise ValueError(f"{path}: malformed ShiftInvariantClassifier parameters (no classifier).")
         base = GMMClassifier._from_state(dict(params["classifier"]), arrays, path)
@@ -308,9 +309,17 @@ class ShiftInvariantClassifier(BaseEstimator):
             fill = float("nan") if params["fill"] is None else float(params["fill"])
             model = cls.from_fitted(base, image_shape=tuple(params["image_shape"]),
                                     shifts=[tuple(s) for s in params["shifts"]], fill=fill)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, OverflowError) as exc:
             raise ValueError(f"{path}: malformed ShiftInvariantClassifier parameters ({exc}).") from None
         except ValueError as exc:
             raise ValueError(f"{path}: malformed ShiftInvariantClassifier parameters: {exc}") from None
         model.augment = bool(params.get("augment", False))  # how it was trained
         return model
+
+
+def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, tuple[int, ...]]:
+    """The members of a shift-invariant model file: its classifier's (see ``load_npz``)."""
+    base = params.get("classifier")
+    if not isinstance(base, dict):
+        raise ValueError("malformed ShiftInvariantClassifier parameters (no classifier).")
+    return _classifier_members(base, headers)

@@ -12,6 +12,8 @@ from ..utils._estimator import check_is_fitted
 from ..utils._validation import check_array, check_random_state, check_scalar
 from ._engine import MIN_TRAIN_IMAGES, _seed, _seeded, _threads, _TorchEstimator, check_images
 from ._model_files import (
+    _build_checked,
+    _check_config,
     _fit_results,
     _history,
     _load_state,
@@ -353,23 +355,21 @@ class ConvVAE(_TorchEstimator):
     @classmethod
     def _from_payload(cls, payload: dict, path: Any, device: str | None) -> "ConvVAE":
         model = cls()
+        shape = payload.get("image_shape")
+        config = dict(_check_config(payload.get("config"), shape, path))  # bounds first: nothing built yet
         try:
-            config = dict(payload["config"])
             for key in ("channels", "strides"):
                 if isinstance(config.get(key), list):
                     config[key] = tuple(config[key])
             model.set_params(**config)
             model.device = device
             model._check_params()
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"{path}: bad configuration: {exc}") from None
-        shape = payload.get("image_shape")
-        if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape)):
-            raise ValueError(f"{path}: missing or malformed 'image_shape'.")
         try:
-            net = model._build(tuple(shape))
+            net = _build_checked(lambda: model._build(tuple(shape)), payload["state_dict"], path)
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ValueError(exc if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
         _load_state(net, payload["state_dict"], path)
         model.device_ = model._device()
         model.network_ = net.to(model.device_).eval()

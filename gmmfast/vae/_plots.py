@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..mixture._gaussian import full_covariances
+from ..utils._atomic import savefig_atomic
 from ..utils._plotting import pyplot
 
 
@@ -186,6 +187,8 @@ def plot_history(path: str | os.PathLike, histories: dict[str, dict[str, list[fl
 
 def _save(fig, path: str | os.PathLike) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
+    try:
+        savefig_atomic(fig, path, dpi=110)  # the old figure survives a failed write
+    finally:
+        pyplot().close(fig)
     return str(path)

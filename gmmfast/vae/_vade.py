@@ -17,6 +17,7 @@ from ..utils._validation import check_random_state, check_scalar
 from ._conv_vae import ConvVAE, _draw_latents
 from ._engine import MIN_TRAIN_IMAGES, _seed, _seeded, _threads, _TorchEstimator, check_images
 from ._model_files import (
+    CONFIG_BOUNDS,
     _fit_results,
     _history,
     _read_model,
@@ -288,13 +289,24 @@ class VaDE(_TorchEstimator):
                        "history": payload.get("vae_history", {}), "fitted": payload.get("vae_fitted", {})}
         if not isinstance(vae_payload["config"], dict):
             raise ValueError(f"{path}: missing or malformed 'vae_config'.")
+        config = payload["config"]
+        if not all(isinstance(key, str) for key in config):
+            raise ValueError(f"{path}: malformed 'config'.")
+        n_clusters = config.get("n_clusters", 10)
+        if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or not 1 <= n_clusters <= CONFIG_BOUNDS["n_clusters"]:
+            raise ValueError(f"{path}: bad configuration: n_clusters must be an integer in "
+                             f"1..{CONFIG_BOUNDS['n_clusters']}; got {n_clusters!r}.")
+        known = {f"{prefix}.{name}" for prefix in ("prior", "init") for name in ("weights", "means", "variances")}
+        unknown = [k for k in state if not k.startswith("vae.") and k not in known]
+        if unknown:
+            raise ValueError(f"{path}: unknown state dict entries {unknown[:3]}.")
         vae = ConvVAE._from_payload(vae_payload, path, device)
         model = cls()
         try:
-            model.set_params(**payload["config"])
+            model.set_params(**config)
             model.vae, model.device = None, device
             model._check_params_no_vae()
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"{path}: bad configuration: {exc}") from None
         K, d = int(model.n_clusters), int(vae.latent_dim)
         arrays = {}
