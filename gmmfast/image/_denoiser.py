@@ -650,13 +650,13 @@ def _posterior_mean_estimates(patches: np.ndarray, resp: np.ndarray, gains: np.n
 
 
 def _check_clip(clip: Any) -> tuple[float, float]:
-    """``clip`` as (low, high) with low < high, both finite."""
+    """``clip`` as (low, high) with low < high (either may be infinite, neither NaN)."""
     try:
         lo, hi = (float(v) for v in clip)
     except (TypeError, ValueError):
         raise ValueError(f"clip must be None or a pair (low, high) of numbers; got {clip!r}.") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"clip must be a pair (low, high) of finite numbers with low < high; got {clip!r}.")
+    if not lo < hi:  # also false when either is NaN; an infinite bound clips one side only
+        raise ValueError(f"clip must be a pair (low, high) of numbers, neither NaN, with low < high; got {clip!r}.")
     return lo, hi
 
 
