@@ -14,6 +14,7 @@ GMMClassifier with K=2 full-covariance components per digit (reg_covar
 0.05) fitted on them, and the last --masked-n of those images, each with its
 own random 50% of pixels missing.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -45,7 +46,9 @@ def naive_log_joint(clf: GMMClassifier, X: np.ndarray) -> np.ndarray:
                 d = x[o] - mu[o]
                 quad = d @ linalg.cho_solve(factor, d)
                 log_det = 2.0 * np.log(np.diag(factor[0])).sum()
-                rows[k] = np.log(gm.weights_[k]) - 0.5 * (o.sum() * np.log(2 * np.pi) + log_det + quad)
+                rows[k] = np.log(gm.weights_[k]) - 0.5 * (
+                    o.sum() * np.log(2 * np.pi) + log_det + quad
+                )
             out[n, c] = logsumexp(rows) + clf.class_log_prior_[c]
     return out
 
@@ -62,7 +65,9 @@ def masked_problem(data, request):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for name, dtype in (("gmmfast-f64", np.float64), ("gmmfast-f32", np.float32)):
-            models[name] = GMMClassifier(K, reg_covar=0.05, max_iter=20, dtype=dtype, random_state=0).fit(X, y)
+            models[name] = GMMClassifier(
+                K, reg_covar=0.05, max_iter=20, dtype=dtype, random_state=0
+            ).fit(X, y)
     n = request.config.getoption("--masked-n")
     rng = np.random.default_rng(0)
     Xm = X[-n:].astype(np.float64, copy=True)

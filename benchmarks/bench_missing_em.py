@@ -20,6 +20,7 @@ Samples cost the same on average (same missing fraction), so the two
 are compared per sample. Before gmmfast is timed, its iteration on the
 loop's images is checked against the loop's result (rtol 1e-8).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -38,10 +39,14 @@ REG_COVAR = 0.05
 MISSING = 0.25
 SEED = 0
 PARAM_FIT_ITER = 3
-PEDANTIC = {"numpy-loop": dict(rounds=1, iterations=1, warmup_rounds=0),
-            "gmmfast": dict(rounds=2, iterations=1, warmup_rounds=0)}
+PEDANTIC = {
+    "numpy-loop": dict(rounds=1, iterations=1, warmup_rounds=0),
+    "gmmfast": dict(rounds=2, iterations=1, warmup_rounds=0),
+}
 RTOL = 1e-8
-_RESULTS: dict[str, dict] = {}  # variant -> {"n": images, "median_s": ..., "min_s": ..., "state": ...}
+_RESULTS: dict[
+    str, dict
+] = {}  # variant -> {"n": images, "median_s": ..., "min_s": ..., "state": ...}
 
 
 def numpy_em_iteration(X, observed, weights, means, covariances, reg_covar):
@@ -68,7 +73,9 @@ def numpy_em_iteration(X, observed, weights, means, covariances, reg_covar):
             d = x[o] - means[k, o]
             gain = linalg.cho_solve(factor, sigma[np.ix_(o, m)])  # Sigma_oo^-1 Sigma_om
             log_det = 2.0 * np.log(np.diag(factor[0])).sum()
-            log_dens[k] = -0.5 * (o.sum() * np.log(2 * np.pi) + log_det + d @ linalg.cho_solve(factor, d))
+            log_dens[k] = -0.5 * (
+                o.sum() * np.log(2 * np.pi) + log_det + d @ linalg.cho_solve(factor, d)
+            )
             dev[k, o] = d
             dev[k, m] = gain.T @ d
             cond.append(sigma[np.ix_(m, m)] - sigma[np.ix_(m, o)] @ gain)
@@ -86,8 +93,12 @@ def numpy_em_iteration(X, observed, weights, means, covariances, reg_covar):
     new_covariances = np.empty_like(covariances)
     for k in range(n_components):
         delta = new_means[k] - means[k]
-        scatter = (s2[k] - np.outer(s1[k], delta) - np.outer(delta, s1[k])
-                   + raw_nk[k] * np.outer(delta, delta))
+        scatter = (
+            s2[k]
+            - np.outer(s1[k], delta)
+            - np.outer(delta, s1[k])
+            + raw_nk[k] * np.outer(delta, delta)
+        )
         new_covariances[k] = scatter / nk[k] + reg_covar * np.eye(n_features)
     return nk / nk.sum(), new_means, new_covariances, total_log_likelihood / n_samples
 
@@ -104,7 +115,9 @@ def missing_problem(data, pytestconfig):
         row[rng.choice(X.shape[1], n_missing, replace=False)] = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = GaussianMixture(K, reg_covar=REG_COVAR, max_iter=PARAM_FIT_ITER, random_state=0).fit(X)
+        model = GaussianMixture(
+            K, reg_covar=REG_COVAR, max_iter=PARAM_FIT_ITER, random_state=0
+        ).fit(X)
     return np.where(observed, X, np.nan), observed, model._get_parameters()
 
 
@@ -131,8 +144,13 @@ def _gmmfast_step(X_nan, params):
 def _check(got: tuple, expected: tuple) -> None:
     for name, a, b in zip(("weights", "means", "covariances", "lower_bound"), got, expected):
         b = np.asarray(b)
-        np.testing.assert_allclose(a, b, rtol=RTOL, atol=RTOL * np.abs(b).max(),
-                                   err_msg=f"gmmfast {name} differs from the NumPy loop's")
+        np.testing.assert_allclose(
+            a,
+            b,
+            rtol=RTOL,
+            atol=RTOL * np.abs(b).max(),
+            err_msg=f"gmmfast {name} differs from the NumPy loop's",
+        )
 
 
 def _summary(d: int) -> list[str]:
@@ -165,8 +183,9 @@ def test_missing_em_iteration(benchmark, report, missing_problem, pytestconfig, 
         reference = _RESULTS.get("numpy-loop", {}).get("state")
         if reference is None:  # the loop's benchmark was deselected
             weights, means, covariances, _ = params
-            reference = numpy_em_iteration(X_nan[:n_loop], observed[:n_loop], weights, means,
-                                           covariances, REG_COVAR)
+            reference = numpy_em_iteration(
+                X_nan[:n_loop], observed[:n_loop], weights, means, covariances, REG_COVAR
+            )
         sub_step, sub_setup = _gmmfast_step(X_nan[:n_loop], params)
         sub_setup()
         _check(sub_step(), reference)  # the benchmark cannot time a wrong computation
@@ -174,8 +193,9 @@ def test_missing_em_iteration(benchmark, report, missing_problem, pytestconfig, 
     benchmark.group = "missing_em_iteration"
     result = benchmark.pedantic(target, setup=setup, **PEDANTIC[variant])
     n = n_loop if variant == "numpy-loop" else len(X_nan)
-    benchmark.extra_info.update({"variant": variant, "n_samples": n, "n_components": K,
-                                 "missing_fraction": MISSING})
+    benchmark.extra_info.update(
+        {"variant": variant, "n_samples": n, "n_components": K, "missing_fraction": MISSING}
+    )
     if benchmark.stats is None:  # --benchmark-disable
         return
     stats = benchmark.stats.stats
@@ -186,4 +206,6 @@ def test_missing_em_iteration(benchmark, report, missing_problem, pytestconfig, 
         benchmark.extra_info["per_sample_speedup_vs_numpy_loop"] = (
             _RESULTS["numpy-loop"]["median_s"] / _RESULTS["numpy-loop"]["n"]
         ) / (stats.median / n)
-        report.sections["missing-data EM iteration: gmmfast vs NumPy/SciPy loop (no timing is asserted)"] = lines
+        report.sections[
+            "missing-data EM iteration: gmmfast vs NumPy/SciPy loop (no timing is asserted)"
+        ] = lines

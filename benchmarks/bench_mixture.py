@@ -17,6 +17,7 @@ fit_per_iter
     ``fit(X)`` from given ``weights_init``/``means_init``/``precisions_init``
     with ``max_iter=m`` and ``tol=0``, reported per iteration.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -91,15 +92,20 @@ def _state(model, lower_bound: float) -> dict:
 # outputs to check; setup() (or None) puts the model back in its start state.
 
 
-def _score_samples(variant: str, X: np.ndarray, params: tuple, fit_iter: int) -> tuple[Target, Setup]:
+def _score_samples(
+    variant: str, X: np.ndarray, params: tuple, fit_iter: int
+) -> tuple[Target, Setup]:
     model = _estimator(variant)
     _set_params(model, params)
     return (lambda: {"score_samples": model.score_samples(X)}), None
 
 
-def _em_iteration(variant: str, X: np.ndarray, params: tuple, fit_iter: int) -> tuple[Target, Setup]:
+def _em_iteration(
+    variant: str, X: np.ndarray, params: tuple, fit_iter: int
+) -> tuple[Target, Setup]:
     model = _estimator(variant)
     if variant == "sklearn":
+
         def step() -> dict:
             lower_bound, log_resp = model._e_step(X)
             model._m_step(X, log_resp)
@@ -110,6 +116,7 @@ def _em_iteration(variant: str, X: np.ndarray, params: tuple, fit_iter: int) -> 
             resp, log_norm = model._estimate(X, _gaussian.MODE_RESP)
             model._m_step(X, resp)
             return _state(model, log_norm.mean())
+
     return step, lambda: _set_params(model, params)
 
 
@@ -163,7 +170,10 @@ def _check_agrees(got: dict, expected: dict, dtype: type, what: str) -> None:
     for name, ref in expected.items():
         ref = np.asarray(ref, dtype=np.float64)
         np.testing.assert_allclose(
-            got[name], ref, rtol=rtol, atol=rtol * np.abs(ref).max(),
+            got[name],
+            ref,
+            rtol=rtol,
+            atol=rtol * np.abs(ref).max(),
             err_msg=f"{what}: {name} differs from scikit-learn's",
         )
 
@@ -210,7 +220,9 @@ def _record(benchmark, report, case: str, variant: str, n: int, d: int, fit_iter
         return
     per_call = fit_iter if spec.per_iteration else 1
     median = benchmark.stats.stats.median / per_call
-    info.update(median_s=median, min_s=benchmark.stats.stats.min / per_call, gflops=flops / median / 1e9)
+    info.update(
+        median_s=median, min_s=benchmark.stats.stats.min / per_call, gflops=flops / median / 1e9
+    )
     sklearn = report.entries.get((case, "sklearn"))
     if variant != "sklearn" and sklearn is not None:
         info["speedup_vs_sklearn"] = sklearn["median_s"] / median
@@ -248,6 +260,7 @@ def references() -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------- bench
+
 
 # variant varies fastest, so sklearn runs first in each case and gmmfast's
 # speed ratio can be computed as soon as it is timed.

@@ -46,6 +46,7 @@ bandwidth (and, for a new array, by page faults), so the ratio depends on
 the memory system more than on the kernel: see the ``chunk`` rows for
 in-cache speed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -62,10 +63,17 @@ DTYPES = {"f64": np.float64, "f32": np.float32}
 BATCHES = {"mnist": "1,000 MNIST 28x28", "large": "2 images 512x512", "chunk": "16 MNIST 28x28"}
 ROUNDS = {"numpy-add-at": 3, "numpy-fancy": 5}  # ~1-2 s a call; others: 9 (chunk: 200)
 EXTRACT_VARIANTS = ["numpy", "numpy-fancy", "gmmfast", "numpy-out", "gmmfast-out", "alloc-fill"]
-CASES = [("extract", b, v) for b in BATCHES for v in EXTRACT_VARIANTS if v != "numpy-fancy" or b == "mnist"]
+CASES = [
+    ("extract", b, v)
+    for b in BATCHES
+    for v in EXTRACT_VARIANTS
+    if v != "numpy-fancy" or b == "mnist"
+]
 CASES += [("extract", "chunk", v) for v in ("gmmfast-1thread", "gmmfast-out-1thread")]
 CASES += [("average", "mnist", v) for v in ("numpy-add-at", "gmmfast")]
-_TIMES: dict[tuple[str, str, str, str], tuple[float, float]] = {}  # (op, batch, dtype, variant) -> (median, min)
+_TIMES: dict[
+    tuple[str, str, str, str], tuple[float, float]
+] = {}  # (op, batch, dtype, variant) -> (median, min)
 
 
 def numpy_positions(length: int, m: int, s: int) -> np.ndarray:
@@ -102,8 +110,11 @@ def numpy_average(patches: np.ndarray, shape: tuple[int, int, int], m: int, s: i
     )
     sums = np.zeros(shape)
     counts = np.zeros((height, width))
-    np.add.at(sums, (np.arange(n)[:, None, None, None, None], yy[None], xx[None]),
-              patches.reshape(n, len(rows), len(cols), m, m))
+    np.add.at(
+        sums,
+        (np.arange(n)[:, None, None, None, None], yy[None], xx[None]),
+        patches.reshape(n, len(rows), len(cols), m, m),
+    )
     np.add.at(counts, (yy, xx), 1.0)
     return (sums / counts).astype(patches.dtype, copy=False)
 
@@ -149,24 +160,35 @@ def _summary() -> list[str]:
         "Timings are noisy when other jobs share the CPU.",
     ]
     for (op, batch, name, variant), (median, low) in sorted(_TIMES.items()):
-        lines.append(f"  {op:<8} {batch:<6} {name}  {variant:<13} {1e3 * median:9.2f} ({1e3 * low:.2f})")
-    pairs = [("extract", "numpy", "gmmfast"), ("extract", "numpy", "gmmfast-out"),
-             ("extract", "numpy-out", "gmmfast-out"), ("extract", "numpy-fancy", "gmmfast"),
-             ("extract", "numpy", "gmmfast-1thread"), ("extract", "numpy", "gmmfast-out-1thread"),
-             ("average", "numpy-add-at", "gmmfast")]
+        lines.append(
+            f"  {op:<8} {batch:<6} {name}  {variant:<13} {1e3 * median:9.2f} ({1e3 * low:.2f})"
+        )
+    pairs = [
+        ("extract", "numpy", "gmmfast"),
+        ("extract", "numpy", "gmmfast-out"),
+        ("extract", "numpy-out", "gmmfast-out"),
+        ("extract", "numpy-fancy", "gmmfast"),
+        ("extract", "numpy", "gmmfast-1thread"),
+        ("extract", "numpy", "gmmfast-out-1thread"),
+        ("average", "numpy-add-at", "gmmfast"),
+    ]
     for op, slow, fast in pairs:
         for batch in BATCHES:
             for name in DTYPES:
                 r = _ratio(op, batch, name, slow, fast)
                 if r is not None:
                     verdict = "PASS" if r >= TARGET else "BELOW"
-                    lines.append(f"ratio {op:<8} {batch:<6} {name}  {slow:>12} / {fast:<12} {r:6.2f}x  {verdict}")
+                    lines.append(
+                        f"ratio {op:<8} {batch:<6} {name}  {slow:>12} / {fast:<12} {r:6.2f}x  {verdict}"
+                    )
     return lines
 
 
 @pytest.mark.parametrize("dtype_name", list(DTYPES))
 @pytest.mark.parametrize("operation, batch, variant", CASES)
-def test_patches(benchmark, report, images_by_batch, reference_patches, operation, batch, variant, dtype_name):
+def test_patches(
+    benchmark, report, images_by_batch, reference_patches, operation, batch, variant, dtype_name
+):
     images = images_by_batch[batch, dtype_name]
     patches = reference_patches(batch, dtype_name)
     n, height, width = images.shape
@@ -181,7 +203,9 @@ def test_patches(benchmark, report, images_by_batch, reference_patches, operatio
             "gmmfast": lambda: extract_patches(images, PATCH, STRIDE),
             "gmmfast-out": lambda: extract_patches(images, PATCH, STRIDE, out=buf),
             "gmmfast-1thread": lambda: extract_patches(images, PATCH, STRIDE, n_threads=1),
-            "gmmfast-out-1thread": lambda: extract_patches(images, PATCH, STRIDE, out=buf, n_threads=1),
+            "gmmfast-out-1thread": lambda: extract_patches(
+                images, PATCH, STRIDE, out=buf, n_threads=1
+            ),
             "alloc-fill": lambda: np.empty(patches.shape, images.dtype).fill(0),
         }[variant]
         if variant != "alloc-fill":
@@ -198,15 +222,30 @@ def test_patches(benchmark, report, images_by_batch, reference_patches, operatio
         result = target()
         assert result.dtype == images.dtype and result.shape == images.shape
         rtol = 1e-12 if images.dtype == np.float64 else 1e-6
-        np.testing.assert_allclose(result, images, rtol=rtol, atol=rtol)  # averaging inverts extraction
+        np.testing.assert_allclose(
+            result, images, rtol=rtol, atol=rtol
+        )  # averaging inverts extraction
         if variant == "gmmfast":  # and agrees with np.add.at (on the first 20 images: ~1 s a 1,000)
             k = 20 * (len(patches) // n)
-            np.testing.assert_allclose(result[:20], numpy_average(patches[:k], (20, height, width), PATCH, STRIDE),
-                                       rtol=rtol, atol=rtol)
+            np.testing.assert_allclose(
+                result[:20],
+                numpy_average(patches[:k], (20, height, width), PATCH, STRIDE),
+                rtol=rtol,
+                atol=rtol,
+            )
         del result
     benchmark.group = f"patches_{operation}_{batch}_{dtype_name}"
-    benchmark.extra_info.update({"operation": operation, "batch": BATCHES[batch], "variant": variant,
-                                 "dtype": dtype_name, "n_images": n, "patch_size": PATCH, "stride": STRIDE})
+    benchmark.extra_info.update(
+        {
+            "operation": operation,
+            "batch": BATCHES[batch],
+            "variant": variant,
+            "dtype": dtype_name,
+            "n_images": n,
+            "patch_size": PATCH,
+            "stride": STRIDE,
+        }
+    )
     rounds = ROUNDS.get(variant, 200 if batch == "chunk" else 9)
     benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=1)
     if benchmark.stats is None:  # --benchmark-disable

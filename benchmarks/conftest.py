@@ -6,6 +6,7 @@ a summary table with the speed ratios against the project's targets.
 Case-specific knowledge (flop counts, targets) lives in ``bench_mixture.py``;
 this file only prints what the benchmarks recorded.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,10 +42,14 @@ class Report:
     """What the session measured, read by :func:`pytest_terminal_summary`."""
 
     data: Data | None = None
-    gemm: dict[type, tuple[float, float]] = field(default_factory=dict)  # (best, median) GFLOP/s per dtype
+    gemm: dict[type, tuple[float, float]] = field(
+        default_factory=dict
+    )  # (best, median) GFLOP/s per dtype
     entries: dict[tuple[str, str], dict] = field(default_factory=dict)  # (case, variant) -> record
     notes: list[str] = field(default_factory=list)  # footnotes printed under the table
-    sections: dict[str, list[str]] = field(default_factory=dict)  # other comparisons: title -> lines
+    sections: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # other comparisons: title -> lines
 
 
 _REPORT = pytest.StashKey[Report]()
@@ -62,15 +67,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bench-n", type=int, default=10_000, help="Number of training images (default 10000)."
     )
     group.addoption(
-        "--masked-n", type=int, default=100,
+        "--masked-n",
+        type=int,
+        default=100,
         help="Images with 50%% missing pixels in the masked-classification comparison (default 100).",
     )
     group.addoption(
-        "--missing-em-n", type=int, default=2000,
+        "--missing-em-n",
+        type=int,
+        default=2000,
         help="Images in gmmfast's missing-data EM iteration (default 2000).",
     )
     group.addoption(
-        "--missing-em-loop-n", type=int, default=10,
+        "--missing-em-loop-n",
+        type=int,
+        default=10,
         help="Images in the NumPy-loop missing-data EM iteration (default 10; ~1-4 s each).",
     )
     group.addoption(
@@ -180,7 +191,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         f"machine GEMM, numpy matmul {m}x{k} @ {k}x{n}, best (median) of {GEMM_REPEATS}: "
         f"dgemm {dbest:.1f} ({dmed:.1f}) GFLOP/s, sgemm {sbest:.1f} ({smed:.1f}) GFLOP/s"
     )
-    columns = ("case", "variant", "median s", "(min s)", "GFLOP/s", "% GEMM", "flops", "speedup", "target", "")
+    columns = (
+        "case",
+        "variant",
+        "median s",
+        "(min s)",
+        "GFLOP/s",
+        "% GEMM",
+        "flops",
+        "speedup",
+        "target",
+        "",
+    )
     fmt = "{:<14} {:<12} {:>9} {:>9} {:>8} {:>7} {:>5} {:>16} {:>7} {}"
     write(fmt.format(*columns))
     for (case, variant), e in report.entries.items():
@@ -196,7 +218,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                 e["flop_count"],
                 "" if speedup is None else f"{speedup:.2f}x ({e['speedup_vs_sklearn_min']:.2f}x)",
                 "" if target is None else f">={target}x",
-                "" if target is None or speedup is None else ("PASS" if speedup >= target else "BELOW"),
+                ""
+                if target is None or speedup is None
+                else ("PASS" if speedup >= target else "BELOW"),
             )
         )
     for line in report.notes:

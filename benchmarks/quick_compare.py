@@ -4,6 +4,7 @@ Run from a source checkout: ``python benchmarks/quick_compare.py [--data-dir DIR
 or ``gmmfast bench --quick``. It calls private methods of both libraries (one bare EM
 step each), which is why it lives with the benchmarks and not in the package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,22 +51,38 @@ def _quick_bench(args: argparse.Namespace) -> None:
     n = min(args.bench_n or 5000, len(X))
     X64 = np.ascontiguousarray(X[:n], dtype=np.float64)
     K, repeats = args.n_components, args.repeats
-    print(f"gmmfast {__version__} vs scikit-learn {sklearn.__version__}: {n} images of {X64.shape[1]} pixels from {source}, "
-          f"K={K} full covariances; medians of {repeats} runs after a warm-up")
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
-          f"gmmfast threads {effective_n_threads(args.n_threads)}, Python {platform.python_version()}, NumPy {np.__version__}")
+    print(
+        f"gmmfast {__version__} vs scikit-learn {sklearn.__version__}: {n} images of {X64.shape[1]} pixels from {source}, "
+        f"K={K} full covariances; medians of {repeats} runs after a warm-up"
+    )
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
+        f"gmmfast threads {effective_n_threads(args.n_threads)}, Python {platform.python_version()}, NumPy {np.__version__}"
+    )
     reference = GaussianMixture(K, max_iter=3, random_state=0, n_threads=args.n_threads).fit(X64)
-    params = (reference.weights_, reference.means_, reference.covariances_, reference.precisions_cholesky_)
+    params = (
+        reference.weights_,
+        reference.means_,
+        reference.covariances_,
+        reference.precisions_cholesky_,
+    )
 
     def make(variant: str):
         if variant == "sklearn":
             model = SkGaussianMixture(K, covariance_type="full")
         else:
-            model = GaussianMixture(K, dtype=np.float32 if variant.endswith("f32") else np.float64, n_threads=args.n_threads)
+            model = GaussianMixture(
+                K,
+                dtype=np.float32 if variant.endswith("f32") else np.float64,
+                n_threads=args.n_threads,
+            )
 
         def restore() -> None:
-            model.weights_, model.means_, model.covariances_, model.precisions_cholesky_ = (p.copy() for p in params)
+            model.weights_, model.means_, model.covariances_, model.precisions_cholesky_ = (
+                p.copy() for p in params
+            )
             model.n_features_in_ = X64.shape[1]
+
         restore()
         return model, restore
 
@@ -77,25 +94,40 @@ def _quick_bench(args: argparse.Namespace) -> None:
             if variant == "sklearn":
                 data = X64
                 score = lambda: model.score_samples(data)  # noqa: E731
+
                 def step(model=model, data=data) -> None:
                     _, log_resp = model._e_step(data)
                     model._m_step(data, log_resp)
             else:
                 data = X64.astype(np.float32) if variant.endswith("f32") else X64
                 score = lambda: model.score_samples(data)  # noqa: E731
+
                 def step(model=model, data=data) -> None:
                     resp, _ = model._estimate(data, _gaussian.MODE_RESP)
                     model._m_step(data, resp)
-            seconds = _times(score, repeats) if case == "score_samples" else _times(step, repeats, restore)
+
+            seconds = (
+                _times(score, repeats)
+                if case == "score_samples"
+                else _times(step, repeats, restore)
+            )
             base = seconds if variant == "sklearn" else base
             rows.append((case, variant, seconds, (base[0] / seconds[0], base[1] / seconds[1])))
     print()
-    print(f"{'case':<16}{'variant':<14}{'median s':>10}{'(min s)':>10}   speed-up vs scikit-learn, median (min)")
+    print(
+        f"{'case':<16}{'variant':<14}{'median s':>10}{'(min s)':>10}   speed-up vs scikit-learn, median (min)"
+    )
     for case, variant, (median, least), (ratio, ratio_min) in rows:
-        print(f"{case:<16}{variant:<14}{median:>10.4f}{f'({least:.4f})':>10}   {ratio:.2f}x ({ratio_min:.2f}x)")
-    print("speed-up = scikit-learn time / gmmfast time; the min ratio is less sensitive to other load on the machine")
+        print(
+            f"{case:<16}{variant:<14}{median:>10.4f}{f'({least:.4f})':>10}   {ratio:.2f}x ({ratio_min:.2f}x)"
+        )
+    print(
+        "speed-up = scikit-learn time / gmmfast time; the min ratio is less sensitive to other load on the machine"
+    )
     if importlib.util.find_spec("skimage") is None:
-        print("\nscikit-image is not installed: no patch or denoising comparison (pip install scikit-image)")
+        print(
+            "\nscikit-image is not installed: no patch or denoising comparison (pip install scikit-image)"
+        )
         return
     _quick_bench_skimage(args, repeats)
 
@@ -112,9 +144,13 @@ def _quick_bench_skimage(args: argparse.Namespace, repeats: int) -> None:
     X_train, _, X_test, _ = load_mnist_sample()
     n_images = min(1000, args.bench_n or 1000)
     images = X_train[:n_images].reshape(-1, 28, 28).astype(np.float64)
-    theirs = _times(lambda: np.ascontiguousarray(view_as_windows(images, (1, 8, 8)).reshape(-1, 64)), repeats)[0]
+    theirs = _times(
+        lambda: np.ascontiguousarray(view_as_windows(images, (1, 8, 8)).reshape(-1, 64)), repeats
+    )[0]
     ours = _times(lambda: extract_patches(images, 8, 1, n_threads=args.n_threads), repeats)[0]
-    print(f"\npatch extraction, all 8x8 patches at stride 1 of {n_images} digits ({441 * n_images:,} patches), scikit-image {skimage.__version__}:")
+    print(
+        f"\npatch extraction, all 8x8 patches at stride 1 of {n_images} digits ({441 * n_images:,} patches), scikit-image {skimage.__version__}:"
+    )
     print(f"{'view_as_windows + copy':<36}{theirs:>10.4f} s")
     print(f"{'gmmfast.patches.extract_patches':<36}{ours:>10.4f} s{theirs / ours:>10.2f}x")
 
@@ -122,35 +158,65 @@ def _quick_bench_skimage(args: argparse.Namespace, repeats: int) -> None:
     clean = X_test[:n].reshape(-1, 28, 28).astype(np.float64)
     noisy = clean + sigma * np.random.default_rng(0).standard_normal(clean.shape)
     start = time.perf_counter()
-    denoiser = PatchDenoiser(8, 10, max_patches=20_000, max_iter=15, tol=1e-2, random_state=0, dtype=np.float32,
-                             n_threads=args.n_threads).fit(X_train[:min(2000, 2 * n_images)].reshape(-1, 28, 28))
+    denoiser = PatchDenoiser(
+        8,
+        10,
+        max_patches=20_000,
+        max_iter=15,
+        tol=1e-2,
+        random_state=0,
+        dtype=np.float32,
+        n_threads=args.n_threads,
+    ).fit(X_train[: min(2000, 2 * n_images)].reshape(-1, 28, 28))
     fit_s = time.perf_counter() - start
     methods = {
-        f"gmmfast {m}": (lambda m=m: denoiser.denoise(noisy, sigma, method=m)) for m in ("map", "posterior_mean", "epll")
+        f"gmmfast {m}": (lambda m=m: denoiser.denoise(noisy, sigma, method=m))
+        for m in ("map", "posterior_mean", "epll")
     }
-    methods["skimage TV (Chambolle, weight 0.15)"] = lambda: np.stack([denoise_tv_chambolle(im, weight=0.15) for im in noisy])
-    methods["skimage non-local means"] = lambda: np.stack([
-        denoise_nl_means(im, patch_size=5, patch_distance=6, h=0.8 * sigma, sigma=sigma, fast_mode=True) for im in noisy])
-    print(f"\ndenoising {n} test digits with Gaussian noise sigma {sigma} (input PSNR {psnr_per_image(noisy, clean).mean():.2f} dB); "
-          f"gmmfast's 10-component patch prior fitted in {fit_s:.1f} s (not included):")
+    methods["skimage TV (Chambolle, weight 0.15)"] = lambda: np.stack(
+        [denoise_tv_chambolle(im, weight=0.15) for im in noisy]
+    )
+    methods["skimage non-local means"] = lambda: np.stack(
+        [
+            denoise_nl_means(
+                im, patch_size=5, patch_distance=6, h=0.8 * sigma, sigma=sigma, fast_mode=True
+            )
+            for im in noisy
+        ]
+    )
+    print(
+        f"\ndenoising {n} test digits with Gaussian noise sigma {sigma} (input PSNR {psnr_per_image(noisy, clean).mean():.2f} dB); "
+        f"gmmfast's 10-component patch prior fitted in {fit_s:.1f} s (not included):"
+    )
     print(f"{'method':<38}{'median s':>10}{'PSNR dB':>10}")
     for name, function in methods.items():
         seconds = _times(function, repeats)[0]
-        print(f"{name:<38}{seconds:>10.4f}{psnr_per_image(np.clip(function(), 0, 1), clean).mean():>10.2f}")
+        print(
+            f"{name:<38}{seconds:>10.4f}{psnr_per_image(np.clip(function(), 0, 1), clean).mean():>10.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="directory of MNIST IDX files (default: the sample shipped with gmmfast)")
-    parser.add_argument("--bench-n", type=int, default=None, help="training images timed (default 5000)")
+    parser.add_argument(
+        "--data-dir", help="directory of MNIST IDX files (default: the sample shipped with gmmfast)"
+    )
+    parser.add_argument(
+        "--bench-n", type=int, default=None, help="training images timed (default 5000)"
+    )
     parser.add_argument("--n-components", type=int, default=10, help="K (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (default 3)")
-    parser.add_argument("--n-threads", type=int, default=None, help="gmmfast threads (default: all usable CPUs)")
+    parser.add_argument(
+        "--n-threads", type=int, default=None, help="gmmfast threads (default: all usable CPUs)"
+    )
     args = parser.parse_args(argv)
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        print("quick_compare: scikit-learn is not installed: pip install 'gmmfast[bench]'", file=sys.stderr)
+        print(
+            "quick_compare: scikit-learn is not installed: pip install 'gmmfast[bench]'",
+            file=sys.stderr,
+        )
         return 2
     _quick_bench(args)
     return 0

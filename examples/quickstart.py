@@ -11,6 +11,7 @@ its clusters match the digits, and (2) one mixture per digit, used as a
 Bayes classifier (GMMClassifier), which (3) also classifies and inpaints
 images with half of their pixels missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,20 +26,28 @@ from gmmfast.datasets import load_mnist, load_mnist_sample
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="directory of MNIST IDX files (default: shipped sample)")
-    parser.add_argument("--components", type=int, default=2, help="components per digit (default 2)")
+    parser.add_argument(
+        "--components", type=int, default=2, help="components per digit (default 2)"
+    )
     args = parser.parse_args()
 
     if args.data_dir:
         X_train, y_train, X_test, y_test = load_mnist(args.data_dir, kind="both")
     else:
         X_train, y_train, X_test, y_test = load_mnist_sample()
-    print(f"MNIST: {len(X_train)} training and {len(X_test)} test images, {X_train.shape[1]} pixels")
+    print(
+        f"MNIST: {len(X_train)} training and {len(X_test)} test images, {X_train.shape[1]} pixels"
+    )
 
     # (1) Unsupervised: cluster the digits, float32 compute.
     start = time.perf_counter()
-    gm = GaussianMixture(n_components=10, dtype=np.float32, reg_covar=0.05, max_iter=30, random_state=0)
+    gm = GaussianMixture(
+        n_components=10, dtype=np.float32, reg_covar=0.05, max_iter=30, random_state=0
+    )
     clusters = gm.fit_predict(X_train)
-    purity = sum(np.bincount(y_train[clusters == k]).max() for k in np.unique(clusters)) / len(y_train)
+    purity = sum(np.bincount(y_train[clusters == k]).max() for k in np.unique(clusters)) / len(
+        y_train
+    )
     print(
         f"10-component mixture: {time.perf_counter() - start:.1f} s, {gm.n_iter_} EM iterations, "
         f"test log-likelihood {gm.score(X_test):.1f} per image, cluster purity {purity:.1%}"
@@ -46,7 +55,9 @@ def main() -> None:
 
     # (2) Supervised: one mixture per digit, Bayes' rule (GMMClassifier).
     start = time.perf_counter()
-    clf = GMMClassifier(args.components, dtype=np.float32, reg_covar=0.05, random_state=0).fit(X_train, y_train)
+    clf = GMMClassifier(args.components, dtype=np.float32, reg_covar=0.05, random_state=0).fit(
+        X_train, y_train
+    )
     print(
         f"class-conditional mixtures ({args.components} per digit): "
         f"{time.perf_counter() - start:.1f} s, test accuracy {clf.score(X_test, y_test):.2%}"

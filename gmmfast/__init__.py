@@ -15,6 +15,7 @@ The estimators are imported on first use (PEP 562), so ``import gmmfast``
 itself is cheap: the ``gmmfast`` command can answer Ctrl-C from its first
 instant with a one-line message.
 """
+
 from __future__ import annotations
 
 import importlib

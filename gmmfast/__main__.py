@@ -1,4 +1,5 @@
 """``python -m gmmfast``: the same as the ``gmmfast`` command."""
+
 import sys
 
 from ._console import main

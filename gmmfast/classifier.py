@@ -1,2 +1,3 @@
 """Compatibility alias: :class:`GMMClassifier` now lives in :mod:`gmmfast.mixture`."""
+
 from .mixture import GMMClassifier  # noqa: F401

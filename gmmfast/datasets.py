@@ -144,9 +144,7 @@ def _parse_idx_header(path: Path, data: bytes) -> tuple[tuple[int, ...], int]:
     if zero != 0 or ndim == 0:
         raise ValueError(f"{path}: not an IDX file (bad magic number 0x{data[:4].hex()})")
     if dtype_code != _IDX_UINT8:
-        raise ValueError(
-            f"{path}: unsupported IDX data type 0x{dtype_code:02x} (only 0x08, uint8)"
-        )
+        raise ValueError(f"{path}: unsupported IDX data type 0x{dtype_code:02x} (only 0x08, uint8)")
     offset = 4 + 4 * ndim
     if len(data) < offset:
         raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions declared)")
@@ -331,7 +329,8 @@ def load_mnist(
     if found is None:
         if not download:
             raise FileNotFoundError(
-                "MNIST files not found in " + ", ".join(map(str, search))
+                "MNIST files not found in "
+                + ", ".join(map(str, search))
                 + "; pass download=True to fetch them"
             )
         _download_missing(cache, kinds, MNIST_MIRRORS if mirrors is None else mirrors)
@@ -369,11 +368,7 @@ def _default_cache_dir() -> Path:
 
 def _has_splits(data_dir: Path, kinds: Sequence[str]) -> bool:
     """Whether `data_dir` holds image and label files for every split."""
-    return all(
-        _find_file(data_dir, stem) is not None
-        for k in kinds
-        for stem in _split_stems(k)
-    )
+    return all(_find_file(data_dir, stem) is not None for k in kinds for stem in _split_stems(k))
 
 
 def _to_features(images: np.ndarray, as_float: bool) -> np.ndarray:
@@ -420,9 +415,7 @@ def _download_verified(cache: Path, stem: str, mirrors: Sequence[str]) -> Path:
             errors.append(f"  {url}: {exc}")
         finally:
             tmp.unlink(missing_ok=True)
-    raise RuntimeError(
-        f"could not download a valid {name} from any mirror:\n" + "\n".join(errors)
-    )
+    raise RuntimeError(f"could not download a valid {name} from any mirror:\n" + "\n".join(errors))
 
 
 def _fetch(url: str, out: BinaryIO) -> None:

@@ -1,4 +1,5 @@
 """Compatibility alias of :mod:`gmmfast.image` (the patch-prior denoiser and its helpers)."""
+
 from .image import (  # noqa: F401
     PatchDenoiser,
     blur,

@@ -6,6 +6,7 @@ normalised mutual information (arithmetic mean of the entropies, as
 scikit-learn's default) and the adjusted Rand index are computed from the
 same table.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ Datasets are small and generated from fixed seeds. The ``sklearn_pair``
 fixture fits scikit-learn and gmmfast from the *same* initial parameters,
 so tests can compare them attribute by attribute.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ conditional mean from a dense solve, mu_m + S_mo S_oo^-1 (x_o - mu_o), and
 responsibilities from the marginals. Rows are grouped by mask only so that
 one scipy call serves all rows of a mask; each row's result is its own.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -93,7 +94,9 @@ def conditional_moments(gm, x, o):
     for k in range(len(gm.means_)):
         S = covs[k]
         if o.any():
-            c = S[np.ix_(m, m)] - S[np.ix_(m, o)] @ np.linalg.solve(S[np.ix_(o, o)], S[np.ix_(o, m)])
+            c = S[np.ix_(m, m)] - S[np.ix_(m, o)] @ np.linalg.solve(
+                S[np.ix_(o, o)], S[np.ix_(o, m)]
+            )
         else:
             c = S[np.ix_(m, m)]
         e = ref.cond[0, k, m]

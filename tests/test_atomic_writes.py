@@ -7,6 +7,7 @@ part of the file (an ``OSError`` as from a full disk, and a
 write part-way). The command's ``--out`` is checked to write exactly the
 path it prints.
 """
+
 from __future__ import annotations
 
 import errno
@@ -41,15 +42,20 @@ def _leftovers(directory: Path) -> list[str]:
 def _failing_writer(exc: BaseException, after: int = 100):
     """A stand-in for np.savez(file, ...) / torch.save(obj, file) that writes ``after`` bytes
     to the file it is given, then raises ``exc``."""
+
     def write(*args, **kwargs):
         fh = next(a for a in args if hasattr(a, "write"))
         fh.write(b"\0" * after)
         raise exc
+
     return write
 
 
-@pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()],
-                         ids=["disk-full", "ctrl-c"])
+@pytest.mark.parametrize(
+    "exc",
+    [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()],
+    ids=["disk-full", "ctrl-c"],
+)
 def test_model_survives_a_failed_save(fitted, tmp_path, monkeypatch, exc):
     small, large, _, X, _ = fitted
     path = tmp_path / "model.npz"
@@ -61,25 +67,39 @@ def test_model_survives_a_failed_save(fitted, tmp_path, monkeypatch, exc):
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert _leftovers(tmp_path) == []
-    np.testing.assert_array_equal(GaussianMixture.load(path).score_samples(X), small.score_samples(X))
+    np.testing.assert_array_equal(
+        GaussianMixture.load(path).score_samples(X), small.score_samples(X)
+    )
 
 
 def test_new_file_is_not_created_by_a_failed_save(fitted, tmp_path, monkeypatch):
-    monkeypatch.setattr(np, "savez", _failing_writer(OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(
+        np, "savez", _failing_writer(OSError(errno.ENOSPC, "No space left on device"))
+    )
     with pytest.raises(OSError):
         fitted[0].save(tmp_path / "new.npz")
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()],
-                         ids=["disk-full", "ctrl-c"])
+@pytest.mark.parametrize(
+    "exc",
+    [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()],
+    ids=["disk-full", "ctrl-c"],
+)
 def test_vae_model_survives_a_failed_save(tmp_path, monkeypatch, exc):
     torch = pytest.importorskip("torch")
     from gmmfast.vae import ConvVAE
 
     rng = np.random.RandomState(0)
-    vae = ConvVAE(latent_dim=2, channels=(4,), hidden_units=8, epochs=1, batch_size=8, random_state=0,
-                  n_threads=1).fit(rng.rand(24, 8, 8).astype(np.float32))
+    vae = ConvVAE(
+        latent_dim=2,
+        channels=(4,),
+        hidden_units=8,
+        epochs=1,
+        batch_size=8,
+        random_state=0,
+        n_threads=1,
+    ).fit(rng.rand(24, 8, 8).astype(np.float32))
     path = tmp_path / "vae.pt"
     vae.save(path)
     before = path.read_bytes()
@@ -117,12 +137,18 @@ def test_model_survives_a_file_size_limit(fitted, tmp_path):
     small.save(path)
     before = path.read_bytes()
     limit = len(before) + 2000  # the larger model (~30 kB) cannot fit
-    result = subprocess.run([sys.executable, "-c", _FSIZE_SCRIPT, str(path), str(limit)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _FSIZE_SCRIPT, str(path), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == f"OSError {errno.EFBIG}"
     assert path.read_bytes() == before and _leftovers(tmp_path) == []
-    np.testing.assert_array_equal(GaussianMixture.load(path).score_samples(X), small.score_samples(X))
+    np.testing.assert_array_equal(
+        GaussianMixture.load(path).score_samples(X), small.score_samples(X)
+    )
 
 
 def test_atomic_write_details(tmp_path):
@@ -193,13 +219,23 @@ def data(fitted, tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name, written", [("preds", "preds.npz"), ("preds.npz", "preds.npz"),
-                                           ("p.v1", "p.v1.npz")])
+@pytest.mark.parametrize(
+    "name, written", [("preds", "preds.npz"), ("preds.npz", "preds.npz"), ("p.v1", "p.v1.npz")]
+)
 def test_out_writes_exactly_the_printed_path(data, capsys, name, written):
     from gmmfast.cli import main
 
-    code = main(["classify", "--model", str(data / "clf.npz"), "--test", str(data / "test.npz"),
-                 "--out", str(data / name)])
+    code = main(
+        [
+            "classify",
+            "--model",
+            str(data / "clf.npz"),
+            "--test",
+            str(data / "test.npz"),
+            "--out",
+            str(data / name),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert f"wrote {data / written}\n" in out
@@ -215,12 +251,26 @@ def test_out_directory_is_refused_before_any_work(data, capsys):
     (data / "results").mkdir()
     for target in (data / "results", data / "results.npz"):
         target.mkdir(exist_ok=True)
-        code = main(["classify", "--model", str(data / "clf.npz"), "--test", str(data / "test.npz"),
-                     "--out", str(data / "results")])
+        code = main(
+            [
+                "classify",
+                "--model",
+                str(data / "clf.npz"),
+                "--test",
+                str(data / "test.npz"),
+                "--out",
+                str(data / "results"),
+            ]
+        )
         captured = capsys.readouterr()
         assert code == 2 and "is a directory" in captured.err and captured.err.count("\n") == 1
         assert "classified" not in captured.out
-    assert sorted(p.name for p in data.iterdir()) == ["clf.npz", "results", "results.npz", "test.npz"]
+    assert sorted(p.name for p in data.iterdir()) == [
+        "clf.npz",
+        "results",
+        "results.npz",
+        "test.npz",
+    ]
 
 
 @pytest.mark.parametrize("command", ["classify", "inpaint"])
@@ -229,9 +279,21 @@ def test_out_survives_a_failed_write(data, capsys, monkeypatch, command):
 
     out = data / "out.npz"
     out.write_bytes(b"previous results")
-    monkeypatch.setattr(np, "savez_compressed", _failing_writer(OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(
+        np, "savez_compressed", _failing_writer(OSError(errno.ENOSPC, "No space left on device"))
+    )
     images = "--test" if command == "classify" else "--images"
-    code = main([command, "--model", str(data / "clf.npz"), images, str(data / "test.npz"), "--out", str(out)])
+    code = main(
+        [
+            command,
+            "--model",
+            str(data / "clf.npz"),
+            images,
+            str(data / "test.npz"),
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "No space left" in err
     assert out.read_bytes() == b"previous results" and _leftovers(data) == []
@@ -245,7 +307,18 @@ def test_save_model_survives_ctrl_c(data, capsys, monkeypatch, fitted):
     before = model.read_bytes()
     np.savez(data / "train.npz", x_train=fitted[3], y_train=fitted[4])
     monkeypatch.setattr(np, "savez", _failing_writer(KeyboardInterrupt()))
-    code = main(["classify", "--train", str(data / "train.npz"), "--test", str(data / "test.npz"),
-                 "--n-components", "1", "--save-model", str(model)])
+    code = main(
+        [
+            "classify",
+            "--train",
+            str(data / "train.npz"),
+            "--test",
+            str(data / "test.npz"),
+            "--n-components",
+            "1",
+            "--save-model",
+            str(model),
+        ]
+    )
     assert code == 130
     assert model.read_bytes() == before and _leftovers(data) == []

@@ -4,6 +4,7 @@ Predictions are checked against a Bayes rule computed by hand from
 independently fitted GaussianMixtures (same seeds); imputation against a
 brute-force sum over classes and components (tests/missing_reference.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ def _make_data(seed=0, D=4):
         centre[c % D] = 3.0
         for half in range(2):
             offset = rng.uniform(-1.0, 1.0, D)
-            X.append(centre + offset + rng.standard_normal((n // 2, D)) @ rng.uniform(-0.4, 0.8, (D, D)))
+            X.append(
+                centre + offset + rng.standard_normal((n // 2, D)) @ rng.uniform(-0.4, 0.8, (D, D))
+            )
             y.append(np.full(n // 2, c))
     X, y = np.vstack(X), np.concatenate(y)
     perm = rng.permutation(len(X))
@@ -81,16 +84,26 @@ def _class_seeds(n_classes, random_state=SEED):
     return np.random.RandomState(random_state).randint(np.iinfo(np.int32).max, size=n_classes)
 
 
-def _independent_mixtures(X, y, n_components, covariance_type="full", reg_covar=1e-4, random_state=SEED, **kw):
+def _independent_mixtures(
+    X, y, n_components, covariance_type="full", reg_covar=1e-4, random_state=SEED, **kw
+):
     """Each class's GaussianMixture fitted by hand, seeded as the classifier seeds it."""
     classes = np.unique(y)
     seeds = _class_seeds(len(classes), random_state)
-    ks = n_components if isinstance(n_components, dict) else {c: n_components for c in classes.tolist()}
+    ks = (
+        n_components
+        if isinstance(n_components, dict)
+        else {c: n_components for c in classes.tolist()}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
         return [
             GaussianMixture(
-                ks[c], covariance_type=covariance_type, reg_covar=reg_covar, random_state=int(s), **kw
+                ks[c],
+                covariance_type=covariance_type,
+                reg_covar=reg_covar,
+                random_state=int(s),
+                **kw,
             ).fit(X[y == c])
             for c, s in zip(classes.tolist(), seeds)
         ]
@@ -147,7 +160,9 @@ def test_fitted_attributes(data, fitted, covariance_type):
     assert clf.n_components_ == {0: 2, 1: 2, 2: 2}
     assert clf.selection_scores_ == {}
     assert clf.n_features_in_ == X.shape[1]
-    assert all(e.covariance_type == covariance_type and e.n_components == 2 for e in clf.estimators_)
+    assert all(
+        e.covariance_type == covariance_type and e.n_components == 2 for e in clf.estimators_
+    )
 
 
 def test_tied_is_stacked_into_a_joint_full_mixture(fitted):
@@ -161,7 +176,9 @@ def test_tied_is_stacked_into_a_joint_full_mixture(fitted):
         est = clf.estimators_[c]
         assert_array_equal(joint["covariances"][j], est.covariances_)
         assert_array_equal(joint["prec_chol"][j], est.precisions_cholesky_)
-    weights = np.concatenate([np.exp(lp) * e.weights_ for lp, e in zip(clf.class_log_prior_, clf.estimators_)])
+    weights = np.concatenate(
+        [np.exp(lp) * e.weights_ for lp, e in zip(clf.class_log_prior_, clf.estimators_)]
+    )
     assert_allclose(joint["weights"], weights, rtol=1e-15)
     assert_allclose(joint["weights"].sum(), 1.0, rtol=1e-12)
 
@@ -206,13 +223,15 @@ def test_labels_round_trip(data, names):
 def test_learned_and_uniform_priors(data):
     X, y, T = data
     learned = _clf(1).fit(X, y)
-    assert_allclose(np.exp(learned.class_log_prior_), np.array(N_PER_CLASS) / sum(N_PER_CLASS), rtol=1e-14)
+    assert_allclose(
+        np.exp(learned.class_log_prior_), np.array(N_PER_CLASS) / sum(N_PER_CLASS), rtol=1e-14
+    )
     uniform = _clf(1, priors="uniform").fit(X, y)
     assert_allclose(np.exp(uniform.class_log_prior_), 1 / 3, rtol=1e-14)
     # Same mixtures; only the priors differ, by a constant shift per class.
     shift = uniform.predict_log_proba(T) - learned.predict_log_proba(T)
     shift -= shift[:, :1]
-    expected = (uniform.class_log_prior_ - learned.class_log_prior_)
+    expected = uniform.class_log_prior_ - learned.class_log_prior_
     assert_allclose(shift, np.broadcast_to(expected - expected[0], shift.shape), atol=1e-10)
 
 
@@ -233,7 +252,9 @@ def test_explicit_priors_move_decisions_toward_the_favoured_class(data):
     assert np.all(favoured.predict_proba(T)[:, 0] >= base.predict_proba(T)[:, 0] - 1e-12)
     # Exactly Bayes' rule with those priors.
     joint = _bayes_log_joint(base.estimators_, np.log([0.8, 0.1, 0.1]), T)
-    assert_allclose(favoured.predict_log_proba(T), joint - logsumexp(joint, axis=1, keepdims=True), atol=1e-10)
+    assert_allclose(
+        favoured.predict_log_proba(T), joint - logsumexp(joint, axis=1, keepdims=True), atol=1e-10
+    )
 
 
 def test_zero_prior_class_is_never_predicted(data):
@@ -310,7 +331,9 @@ def test_bic_selection_picks_lowest_bic(data):
         for k in candidates:
             own = GaussianMixture(k, reg_covar=1e-4, random_state=int(seeds[c])).fit(Xc)
             assert_allclose(scores[k], own.bic(Xc), rtol=1e-10)
-        chosen = GaussianMixture(clf.n_components_[label], reg_covar=1e-4, random_state=int(seeds[c])).fit(Xc)
+        chosen = GaussianMixture(
+            clf.n_components_[label], reg_covar=1e-4, random_state=int(seeds[c])
+        ).fit(Xc)
         _assert_same_mixture(chosen, clf.estimators_[c])
     # The data has two clusters per class: BIC does not pick K=1 for all of them.
     assert any(k > 1 for k in clf.n_components_.values())
@@ -332,7 +355,9 @@ def test_heldout_selection_picks_max_heldout_score(data):
         assert sorted(scores) == [1, 2, 4]
         assert clf.n_components_[label] == max(scores, key=scores.get)
         # Refitted on all of the class's data.
-        own = GaussianMixture(clf.n_components_[label], reg_covar=1e-4, random_state=int(seeds[c])).fit(X[y == label])
+        own = GaussianMixture(
+            clf.n_components_[label], reg_covar=1e-4, random_state=int(seeds[c])
+        ).fit(X[y == label])
         _assert_same_mixture(own, clf.estimators_[c])
     with pytest.raises(ValueError, match="selection"):
         _clf([1, 2], selection="aic").fit(X, y)
@@ -420,7 +445,9 @@ def test_fit_with_missing_values_fits_each_class_by_missing_data_em(data):
 def _brute_force_posterior_impute(clf, Tn):
     """sum over classes c and components k of p(c, k | x_o) E[x_m | x_o, c, k]."""
     refs = [reference_for(est, Tn) for est in clf.estimators_]
-    log_joint = np.concatenate([lp + r.weighted for lp, r in zip(clf.class_log_prior_, refs)], axis=1)
+    log_joint = np.concatenate(
+        [lp + r.weighted for lp, r in zip(clf.class_log_prior_, refs)], axis=1
+    )
     post = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
     cond = np.concatenate([r.cond for r in refs], axis=1)
     out = np.einsum("nj,njd->nd", post, cond)
@@ -464,10 +491,14 @@ def test_impute_sample_and_clip(data, fitted, covariance_type, weighting):
     assert np.isfinite(a).all()
     assert_array_equal(a[~missing], T[~missing])
     assert_array_equal(a, clf.impute(Tn, weighting=weighting, method="sample", random_state=0))
-    assert not np.array_equal(a, clf.impute(Tn, weighting=weighting, method="sample", random_state=1))
+    assert not np.array_equal(
+        a, clf.impute(Tn, weighting=weighting, method="sample", random_state=1)
+    )
     for method in ("mean", "sample"):
         plain = clf.impute(Tn, weighting=weighting, method=method, random_state=0)
-        clipped = clf.impute(Tn, weighting=weighting, method=method, random_state=0, clip=(0.0, 1.0))
+        clipped = clf.impute(
+            Tn, weighting=weighting, method=method, random_state=0, clip=(0.0, 1.0)
+        )
         assert_array_equal(clipped[~missing], T[~missing])
         assert_array_equal(clipped[missing], np.clip(plain[missing], 0.0, 1.0))
     with pytest.raises(ValueError, match="weighting"):
@@ -485,10 +516,18 @@ def test_impute_return_predictions_equals_predict(data, fitted, weighting, metho
     _, _, T = data
     clf = fitted("full")
     Tn, _ = _with_missing(T, frac=0.5)
-    filled, predicted = clf.impute(Tn, weighting=weighting, method=method, random_state=0, clip=(0.0, 1.0),
-                                   return_predictions=True)
+    filled, predicted = clf.impute(
+        Tn,
+        weighting=weighting,
+        method=method,
+        random_state=0,
+        clip=(0.0, 1.0),
+        return_predictions=True,
+    )
     assert_array_equal(predicted, clf.predict(Tn))
-    assert_array_equal(filled, clf.impute(Tn, weighting=weighting, method=method, random_state=0, clip=(0.0, 1.0)))
+    assert_array_equal(
+        filled, clf.impute(Tn, weighting=weighting, method=method, random_state=0, clip=(0.0, 1.0))
+    )
 
 
 def test_impute_sample_predicted_draws_only_from_the_predicted_class():
@@ -546,7 +585,10 @@ def test_inference_validation(data, fitted):
         with pytest.raises(ValueError, match="boolean"):
             getattr(clf, method)(T, observed=np.ones(T.shape, int))
         with pytest.raises(ValueError, match="NaN"):
-            getattr(clf, method)(np.where(np.arange(T.size).reshape(T.shape) == 5, np.nan, T), observed=np.ones(T.shape, bool))
+            getattr(clf, method)(
+                np.where(np.arange(T.size).reshape(T.shape) == 5, np.nan, T),
+                observed=np.ones(T.shape, bool),
+            )
 
 
 # --------------------------------------------------------------------------
@@ -558,9 +600,16 @@ def test_inference_validation(data, fitted):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_save_load_round_trip(tmp_path, data, covariance_type, labels):
     X, y, T = data
-    names = {"int": np.array([-3, 0, 9]), "str": np.array(["ant", "bee", "cow"]), "float": np.array([0.5, 1.5, 2.5])}[labels]
-    clf = _clf({names[0].item(): 1, names[1].item(): 2, names[2].item(): 3}, covariance_type=covariance_type,
-               priors=[0.2, 0.3, 0.5]).fit(X, names[y])
+    names = {
+        "int": np.array([-3, 0, 9]),
+        "str": np.array(["ant", "bee", "cow"]),
+        "float": np.array([0.5, 1.5, 2.5]),
+    }[labels]
+    clf = _clf(
+        {names[0].item(): 1, names[1].item(): 2, names[2].item(): 3},
+        covariance_type=covariance_type,
+        priors=[0.2, 0.3, 0.5],
+    ).fit(X, names[y])
     path = tmp_path / "clf.npz"
     clf.save(path)
     loaded = GMMClassifier.load(path)
@@ -606,12 +655,14 @@ def _corrupt(tmp_path, source, change, name="bad.npz"):
 def _set(name, value):
     def change(arrays):
         arrays[name] = value
+
     return change
 
 
 def _drop(name):
     def change(arrays):
         del arrays[name]
+
     return change
 
 
@@ -620,15 +671,18 @@ def _params(**updates):
         meta = json.loads(str(arrays["__meta__"]))
         meta["params"].update(updates)
         arrays["__meta__"] = np.array(json.dumps(meta))
+
     return change
 
 
 def _fewer_features(c):
     """Class c's arrays consistently cut to 3 features (the others keep 4)."""
+
     def change(arrays):
         arrays[f"class{c}.means_"] = arrays[f"class{c}.means_"][:, :3]
         for name in ("covariances_", "precisions_cholesky_"):
             arrays[f"class{c}.{name}"] = arrays[f"class{c}.{name}"][:, :3, :3]
+
     return change
 
 
@@ -637,6 +691,7 @@ def _meta(**updates):
         meta = json.loads(str(arrays["__meta__"]))
         meta.update(updates)
         arrays["__meta__"] = np.array(json.dumps(meta))
+
     return change
 
 
@@ -646,18 +701,32 @@ CORRUPTIONS = [
     pytest.param(_drop("n_components_"), "n_components_", id="no-n_components"),
     pytest.param(_drop("class1.means_"), "means_", id="no-means"),
     pytest.param(_drop("class2.precisions_cholesky_"), "precisions_cholesky_", id="no-factor"),
-    pytest.param(_set("class0.weights_", np.array([0.5, 0.5, 0.0])), "weights_", id="weights-shape"),
+    pytest.param(
+        _set("class0.weights_", np.array([0.5, 0.5, 0.0])), "weights_", id="weights-shape"
+    ),
     pytest.param(_set("class1.means_", np.zeros((2, 3))), "covariances_", id="means-features"),
     pytest.param(_fewer_features(1), "disagree", id="class-features"),
-    pytest.param(_set("class_log_prior_", np.log([0.5, 0.5, 0.5])), "class_log_prior_", id="prior-sum"),
-    pytest.param(_set("class_log_prior_", np.log([0.5, 0.5])), "class_log_prior_", id="prior-shape"),
-    pytest.param(_set("class_log_prior_", np.array([np.nan, 0.0, 0.0])), "class_log_prior_", id="prior-nan"),
+    pytest.param(
+        _set("class_log_prior_", np.log([0.5, 0.5, 0.5])), "class_log_prior_", id="prior-sum"
+    ),
+    pytest.param(
+        _set("class_log_prior_", np.log([0.5, 0.5])), "class_log_prior_", id="prior-shape"
+    ),
+    pytest.param(
+        _set("class_log_prior_", np.array([np.nan, 0.0, 0.0])), "class_log_prior_", id="prior-nan"
+    ),
     pytest.param(_set("n_components_", np.array([1, 2])), "n_components_", id="counts-shape"),
     pytest.param(_set("n_components_", np.array([1, 1, 3])), "components", id="counts-mismatch"),
     pytest.param(_set("classes_", np.array(["a", "b"])), "class_log_prior_", id="classes-length"),
     pytest.param(_set("classes_", np.array([[0, 1, 2]])), "classes_", id="classes-2d"),
-    pytest.param(_set("classes_", np.array([0, "a", 2], dtype=object)), "object", id="object-classes"),
-    pytest.param(_set("class0.means_", np.array([[1.0, 2.0, 3.0, 4.0]], dtype=object)), "object", id="object-means"),
+    pytest.param(
+        _set("classes_", np.array([0, "a", 2], dtype=object)), "object", id="object-classes"
+    ),
+    pytest.param(
+        _set("class0.means_", np.array([[1.0, 2.0, 3.0, 4.0]], dtype=object)),
+        "object",
+        id="object-means",
+    ),
     pytest.param(_set("class0.covariances_", np.full((1, 4, 4), np.nan)), "NaN", id="nan-cov"),
     pytest.param(_meta(kind="GaussianMixture"), "GaussianMixture", id="wrong-kind"),
     pytest.param(_params(covariance_type="banana"), "covariance_type", id="bad-covariance-type"),

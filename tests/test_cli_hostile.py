@@ -1,6 +1,7 @@
 """The command under hostile and careless use: one line and a status for every
 failure, never a traceback; Ctrl-C at any moment ends with status 130 and leaves
 no output that looks complete; outputs are checked before the work starts."""
+
 from __future__ import annotations
 
 import os
@@ -40,15 +41,25 @@ def digits(tmp_path_factory):
 def test_an_output_in_a_missing_directory_fails_before_any_work(digits, capsys, option):
     d, train, test = digits
     start = time.perf_counter()
-    code, out, err = run(capsys, "classify", "--train", str(train), "--test", str(test),
-                         option, str(d / "no-such-dir" / "file.npz"))
+    code, out, err = run(
+        capsys,
+        "classify",
+        "--train",
+        str(train),
+        "--test",
+        str(test),
+        option,
+        str(d / "no-such-dir" / "file.npz"),
+    )
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err and option in err
     assert out == "" and time.perf_counter() - start < 5  # nothing fitted
 
 
 def test_an_output_that_is_a_directory_is_refused(digits, capsys):
     d, train, test = digits
-    code, _, err = run(capsys, "classify", "--train", str(train), "--test", str(test), "--out", str(d))
+    code, _, err = run(
+        capsys, "classify", "--train", str(train), "--test", str(test), "--out", str(d)
+    )
     assert code == 2 and "is a directory" in err
 
 
@@ -58,29 +69,45 @@ def test_demo_output_that_is_a_file_is_refused(digits, capsys):
     assert code == 2 and "not a directory" in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
-                    reason="root writes anywhere; the permission check cannot be seen")
+@pytest.mark.skipif(
+    os.geteuid() == 0 if hasattr(os, "geteuid") else True,
+    reason="root writes anywhere; the permission check cannot be seen",
+)
 def test_an_unwritable_directory_is_refused(digits, capsys, tmp_path):
     d, train, test = digits
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    code, _, err = run(capsys, "classify", "--train", str(train), "--test", str(test),
-                       "--save-model", str(locked / "m.npz"))
+    code, _, err = run(
+        capsys,
+        "classify",
+        "--train",
+        str(train),
+        "--test",
+        str(test),
+        "--save-model",
+        str(locked / "m.npz"),
+    )
     assert code == 2 and "not writable" in err
 
 
 # -------------------------------------------------------- argument values
-@pytest.mark.parametrize("argv, message", [
-    (["classify", "--n-threads", "0", "--test", "x"], "non-zero"),
-    (["classify", "--n-threads", "1.7", "--test", "x"], "integer"),
-    (["classify", "--n-threads", "many", "--test", "x"], "integer"),
-    (["vae", "sample", "--model", "m", "-n", "100000000", "--out", "o.npz"], "from 1 to 100000"),
-    (["vae", "sample", "--model", "m", "-n", "-3", "--out", "o.npz"], "from 1 to 100000"),
-    (["denoise", "--images", "x", "--sigma", "-1"], "positive"),
-    (["denoise", "--images", "x", "--sigma", "nan"], "positive"),
-    (["classify", "--test", "x", "--n-components", "0"], "positive"),
-    (["classify", "--test", "x", "--n-components", "1,a"], "integer"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["classify", "--n-threads", "0", "--test", "x"], "non-zero"),
+        (["classify", "--n-threads", "1.7", "--test", "x"], "integer"),
+        (["classify", "--n-threads", "many", "--test", "x"], "integer"),
+        (
+            ["vae", "sample", "--model", "m", "-n", "100000000", "--out", "o.npz"],
+            "from 1 to 100000",
+        ),
+        (["vae", "sample", "--model", "m", "-n", "-3", "--out", "o.npz"], "from 1 to 100000"),
+        (["denoise", "--images", "x", "--sigma", "-1"], "positive"),
+        (["denoise", "--images", "x", "--sigma", "nan"], "positive"),
+        (["classify", "--test", "x", "--n-components", "0"], "positive"),
+        (["classify", "--test", "x", "--n-components", "1,a"], "integer"),
+    ],
+)
 def test_bad_values_name_the_option(capsys, argv, message):
     code, _, err = run(capsys, *argv)
     assert code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err
@@ -88,8 +115,20 @@ def test_bad_values_name_the_option(capsys, argv, message):
 
 def test_an_absurd_thread_count_is_capped_with_one_warning_line(digits, capsys):
     d, train, test = digits
-    code, out, err = run(capsys, "classify", "--train", str(train), "--test", str(test), "--n-components", "1",
-                         "--max-iter", "2", "--n-threads", "100000")
+    code, out, err = run(
+        capsys,
+        "classify",
+        "--train",
+        str(train),
+        "--test",
+        str(test),
+        "--n-components",
+        "1",
+        "--max-iter",
+        "2",
+        "--n-threads",
+        "100000",
+    )
     assert code == 0, err
     assert "accuracy" in out
     assert all(line.startswith("gmmfast: warning:") for line in err.splitlines() if line.strip())
@@ -118,7 +157,12 @@ def test_a_failed_computation_is_status_1(capsys, monkeypatch):
 
     monkeypatch.setattr(classify, "run", diverges)
     code, _, err = run(capsys, "classify", "--test", "x")
-    assert code == 1 and err.count("\n") == 1 and "computation failed" in err and "learning_rate" in err
+    assert (
+        code == 1
+        and err.count("\n") == 1
+        and "computation failed" in err
+        and "learning_rate" in err
+    )
 
 
 # ------------------------------------------------------------------ Ctrl-C
@@ -133,9 +177,25 @@ def test_ctrl_c_at_any_moment_is_status_130_and_one_line(digits, tmp_path, delay
     d, train, test = digits
     out = tmp_path / "predictions.npz"
     model = tmp_path / "model.npz"
-    proc = subprocess.Popen(_command("classify", "--train", str(train), "--test", str(test), "--n-components", "5",
-                                     "--out", str(out), "--save-model", str(model)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
+    proc = subprocess.Popen(
+        _command(
+            "classify",
+            "--train",
+            str(train),
+            "--test",
+            str(test),
+            "--n-components",
+            "5",
+            "--out",
+            str(out),
+            "--save-model",
+            str(model),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
@@ -148,16 +208,33 @@ def test_ctrl_c_at_any_moment_is_status_130_and_one_line(digits, tmp_path, delay
     assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, stderr)
     assert stderr.strip().splitlines()[-1] == "gmmfast: interrupted"
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
+    assert not [
+        p for p in tmp_path.iterdir() if p.name.endswith(".tmp")
+    ]  # no temporary left behind
 
 
 def test_ctrl_c_during_vae_training_saves_nothing(digits, tmp_path):
     pytest.importorskip("torch")
     d, train, _ = digits
     model = tmp_path / "vae.pt"
-    proc = subprocess.Popen(_command("vae", "train", "--train", str(train), "--save-model", str(model),
-                                     "--epochs", "50", "--latent-dim", "2"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
+    proc = subprocess.Popen(
+        _command(
+            "vae",
+            "train",
+            "--train",
+            str(train),
+            "--save-model",
+            str(model),
+            "--epochs",
+            "50",
+            "--latent-dim",
+            "2",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until training has started
         line = proc.stdout.readline()
@@ -173,17 +250,21 @@ def test_ctrl_c_during_vae_training_saves_nothing(digits, tmp_path):
 
 def test_console_entry_point_answers_ctrl_c_while_importing(tmp_path):
     """The installed entry point imports the command inside its handler."""
-    code = ("import signal, os, sys\n"
-            "import gmmfast._console as console\n"
-            "import builtins\n"
-            "real_import = builtins.__import__\n"
-            "def interrupted(name, *a, **k):\n"
-            "    if name == 'cli' or name.startswith('gmmfast.cli'):\n"
-            "        raise KeyboardInterrupt\n"
-            "    return real_import(name, *a, **k)\n"
-            "builtins.__import__ = interrupted\n"
-            "sys.exit(console.main())\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir())
+    code = (
+        "import signal, os, sys\n"
+        "import gmmfast._console as console\n"
+        "import builtins\n"
+        "real_import = builtins.__import__\n"
+        "def interrupted(name, *a, **k):\n"
+        "    if name == 'cli' or name.startswith('gmmfast.cli'):\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real_import(name, *a, **k)\n"
+        "builtins.__import__ = interrupted\n"
+        "sys.exit(console.main())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
     assert proc.returncode == 130 and proc.stderr.strip() == "gmmfast: interrupted"
     assert Path(tempfile.gettempdir()).is_dir()
 
@@ -200,7 +281,11 @@ def test_integer_pixels_outside_8_bits_are_refused(tmp_path, capsys):
 def test_float_pixels_outside_the_unit_range_are_named_in_a_warning(tmp_path, capsys):
     path = tmp_path / "negative.npz"
     np.savez(path, images=-np.random.RandomState(0).rand(20, 16), labels=np.arange(20) % 2)
-    code, out, err = run(capsys, "classify", "--train", str(path), "--test", str(path), "--max-iter", "2")
+    code, out, err = run(
+        capsys, "classify", "--train", str(path), "--test", str(path), "--max-iter", "2"
+    )
     assert code == 0
     warnings = [line for line in err.splitlines() if line]
-    assert warnings and all(line.startswith("gmmfast: warning:") and "outside [0, 1]" in line for line in warnings)
+    assert warnings and all(
+        line.startswith("gmmfast: warning:") and "outside [0, 1]" in line for line in warnings
+    )

@@ -1,4 +1,5 @@
 """``gmmfast vae``: train, classify, reconstruct, sample on small .npz files; one-line errors."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,14 +25,20 @@ def files(tmp_path_factory, mnist_sample):
     test data of digits 1, 4, 8 (floats, images/labels keys); and bad files."""
     X, y, X_test, y_test = mnist_sample
     d = tmp_path_factory.mktemp("vae_cli")
-    np.savez(d / "train.npz", x_train=np.round(X[:400] * 255).astype(np.uint8).reshape(-1, 28, 28, 1), y_train=y[:400])
+    np.savez(
+        d / "train.npz",
+        x_train=np.round(X[:400] * 255).astype(np.uint8).reshape(-1, 28, 28, 1),
+        y_train=y[:400],
+    )
     keep = np.isin(y_test, [1, 4, 8])
     np.savez(d / "test.npz", images=X_test[keep][:60], labels=y_test[keep][:60])
     np.savez(d / "keras.npz", x_train=X[:5], y_train=y[:5], x_test=X_test[:3], y_test=y_test[:3])
     np.savez(d / "nolabels.npz", images=X_test[:20])
     np.savez(d / "wrongkeys.npz", pixels=X_test[:20])
     np.savez(d / "mismatch.npz", images=X_test[:20], labels=y_test[:19])
-    np.savez(d / "nan.npz", images=np.where(np.arange(784) == 3, np.nan, X_test[:20]), labels=y_test[:20])
+    np.savez(
+        d / "nan.npz", images=np.where(np.arange(784) == 3, np.nan, X_test[:20]), labels=y_test[:20]
+    )
     np.savez(d / "notsquare.npz", images=X_test[:20, :700], labels=y_test[:20])
     np.savez(d / "object.npz", images=np.array([{"a": 1}], dtype=object))
     (d / "garbage.npz").write_bytes(b"not a zip file")
@@ -49,9 +56,27 @@ def run(capsys, *argv):
 def trained(files, tmp_path_factory, torch):
     """``gmmfast vae train`` on digits 1, 4, 8 of the training file, 2 epochs of a tiny network."""
     d = tmp_path_factory.mktemp("vae_model")
-    code = main(["vae", "train", "--train", str(files / "train.npz"), "--digits", "1", "4", "8", "--epochs", "2",
-                 "--save-model", str(d / "vae.pt"), "--save-gmm", str(d / "gmm.npz"), "--test", str(files / "test.npz"),
-                 *TINY])
+    code = main(
+        [
+            "vae",
+            "train",
+            "--train",
+            str(files / "train.npz"),
+            "--digits",
+            "1",
+            "4",
+            "8",
+            "--epochs",
+            "2",
+            "--save-model",
+            str(d / "vae.pt"),
+            "--save-gmm",
+            str(d / "gmm.npz"),
+            "--test",
+            str(files / "test.npz"),
+            *TINY,
+        ]
+    )
     assert code == 0
     return d
 
@@ -66,9 +91,26 @@ def test_train_saves_the_vae_and_the_latent_gmm(trained, files, capsys, tmp_path
     assert clf.classes_.tolist() == [1, 4, 8] and clf.n_features_in_ == 2
     # the printed report, on a fresh run with figures
     pytest.importorskip("matplotlib")
-    code, out, err = run(capsys, "vae", "train", "--train", files / "train.npz", "--digits", 1, 4, 8, "--epochs", 1,
-                         "--save-model", tmp_path / "v.pt", "--test", files / "test.npz", "--figures", tmp_path / "fig",
-                         *TINY)
+    code, out, err = run(
+        capsys,
+        "vae",
+        "train",
+        "--train",
+        files / "train.npz",
+        "--digits",
+        1,
+        4,
+        8,
+        "--epochs",
+        1,
+        "--save-model",
+        tmp_path / "v.pt",
+        "--test",
+        files / "test.npz",
+        "--figures",
+        tmp_path / "fig",
+        *TINY,
+    )
     assert code == 0, err
     assert "s per epoch" in out and "macro precision" in out and "F1" in out
     assert (tmp_path / "v-gmm.npz").exists()  # default name beside the model
@@ -77,54 +119,147 @@ def test_train_saves_the_vae_and_the_latent_gmm(trained, files, capsys, tmp_path
 
 
 def test_classify_prints_accuracy_and_macro_scores(trained, files, capsys, tmp_path):
-    code, out, err = run(capsys, "vae", "classify", "--model", trained / "vae.pt", "--gmm", trained / "gmm.npz",
-                         "--test", files / "test.npz", "--out", tmp_path / "p.npz", "--cluster", "--n-threads", 1)
+    code, out, err = run(
+        capsys,
+        "vae",
+        "classify",
+        "--model",
+        trained / "vae.pt",
+        "--gmm",
+        trained / "gmm.npz",
+        "--test",
+        files / "test.npz",
+        "--out",
+        tmp_path / "p.npz",
+        "--cluster",
+        "--n-threads",
+        1,
+    )
     assert code == 0, err
-    line = next(l for l in out.splitlines() if l.startswith("accuracy"))
-    accuracy, precision = (float(line.split(word)[1].split("%")[0]) for word in ("accuracy ", "precision "))
+    line = next(row for row in out.splitlines() if row.startswith("accuracy"))
+    accuracy, precision = (
+        float(line.split(word)[1].split("%")[0]) for word in ("accuracy ", "precision ")
+    )
     assert 0 <= accuracy <= 100 and 0 <= precision <= 100 and "recall" in line and "F1" in line
     assert "NMI" in out and "ARI" in out
     with np.load(tmp_path / "p.npz", allow_pickle=False) as result:
         assert result["predictions"].shape == (60,) and set(result["predictions"]) <= {1, 4, 8}
         assert result["log_proba"].shape == (60, 3) and result["latents"].shape == (60, 2)
     # fitting the latent GMM on --train instead gives the same classifier (same seed)
-    code, out2, err = run(capsys, "vae", "classify", "--model", trained / "vae.pt", "--train", files / "train.npz",
-                          "--digits", 1, 4, 8, "--test", files / "test.npz", "--n-threads", 1)
+    code, out2, err = run(
+        capsys,
+        "vae",
+        "classify",
+        "--model",
+        trained / "vae.pt",
+        "--train",
+        files / "train.npz",
+        "--digits",
+        1,
+        4,
+        8,
+        "--test",
+        files / "test.npz",
+        "--n-threads",
+        1,
+    )
     assert code == 0, err
-    assert next(l for l in out2.splitlines() if l.startswith("accuracy")) == line
+    assert next(row for row in out2.splitlines() if row.startswith("accuracy")) == line
 
 
 def test_reconstruct_and_sample_write_npz(trained, files, capsys, tmp_path):
-    code, out, err = run(capsys, "vae", "reconstruct", "--model", trained / "vae.pt", "--images", files / "test.npz",
-                         "--out", tmp_path / "r.npz")
+    code, out, err = run(
+        capsys,
+        "vae",
+        "reconstruct",
+        "--model",
+        trained / "vae.pt",
+        "--images",
+        files / "test.npz",
+        "--out",
+        tmp_path / "r.npz",
+    )
     assert code == 0, err
     assert "mean squared error" in out
     with np.load(tmp_path / "r.npz", allow_pickle=False) as result:
         R = result["reconstructions"]
         assert R.shape == (60, 28, 28) and R.min() >= 0 and R.max() <= 1
         assert result["latents"].shape == (60, 2) and result["labels"].shape == (60,)
-    code, out, err = run(capsys, "vae", "sample", "--model", trained / "vae.pt", "--gmm", trained / "gmm.npz",
-                         "-n", 4, "--out", tmp_path / "s.npz")
+    code, out, err = run(
+        capsys,
+        "vae",
+        "sample",
+        "--model",
+        trained / "vae.pt",
+        "--gmm",
+        trained / "gmm.npz",
+        "-n",
+        4,
+        "--out",
+        tmp_path / "s.npz",
+    )
     assert code == 0, err
     with np.load(tmp_path / "s.npz", allow_pickle=False) as result:
-        assert result["images"].shape == (12, 28, 28) and result["labels"].tolist() == [1] * 4 + [4] * 4 + [8] * 4
+        assert (
+            result["images"].shape == (12, 28, 28)
+            and result["labels"].tolist() == [1] * 4 + [4] * 4 + [8] * 4
+        )
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--train", "{d}/missing.npz"], "no such file"),
-    (["train", "--train", "{d}/garbage.npz"], "not a readable .npz"),
-    (["train", "--train", "{d}/object.npz"], "not a readable .npz"),
-    (["train", "--train", "{d}/wrongkeys.npz"], "no images"),
-    (["train", "--train", "{d}/mismatch.npz"], "20 images but 19 labels"),
-    (["train", "--train", "{d}/nan.npz"], "NaN"),
-    (["train", "--train", "{d}/notsquare.npz"], "are not square"),
-    (["train", "--train", "{d}/nolabels.npz", "--digits", "1"], "--digits needs labels"),
-    (["train", "--train", "{d}/test.npz", "--digits", "7"], "no images of the digits 7"),
-    (["classify", "--model", "{d}/garbage.pt", "--gmm", "{d}/x.npz", "--test", "{d}/test.npz"], "not a gmmfast VAE model"),
-    (["classify", "--model", "{d}/missing.pt", "--gmm", "{d}/x.npz", "--test", "{d}/test.npz"], "no such model file"),
-    (["classify", "--model", "{d}/test.npz", "--gmm", "{d}/x.npz", "--test", "{d}/test.npz"], "not a gmmfast VAE model"),
-    (["reconstruct", "--model", "{d}/garbage.pt", "--images", "{d}/test.npz", "--out", "{d}/r.npz"], "not a gmmfast VAE"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--train", "{d}/missing.npz"], "no such file"),
+        (["train", "--train", "{d}/garbage.npz"], "not a readable .npz"),
+        (["train", "--train", "{d}/object.npz"], "not a readable .npz"),
+        (["train", "--train", "{d}/wrongkeys.npz"], "no images"),
+        (["train", "--train", "{d}/mismatch.npz"], "20 images but 19 labels"),
+        (["train", "--train", "{d}/nan.npz"], "NaN"),
+        (["train", "--train", "{d}/notsquare.npz"], "are not square"),
+        (["train", "--train", "{d}/nolabels.npz", "--digits", "1"], "--digits needs labels"),
+        (["train", "--train", "{d}/test.npz", "--digits", "7"], "no images of the digits 7"),
+        (
+            [
+                "classify",
+                "--model",
+                "{d}/garbage.pt",
+                "--gmm",
+                "{d}/x.npz",
+                "--test",
+                "{d}/test.npz",
+            ],
+            "not a gmmfast VAE model",
+        ),
+        (
+            [
+                "classify",
+                "--model",
+                "{d}/missing.pt",
+                "--gmm",
+                "{d}/x.npz",
+                "--test",
+                "{d}/test.npz",
+            ],
+            "no such model file",
+        ),
+        (
+            ["classify", "--model", "{d}/test.npz", "--gmm", "{d}/x.npz", "--test", "{d}/test.npz"],
+            "not a gmmfast VAE model",
+        ),
+        (
+            [
+                "reconstruct",
+                "--model",
+                "{d}/garbage.pt",
+                "--images",
+                "{d}/test.npz",
+                "--out",
+                "{d}/r.npz",
+            ],
+            "not a gmmfast VAE",
+        ),
+    ],
+)
 def test_bad_files_give_one_line_errors(files, capsys, torch, argv, message):
     code, out, err = run(capsys, "vae", *[a.format(d=files) for a in argv], *TINY[-2:])
     assert code == 2
@@ -133,7 +268,9 @@ def test_bad_files_give_one_line_errors(files, capsys, torch, argv, message):
 
 
 def test_classify_needs_a_gmm(trained, files, capsys):
-    code, _, err = run(capsys, "vae", "classify", "--model", trained / "vae.pt", "--test", files / "test.npz")
+    code, _, err = run(
+        capsys, "vae", "classify", "--model", trained / "vae.pt", "--test", files / "test.npz"
+    )
     assert code == 2 and "give --gmm FILE" in err
 
 
@@ -152,10 +289,18 @@ def test_load_data_keys_and_scaling(files):
 
 def test_vae_commands_without_torch(tmp_path):
     """`gmmfast --help` and `import gmmfast` need no torch; a vae command says how to get it, in one line."""
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import gmmfast, gmmfast.cli\n"
-            "assert 'vae' in gmmfast.cli.build_parser().format_help()\n"
-            "sys.exit(gmmfast.cli.main(['vae', 'train', '--train', 'x.npz']))\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import gmmfast, gmmfast.cli\n"
+        "assert 'vae' in gmmfast.cli.build_parser().format_help()\n"
+        "sys.exit(gmmfast.cli.main(['vae', 'train', '--train', 'x.npz']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 2, out.stderr
-    assert out.stderr.startswith("gmmfast: error:") and "gmmfast[vae]" in out.stderr and out.stderr.count("\n") == 1
+    assert (
+        out.stderr.startswith("gmmfast: error:")
+        and "gmmfast[vae]" in out.stderr
+        and out.stderr.count("\n") == 1
+    )

@@ -1,4 +1,5 @@
 """PatchDenoiser: the three inference methods against brute-force references."""
+
 from __future__ import annotations
 
 import warnings
@@ -27,8 +28,18 @@ def fitted():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         # stride = patch size: patches tile the image, so averaging is the identity
-        dn = PatchDenoiser(4, 3, stride=4, reg_covar=1e-3, random_state=0, max_iter=50, clip=None,
-                           epll_init="noisy", epll_fidelity=1.0, epll_betas=(1, 4, 8, 16, 32)).fit(clean)
+        dn = PatchDenoiser(
+            4,
+            3,
+            stride=4,
+            reg_covar=1e-3,
+            random_state=0,
+            max_iter=50,
+            clip=None,
+            epll_init="noisy",
+            epll_fidelity=1.0,
+            epll_betas=(1, 4, 8, 16, 32),
+        ).fit(clean)
     test = smooth_images(4, 16, rng)
     noisy = test + 0.1 * rng.standard_normal(test.shape)
     return dn, test, noisy
@@ -41,7 +52,7 @@ def brute_force(dn, noisy, sigma, posterior_mean):
     for i, img in enumerate(noisy):
         for r in range(0, img.shape[0], m):
             for c in range(0, img.shape[1], m):
-                y = img[r:r + m, c:c + m].ravel()
+                y = img[r : r + m, c : c + m].ravel()
                 dc = y.mean()
                 yc = y - dc
                 logp, est = [], []
@@ -52,7 +63,7 @@ def brute_force(dn, noisy, sigma, posterior_mean):
                 logp = np.array(logp)
                 resp = np.exp(logp - logsumexp(logp))
                 z = resp @ np.array(est) if posterior_mean else est[int(np.argmax(logp))]
-                out[i, r:r + m, c:c + m] = (z + dc).reshape(m, m)
+                out[i, r : r + m, c : c + m] = (z + dc).reshape(m, m)
     return out
 
 
@@ -60,7 +71,9 @@ def brute_force(dn, noisy, sigma, posterior_mean):
 def test_patch_methods_match_brute_force(fitted, method):
     dn, _, noisy = fitted
     got = dn.denoise(noisy, 0.1, method=method)
-    np.testing.assert_allclose(got, brute_force(dn, noisy, 0.1, method == "posterior_mean"), atol=1e-9)
+    np.testing.assert_allclose(
+        got, brute_force(dn, noisy, 0.1, method == "posterior_mean"), atol=1e-9
+    )
 
 
 def test_epll_step_is_the_closed_form_update(fitted):
@@ -98,7 +111,9 @@ def test_save_load_round_trip(fitted, tmp_path):
     dn.save(tmp_path / "d.npz")
     loaded = PatchDenoiser.load(tmp_path / "d.npz")
     assert loaded.patch_size == dn.patch_size and loaded.stride == dn.stride
-    np.testing.assert_array_equal(loaded.denoise(noisy, 0.1, method="map"), dn.denoise(noisy, 0.1, method="map"))
+    np.testing.assert_array_equal(
+        loaded.denoise(noisy, 0.1, method="map"), dn.denoise(noisy, 0.1, method="map")
+    )
 
 
 def test_bad_input(fitted):
@@ -127,7 +142,9 @@ def test_blur_matrix_is_the_patch_convolution():
     k = gaussian_kernel(1.0)
     assert k.shape == (7, 7) and np.isclose(k.sum(), 1.0)
     z = np.random.default_rng(0).random((5, 5))
-    np.testing.assert_allclose(blur_matrix(k, 5) @ z.ravel(), convolve(z, k, mode="constant").ravel(), atol=1e-14)
+    np.testing.assert_allclose(
+        blur_matrix(k, 5) @ z.ravel(), convolve(z, k, mode="constant").ravel(), atol=1e-14
+    )
     W = blur_matrix(k, 5, "reflect")
     np.testing.assert_allclose(W @ z.ravel(), convolve(z, k, mode="reflect").ravel(), atol=1e-14)
     np.testing.assert_allclose(W.sum(axis=1), 1.0, atol=1e-14)  # constants preserved
@@ -147,7 +164,7 @@ def test_patch_deblur_matches_brute_force(fitted, method, boundary):
     for i, img in enumerate(noisy):
         for r in range(0, 16, m):
             for c in range(0, 16, m):
-                y = img[r:r + m, c:c + m].ravel()
+                y = img[r : r + m, c : c + m].ravel()
                 dc = y.mean()
                 yc = y - dc
                 logp, est = [], []
@@ -157,8 +174,12 @@ def test_patch_deblur_matches_brute_force(fitted, method, boundary):
                     est.append(mu + cov @ W.T @ np.linalg.solve(S, yc - W @ mu))
                 logp = np.array(logp)
                 resp = np.exp(logp - logsumexp(logp))
-                z = resp @ np.array(est) if method == "posterior_mean" else est[int(np.argmax(logp))]
-                expected[i, r:r + m, c:c + m] = (z + dc).reshape(m, m)
+                z = (
+                    resp @ np.array(est)
+                    if method == "posterior_mean"
+                    else est[int(np.argmax(logp))]
+                )
+                expected[i, r : r + m, c : c + m] = (z + dc).reshape(m, m)
     dn.set_params(blur_boundary=boundary)
     try:
         np.testing.assert_allclose(dn.deblur(noisy, k, sigma, method=method), expected, atol=1e-9)
@@ -217,8 +238,12 @@ def test_epll_bad_options(fitted):
     from sklearn.base import clone
 
     dn, _, noisy = fitted
-    for params, match in [({"epll_init": "zero"}, "epll_init"), ({"epll_patch_step": "mode"}, "epll_patch_step"),
-                          ({"epll_fidelity": 0.0}, "epll_fidelity"), ({"epll_betas": ()}, "epll_betas")]:
+    for params, match in [
+        ({"epll_init": "zero"}, "epll_init"),
+        ({"epll_patch_step": "mode"}, "epll_patch_step"),
+        ({"epll_fidelity": 0.0}, "epll_fidelity"),
+        ({"epll_betas": ()}, "epll_betas"),
+    ]:
         bad = clone(dn).set_params(**params)
         bad.mixture_ = dn.mixture_
         with pytest.raises(ValueError, match=match):
@@ -251,7 +276,9 @@ def test_sigma_none_uses_the_estimate(fitted):
     dn, _, noisy = fitted
     sigma = estimate_noise_sigma(noisy)
     for method in ("map", "epll"):
-        np.testing.assert_array_equal(dn.denoise(noisy, method=method), dn.denoise(noisy, sigma, method=method))
+        np.testing.assert_array_equal(
+            dn.denoise(noisy, method=method), dn.denoise(noisy, sigma, method=method)
+        )
     with pytest.raises(ValueError, match="estimated noise sigma is 0"):
         dn.denoise(np.zeros((16, 16)))
     with pytest.raises(ValueError, match="sigma"):
@@ -265,18 +292,41 @@ def test_select_patch_prior_picks_by_validation_psnr():
     train, val = smooth_images(40, 16, rng), smooth_images(6, 16, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        best, table = select_patch_prior(train, val, 0.15, patch_sizes=(1, 4), n_components=(1, 3),
-                                         strides=(1, 2, 4), reg_covar=1e-3, max_iter=30, clip=None)
+        best, table = select_patch_prior(
+            train,
+            val,
+            0.15,
+            patch_sizes=(1, 4),
+            n_components=(1, 3),
+            strides=(1, 2, 4),
+            reg_covar=1e-3,
+            max_iter=30,
+            clip=None,
+        )
     # strides above the patch size are skipped: m=1 has only stride 1
     assert [(r["patch_size"], r["n_components"], r["stride"]) for r in table] == [
-        (1, 1, 1), (1, 3, 1), (4, 1, 1), (4, 1, 2), (4, 1, 4), (4, 3, 1), (4, 3, 2), (4, 3, 4)]
+        (1, 1, 1),
+        (1, 3, 1),
+        (4, 1, 1),
+        (4, 1, 2),
+        (4, 1, 4),
+        (4, 3, 1),
+        (4, 3, 2),
+        (4, 3, 4),
+    ]
     top = max(table, key=lambda r: r["psnr"])
-    assert (best.patch_size, best.n_components, best.stride) == (top["patch_size"], top["n_components"], top["stride"])
+    assert (best.patch_size, best.n_components, best.stride) == (
+        top["patch_size"],
+        top["n_components"],
+        top["stride"],
+    )
     # 1 x 1 patches cannot use spatial structure: a 4 x 4 prior wins
     assert best.patch_size == 4
     # the table's PSNR is reproducible from the returned model and the documented corruption
     noisy = val + 0.15 * np.random.default_rng(0).standard_normal(val.shape)
-    assert psnr(val, best.denoise(noisy, 0.15, method="map")) == pytest.approx(top["psnr"], abs=1e-12)
+    assert psnr(val, best.denoise(noisy, 0.15, method="map")) == pytest.approx(
+        top["psnr"], abs=1e-12
+    )
     with pytest.raises(ValueError, match="no stride"):
         select_patch_prior(train, val, 0.15, patch_sizes=(2,), strides=(3,))
 
@@ -303,7 +353,9 @@ def test_fit_draws_max_patches_real_patches():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            Spy(4, 2, stride=2, max_patches=37, remove_mean=False, random_state=0, max_iter=5).fit(clean)
+            Spy(4, 2, stride=2, max_patches=37, remove_mean=False, random_state=0, max_iter=5).fit(
+                clean
+            )
     finally:
         denoiser_module.GaussianMixture.fit = original
     all_patches = extract_patches(clean, 4, 2)
@@ -324,7 +376,9 @@ def test_chunking_does_not_change_the_result(fitted, monkeypatch):
         dn = PatchDenoiser(5, 3, stride=2, reg_covar=1e-3, random_state=0, max_iter=20).fit(clean)
     noisy = clean[:7] + 0.1 * rng.standard_normal(clean[:7].shape)
     whole = {m: dn.denoise(noisy, 0.1, method=m) for m in denoiser_module.METHODS}
-    monkeypatch.setattr(denoiser_module, "CHUNK_PATCHES", 50)  # 36 patches an image: one image per chunk
+    monkeypatch.setattr(
+        denoiser_module, "CHUNK_PATCHES", 50
+    )  # 36 patches an image: one image per chunk
     for m in denoiser_module.METHODS:
         np.testing.assert_allclose(dn.denoise(noisy, 0.1, method=m), whole[m], rtol=0, atol=1e-12)
 
@@ -350,8 +404,15 @@ def test_save_load_keeps_inference_settings(fitted, tmp_path):
     from sklearn.base import clone
 
     dn, _, noisy = fitted
-    custom = clone(dn).set_params(epll_betas=(1.0, 3.0), epll_fidelity=2.0, epll_init="posterior_mean",
-                                  epll_patch_step="posterior_mean", clip=(0.0, 0.9), dtype=np.float32, cg_iter=7)
+    custom = clone(dn).set_params(
+        epll_betas=(1.0, 3.0),
+        epll_fidelity=2.0,
+        epll_init="posterior_mean",
+        epll_patch_step="posterior_mean",
+        clip=(0.0, 0.9),
+        dtype=np.float32,
+        cg_iter=7,
+    )
     custom.mixture_ = dn.mixture_
     custom.save(tmp_path / "c.npz")
     loaded = PatchDenoiser.load(tmp_path / "c.npz")
@@ -370,7 +431,9 @@ def test_fit_twice_drops_cached_filters():
         noisy = a[:2] + 0.1 * rng.standard_normal(a[:2].shape)
         dn.fit(a).denoise(noisy, 0.1, method="map")
         refit = dn.fit(b).denoise(noisy, 0.1, method="map")
-        fresh = PatchDenoiser(4, 2, stride=4, reg_covar=1e-3, random_state=0, max_iter=10, clip=None).fit(b)
+        fresh = PatchDenoiser(
+            4, 2, stride=4, reg_covar=1e-3, random_state=0, max_iter=10, clip=None
+        ).fit(b)
     np.testing.assert_array_equal(refit, fresh.denoise(noisy, 0.1, method="map"))
 
 
@@ -398,8 +461,17 @@ def test_epll_deblur_beats_patchwise_deblurring():
     clean = smooth_images(80, 16, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        dn = PatchDenoiser(5, 4, stride=1, reg_covar=1e-4, random_state=0, max_iter=50, epll_init="noisy",
-                           epll_betas=(1, 4, 8, 16, 32), epll_fidelity=25.0).fit(clean[:70])
+        dn = PatchDenoiser(
+            5,
+            4,
+            stride=1,
+            reg_covar=1e-4,
+            random_state=0,
+            max_iter=50,
+            epll_init="noisy",
+            epll_betas=(1, 4, 8, 16, 32),
+            epll_fidelity=25.0,
+        ).fit(clean[:70])
     k = gaussian_kernel(1.0)
     test = clean[70:]
     observed = blur(test, k) + 0.02 * rng.standard_normal(test.shape)
@@ -417,7 +489,9 @@ def test_blur_adjoint():
     rng = np.random.default_rng(7)
     k = rng.random((3, 5))  # not symmetric: convolution and correlation differ
     x, y = rng.standard_normal((2, 3, 9, 8))
-    np.testing.assert_allclose(np.sum(blur(x, k) * y), np.sum(x * blur(y, k, adjoint=True)), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.sum(blur(x, k) * y), np.sum(x * blur(y, k, adjoint=True)), rtol=1e-12
+    )
     np.testing.assert_allclose(blur(x[0], k), blur(x, k)[0], rtol=1e-15)
     assert not np.allclose(blur(x, k), blur(x, k, adjoint=True))
     assert gaussian_kernel(0.5).shape == (5, 5) and gaussian_kernel(2.0, radius=2).shape == (5, 5)
@@ -430,16 +504,21 @@ def test_fit_on_images_of_different_sizes():
     a, b = smooth_images(1, 20, rng)[0], smooth_images(1, 13, rng)[0][:, :11]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        everything = PatchDenoiser(4, 2, remove_mean=False, max_patches=10**6, random_state=0, max_iter=5).fit([a, b])
+        everything = PatchDenoiser(
+            4, 2, remove_mean=False, max_patches=10**6, random_state=0, max_iter=5
+        ).fit([a, b])
         gm = everything.mixture_
         pooled = np.vstack([extract_patches(a, 4), extract_patches(b, 4)])
         # with every patch used the mixture matches a fit on the pooled patches
         from gmmfast import GaussianMixture
 
-        ref = GaussianMixture(2, reg_covar=1e-4, random_state=np.random.RandomState(0), max_iter=5,
-                              tol=1e-3).fit(pooled)
+        ref = GaussianMixture(
+            2, reg_covar=1e-4, random_state=np.random.RandomState(0), max_iter=5, tol=1e-3
+        ).fit(pooled)
         np.testing.assert_allclose(gm.means_, ref.means_, atol=1e-10)
-        sub = PatchDenoiser(4, 2, remove_mean=False, max_patches=50, random_state=0, max_iter=5).fit([a, b])
+        sub = PatchDenoiser(
+            4, 2, remove_mean=False, max_patches=50, random_state=0, max_iter=5
+        ).fit([a, b])
     assert sub.mixture_.means_.shape == (2, 16)
     with pytest.raises(ValueError, match="patch_size must be at most"):
         PatchDenoiser(12, 2).fit([a, b])
@@ -452,8 +531,17 @@ def test_select_patch_prior_for_deblurring():
     train, val = smooth_images(30, 14, rng), smooth_images(4, 14, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        best, table = select_patch_prior(train, val, 0.05, patch_sizes=(4,), n_components=(2,), strides=(2, 4),
-                                         kernel=gaussian_kernel(0.7, radius=1), method="epll", max_iter=10)
+        best, table = select_patch_prior(
+            train,
+            val,
+            0.05,
+            patch_sizes=(4,),
+            n_components=(2,),
+            strides=(2, 4),
+            kernel=gaussian_kernel(0.7, radius=1),
+            method="epll",
+            max_iter=10,
+        )
     assert len(table) == 2 and best.stride in (2, 4)
     assert all(np.isfinite(r["psnr"]) and r["restore_s"] >= 0 for r in table)
 
@@ -467,7 +555,9 @@ def test_default_epll_improves_on_one_pass():
     clean = smooth_images(60, 14, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        dn = PatchDenoiser(5, 4, stride=1, reg_covar=1e-3, random_state=0, max_iter=30).fit(clean[:50])
+        dn = PatchDenoiser(5, 4, stride=1, reg_covar=1e-3, random_state=0, max_iter=30).fit(
+            clean[:50]
+        )
     test = clean[50:]
     for sigma in (0.1, 0.2):
         noisy = test + sigma * rng.standard_normal(test.shape)
@@ -487,6 +577,7 @@ def test_patch_denoiser_is_exported_at_top_level():
 @pytest.mark.parametrize("sigma", [True, 0.0, -0.1, float("nan"), "0.1"])
 def test_select_patch_prior_rejects_bad_sigma(sigma):
     from gmmfast.denoise import select_patch_prior
+
     images = np.random.RandomState(0).rand(4, 12, 12)
     with pytest.raises(ValueError, match="sigma"):
         select_patch_prior(images, images, sigma)

@@ -6,6 +6,7 @@ Cases that once crashed the interpreter (a kernel reading outside its
 arrays) run in a child process, so a regression shows as a failed test with
 the child's exit signal rather than a dead test run.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -30,8 +31,13 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 def run_isolated(code: str, timeout: float = 120) -> dict:
     """Run ``code`` in a fresh interpreter (away from the source tree); it prints one JSON
     line of results. A crash (a signal, an abort) fails the calling test with its status."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, cwd=tempfile.gettempdir())
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tempfile.gettempdir(),
+    )
     assert proc.returncode == 0, f"child exited with {proc.returncode}: {proc.stderr[-2000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -114,7 +120,9 @@ def test_warm_start_after_a_covariance_type_change_is_refused():
 @pytest.mark.parametrize("n_threads", [1.7, "1", True, 0, None.__class__])
 def test_n_threads_must_be_an_integer(n_threads):
     with pytest.raises(ValueError, match="n_threads"):
-        GaussianMixture(2, n_threads=n_threads).fit(np.random.RandomState(0).standard_normal((20, 2)))
+        GaussianMixture(2, n_threads=n_threads).fit(
+            np.random.RandomState(0).standard_normal((20, 2))
+        )
 
 
 @pytest.mark.parametrize("n_threads", [5_000, 100_000, 2**40])
@@ -137,7 +145,9 @@ def test_absurd_thread_counts_are_capped_not_fatal(n_threads):
 
 
 # --------------------------------------------------------- numeric edges
-@pytest.mark.parametrize("scale, dtype", [(1e155, np.float64), (1e200, np.float64), (1e30, np.float32)])
+@pytest.mark.parametrize(
+    "scale, dtype", [(1e155, np.float64), (1e200, np.float64), (1e30, np.float32)]
+)
 def test_data_whose_squares_overflow_ask_to_rescale(scale, dtype):
     X = np.random.RandomState(0).standard_normal((200, 5)) * scale
     with pytest.raises(ValueError, match="rescale"):
@@ -180,11 +190,14 @@ def test_classifier_probabilities_refuse_unexplained_rows():
 
 
 # ------------------------------------------------------ labels and options
-@pytest.mark.parametrize("labels", [
-    np.array([0, None] * 50, dtype=object),
-    np.array([0.0, np.nan] * 50),
-    np.array([1, float("nan")] * 50, dtype=object),
-])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([0, None] * 50, dtype=object),
+        np.array([0.0, np.nan] * 50),
+        np.array([1, float("nan")] * 50, dtype=object),
+    ],
+)
 def test_missing_labels_are_refused(labels):
     X = np.random.RandomState(0).standard_normal((100, 2))
     with pytest.raises(ValueError, match="None|NaN"):
@@ -236,16 +249,23 @@ def test_ctrl_c_during_a_refit_is_a_keyboard_interrupt(stage, monkeypatch):
 # ----------------------------------------------------- property: any input
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    n=st.integers(1, 40), d=st.integers(1, 6), k=st.integers(1, 4),
-    covariance_type=st.sampled_from(COVARIANCE_TYPES), dtype=st.sampled_from([np.float32, np.float64]),
-    nan_fraction=st.sampled_from([0.0, 0.2, 0.6]), seed=st.integers(0, 2**16),
+    n=st.integers(1, 40),
+    d=st.integers(1, 6),
+    k=st.integers(1, 4),
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    nan_fraction=st.sampled_from([0.0, 0.2, 0.6]),
+    seed=st.integers(0, 2**16),
 )
-def test_fit_and_predict_give_a_result_or_a_clear_error(n, d, k, covariance_type, dtype, nan_fraction, seed):
+def test_fit_and_predict_give_a_result_or_a_clear_error(
+    n, d, k, covariance_type, dtype, nan_fraction, seed
+):
     rng = np.random.RandomState(seed)
     X = rng.standard_normal((n, d))
     X[rng.random_sample(X.shape) < nan_fraction] = np.nan
-    gm = GaussianMixture(k, covariance_type=covariance_type, dtype=dtype, max_iter=5, reg_covar=1e-3,
-                         random_state=0)
+    gm = GaussianMixture(
+        k, covariance_type=covariance_type, dtype=dtype, max_iter=5, reg_covar=1e-3, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -11,6 +11,7 @@ memory out of proportion. The cases that could crash the interpreter
 (arbitrary bytes reaching zip, numpy and torch readers) and the memory
 measurements run in subprocesses.
 """
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,12 @@ TORCH_KINDS = ("ConvVAE", "VaDE")
 
 
 def _loaders(vae: bool = True) -> dict:
-    loaders = {"GaussianMixture": GaussianMixture.load, "GMMClassifier": GMMClassifier.load,
-               "ShiftInvariantClassifier": ShiftInvariantClassifier.load, "PatchDenoiser": PatchDenoiser.load}
+    loaders = {
+        "GaussianMixture": GaussianMixture.load,
+        "GMMClassifier": GMMClassifier.load,
+        "ShiftInvariantClassifier": ShiftInvariantClassifier.load,
+        "PatchDenoiser": PatchDenoiser.load,
+    }
     if not vae:  # torch not imported
         return loaders
     try:
@@ -57,9 +62,12 @@ def _loaders(vae: bool = True) -> dict:
 
 def _parameters(kind: str, model) -> dict[str, np.ndarray]:
     """Every fitted array of a model, by name (equal dicts: equal models)."""
+
     def mixture(prefix, gm):
-        return {f"{prefix}{n}": np.asarray(getattr(gm, n)) for n in
-                ("weights_", "means_", "covariances_", "precisions_cholesky_")}
+        return {
+            f"{prefix}{n}": np.asarray(getattr(gm, n))
+            for n in ("weights_", "means_", "covariances_", "precisions_cholesky_")
+        }
 
     if kind == "GaussianMixture":
         return mixture("", model)
@@ -83,7 +91,9 @@ def _parameters(kind: str, model) -> dict[str, np.ndarray]:
 def _same(kind: str, a, b) -> bool:
     pa, pb = _parameters(kind, a), _parameters(kind, b)
     return pa.keys() == pb.keys() and all(
-        pa[k].dtype == pb[k].dtype and pa[k].shape == pb[k].shape and np.array_equal(pa[k], pb[k]) for k in pa)
+        pa[k].dtype == pb[k].dtype and pa[k].shape == pb[k].shape and np.array_equal(pa[k], pb[k])
+        for k in pa
+    )
 
 
 def _outcome(load, path, reference=None, kind=None) -> str:
@@ -106,14 +116,23 @@ def _fit_models(directory: Path) -> dict[str, Path]:
     X = np.vstack([rng.randn(40, 4), rng.randn(40, 4) + 4])
     y = np.repeat([3, 7], 40)
     paths = {}
-    GaussianMixture(2, random_state=0, n_threads=1).fit(X).save(paths.setdefault("GaussianMixture", directory / "gm.npz"))
-    GMMClassifier(2, random_state=0, n_threads=1).fit(X, y).save(paths.setdefault("GMMClassifier", directory / "clf.npz"))
+    GaussianMixture(2, random_state=0, n_threads=1).fit(X).save(
+        paths.setdefault("GaussianMixture", directory / "gm.npz")
+    )
+    GMMClassifier(2, random_state=0, n_threads=1).fit(X, y).save(
+        paths.setdefault("GMMClassifier", directory / "clf.npz")
+    )
     images = np.clip(rng.rand(60, 3, 3) + np.repeat([0, 1], 30)[:, None, None], 0, 2).reshape(60, 9)
-    ShiftInvariantClassifier(GMMClassifier(1, reg_covar=0.05, random_state=0, n_threads=1), image_shape=(3, 3),
-                             augment=False).fit(images, np.repeat([0, 1], 30)).save(
-        paths.setdefault("ShiftInvariantClassifier", directory / "shift.npz"))
+    ShiftInvariantClassifier(
+        GMMClassifier(1, reg_covar=0.05, random_state=0, n_threads=1),
+        image_shape=(3, 3),
+        augment=False,
+    ).fit(images, np.repeat([0, 1], 30)).save(
+        paths.setdefault("ShiftInvariantClassifier", directory / "shift.npz")
+    )
     PatchDenoiser(3, 2, max_iter=5, random_state=0, n_threads=1).fit(rng.rand(4, 8, 8)).save(
-        paths.setdefault("PatchDenoiser", directory / "denoiser.npz"))
+        paths.setdefault("PatchDenoiser", directory / "denoiser.npz")
+    )
     try:
         import torch
 
@@ -122,11 +141,19 @@ def _fit_models(directory: Path) -> dict[str, Path]:
         return paths
     torch.set_num_threads(1)
     pictures = rng.rand(24, 8, 8).astype(np.float32)
-    vae = ConvVAE(latent_dim=2, channels=(4,), hidden_units=8, epochs=1, batch_size=8, random_state=0,
-                  n_threads=1).fit(pictures)
+    vae = ConvVAE(
+        latent_dim=2,
+        channels=(4,),
+        hidden_units=8,
+        epochs=1,
+        batch_size=8,
+        random_state=0,
+        n_threads=1,
+    ).fit(pictures)
     vae.save(paths.setdefault("ConvVAE", directory / "vae.pt"))
     VaDE(vae, n_clusters=2, epochs=1, batch_size=8, random_state=0, n_threads=1).fit(pictures).save(
-        paths.setdefault("VaDE", directory / "vade.pt"))
+        paths.setdefault("VaDE", directory / "vade.pt")
+    )
     return paths
 
 
@@ -170,25 +197,36 @@ def _fuzz(model_dir: Path, work: Path, n_flips: int) -> dict:
     loaders = _loaders()
     counts, failures = {}, []
     rng = np.random.RandomState(1234)
-    for kind, name in (("GaussianMixture", "gm.npz"), ("GMMClassifier", "clf.npz"),
-                       ("ShiftInvariantClassifier", "shift.npz"), ("PatchDenoiser", "denoiser.npz"),
-                       ("ConvVAE", "vae.pt"), ("VaDE", "vade.pt")):
+    for kind, name in (
+        ("GaussianMixture", "gm.npz"),
+        ("GMMClassifier", "clf.npz"),
+        ("ShiftInvariantClassifier", "shift.npz"),
+        ("PatchDenoiser", "denoiser.npz"),
+        ("ConvVAE", "vae.pt"),
+        ("VaDE", "vade.pt"),
+    ):
         if kind not in loaders or not (model_dir / name).exists():
             continue
         data = (model_dir / name).read_bytes()
         reference = loaders[kind](model_dir / name)
         n = len(data)
-        cases = [(f"truncated at {cut}", data[:cut]) for cut in
-                 sorted({0, 1, 4, 30, 100, n // 4, n // 2, 3 * n // 4, n - 100, n - 22, n - 1})]
+        cases = [
+            (f"truncated at {cut}", data[:cut])
+            for cut in sorted(
+                {0, 1, 4, 30, 100, n // 4, n // 2, 3 * n // 4, n - 100, n - 22, n - 1}
+            )
+        ]
         for pos in rng.choice(n, size=min(n, n_flips), replace=False):
             flipped = bytearray(data)
             flipped[pos] ^= 1 << rng.randint(8)
             cases.append((f"bit flipped at byte {pos}", bytes(flipped)))
         for label, content in cases:
-            path = work / f"{kind}-case{name[name.index('.'):]}"
+            path = work / f"{kind}-case{name[name.index('.') :]}"
             path.write_bytes(content)
             outcome = _outcome(loaders[kind], path, reference, kind)
-            counts.setdefault(kind, {}).setdefault(outcome if outcome in ("error", "same") else "FAILED", 0)
+            counts.setdefault(kind, {}).setdefault(
+                outcome if outcome in ("error", "same") else "FAILED", 0
+            )
             counts[kind][outcome if outcome in ("error", "same") else "FAILED"] += 1
             if outcome not in ("error", "same"):
                 failures.append(f"{kind}, {label}: {outcome}")
@@ -199,8 +237,12 @@ def test_truncated_and_bit_flipped_files(models, tmp_path):
     """Every truncation and a seeded sample of single-bit flips of every kind's file: a named
     ValueError, or (a flip in bytes that do not matter, such as a timestamp) the same model."""
     model_dir = models["GaussianMixture"].parent
-    result = subprocess.run([sys.executable, str(HERE), "fuzz", str(model_dir), str(tmp_path), "60"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(HERE), "fuzz", str(model_dir), str(tmp_path), "60"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]  # a crash of the interpreter shows here
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["failures"] == []
@@ -221,7 +263,9 @@ def _add_zero_member(path: Path, name: str, header_shape: tuple[int, ...], n_byt
     """Append member ``name`` to the archive: an .npy header for float64 ``header_shape``, then
     ``n_bytes`` zeros, deflated as they stream (a few MB on disk for GBs)."""
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": header_shape})
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": header_shape}
+    )
     chunk = bytes(1 << 22)
     with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         with zf.open(name, "w", force_zip64=True) as fh:
@@ -285,27 +329,35 @@ def _declared_size_bomb(models, directory: Path, forge_directory: bool) -> Path:
     path = directory / f"declared-{'forged' if forge_directory else 'plain'}.npz"
     members = _members(models["GMMClassifier"])
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**11 // 4, 4)})
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**11 // 4, 4)}
+    )
     body = header.getvalue() + members["class0.means_"].tobytes()
     del members["class0.means_"]
     _write_members(path, members)
     with zipfile.ZipFile(path, "a") as zf:
         zf.writestr("class0.means_.npy", body)
-    if forge_directory:  # a 10^11-element (800 GB) size in the central directory's zip64 extra field
+    if (
+        forge_directory
+    ):  # a 10^11-element (800 GB) size in the central directory's zip64 extra field
         data = bytearray(path.read_bytes())
-        central = data.rindex(b"class0.means_.npy") - 46  # the directory entry (after the local one)
-        assert data[central:central + 4] == b"PK\x01\x02"
+        central = (
+            data.rindex(b"class0.means_.npy") - 46
+        )  # the directory entry (after the local one)
+        assert data[central : central + 4] == b"PK\x01\x02"
         declared = len(header.getvalue()) + 8 * 10**11
-        data[central + 24:central + 28] = b"\xff\xff\xff\xff"  # uncompressed size: see zip64 extra
-        name_len, extra_len = struct.unpack("<HH", data[central + 28:central + 32])
+        data[central + 24 : central + 28] = (
+            b"\xff\xff\xff\xff"  # uncompressed size: see zip64 extra
+        )
+        name_len, extra_len = struct.unpack("<HH", data[central + 28 : central + 32])
         extra = struct.pack("<HHQ", 1, 8, declared)
-        data[central + 30:central + 32] = struct.pack("<H", extra_len + len(extra))
+        data[central + 30 : central + 32] = struct.pack("<H", extra_len + len(extra))
         insert_at = central + 46 + name_len
         data[insert_at:insert_at] = extra
         # the end-of-central-directory record's directory size grows by the extra field
         end = data.rindex(b"PK\x05\x06")
-        size, = struct.unpack("<I", data[end + 12:end + 16])
-        data[end + 12:end + 16] = struct.pack("<I", size + len(extra))
+        (size,) = struct.unpack("<I", data[end + 12 : end + 16])
+        data[end + 12 : end + 16] = struct.pack("<I", size + len(extra))
         path.write_bytes(bytes(data))
         with zipfile.ZipFile(path) as zf:
             assert zf.getinfo("class0.means_.npy").file_size == declared
@@ -327,7 +379,9 @@ def test_zip_bombs_are_refused_before_decompression(bombs):
     assert time.perf_counter() - start < 2.0
 
 
-@pytest.mark.parametrize("forge_directory", [False, True], ids=["honest-directory", "forged-directory"])
+@pytest.mark.parametrize(
+    "forge_directory", [False, True], ids=["honest-directory", "forged-directory"]
+)
 def test_declared_size_bomb_is_refused(models, tmp_path, forge_directory):
     """A member whose header declares 10^11 elements ends in a named ValueError, not numpy's
     _ArrayMemoryError, whether or not the zip directory agrees with the header."""
@@ -363,8 +417,9 @@ print(json.dumps({{"outcome": outcome, "peak_growth_mb": peak() - before, "rss_b
 
 def _peak_memory(kind: str, path: Path) -> dict:
     script = _MEMORY_SCRIPT.format(tests=str(HERE.parent))
-    result = subprocess.run([sys.executable, "-c", script, kind, str(path)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, kind, str(path)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -400,12 +455,17 @@ def test_vae_config_bomb_stays_within_memory(models, tmp_path):
         torch.save(payload, path)
         result = _peak_memory("ConvVAE", path)
         assert result["outcome"] == "error", result
-        assert result["peak_growth_mb"] < legitimate["peak_growth_mb"] + 32, (units, result, legitimate)
+        assert result["peak_growth_mb"] < legitimate["peak_growth_mb"] + 32, (
+            units,
+            result,
+            legitimate,
+        )
 
 
 # --------------------------------------------------------------------------
 # Hand-made hostile .npz files
 # --------------------------------------------------------------------------
+
 
 def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
     """{case: members} of hostile variants of the saved ``kind`` model."""
@@ -429,14 +489,22 @@ def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
     cases = {
         "unknown numeric member": members | {"extra": np.zeros(3)},
         "object member": members | {"extra": np.array([1, "two"], dtype=object)},
-        "pickle that would create a file": members | {"extra": np.array([_Marker(marker)], dtype=object)},
+        "pickle that would create a file": members
+        | {"extra": np.array([_Marker(marker)], dtype=object)},
         "pickled means_": replaced("means_", np.array([_Marker(marker)], dtype=object)),
         "complex means_": replaced("means_", members[prefix + "means_"].astype(complex)),
         "byte-string means_": replaced("means_", members[prefix + "means_"].astype("S8")),
         "unicode means_": replaced("means_", members[prefix + "means_"].astype("U8")),
         "structured weights_": replaced("weights_", np.zeros(2, dtype=[("a", "<f8")])),
-        "NaN means_": replaced("means_", np.where(np.arange(members[prefix + "means_"].size).reshape(
-            members[prefix + "means_"].shape) == 0, np.nan, members[prefix + "means_"])),
+        "NaN means_": replaced(
+            "means_",
+            np.where(
+                np.arange(members[prefix + "means_"].size).reshape(members[prefix + "means_"].shape)
+                == 0,
+                np.nan,
+                members[prefix + "means_"],
+            ),
+        ),
         "inf covariances_": replaced("covariances_", cov * np.inf),
         "means_ of the wrong shape": replaced("means_", members[prefix + "means_"][:, :-1]),
         "means_ of rank 3": replaced("means_", members[prefix + "means_"][None]),
@@ -444,13 +512,15 @@ def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
         "factor disagrees with covariances_": replaced("covariances_", 2.0 * cov),
         "negative-definite covariances_": replaced("covariances_", -cov),
         "weights_ off the simplex": replaced("weights_", members[prefix + "weights_"] * 0.5),
-        "missing precisions_cholesky_": {k: v for k, v in members.items() if k != prefix + "precisions_cholesky_"},
+        "missing precisions_cholesky_": {
+            k: v for k, v in members.items() if k != prefix + "precisions_cholesky_"
+        },
         "no header": {k: v for k, v in members.items() if k != "__meta__"},
         "header of bytes": members | {"__meta__": np.array(json.dumps(meta).encode())},
         "header is a list": _with_meta(members, [meta]),
         "header with a huge integer": _with_meta(members, meta | {"format_version": 10**400}),
-        "header 1000 levels deep": members | {"__meta__": np.array(
-            json.dumps(meta)[:-1] + ', "x": ' + "[" * 1000 + "]" * 1000 + "}")},
+        "header 1000 levels deep": members
+        | {"__meta__": np.array(json.dumps(meta)[:-1] + ', "x": ' + "[" * 1000 + "]" * 1000 + "}")},
         "header of 5 MB": _with_meta(members, meta | {"padding": "x" * (5 << 20)}),
         "header of 5 MB, deflated": _with_meta(members, meta | {"padding": "x" * (5 << 20)}),
         "header kind is a list": _with_meta(members, meta | {"kind": [kind]}),
@@ -459,8 +529,10 @@ def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
         "covariance_type inconsistent": with_params(covariance_type="spherical"),
         "reg_covar a list": with_params(reg_covar=[1]),
         "tol infinite": with_params(tol=float("inf")),
-        "tol 1e999": {k: (np.array(str(v).replace("Infinity", "1e999")) if k == "__meta__" else v)
-                      for k, v in with_params(tol=float("inf")).items()},
+        "tol 1e999": {
+            k: (np.array(str(v).replace("Infinity", "1e999")) if k == "__meta__" else v)
+            for k, v in with_params(tol=float("inf")).items()
+        },
         "tol NaN": with_params(tol=float("nan")),
         "unknown header field": _with_meta(members, meta | {"x": 1}),
         "n_threads 10**30": with_params(n_threads=10**30),
@@ -482,14 +554,22 @@ def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
         cases["clip a string"] = with_params(clip="no")
         cases["epll_betas nested"] = with_params(epll_betas=[[1.0]])
     if prefix:
-        cases["duplicated classes_"] = members | {"classes_": np.array([members["classes_"][0]] * 2)}
+        cases["duplicated classes_"] = members | {
+            "classes_": np.array([members["classes_"][0]] * 2)
+        }
         cases["classes_ declares 10^6 classes"] = members | {"classes_": np.arange(10**6)}
         cases["object classes_"] = members | {"classes_": members["classes_"].astype(object)}
-        cases["classes_ of 10^5-character labels"] = members | {"classes_": np.array(["a", "b"], dtype="U100000")}
-        cases["n_components_ inconsistent"] = members | {"n_components_": members["n_components_"] + 1}
+        cases["classes_ of 10^5-character labels"] = members | {
+            "classes_": np.array(["a", "b"], dtype="U100000")
+        }
+        cases["n_components_ inconsistent"] = members | {
+            "n_components_": members["n_components_"] + 1
+        }
         cases["class_log_prior_ of text"] = members | {"class_log_prior_": np.array(["a", "b"])}
         cases["members of a third class"] = members | {
-            f"class2.{n}": members[f"class0.{n}"] for n in ("weights_", "means_", "covariances_", "precisions_cholesky_")}
+            f"class2.{n}": members[f"class0.{n}"]
+            for n in ("weights_", "means_", "covariances_", "precisions_cholesky_")
+        }
     if kind == "ShiftInvariantClassifier":
         m = json.loads(json.dumps(meta))
         m["params"]["image_shape"] = 9
@@ -545,12 +625,15 @@ def test_faithful_copies_still_load(models, loaders, tmp_path):
 def test_infinite_clip_bound_round_trips(tmp_path):
     """Infinities are valid in some parameters (a one-sided clip): saved and read back, not refused."""
     rng = np.random.RandomState(0)
-    model = PatchDenoiser(3, 2, max_iter=3, random_state=0, n_threads=1, clip=(0.0, np.inf)).fit(rng.rand(3, 8, 8))
+    model = PatchDenoiser(3, 2, max_iter=3, random_state=0, n_threads=1, clip=(0.0, np.inf)).fit(
+        rng.rand(3, 8, 8)
+    )
     model.save(tmp_path / "d.npz")
     assert PatchDenoiser.load(tmp_path / "d.npz").clip == (0.0, np.inf)
     with pytest.raises(ValueError, match="NaN"):
         PatchDenoiser(3, 2, max_iter=3, random_state=0, n_threads=1, clip=(0.0, np.nan)).fit(
-            rng.rand(3, 8, 8)).save(tmp_path / "nan.npz")
+            rng.rand(3, 8, 8)
+        ).save(tmp_path / "nan.npz")
     assert not (tmp_path / "nan.npz").exists()
 
 
@@ -560,7 +643,9 @@ def test_symmetric_rounding_and_tied_models_load(tmp_path):
     X = rng.randn(200, 6) @ rng.randn(6, 6)
     for ct in ("full", "tied", "diag", "spherical"):
         for dtype in (np.float64, np.float32):
-            gm = GaussianMixture(3, covariance_type=ct, dtype=dtype, random_state=0, n_threads=1).fit(X)
+            gm = GaussianMixture(
+                3, covariance_type=ct, dtype=dtype, random_state=0, n_threads=1
+            ).fit(X)
             gm.save(tmp_path / "m.npz")
             loaded = GaussianMixture.load(tmp_path / "m.npz")
             np.testing.assert_array_equal(loaded.score_samples(X), gm.score_samples(X))
@@ -638,11 +723,15 @@ def _torch_cases(kind: str, path: Path, marker: Path, torch) -> dict:
         "image_shape a tensor": changed(lambda p: p.update(image_shape=torch.zeros(2))),
         "config with int keys": changed(lambda p: p.update({config_key: {1: 2}})),
         "config a list": changed(lambda p: p.update({config_key: [1]})),
-        "weights of the wrong shape": changed(lambda p: p["state_dict"].update({first: torch.zeros(3, 3)})),
-        "integer weights": changed(lambda p: p["state_dict"].update(
-            {first: p["state_dict"][first].to(torch.int64)})),
-        "complex weights": changed(lambda p: p["state_dict"].update(
-            {first: p["state_dict"][first].to(torch.complex64)})),
+        "weights of the wrong shape": changed(
+            lambda p: p["state_dict"].update({first: torch.zeros(3, 3)})
+        ),
+        "integer weights": changed(
+            lambda p: p["state_dict"].update({first: p["state_dict"][first].to(torch.int64)})
+        ),
+        "complex weights": changed(
+            lambda p: p["state_dict"].update({first: p["state_dict"][first].to(torch.complex64)})
+        ),
         "NaN weights": changed(lambda p: p["state_dict"][first].fill_(float("nan"))),
         "extra weights": changed(lambda p: p["state_dict"].update({"extra": torch.zeros(10)})),
         "weights under an int key": changed(lambda p: p["state_dict"].update({7: torch.zeros(10)})),
@@ -654,7 +743,9 @@ def _torch_cases(kind: str, path: Path, marker: Path, torch) -> dict:
     if kind == "VaDE":
         cases["n_clusters 10**9"] = changed(lambda p: p["config"].update(n_clusters=10**9))
         cases["n_clusters a string"] = changed(lambda p: p["config"].update(n_clusters="3"))
-        cases["prior of the wrong shape"] = changed(lambda p: p["state_dict"].update({"prior.means": torch.zeros(5)}))
+        cases["prior of the wrong shape"] = changed(
+            lambda p: p["state_dict"].update({"prior.means": torch.zeros(5)})
+        )
         cases["negative variances"] = changed(lambda p: p["state_dict"]["prior.variances"].neg_())
     buffer = io.BytesIO()
     pickle.dump({"format": "gmmfast-torch", "evil": _Marker(marker)}, buffer)
@@ -713,16 +804,27 @@ def test_command_reports_hostile_models_in_one_line(models, bombs, tmp_path, cap
     hostile = {
         "bomb": bombs["unknown member"],
         "declared": _declared_size_bomb(models, tmp_path, True),
-        "types": _write_members(tmp_path / "types.npz", _with_meta(members, meta | {"params": {"tol": [1]}})),
-        "huge": _write_members(tmp_path / "huge.npz", _with_meta(members, meta | {"params": {"n_threads": 10**300}})),
-        "deep": _write_members(tmp_path / "deep.npz", members | {"__meta__": np.array("[" * 100000 + "]" * 100000)}),
-        "duplicated": _write_members(tmp_path / "dup.npz", members | {"classes_": np.array([3, 3])}),
+        "types": _write_members(
+            tmp_path / "types.npz", _with_meta(members, meta | {"params": {"tol": [1]}})
+        ),
+        "huge": _write_members(
+            tmp_path / "huge.npz", _with_meta(members, meta | {"params": {"n_threads": 10**300}})
+        ),
+        "deep": _write_members(
+            tmp_path / "deep.npz", members | {"__meta__": np.array("[" * 100000 + "]" * 100000)}
+        ),
+        "duplicated": _write_members(
+            tmp_path / "dup.npz", members | {"classes_": np.array([3, 3])}
+        ),
     }
     for what, path in hostile.items():
         code = main(["classify", "--model", str(path), "--test", str(test)])
         err = capsys.readouterr().err
         assert code == 2, (what, err)
-        assert err.startswith("gmmfast: error: ") and err.count("\n") == 1 and str(path) in err, (what, err)
+        assert err.startswith("gmmfast: error: ") and err.count("\n") == 1 and str(path) in err, (
+            what,
+            err,
+        )
     if "ConvVAE" not in models:
         return
     import torch
@@ -732,10 +834,25 @@ def test_command_reports_hostile_models_in_one_line(models, bombs, tmp_path, cap
     torch.save(payload, tmp_path / "vae.pt")
     images = tmp_path / "images.npz"
     np.savez(images, x_test=np.zeros((2, 8, 8), dtype=np.float32))
-    code = main(["vae", "reconstruct", "--model", str(tmp_path / "vae.pt"), "--images", str(images),
-                 "--out", str(tmp_path / "r.npz")])
+    code = main(
+        [
+            "vae",
+            "reconstruct",
+            "--model",
+            str(tmp_path / "vae.pt"),
+            "--images",
+            str(images),
+            "--out",
+            str(tmp_path / "r.npz"),
+        ]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("gmmfast: error: ") and "hidden_units" in err and err.count("\n") == 1
+    assert (
+        code == 2
+        and err.startswith("gmmfast: error: ")
+        and "hidden_units" in err
+        and err.count("\n") == 1
+    )
     assert not (tmp_path / "r.npz").exists()
 
 

@@ -1,4 +1,5 @@
 """Persistence: GaussianMixture.save / GaussianMixture.load (.npz, no pickle)."""
+
 from __future__ import annotations
 
 import json
@@ -75,16 +76,35 @@ def test_round_trip_is_exact(tmp_path, fitted_models, io_data, covariance_type, 
 def test_round_trip_keeps_hyper_parameters(tmp_path, io_data):
     """Constructor parameters (except *_init arrays) survive the round trip."""
     gm = GaussianMixture(
-        2, covariance_type="diag", tol=1e-4, reg_covar=1e-5, max_iter=50, n_init=2,
-        init_params="k-means++", random_state=7, verbose_interval=5, n_threads=1,
+        2,
+        covariance_type="diag",
+        tol=1e-4,
+        reg_covar=1e-5,
+        max_iter=50,
+        n_init=2,
+        init_params="k-means++",
+        random_state=7,
+        verbose_interval=5,
+        n_threads=1,
         means_init=np.zeros((2, 3)),
     ).fit(io_data)
     gm.save(tmp_path / "m.npz")
     loaded = GaussianMixture.load(tmp_path / "m.npz")
     expected = gm.get_params()
     got = loaded.get_params()
-    for name in ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                 "init_params", "random_state", "verbose_interval", "n_threads", "warm_start"):
+    for name in (
+        "n_components",
+        "covariance_type",
+        "tol",
+        "reg_covar",
+        "max_iter",
+        "n_init",
+        "init_params",
+        "random_state",
+        "verbose_interval",
+        "n_threads",
+        "warm_start",
+    ):
         assert got[name] == expected[name], name
     assert got["means_init"] is None  # initial guesses are not part of a fitted model
 

@@ -12,6 +12,7 @@ so those results are checked to 1e-5 relative to their scale; where the
 kernels only read float32 samples and compute in float64 the reference
 uses the same float32 values and the check stays at 1e-12.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,8 +67,17 @@ def _run_estep_full(X, means, factors, tied, log_det, log_weights, mode, chunk, 
     out = np.full((len(X), len(means)), np.nan)
     log_norm = np.full(len(X), np.nan)
     _estep.estep_full(
-        X, means, np.ascontiguousarray(factors, dtype=X.dtype), tied, log_det, log_weights,
-        out, log_norm, mode, chunk, n_threads,
+        X,
+        means,
+        np.ascontiguousarray(factors, dtype=X.dtype),
+        tied,
+        log_det,
+        log_weights,
+        out,
+        log_norm,
+        mode,
+        chunk,
+        n_threads,
     )
     return out, log_norm
 
@@ -75,7 +85,9 @@ def _run_estep_full(X, means, factors, tied, log_det, log_weights, mode, chunk, 
 def _run_estep_diag(X, means, prec_sqrt, log_det, log_weights, mode, chunk, n_threads):
     out = np.full((len(X), len(means)), np.nan)
     log_norm = np.full(len(X), np.nan)
-    _estep.estep_diag(X, means, prec_sqrt, log_det, log_weights, out, log_norm, mode, chunk, n_threads)
+    _estep.estep_diag(
+        X, means, prec_sqrt, log_det, log_weights, out, log_norm, mode, chunk, n_threads
+    )
     return out, log_norm
 
 
@@ -111,7 +123,9 @@ def test_estep_full_matches_numpy(dtype, tied, mode, chunk, n_threads):
     for k in range(K):
         y = (Xf - means[k]) @ factors[0 if tied else k]
         weighted[:, k] = -0.5 * (D * LOG_2PI + (y**2).sum(axis=1)) + log_det[k] + log_weights[k]
-    out, log_norm = _run_estep_full(X, means, factors, tied, log_det, log_weights, mode, chunk, n_threads)
+    out, log_norm = _run_estep_full(
+        X, means, factors, tied, log_det, log_weights, mode, chunk, n_threads
+    )
     _assert_estep(out, log_norm, weighted, mode, _rtol(dtype))
 
 
@@ -129,7 +143,9 @@ def test_estep_diag_matches_numpy(dtype, mode, chunk, n_threads):
     for k in range(K):
         sq = (((Xf - means[k]) * prec_sqrt[k]) ** 2).sum(axis=1)
         weighted[:, k] = -0.5 * (D * LOG_2PI + sq) + log_det[k] + log_weights[k]
-    out, log_norm = _run_estep_diag(X, means, prec_sqrt, log_det, log_weights, mode, chunk, n_threads)
+    out, log_norm = _run_estep_diag(
+        X, means, prec_sqrt, log_det, log_weights, mode, chunk, n_threads
+    )
     _assert_estep(out, log_norm, weighted, mode, _rtol(dtype, exact_in_float64=True))
 
 
@@ -158,7 +174,9 @@ def test_estep_all_weights_minus_inf(kernel, mode):
         out, log_norm = _run_estep_full(X, means, factors, False, log_det, log_weights, mode, 16, 2)
     else:
         prec = rng.uniform(0.3, 2.0, size=(K, D))
-        out, log_norm = _run_estep_diag(X, means, prec, np.log(prec).sum(axis=1), log_weights, mode, 16, 2)
+        out, log_norm = _run_estep_diag(
+            X, means, prec, np.log(prec).sum(axis=1), log_weights, mode, 16, 2
+        )
     assert np.all(log_norm == -np.inf)
     assert not np.isnan(out).any()
     if mode == 2:
@@ -177,10 +195,17 @@ def test_estep_one_impossible_row(kernel):
     if kernel == "full":
         factors = _random_upper_factors(rng, K, D)
         log_det = np.log(np.diagonal(factors, axis1=1, axis2=2)).sum(axis=1)
-        run = lambda mode: _run_estep_full(X, means, factors, False, log_det, log_weights, mode, 10, 2)
+
+        def run(mode):
+            return _run_estep_full(X, means, factors, False, log_det, log_weights, mode, 10, 2)
     else:
         prec = rng.uniform(0.3, 2.0, size=(K, D))
-        run = lambda mode: _run_estep_diag(X, means, prec, np.log(prec).sum(axis=1), log_weights, mode, 10, 2)
+
+        def run(mode):
+            return _run_estep_diag(
+                X, means, prec, np.log(prec).sum(axis=1), log_weights, mode, 10, 2
+            )
+
     w, norm0 = run(0)
     r, norm2 = run(2)
     lr, norm1 = run(1)
@@ -332,8 +357,9 @@ def test_kernels_leave_floating_point_environment_unchanged():
     _run_estep_diag(X, means, prec, np.log(prec).sum(axis=1), log_weights, 2, 10, 2)
     factors = _random_upper_factors(rng, K, D)
     _run_estep_full(X, means, factors, False, np.zeros(K), log_weights, 2, 10, 2)
-    _mstep.weighted_full_scatter(X, _responsibilities(rng, "soft"), means, np.empty((K, D, D)),
-                                 np.empty((2, D, D)), 10, 2)
+    _mstep.weighted_full_scatter(
+        X, _responsibilities(rng, "soft"), means, np.empty((K, D, D)), np.empty((2, D, D)), 10, 2
+    )
     tiny = np.array([np.finfo(np.float64).tiny])
     assert (tiny / 4)[0] > 0.0  # no flush-to-zero left behind
     assert (np.array([5e-324]) * 1.0)[0] > 0.0  # no denormals-are-zero
@@ -351,7 +377,9 @@ def test_output_mode_enum():
     assert _estep.MODE_WEIGHTED_LOG_PROB is OutputMode.WEIGHTED_LOG_PROB
     assert _estep.MODE_LOG_RESP is OutputMode.LOG_RESP
     assert _estep.MODE_RESP is OutputMode.RESP
-    assert [int(m) for m in (OutputMode.WEIGHTED_LOG_PROB, OutputMode.LOG_RESP, OutputMode.RESP)] == [0, 1, 2]
+    assert [
+        int(m) for m in (OutputMode.WEIGHTED_LOG_PROB, OutputMode.LOG_RESP, OutputMode.RESP)
+    ] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("mode", sorted(MODES.values()))
@@ -413,15 +441,18 @@ def test_too_few_thread_slots_is_a_status_not_a_crash():
     out = np.full((K, D, D), np.nan)
     assert _mstep.weighted_full_scatter(X, resp, means, out, np.empty((2, D, D)), 10, 4) == bad
     assert np.isnan(out).all()
-    assert _mstep.weighted_sums(X, resp, np.zeros((2, K)), np.zeros((2, K, D)), 0, 2) == bad  # chunk 0
+    assert (
+        _mstep.weighted_sums(X, resp, np.zeros((2, K)), np.zeros((2, K, D)), 0, 2) == bad
+    )  # chunk 0
     with pytest.raises(ValueError, match="weighted_sums: .*per-thread"):
         check_status(_mstep.weighted_sums(X, resp, nk, sums, 10, 3), "weighted_sums")
     with pytest.raises(MemoryError, match="k: could not allocate"):
         check_status(int(Status.STATUS_NO_MEMORY), "k")
     assert check_status(3, "k") == 3  # a factorisation failure is the caller's to raise
     out, log_norm = np.full((N, K), np.nan), np.full(N, np.nan)
-    assert _estep.estep_diag(X, means, np.ones((K, D)), np.zeros(K), np.zeros(K), out, log_norm,
-                             7, 10, 2) == int(Status.STATUS_BAD_ARGUMENT)  # no mode 7
+    assert _estep.estep_diag(
+        X, means, np.ones((K, D)), np.zeros(K), np.zeros(K), out, log_norm, 7, 10, 2
+    ) == int(Status.STATUS_BAD_ARGUMENT)  # no mode 7
     assert np.isnan(out).all() and np.isnan(log_norm).all()
     # Enough slots: the same call succeeds.
     assert _mstep.weighted_sums(X, resp, nk, sums, 10, 2) == 0
@@ -433,10 +464,37 @@ def test_kernels_return_ok_status():
     rng, X, means, log_weights = _problem(np.float64)
     factors = _random_upper_factors(rng, K, D)
     out, log_norm = np.empty((N, K)), np.empty(N)
-    assert _estep.estep_full(X, means, factors, False, np.zeros(K), log_weights, out, log_norm,
-                             _estep.MODE_RESP, 10, 2) == 0
-    assert _estep.estep_diag(X, means, np.ones((K, D)), np.zeros(K), log_weights, out, log_norm,
-                             _estep.MODE_RESP, 10, 2) == 0
+    assert (
+        _estep.estep_full(
+            X,
+            means,
+            factors,
+            False,
+            np.zeros(K),
+            log_weights,
+            out,
+            log_norm,
+            _estep.MODE_RESP,
+            10,
+            2,
+        )
+        == 0
+    )
+    assert (
+        _estep.estep_diag(
+            X,
+            means,
+            np.ones((K, D)),
+            np.zeros(K),
+            log_weights,
+            out,
+            log_norm,
+            _estep.MODE_RESP,
+            10,
+            2,
+        )
+        == 0
+    )
     covs = np.stack([np.eye(D) * (k + 1.0) for k in range(K)])
     info = np.zeros(K, dtype=np.intc)
     assert _mstep.precision_cholesky(covs, info, 2) == 0

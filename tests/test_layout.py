@@ -4,6 +4,7 @@ subpackage imports only the layers below it.
 Read with ``ast`` from the installed package's files (module-level and
 function-level imports alike), so a lazy import cannot hide a cycle.
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,7 +22,13 @@ PACKAGE_DIR = Path(gmmfast.__file__).resolve().parent
 
 # What a subpackage must never import (the README's map says the same).
 FORBIDDEN = {
-    "gmmfast.utils": ("gmmfast.mixture", "gmmfast.image", "gmmfast.vae", "gmmfast.cli", "gmmfast.metrics"),
+    "gmmfast.utils": (
+        "gmmfast.mixture",
+        "gmmfast.image",
+        "gmmfast.vae",
+        "gmmfast.cli",
+        "gmmfast.metrics",
+    ),
     "gmmfast.mixture": ("gmmfast.image", "gmmfast.vae", "gmmfast.cli"),
     "gmmfast.metrics": ("gmmfast.mixture", "gmmfast.image", "gmmfast.vae", "gmmfast.cli"),
     "gmmfast.image": ("gmmfast.vae", "gmmfast.cli"),
@@ -61,7 +68,10 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = _resolve(name, path.name == "__init__.py", node)
                 # `from pkg import mod` imports the module; `from mod import name` the module itself
-                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+                names = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
             else:
                 continue
             for target in names:
@@ -74,7 +84,11 @@ def import_graph() -> dict[str, set[str]]:
                 for i in range(1, len(parts) + 1):
                     prefix = ".".join(parts[:i])
                     own_ancestor = name.startswith(prefix + ".")
-                    if prefix in modules and prefix != name and (prefix == target or not own_ancestor):
+                    if (
+                        prefix in modules
+                        and prefix != name
+                        and (prefix == target or not own_ancestor)
+                    ):
                         targets.add(prefix)
         graph[name] = targets
     return graph
@@ -134,17 +148,25 @@ def test_a_module_importing_its_own_package_is_a_cycle():
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_layers_import_only_what_lies_below(layer):
-    bad = [f"{module} imports {target}" for module, targets in import_graph().items()
-           if module == layer or module.startswith(layer + ".")
-           for target in targets
-           if any(target == f or target.startswith(f + ".") for f in FORBIDDEN[layer])]
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if module == layer or module.startswith(layer + ".")
+        for target in targets
+        if any(target == f or target.startswith(f + ".") for f in FORBIDDEN[layer])
+    ]
     assert bad == []
 
 
 def test_nothing_outside_the_command_line_imports_it():
-    bad = [f"{module} imports {target}" for module, targets in import_graph().items()
-           if not module.startswith("gmmfast.cli") and module not in ("gmmfast.__main__", "gmmfast._console")
-           for target in targets if target.startswith("gmmfast.cli")]
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if not module.startswith("gmmfast.cli")
+        and module not in ("gmmfast.__main__", "gmmfast._console")
+        for target in targets
+        if target.startswith("gmmfast.cli")
+    ]
     assert bad == []
 
 
@@ -176,8 +198,15 @@ def test_public_names_import_as_before():
 
 
 def test_import_gmmfast_imports_no_optional_dependency():
-    code = ("import sys, gmmfast, gmmfast.cli; gmmfast.cli.build_parser(); "
-            "print(sorted(m for m in ('torch', 'dask', 'distributed', 'matplotlib', 'sklearn') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=tempfile.gettempdir()).stdout.strip()
+    code = (
+        "import sys, gmmfast, gmmfast.cli; gmmfast.cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'dask', 'distributed', 'matplotlib', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    ).stdout.strip()
     assert out == "[]"

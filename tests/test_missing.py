@@ -9,6 +9,7 @@ complete rows mixed in, more than 256 rows sharing one mask (several work
 units per mask), and features constant within a cluster (coordinates the
 kernel treats as isolated 1-d Gaussians).
 """
+
 from __future__ import annotations
 
 import copy
@@ -72,7 +73,11 @@ def _fit(X, covariance_type, dtype=np.float64, reg_covar=1e-3, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
         return GaussianMixture(
-            3, covariance_type=covariance_type, reg_covar=reg_covar, random_state=0, dtype=dtype,
+            3,
+            covariance_type=covariance_type,
+            reg_covar=reg_covar,
+            random_state=0,
+            dtype=dtype,
             **kwargs,
         ).fit(X)
 
@@ -224,7 +229,9 @@ def test_float32_models_match_brute_force(data, models, dataset, covariance_type
     assert_allclose(gm.predict_proba(T), ref.resp, atol=RTOL_FLOAT32)
     assert (gm.predict(T) == ref.weighted.argmax(axis=1)).mean() > 0.99
     filled = gm.impute(T)
-    assert_allclose(filled[missing], ref.imputed[missing], atol=RTOL_FLOAT32 * np.abs(ref.imputed).max())
+    assert_allclose(
+        filled[missing], ref.imputed[missing], atol=RTOL_FLOAT32 * np.abs(ref.imputed).max()
+    )
     # Observed values are returned exactly as given, not rounded to float32.
     assert_array_equal(filled[~missing], T[~missing])
 
@@ -239,7 +246,7 @@ def test_mask_units_cut_masks_into_bounded_units():
     sizes = np.diff(unit_ptr)
     assert sizes.max() <= 256 and sizes.min() >= 1
     for u in range(len(sizes)):
-        unit = observed[order[unit_ptr[u]:unit_ptr[u + 1]]]
+        unit = observed[order[unit_ptr[u] : unit_ptr[u + 1]]]
         assert (unit == unit[0]).all()
     # 600 rows -> 3 units, 300 -> 2, 290 -> 2, 10 -> 1
     assert sorted(sizes.tolist()) == sorted([256, 256, 88, 256, 44, 256, 34, 10])
@@ -277,28 +284,55 @@ def test_batching_does_not_change_results(dtype):
     gm = _fit(X, "full", dtype=dtype)
     rng = np.random.RandomState(5)
     X = X[::3].astype(dtype)
-    observed = np.ascontiguousarray(rng.rand(*X.shape) < rng.choice([0.2, 0.5, 0.9], size=(len(X), 1)), dtype=np.uint8)
+    observed = np.ascontiguousarray(
+        rng.rand(*X.shape) < rng.choice([0.2, 0.5, 0.9], size=(len(X), 1)), dtype=np.uint8
+    )
     observed[:30] = observed[0]  # one mask shared by 30 rows
     order, unit_ptr = mask_units(observed, unit_rows=16)
-    covs, precisions, isolated = _kernel_parameters(gm.covariances_, gm.precisions_cholesky_, "full", X.dtype, None)
+    covs, precisions, isolated = _kernel_parameters(
+        gm.covariances_, gm.precisions_cholesky_, "full", X.dtype, None
+    )
     assert isolated.any()
-    log_det = _gaussian.log_det_cholesky(gm.precisions_cholesky_, "full", X.shape[1]).astype(np.float64)
+    log_det = _gaussian.log_det_cholesky(gm.precisions_cholesky_, "full", X.shape[1]).astype(
+        np.float64
+    )
     results = []
-    for batch_ptr in (np.arange(len(unit_ptr)), unit_batches(unit_ptr, 1, 64), unit_batches(unit_ptr, 3, 40)):
+    for batch_ptr in (
+        np.arange(len(unit_ptr)),
+        unit_batches(unit_ptr, 1, 64),
+        unit_batches(unit_ptr, 3, 40),
+    ):
         out = np.empty((len(X), len(gm.means_)))
         log_norm = np.empty(len(X))
         imputed = np.empty(X.shape)
         failed = _missing_estep.missing_estep_full(
-            np.ascontiguousarray(X * observed), observed, order, unit_ptr, batch_ptr, gm.means_.astype(np.float64),
-            covs, precisions, isolated, False, log_det, np.log(gm.weights_.astype(np.float64)), out, log_norm, 0,
-            imputed, 64, 2,
+            np.ascontiguousarray(X * observed),
+            observed,
+            order,
+            unit_ptr,
+            batch_ptr,
+            gm.means_.astype(np.float64),
+            covs,
+            precisions,
+            isolated,
+            False,
+            log_det,
+            np.log(gm.weights_.astype(np.float64)),
+            out,
+            log_norm,
+            0,
+            imputed,
+            64,
+            2,
         )
         assert failed == 0
         results.append((out, log_norm, imputed))
     for out, log_norm, imputed in results[1:]:
         assert_allclose(out, results[0][0], rtol=1e-12 if dtype == np.float64 else 1e-5)
         assert_allclose(log_norm, results[0][1], rtol=1e-12 if dtype == np.float64 else 1e-5)
-        assert_allclose(imputed, results[0][2], rtol=1e-12 if dtype == np.float64 else 1e-4, atol=1e-12)
+        assert_allclose(
+            imputed, results[0][2], rtol=1e-12 if dtype == np.float64 else 1e-4, atol=1e-12
+        )
 
 
 # --------------------------------------------------------------------------
@@ -309,8 +343,17 @@ def test_batching_does_not_change_results(dtype):
 def test_uncoupled_features_on_constructed_covariances():
     """A coordinate is isolated in component k iff its covariance row is exactly
     zero off the diagonal."""
-    a = np.array([[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.5, 0.0], [0.0, 0.5, 1.0, 0.0], [0.0, 0.0, 0.0, 3.0]])
-    b = np.array([[1.0, 1e-300, 0.0, 0.0], [1e-300, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.2], [0.0, 0.0, 0.2, 1.0]])
+    a = np.array(
+        [[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.5, 0.0], [0.0, 0.5, 1.0, 0.0], [0.0, 0.0, 0.0, 3.0]]
+    )
+    b = np.array(
+        [
+            [1.0, 1e-300, 0.0, 0.0],
+            [1e-300, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.2],
+            [0.0, 0.0, 0.2, 1.0],
+        ]
+    )
     got = uncoupled_features(np.stack([a, b]))
     assert got.dtype == np.uint8 and got.flags.c_contiguous
     assert_array_equal(got, [[1, 0, 0, 1], [0, 0, 0, 0]])
@@ -318,7 +361,9 @@ def test_uncoupled_features_on_constructed_covariances():
 
 
 def _component_of_cluster(gm, X, y):
-    return [int(np.argmin(((gm.means_ - X[y == c].mean(axis=0)) ** 2).sum(axis=1))) for c in range(3)]
+    return [
+        int(np.argmin(((gm.means_ - X[y == c].mean(axis=0)) ** 2).sum(axis=1))) for c in range(3)
+    ]
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
@@ -342,7 +387,9 @@ def _set_params(gm, weights, means, covariances, covariance_type):
     gm.weights_ = np.asarray(weights, dtype=np.float64)
     gm.means_ = np.asarray(means, dtype=np.float64)
     gm.covariances_ = np.asarray(covariances, dtype=np.float64)
-    gm.precisions_cholesky_ = _gaussian.precision_cholesky_from_covariances(gm.covariances_, covariance_type)
+    gm.precisions_cholesky_ = _gaussian.precision_cholesky_from_covariances(
+        gm.covariances_, covariance_type
+    )
     gm.n_features_in_ = gm.means_.shape[1]
     return gm
 
@@ -364,7 +411,9 @@ def _constructed_isolated_model(covariance_type="full", seed=0, D=8, K=3):
     if covariance_type == "tied":
         covs = covs[0]
     gm = GaussianMixture(K, covariance_type=covariance_type)
-    return _set_params(gm, rng.dirichlet(np.ones(K) * 3), rng.uniform(-2, 2, (K, D)), covs, covariance_type)
+    return _set_params(
+        gm, rng.dirichlet(np.ones(K) * 3), rng.uniform(-2, 2, (K, D)), covs, covariance_type
+    )
 
 
 @pytest.mark.parametrize("scenario", MASKS)
@@ -387,8 +436,12 @@ def test_full_model_with_diagonal_covariances_equals_diag_model(scenario):
     K, D = 3, 6
     weights, means = rng.dirichlet(np.ones(K)), rng.uniform(-3, 3, (K, D))
     variances = rng.uniform(0.2, 2.0, (K, D))
-    full = _set_params(GaussianMixture(K), weights, means, np.stack([np.diag(v) for v in variances]), "full")
-    diag = _set_params(GaussianMixture(K, covariance_type="diag"), weights, means, variances, "diag")
+    full = _set_params(
+        GaussianMixture(K), weights, means, np.stack([np.diag(v) for v in variances]), "full"
+    )
+    diag = _set_params(
+        GaussianMixture(K, covariance_type="diag"), weights, means, variances, "diag"
+    )
     assert uncoupled_features(full.covariances_).all()
     T, _ = _test_rows(rng.standard_normal((50, D)) * 2, scenario)
     assert_allclose(full.score_samples(T), diag.score_samples(T), rtol=RTOL_LL)
@@ -415,7 +468,9 @@ def test_observed_mask_equals_nan(data, models, covariance_type):
     garbage[0, 0] = np.nan  # NaN at a position the mask calls missing is fine
     assert missing[0, 0]
     for method in INFERENCE:
-        assert_array_equal(_call(gm, method, garbage, ~missing), _call(gm, method, T), err_msg=method)
+        assert_array_equal(
+            _call(gm, method, garbage, ~missing), _call(gm, method, T), err_msg=method
+        )
     a = gm.impute(garbage, ~missing, method="sample", random_state=3)
     b = gm.impute(T, method="sample", random_state=3)
     assert_array_equal(a, b)
@@ -504,7 +559,9 @@ def test_split_observed_contract():
     assert_array_equal(obs, [[1, 0, 1], [0, 0, 0]])
     assert_array_equal(filled, [[1, 0, 3], [0, 0, 0]])
     # Integers have no NaN: all observed.
-    filled, obs = split_observed(np.arange(6).reshape(2, 3), None, dtype=np.float64, n_features=None)
+    filled, obs = split_observed(
+        np.arange(6).reshape(2, 3), None, dtype=np.float64, n_features=None
+    )
     assert obs.all()
 
 
@@ -568,8 +625,16 @@ def test_impute_sample_with_more_than_256_components():
     assert_array_equal(gm.predict(X), [1, 257, 299])
     filled = gm.impute(X, method="sample", random_state=0)
     assert_allclose(filled[:, 1], [1.0, 257.0, 299.0], atol=0.1)
-    full = _set_params(GaussianMixture(K), np.full(K, 1.0 / K), means, np.stack([np.diag([1e-4, 1e-4])] * K), "full")
-    assert_allclose(full.impute(X, method="sample", random_state=0)[:, 1], [1.0, 257.0, 299.0], atol=0.1)
+    full = _set_params(
+        GaussianMixture(K),
+        np.full(K, 1.0 / K),
+        means,
+        np.stack([np.diag([1e-4, 1e-4])] * K),
+        "full",
+    )
+    assert_allclose(
+        full.impute(X, method="sample", random_state=0)[:, 1], [1.0, 257.0, 299.0], atol=0.1
+    )
 
 
 @pytest.mark.parametrize("method", ["mean", "sample"])
@@ -622,7 +687,8 @@ def test_one_and_two_threads_agree(data, models, covariance_type):
     assert_allclose(one.predict_proba(T), two.predict_proba(T), atol=1e-10)
     assert_allclose(one.impute(T), two.impute(T), atol=1e-10)
     assert_array_equal(
-        one.impute(T, method="sample", random_state=0), two.impute(T, method="sample", random_state=0)
+        one.impute(T, method="sample", random_state=0),
+        two.impute(T, method="sample", random_state=0),
     )
 
 
@@ -673,14 +739,18 @@ def _restricted(gm, o):
         "diag": lambda: cov[:, o],
         "spherical": lambda: cov,
     }[ct]()
-    return _set_params(GaussianMixture(len(gm.means_), covariance_type=ct), gm.weights_, gm.means_[:, o], sub, ct)
+    return _set_params(
+        GaussianMixture(len(gm.means_), covariance_type=ct), gm.weights_, gm.means_[:, o], sub, ct
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     covariance_type=st.sampled_from(COVARIANCE_TYPES),
     observed=arrays(bool, st.tuples(st.integers(1, 6), st.just(4))),
-    values=arrays(np.float64, (6, 4), elements=st.floats(-6, 6, allow_nan=False, allow_infinity=False)),
+    values=arrays(
+        np.float64, (6, 4), elements=st.floats(-6, 6, allow_nan=False, allow_infinity=False)
+    ),
 )
 def test_property_marginal_of_observed_features(covariance_type, observed, values):
     """score_samples with missing values equals, row by row, the score of the
@@ -731,5 +801,7 @@ def test_conditional_means_with_many_features_observed_side():
     filled = gm.impute(X, observed=observed)
     for row, (x, o) in enumerate(zip(X, observed)):
         m = ~o
-        expected = mean[0, m] + cov[0][np.ix_(m, o)] @ np.linalg.solve(cov[0][np.ix_(o, o)], x[o] - mean[0, o])
+        expected = mean[0, m] + cov[0][np.ix_(m, o)] @ np.linalg.solve(
+            cov[0][np.ix_(o, o)], x[o] - mean[0, o]
+        )
         assert_allclose(filled[row, m], expected, rtol=1e-8, atol=1e-8)

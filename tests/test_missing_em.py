@@ -10,6 +10,7 @@ shared factorisations per mask, the precision side P_mm where few values
 are missing, and statistics centred on the current means, so agreement
 to 1e-10 checks both the algebra and its accuracy.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,11 +53,14 @@ def problem():
     missing: observed side; one missing: precision side)."""
     rng = np.random.RandomState(0)
     centers = rng.uniform(-3, 3, (K, D))
-    X = np.vstack([
-        c + rng.standard_normal((N // K + 1, D)) @ rng.uniform(-0.6, 0.6, (D, D))
-        + 0.5 * rng.standard_normal((N // K + 1, D))
-        for c in centers
-    ])[:N]
+    X = np.vstack(
+        [
+            c
+            + rng.standard_normal((N // K + 1, D)) @ rng.uniform(-0.6, 0.6, (D, D))
+            + 0.5 * rng.standard_normal((N // K + 1, D))
+            for c in centers
+        ]
+    )[:N]
     X = X[rng.permutation(N)]
     Xn = _with_missing(X, rng, 0.3)
     Xn[:4] = np.nan
@@ -130,7 +134,9 @@ def reference_em(X, weights, means, cov, covariance_type, n_iter, reg_covar=REG)
         nk = resp.sum(axis=0) + 10 * np.finfo(np.float64).eps
         means = np.einsum("nk,nkd->kd", resp, xhat) / nk[:, None]
         dev = xhat - means[None]
-        scatter = np.einsum("nk,nkd,nke->kde", resp, dev, dev) + np.einsum("nk,nkde->kde", resp, cond)
+        scatter = np.einsum("nk,nkd,nke->kde", resp, dev, dev) + np.einsum(
+            "nk,nkde->kde", resp, cond
+        )
         if covariance_type == "full":
             cov = scatter / nk[:, None, None] + reg_covar * np.eye(n_features)
         elif covariance_type == "tied":
@@ -160,8 +166,15 @@ def references(problem):
 
 def _fit(X, covariance_type, centers, max_iter, observed=None, **kwargs):
     w, m, _, p = _initial(covariance_type, centers)
-    params = dict(covariance_type=covariance_type, max_iter=max_iter, tol=0.0, reg_covar=REG,
-                  weights_init=w, means_init=m, precisions_init=p)
+    params = dict(
+        covariance_type=covariance_type,
+        max_iter=max_iter,
+        tol=0.0,
+        reg_covar=REG,
+        weights_init=w,
+        means_init=m,
+        precisions_init=p,
+    )
     params.update(kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
@@ -229,7 +242,14 @@ def test_masked_m_step_on_complete_data_equals_ordinary_m_step(datasets, covaria
     order, unit_ptr = _missing_em.mask_units(observed, 64)
     data = _missing_em.MissingData(np.ascontiguousarray(X), observed, order, unit_ptr, 64)
     got = _missing_em.estimate_parameters(
-        data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG, n_threads=2
+        data,
+        resp,
+        gm.means_,
+        gm.covariances_,
+        gm.precisions_cholesky_,
+        covariance_type,
+        REG,
+        n_threads=2,
     )
     expected = _gaussian.estimate_gaussian_parameters(X, resp, REG, covariance_type, n_threads=2)
     for name, a, b in zip(("nk", "means", "covariances"), got, expected):
@@ -260,7 +280,9 @@ def test_matches_brute_force_reference(problem, references, covariance_type, max
 @pytest.mark.parametrize("unit_rows", [3, 256])
 @pytest.mark.parametrize("side", [1, 2])
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
-def test_both_factorisation_sides_match_reference(problem, references, covariance_type, side, unit_rows):
+def test_both_factorisation_sides_match_reference(
+    problem, references, covariance_type, side, unit_rows
+):
     """Forcing the Sigma_oo side or the P_mm side, with tiny or large mask units
     (units split, buffers flushed), gives the reference M-step to 1e-10."""
     Xn, _, centers = problem
@@ -269,7 +291,13 @@ def test_both_factorisation_sides_match_reference(problem, references, covarianc
     resp, _ = gm._log_prob(data, _gaussian.MODE_RESP)
     with _forced_side(side):
         nk, means, cov = _missing_em.estimate_parameters(
-            data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG,
+            data,
+            resp,
+            gm.means_,
+            gm.covariances_,
+            gm.precisions_cholesky_,
+            covariance_type,
+            REG,
             n_threads=2,
         )
     weights, ref_means, ref_cov, _ = references(covariance_type)[0]
@@ -293,8 +321,15 @@ def test_isolated_features_match_reference(problem, covariance_type, side):
             diagonal = c[j, j]
             c[j, :] = c[:, j] = 0.0
             c[j, j] = diagonal
-    gm = GaussianMixture(K, covariance_type=covariance_type, max_iter=0, reg_covar=REG,
-                         weights_init=weights, means_init=means, precisions_init=np.linalg.inv(cov))
+    gm = GaussianMixture(
+        K,
+        covariance_type=covariance_type,
+        max_iter=0,
+        reg_covar=REG,
+        weights_init=weights,
+        means_init=means,
+        precisions_init=np.linalg.inv(cov),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
         gm.fit(Xn)
@@ -304,10 +339,18 @@ def test_isolated_features_match_reference(problem, covariance_type, side):
     resp, _ = gm._log_prob(data, _gaussian.MODE_RESP)
     with _forced_side(side):
         nk, new_means, new_cov = _missing_em.estimate_parameters(
-            data, resp, gm.means_, gm.covariances_, gm.precisions_cholesky_, covariance_type, REG,
+            data,
+            resp,
+            gm.means_,
+            gm.covariances_,
+            gm.precisions_cholesky_,
+            covariance_type,
+            REG,
             n_threads=2,
         )
-    ref_weights, ref_means, ref_cov, _ = reference_em(Xn, weights, means, cov, covariance_type, 1)[0]
+    ref_weights, ref_means, ref_cov, _ = reference_em(Xn, weights, means, cov, covariance_type, 1)[
+        0
+    ]
     _close(nk / nk.sum(), ref_weights, 1e-10, "weights")
     _close(new_means, ref_means, 1e-10, "means")
     _close(new_cov, ref_cov, 1e-10, "covariances")
@@ -331,8 +374,14 @@ def test_lower_bound_never_decreases(problem, covariance_type):
     Xn, _, _ = problem
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
-        gm = GaussianMixture(K, covariance_type=covariance_type, init_params="random", tol=0.0,
-                             max_iter=40, random_state=1).fit(Xn)
+        gm = GaussianMixture(
+            K,
+            covariance_type=covariance_type,
+            init_params="random",
+            tol=0.0,
+            max_iter=40,
+            random_state=1,
+        ).fit(Xn)
     bounds = np.asarray(gm.lower_bounds_)
     assert len(bounds) == gm.n_iter_ == 40
     assert np.all(np.diff(bounds) >= -1e-10 * np.abs(bounds[1:]))
@@ -351,9 +400,13 @@ def test_recovers_mixture_better_than_mean_imputation():
     means and covariances better than EM on mean-imputed data."""
     rng = np.random.RandomState(42)
     d, n_per = 6, 500
-    true_means = np.array([[0.0] * d, [5.0, 5.0, 0.0, 0.0, 5.0, 0.0], [0.0, 5.0, 5.0, 5.0, 0.0, 5.0]])
-    factors = [np.tril(rng.uniform(-0.8, 0.8, (d, d)), -1) + np.diag(rng.uniform(0.6, 1.4, d))
-               for _ in range(3)]
+    true_means = np.array(
+        [[0.0] * d, [5.0, 5.0, 0.0, 0.0, 5.0, 0.0], [0.0, 5.0, 5.0, 5.0, 0.0, 5.0]]
+    )
+    factors = [
+        np.tril(rng.uniform(-0.8, 0.8, (d, d)), -1) + np.diag(rng.uniform(0.6, 1.4, d))
+        for _ in range(3)
+    ]
     true_covs = np.stack([f @ f.T for f in factors])
     X = np.vstack([rng.multivariate_normal(m, c, n_per) for m, c in zip(true_means, true_covs)])
     Xn = _with_missing(X, rng, 0.3)
@@ -361,11 +414,15 @@ def test_recovers_mixture_better_than_mean_imputation():
     kw = dict(n_components=3, covariance_type="full", tol=1e-8, max_iter=300, random_state=0)
 
     def errors(gm):
-        best = min(itertools.permutations(range(3)),
-                   key=lambda p: np.linalg.norm(gm.means_[list(p)] - true_means))
+        best = min(
+            itertools.permutations(range(3)),
+            key=lambda p: np.linalg.norm(gm.means_[list(p)] - true_means),
+        )
         p = list(best)
-        return (np.linalg.norm(gm.means_[p] - true_means),
-                np.linalg.norm(gm.covariances_[p] - true_covs))
+        return (
+            np.linalg.norm(gm.means_[p] - true_means),
+            np.linalg.norm(gm.covariances_[p] - true_covs),
+        )
 
     exact = errors(GaussianMixture(**kw).fit(Xn))
     naive = errors(GaussianMixture(**kw).fit(imputed))
@@ -462,8 +519,9 @@ def test_verbose_and_warm_start_with_missing_values(problem, capsys):
     Xn, _, _ = problem
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
-        gm = GaussianMixture(K, verbose=2, verbose_interval=1, max_iter=3, tol=0.0,
-                             random_state=0, warm_start=True).fit(Xn)
+        gm = GaussianMixture(
+            K, verbose=2, verbose_interval=1, max_iter=3, tol=0.0, random_state=0, warm_start=True
+        ).fit(Xn)
         out = capsys.readouterr().out
         assert len([line for line in out.splitlines() if "Iteration" in line]) == 3
         assert "ll change" in out
@@ -486,8 +544,9 @@ def test_keyboard_interrupt_keeps_last_completed_iteration(problem, monkeypatch)
         return original(*args, **kwargs)
 
     w, m, _, p = _initial("full", centers)
-    gm = GaussianMixture(K, max_iter=10, tol=0.0, reg_covar=REG, weights_init=w, means_init=m,
-                         precisions_init=p)
+    gm = GaussianMixture(
+        K, max_iter=10, tol=0.0, reg_covar=REG, weights_init=w, means_init=m, precisions_init=p
+    )
     monkeypatch.setattr(_missing_em, "estimate_parameters", interrupt_fourth_m_step)
     with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -570,6 +629,10 @@ def test_factorisation_failure_names_reg_covar(problem):
     coupled = np.stack([np.eye(D) + 0.1] * K)
     # side 1 factorises Sigma_oo (here negative definite), side 2 P_mm (here 0).
     for side, cov, chol in ((1, -coupled, coupled), (2, coupled, 0 * coupled)):
-        with _forced_side(side), pytest.raises(_gaussian.FactorizationError, match=r"reg_covar=0\.001"):
-            _missing_em.estimate_parameters(data, resp, np.zeros((K, D)), cov, chol, "full", 1e-3,
-                                   n_threads=2)
+        with (
+            _forced_side(side),
+            pytest.raises(_gaussian.FactorizationError, match=r"reg_covar=0\.001"),
+        ):
+            _missing_em.estimate_parameters(
+                data, resp, np.zeros((K, D)), cov, chol, "full", 1e-3, n_threads=2
+            )

@@ -1,4 +1,5 @@
 """scikit-learn API conventions: params, clone, repr, fit_predict, sample, criteria, verbose."""
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,19 @@ import gmmfast
 from gmmfast import GaussianMixture
 
 SKLEARN_PARAMS = {
-    "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params",
-    "weights_init", "means_init", "precisions_init", "random_state", "warm_start", "verbose",
+    "n_components",
+    "covariance_type",
+    "tol",
+    "reg_covar",
+    "max_iter",
+    "n_init",
+    "init_params",
+    "weights_init",
+    "means_init",
+    "precisions_init",
+    "random_state",
+    "warm_start",
+    "verbose",
     "verbose_interval",
 }
 
@@ -46,8 +58,9 @@ def test_set_params_round_trip():
 def test_clone_gives_unfitted_equal_copy(datasets):
     """sklearn.base.clone copies parameters (not fitted state) of a fitted model."""
     means = np.zeros((2, 2))
-    gm = GaussianMixture(2, covariance_type="tied", dtype=np.float32, n_threads=1,
-                         means_init=means, random_state=3).fit(datasets["separated"].X)
+    gm = GaussianMixture(
+        2, covariance_type="tied", dtype=np.float32, n_threads=1, means_init=means, random_state=3
+    ).fit(datasets["separated"].X)
     copy = clone(gm)
     assert type(copy) is GaussianMixture
     assert copy is not gm
@@ -86,8 +99,13 @@ def test_fit_predict_equals_fit_then_predict(datasets, covariance_type, init_par
     """fit_predict(X) == fit(X).predict(X) for the same random_state, even unconverged."""
     X = datasets["anisotropic"].X
     for max_iter in (1, 100):
-        kw = dict(n_components=3, covariance_type=covariance_type, init_params=init_params,
-                  max_iter=max_iter, random_state=0)
+        kw = dict(
+            n_components=3,
+            covariance_type=covariance_type,
+            init_params=init_params,
+            max_iter=max_iter,
+            random_state=0,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
             labels = GaussianMixture(**kw).fit_predict(X)
@@ -126,7 +144,9 @@ def _model_moments(gm):
     }[gm.covariance_type](gm.covariances_)
     mean = gm.weights_ @ gm.means_
     centred = gm.means_ - mean
-    cov = np.einsum("k,kij->ij", gm.weights_, covs) + np.einsum("k,ki,kj->ij", gm.weights_, centred, centred)
+    cov = np.einsum("k,kij->ij", gm.weights_, covs) + np.einsum(
+        "k,ki,kj->ij", gm.weights_, centred, centred
+    )
     return mean, cov, covs
 
 
@@ -188,8 +208,12 @@ def test_bic_aic_formula(sklearn_pair, covariance_type):
     sk, gm, X = sklearn_pair
     n, D = X.shape
     K = gm.n_components
-    cov_params = {"full": K * D * (D + 1) / 2, "tied": D * (D + 1) / 2, "diag": K * D,
-                  "spherical": K}[covariance_type]
+    cov_params = {
+        "full": K * D * (D + 1) / 2,
+        "tied": D * (D + 1) / 2,
+        "diag": K * D,
+        "spherical": K,
+    }[covariance_type]
     n_params = int(cov_params + K * D + K - 1)
     assert n_params == sk._n_parameters()
     loglik = gm.score_samples(X).sum()
@@ -228,7 +252,9 @@ def test_verbose_0_is_silent_and_interval_respected(datasets, capsys):
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
         GaussianMixture(3, max_iter=6, tol=0.0, random_state=0).fit(X)
         assert capsys.readouterr().out == ""
-        GaussianMixture(3, verbose=1, verbose_interval=3, max_iter=6, tol=0.0, random_state=0).fit(X)
+        GaussianMixture(3, verbose=1, verbose_interval=3, max_iter=6, tol=0.0, random_state=0).fit(
+            X
+        )
     out = capsys.readouterr().out
     assert re.findall(r"Iteration (\d+)", out) == ["3", "6"]
     assert "time lapse" not in out
@@ -237,7 +263,9 @@ def test_verbose_0_is_silent_and_interval_respected(datasets, capsys):
 def test_convergence_warning_when_max_iter_too_small(datasets):
     """max_iter too small: gmmfast.ConvergenceWarning, converged_ False, n_iter_ == max_iter."""
     with pytest.warns(gmmfast.ConvergenceWarning, match="converge"):
-        gm = GaussianMixture(3, max_iter=2, tol=1e-12, random_state=0).fit(datasets["anisotropic"].X)
+        gm = GaussianMixture(3, max_iter=2, tol=1e-12, random_state=0).fit(
+            datasets["anisotropic"].X
+        )
     assert gm.converged_ is False
     assert gm.n_iter_ == 2
     assert len(gm.lower_bounds_) == 2
@@ -256,8 +284,14 @@ def test_lower_bounds_increase(datasets, covariance_type):
     """EM never decreases the lower bound (up to rounding), and lower_bound_ is the last one."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
-        gm = GaussianMixture(3, covariance_type=covariance_type, init_params="random",
-                             tol=0.0, max_iter=40, random_state=1).fit(datasets["anisotropic"].X)
+        gm = GaussianMixture(
+            3,
+            covariance_type=covariance_type,
+            init_params="random",
+            tol=0.0,
+            max_iter=40,
+            random_state=1,
+        ).fit(datasets["anisotropic"].X)
     bounds = np.asarray(gm.lower_bounds_)
     assert len(bounds) == gm.n_iter_
     assert np.all(np.diff(bounds) >= -1e-10 * np.abs(bounds[1:]))
@@ -288,7 +322,9 @@ def test_keyboard_interrupt_keeps_last_completed_iteration(monkeypatch):
     """Documented Ctrl-C behaviour: the interrupt propagates and the model holds the
     parameters of the last completed iteration (here 3), marked unconverged."""
     rng = np.random.RandomState(0)
-    X = np.vstack([c + 0.7 * rng.standard_normal((40, 2)) for c in ([0, 0], [6, 0], [0, 6], [6, 6])])
+    X = np.vstack(
+        [c + 0.7 * rng.standard_normal((40, 2)) for c in ([0, 0], [6, 0], [0, 6], [6, 6])]
+    )
     kw = dict(n_components=3, init_params="random_from_data", tol=0.0, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)

@@ -1,4 +1,5 @@
 """Degenerate data: empty components, constant features, singular covariances."""
+
 from __future__ import annotations
 
 import warnings
@@ -93,7 +94,9 @@ def test_constant_feature_with_default_reg_covar(blobs, covariance_type, value):
 def test_constant_feature_without_reg_covar_raises(blobs, covariance_type, value, dtype):
     """reg_covar=0 and a constant feature: ValueError that points at reg_covar."""
     X = np.c_[blobs.X, np.full(len(blobs.X), value)]
-    gm = GaussianMixture(3, covariance_type=covariance_type, reg_covar=0.0, dtype=dtype, random_state=0)
+    gm = GaussianMixture(
+        3, covariance_type=covariance_type, reg_covar=0.0, dtype=dtype, random_state=0
+    )
     with pytest.raises(ValueError, match="reg_covar"):
         gm.fit(X)
 
@@ -107,7 +110,12 @@ def test_collapsed_components_on_repeated_points(covariance_type):
     if covariance_type in ("diag", "spherical"):
         assert_allclose(gm.covariances_, gm.reg_covar, rtol=1e-6)
     elif covariance_type == "full":
-        assert_allclose(gm.covariances_, np.broadcast_to(gm.reg_covar * np.eye(2), (3, 2, 2)), rtol=1e-6, atol=1e-15)
+        assert_allclose(
+            gm.covariances_,
+            np.broadcast_to(gm.reg_covar * np.eye(2), (3, 2, 2)),
+            rtol=1e-6,
+            atol=1e-15,
+        )
 
 
 def test_more_components_than_distinct_points_is_finite():

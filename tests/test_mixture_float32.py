@@ -11,6 +11,7 @@ feeds back through 20 EM iterations on near-singular 784-d covariances
 1e-3 relative agreement of the mean log-likelihood (three significant
 digits), the precision the float32 mode is meant to deliver.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -40,7 +41,11 @@ def mnist_kmeans_float32(mnist_X):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gm = GaussianMixture(
-            n_components=K_MNIST, covariance_type="full", dtype=np.float32, max_iter=20, random_state=0
+            n_components=K_MNIST,
+            covariance_type="full",
+            dtype=np.float32,
+            max_iter=20,
+            random_state=0,
         ).fit(mnist_X)
     return gm, caught
 
@@ -51,9 +56,9 @@ def mnist_label_init(mnist_sample):
     X, y = mnist_sample[0][:N_MNIST].astype(np.float64), mnist_sample[1][:N_MNIST]
     weights = np.bincount(y, minlength=K_MNIST) / len(y)
     means = np.stack([X[y == k].mean(axis=0) for k in range(K_MNIST)])
-    precisions = np.stack([
-        np.linalg.inv(np.cov(X[y == k].T) + 0.01 * np.eye(X.shape[1])) for k in range(K_MNIST)
-    ])
+    precisions = np.stack(
+        [np.linalg.inv(np.cov(X[y == k].T) + 0.01 * np.eye(X.shape[1])) for k in range(K_MNIST)]
+    )
     precisions = 0.5 * (precisions + precisions.transpose(0, 2, 1))
     return {"weights_init": weights, "means_init": means, "precisions_init": precisions}
 
@@ -66,7 +71,11 @@ def mnist_same_init_pair(mnist_X, mnist_label_init):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
             gm = GaussianMixture(
-                K_MNIST, covariance_type="full", dtype=dtype, max_iter=20, random_state=0,
+                K_MNIST,
+                covariance_type="full",
+                dtype=dtype,
+                max_iter=20,
+                random_state=0,
                 **mnist_label_init,
             ).fit(mnist_X)
         models[dtype] = (gm, gm.score_samples(mnist_X))
@@ -148,8 +157,13 @@ def test_small_float32_fit_close_to_float64_fit(datasets, covariance_type):
     a, b = fits[np.float32], fits[np.float64]
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         assert getattr(a, name).dtype == np.float64
-        assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-4,
-                        atol=1e-4 * np.abs(getattr(b, name)).max(), err_msg=name)
+        assert_allclose(
+            getattr(a, name),
+            getattr(b, name),
+            rtol=1e-4,
+            atol=1e-4 * np.abs(getattr(b, name)).max(),
+            err_msg=name,
+        )
     assert_allclose(a.lower_bound_, b.lower_bound_, rtol=1e-5)
     assert_allclose(a.score_samples(data.X), b.score_samples(data.X), rtol=1e-4, atol=1e-4)
     assert_array_equal(a.predict(data.X), b.predict(data.X))

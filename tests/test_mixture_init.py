@@ -1,4 +1,5 @@
 """Initialisation: init_params, random_state, n_init and warm_start."""
+
 from __future__ import annotations
 
 import warnings
@@ -34,7 +35,9 @@ def _six_blobs(seed=0):
 def test_every_init_gives_finite_fit(blobs, init_params, covariance_type):
     """Each init_params value gives a finite, normalised model."""
     gm = _fit_quietly(
-        GaussianMixture(3, covariance_type=covariance_type, init_params=init_params, random_state=0),
+        GaussianMixture(
+            3, covariance_type=covariance_type, init_params=init_params, random_state=0
+        ),
         blobs.X,
     )
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
@@ -66,7 +69,10 @@ def test_random_state_makes_fits_repeatable(init_params):
     a = _fit_quietly(GaussianMixture(4, init_params=init_params, random_state=7, n_init=2), X)
     b = _fit_quietly(GaussianMixture(4, init_params=init_params, random_state=7, n_init=2), X)
     c = _fit_quietly(
-        GaussianMixture(4, init_params=init_params, random_state=np.random.RandomState(7), n_init=2), X
+        GaussianMixture(
+            4, init_params=init_params, random_state=np.random.RandomState(7), n_init=2
+        ),
+        X,
     )
     for other in (b, c):
         for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
@@ -108,8 +114,9 @@ def test_n_init_keeps_best_lower_bound():
     assert best.n_iter_ == expected.n_iter_
     assert best.converged_ == expected.converged_
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
-        assert_allclose(getattr(best, name), getattr(expected, name), rtol=1e-12, atol=1e-14,
-                        err_msg=name)
+        assert_allclose(
+            getattr(best, name), getattr(expected, name), rtol=1e-12, atol=1e-14, err_msg=name
+        )
     # And never worse than its own first initialisation alone.
     first = _fit_quietly(GaussianMixture(4, init_params="random_from_data", random_state=3), X)
     assert first.lower_bound_ == bounds[0]
@@ -130,8 +137,9 @@ def test_warm_start_continues_previous_solution():
     assert np.abs(first_means - warm.means_).max() > 1e-3, "second fit should have moved on"
     assert warm.n_iter_ == 4
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
-        assert_allclose(getattr(warm, name), getattr(long_fit, name), rtol=1e-12, atol=1e-14,
-                        err_msg=name)
+        assert_allclose(
+            getattr(warm, name), getattr(long_fit, name), rtol=1e-12, atol=1e-14, err_msg=name
+        )
     assert_allclose(warm.lower_bounds_, long_fit.lower_bounds_[4:], rtol=1e-12)
     assert_allclose(warm.lower_bound_, long_fit.lower_bound_, rtol=1e-12)
 

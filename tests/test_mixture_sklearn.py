@@ -7,6 +7,7 @@ divided by the per-feature scale of the data before an absolute
 tolerance is applied, so features of scale 1e-3 are checked as tightly
 as features of scale 1e3.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -73,8 +74,12 @@ def assert_same_fit(sk, gm, X, scales):
         assert getattr(gm, name).shape == getattr(sk, name).shape, name
         assert getattr(gm, name).dtype == np.float64, name
         assert_allclose(ours[name], theirs[name], rtol=RTOL, atol=ATOL_NORMALISED, err_msg=name)
-    assert_allclose(gm.precisions_, sk.precisions_, rtol=RTOL,
-                    atol=ATOL_NORMALISED * np.abs(sk.precisions_).max())
+    assert_allclose(
+        gm.precisions_,
+        sk.precisions_,
+        rtol=RTOL,
+        atol=ATOL_NORMALISED * np.abs(sk.precisions_).max(),
+    )
 
     assert_allclose(gm.score_samples(X), sk.score_samples(X), rtol=RTOL, atol=ll_atol)
     assert_allclose(gm.score(X), sk.score(X), rtol=RTOL, atol=ll_atol)
@@ -98,7 +103,7 @@ def test_fit_matches_sklearn_from_same_init(datasets, dataset, covariance_type):
 
 def _hand_made_init(data, covariance_type):
     """Uniform weights, true-label means of half the data, unit-scale precisions."""
-    K, D = data.n_components, data.X.shape[1]
+    K = data.n_components
     half = data.X[::2], data.y[::2]
     means = np.stack([half[0][half[1] == k].mean(axis=0) for k in range(K)])
     inv_var = 1.0 / data.X.var(axis=0)
@@ -133,7 +138,9 @@ def full_covariances(covariances, covariance_type, n_components, n_features):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_full_covariances_expands_every_type_for_gmmfast_and_sklearn_mixtures(datasets, covariance_type):
+def test_full_covariances_expands_every_type_for_gmmfast_and_sklearn_mixtures(
+    datasets, covariance_type
+):
     """The (K, D, D) stack used for sampling, imputation and plotting, on both libraries' models."""
     from gmmfast.mixture._gaussian import full_covariances as expand
 
@@ -144,7 +151,9 @@ def test_full_covariances_expands_every_type_for_gmmfast_and_sklearn_mixtures(da
     for model in (sk, gm):
         got = expand(model)
         assert got.shape == (K, D, D)
-        assert_allclose(got, full_covariances(model.covariances_, covariance_type, K, D), rtol=0, atol=0)
+        assert_allclose(
+            got, full_covariances(model.covariances_, covariance_type, K, D), rtol=0, atol=0
+        )
 
 
 def reference_log_density(X, weights, means, covariances, covariance_type):
@@ -154,10 +163,12 @@ def reference_log_density(X, weights, means, covariances, covariance_type):
 
     K, D = means.shape
     covs = full_covariances(covariances, covariance_type, K, D)
-    logp = np.column_stack([
-        np.log(weights[k]) + multivariate_normal(means[k], covs[k]).logpdf(X).reshape(-1)
-        for k in range(K)
-    ])
+    logp = np.column_stack(
+        [
+            np.log(weights[k]) + multivariate_normal(means[k], covs[k]).logpdf(X).reshape(-1)
+            for k in range(K)
+        ]
+    )
     return logsumexp(logp, axis=1)
 
 
@@ -187,9 +198,12 @@ def test_max_iter_zero_keeps_initial_parameters(datasets, covariance_type):
         "diag": lambda p: 1.0 / p,
         "spherical": lambda p: 1.0 / p,
     }[covariance_type](prec)
-    assert_allclose(gm.covariances_, expected_cov, rtol=1e-9, atol=1e-12 * np.abs(expected_cov).max())
-    expected = reference_log_density(data.X, init["weights_init"], init["means_init"],
-                                     expected_cov, covariance_type)
+    assert_allclose(
+        gm.covariances_, expected_cov, rtol=1e-9, atol=1e-12 * np.abs(expected_cov).max()
+    )
+    expected = reference_log_density(
+        data.X, init["weights_init"], init["means_init"], expected_cov, covariance_type
+    )
     assert_allclose(gm.score_samples(data.X), expected, rtol=RTOL, atol=loglik_atol(data.X))
 
 
@@ -212,7 +226,9 @@ def test_inference_on_sklearn_parameters(datasets, dataset, covariance_type):
     gm = copy_sklearn_parameters(sk)
     # Training points plus points off the data (far tails stress the kernels).
     rng = np.random.RandomState(0)
-    X = np.vstack([data.X, data.X[:20] + 5 * data.scales * rng.standard_normal((20, data.X.shape[1]))])
+    X = np.vstack(
+        [data.X, data.X[:20] + 5 * data.scales * rng.standard_normal((20, data.X.shape[1]))]
+    )
     atol = loglik_atol(data.X)
     assert_allclose(gm.score_samples(X), sk.score_samples(X), rtol=RTOL, atol=atol)
     assert_allclose(gm.predict_proba(X), sk.predict_proba(X), rtol=RTOL, atol=1e-9)
@@ -220,8 +236,9 @@ def test_inference_on_sklearn_parameters(datasets, dataset, covariance_type):
     assert_allclose(gm.score(X), sk.score(X), rtol=RTOL, atol=atol)
     assert_allclose(gm.bic(X), sk.bic(X), rtol=RTOL, atol=2 * len(X) * atol)
     assert_allclose(gm.aic(X), sk.aic(X), rtol=RTOL, atol=2 * len(X) * atol)
-    assert_allclose(gm.precisions_, sk.precisions_, rtol=1e-12,
-                    atol=1e-14 * np.abs(sk.precisions_).max())
+    assert_allclose(
+        gm.precisions_, sk.precisions_, rtol=1e-12, atol=1e-14 * np.abs(sk.precisions_).max()
+    )
 
 
 def _random_spd(rng, dim, scale):
@@ -245,9 +262,9 @@ def _random_model_pair(seed, n_components, n_features, covariance_type, scale, o
         cov = scale**2 * rng.uniform(0.1, 2.0, size=K)
     if covariance_type in ("full", "tied"):
         mats = cov if covariance_type == "full" else cov[None]
-        factors = np.stack([
-            solve_triangular(np.linalg.cholesky(c), np.eye(D), lower=True).T for c in mats
-        ])
+        factors = np.stack(
+            [solve_triangular(np.linalg.cholesky(c), np.eye(D), lower=True).T for c in mats]
+        )
         prec_chol = factors if covariance_type == "full" else factors[0]
     else:
         prec_chol = 1.0 / np.sqrt(cov)
@@ -307,6 +324,13 @@ def test_random_inits_match_sklearn_for_same_random_state(datasets, init_params,
     assumes rows summing to 1, gives a different initial covariance.)
     """
     data = datasets["anisotropic"]
-    sk, gm = fit_pair(data.X, data.n_components, covariance_type, {},
-                      init_params=init_params, random_state=0, n_init=2)
+    sk, gm = fit_pair(
+        data.X,
+        data.n_components,
+        covariance_type,
+        {},
+        init_params=init_params,
+        random_state=0,
+        n_init=2,
+    )
     assert_same_fit(sk, gm, data.X, data.scales)

@@ -1,4 +1,5 @@
 """OpenMP threading: results do not depend on the thread count; limits are honoured."""
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,9 @@ def thread_data():
     """1500 samples in 4-d: enough rows that 1, 2 and 3 threads use different chunkings."""
     rng = np.random.RandomState(0)
     centers = rng.uniform(-4, 4, size=(4, 4))
-    X = np.vstack([c + rng.standard_normal((375, 4)) @ rng.uniform(0.3, 1.0, (4, 4)) for c in centers])
+    X = np.vstack(
+        [c + rng.standard_normal((375, 4)) @ rng.uniform(0.3, 1.0, (4, 4)) for c in centers]
+    )
     return X[rng.permutation(len(X))]
 
 
@@ -34,15 +37,22 @@ def _fit(X, n_threads, covariance_type, dtype=np.float64):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gmmfast.ConvergenceWarning)
         return GaussianMixture(
-            4, covariance_type=covariance_type, dtype=dtype, max_iter=30, tol=1e-6,
-            random_state=0, n_threads=n_threads,
+            4,
+            covariance_type=covariance_type,
+            dtype=dtype,
+            max_iter=30,
+            tol=1e-6,
+            random_state=0,
+            n_threads=n_threads,
         ).fit(X)
 
 
 def _assert_close_models(a, b, X, rtol):
     for name in PARAMS:
         ref = getattr(b, name)
-        assert_allclose(getattr(a, name), ref, rtol=rtol, atol=rtol * np.abs(ref).max(), err_msg=name)
+        assert_allclose(
+            getattr(a, name), ref, rtol=rtol, atol=rtol * np.abs(ref).max(), err_msg=name
+        )
     assert a.n_iter_ == b.n_iter_
     assert_allclose(a.lower_bound_, b.lower_bound_, rtol=rtol)
     ref = b.score_samples(X)
@@ -80,8 +90,12 @@ def test_one_and_two_threads_agree_float32(thread_data, covariance_type):
 def test_more_threads_than_cores_agree(thread_data, two_thread_fits, covariance_type):
     """Oversubscribed (n_threads=5) and n_threads=-1 fits agree with 2 threads to 1e-10."""
     for n_threads in (5, -1):
-        _assert_close_models(_fit(thread_data, n_threads, covariance_type),
-                             two_thread_fits[covariance_type], thread_data, 1e-10)
+        _assert_close_models(
+            _fit(thread_data, n_threads, covariance_type),
+            two_thread_fits[covariance_type],
+            thread_data,
+            1e-10,
+        )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -131,11 +145,18 @@ def test_usable_cpus_follows_the_affinity_mask():
     if not hasattr(os, "sched_getaffinity"):
         pytest.skip("no CPU affinity on this platform")
     assert usable_cpus() <= len(os.sched_getaffinity(0))
-    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from gmmfast.utils._threads import usable_cpus, effective_n_threads; "
-            "print(usable_cpus(), effective_n_threads(None), effective_n_threads(-1))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=tempfile.gettempdir()).stdout.split()  # away from the source tree
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from gmmfast.utils._threads import usable_cpus, effective_n_threads; "
+        "print(usable_cpus(), effective_n_threads(None), effective_n_threads(-1))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    ).stdout.split()  # away from the source tree
     assert out == ["1", "1", "1"]
 
 
@@ -145,7 +166,9 @@ def test_concurrent_calls_leave_the_blas_limit_as_it_was():
     from threadpoolctl import threadpool_info
 
     def blas_threads():
-        return sorted(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+        return sorted(
+            info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"
+        )
 
     before = blas_threads()
     rng = np.random.RandomState(0)

@@ -7,6 +7,7 @@ accumulates with ``np.add.at`` into sums and weight sums. float64 results
 are compared to 1e-12; for float32 the kernels accumulate in float64, so
 extract-then-average returns the float32 input exactly.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -64,7 +65,9 @@ def ref_average(patches, shape, m, s, weights=None):
         for r in rows:
             for c in cols:
                 yy, xx = np.meshgrid(r + idx, c + idx, indexing="ij")
-                np.add.at(sums, (i, yy, xx), weights[p] * patches[p].reshape(m, m).astype(np.float64))
+                np.add.at(
+                    sums, (i, yy, xx), weights[p] * patches[p].reshape(m, m).astype(np.float64)
+                )
                 np.add.at(wsum, (i, yy, xx), weights[p])
                 p += 1
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -209,7 +212,9 @@ def test_average_matches_add_at(height, width, m, s, weighted):
     P = rng.standard_normal((n_patches, m * m))
     weights = covering_weights(rng, n_patches, shape, m, s) if weighted and n_patches > 2 else None
     expected, _ = ref_average(P, shape, m, s, weights)
-    assert_allclose(average_patches(P, shape, m, s, weights=weights), expected, rtol=1e-12, atol=1e-13)
+    assert_allclose(
+        average_patches(P, shape, m, s, weights=weights), expected, rtol=1e-12, atol=1e-13
+    )
     assert_allclose(
         average_patches(P.astype(np.float32), (height, width), m, s, weights=weights),
         ref_average(P.astype(np.float32), shape, m, s, weights)[0],
@@ -231,7 +236,9 @@ def test_weights_of_one_equal_plain_average_and_scale_invariance():
     )
 
 
-@pytest.mark.parametrize("height, width, m, s", [(9, 7, 3, 1), (10, 13, 4, 3), (8, 8, 4, 4), (11, 12, 5, 2)])
+@pytest.mark.parametrize(
+    "height, width, m, s", [(9, 7, 3, 1), (10, 13, 4, 3), (8, 8, 4, 4), (11, 12, 5, 2)]
+)
 def test_coverage_counts_at_corners(height, width, m, s):
     """One patch of ones among zeros averages to 1 / (coverage count) over its pixels."""
     rows, cols = ref_positions(height, m, s), ref_positions(width, m, s)
@@ -398,7 +405,9 @@ def test_average_bad_inputs():
     # The corner patch of image 1 has weight 0: its corner pixel has no weight.
     w = np.ones(32)
     w[16] = 0.0
-    with pytest.raises(ValueError, match="1 image\\(s\\) \\(the first is image 1\\).*positive weight"):
+    with pytest.raises(
+        ValueError, match="1 image\\(s\\) \\(the first is image 1\\).*positive weight"
+    ):
         average_patches(P, (6, 6), 3, weights=w)
     with pytest.raises(ValueError, match="the first is image 0"):
         average_patches(P, (6, 6), 3, weights=np.zeros(32))
@@ -428,7 +437,9 @@ def test_extract_specialised_patch_sizes(m, s, dtype):
     X = rng.standard_normal((3, 29, 23)).astype(dtype)
     P = extract_patches(X, m, s)
     assert_array_equal(P, ref_extract(X, m, s).astype(dtype))
-    assert_allclose(average_patches(P, X.shape, m, s), X, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    assert_allclose(
+        average_patches(P, X.shape, m, s), X, rtol=1e-6 if dtype == np.float32 else 1e-12
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

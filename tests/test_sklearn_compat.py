@@ -3,6 +3,7 @@
 Four checks are expected to fail, each because of a deliberate choice of
 gmmfast listed in EXPECTED_FAILURES with its reason (they still run: xfail).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -42,7 +43,10 @@ def _expected_failures(estimator):
 
 
 @parametrize_with_checks(
-    [GaussianMixture(n_components=2, random_state=0), GMMClassifier(n_components=1, random_state=0)],
+    [
+        GaussianMixture(n_components=2, random_state=0),
+        GMMClassifier(n_components=1, random_state=0),
+    ],
     expected_failed_checks=_expected_failures,
 )
 def test_scikit_learn_estimator_checks(estimator, check):

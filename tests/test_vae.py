@@ -4,6 +4,7 @@ Small networks and a few hundred images of the shipped MNIST sample keep
 this file to seconds; one test trains the default (reference) architecture
 for one epoch.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,12 @@ def tiny_vae(digits):
 def test_default_architecture_is_the_reference_one():
     vae = ConvVAE()
     assert (vae.latent_dim, vae.beta, vae.dropout, vae.learning_rate) == (2, 0.5, 0.2, 1e-3)
-    assert (vae.lr_factor, vae.lr_patience, vae.patience, vae.validation_fraction) == (0.5, 5, 15, 0.2)
+    assert (vae.lr_factor, vae.lr_patience, vae.patience, vae.validation_fraction) == (
+        0.5,
+        5,
+        15,
+        0.2,
+    )
     net = vae._build((28, 28))
     convs = [m for m in net.encoder.features if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [32, 64, 128, 128, 256]
@@ -66,7 +72,11 @@ def test_default_architecture_is_the_reference_one():
 def test_default_strides_follow_the_number_of_convolutions():
     """Three convolutions alternate 1, 2, 1 by default; explicit strides still checked."""
     net = ConvVAE(channels=(4, 8, 8), hidden_units=16)._build((28, 28))
-    assert [c.stride[0] for c in net.encoder.features if isinstance(c, torch.nn.Conv2d)] == [1, 2, 1]
+    assert [c.stride[0] for c in net.encoder.features if isinstance(c, torch.nn.Conv2d)] == [
+        1,
+        2,
+        1,
+    ]
     ConvVAE(channels=(4, 8, 8))._check_params()
     with pytest.raises(ValueError, match="strides must give 1 or 2 for each of the 3 convolutions"):
         ConvVAE(channels=(4, 8, 8), strides=(1, 2))._check_params()
@@ -79,7 +89,12 @@ def test_one_epoch_of_the_default_architecture_feeds_the_gmms(digits):
     assert (vae.n_train_, vae.n_val_) == (240, 60)
     assert np.isfinite(vae.history_["train_loss"]).all() and vae.seconds_per_epoch_ > 0
     Z = vae.encode(X)
-    assert Z.shape == (300, 2) and Z.dtype == np.float64 and Z.flags.c_contiguous and np.isfinite(Z).all()
+    assert (
+        Z.shape == (300, 2)
+        and Z.dtype == np.float64
+        and Z.flags.c_contiguous
+        and np.isfinite(Z).all()
+    )
     GaussianMixture(3, random_state=0).fit(Z)
     clf = GMMClassifier(1, random_state=0).fit(Z, y)
     assert clf.predict(vae.encode(X_test)).shape == (100,)
@@ -138,7 +153,9 @@ def test_sampling_from_gmm_components(tiny_vae, digits):
     gm = GaussianMixture(3, covariance_type="full", random_state=0).fit(Z)
     rng = np.random.RandomState(0)
     draws = conv_vae_module._draw_latents(rng, 4000, 2, gm, 1)
-    assert np.allclose(draws.mean(0), gm.means_[1], atol=0.1 * np.sqrt(gm.covariances_[1].diagonal()).max() + 1e-3)
+    assert np.allclose(
+        draws.mean(0), gm.means_[1], atol=0.1 * np.sqrt(gm.covariances_[1].diagonal()).max() + 1e-3
+    )
     assert np.allclose(np.cov(draws.T), gm.covariances_[1], rtol=0.15, atol=1e-4)
     assert tiny_vae.sample(3, gmm=gm, component=2, random_state=0).shape == (3, 28, 28)
     assert tiny_vae.sample(3, gmm=gm, random_state=0).shape == (3, 28, 28)
@@ -192,17 +209,20 @@ def test_verbose_shows_an_epoch_bar_and_quiet_shows_nothing(digits, capsys):
 
 
 # ------------------------------------------------------------ bad input
-@pytest.mark.parametrize("make, message", [
-    (lambda X: np.where(np.arange(784) == 5, np.nan, X), "NaN or infinity"),
-    (lambda X: np.where(np.arange(784) == 5, np.inf, X), "NaN or infinity"),
-    (lambda X: X * 255, r"in \[0, 1\]"),
-    (lambda X: X - 0.5, r"in \[0, 1\]"),
-    (lambda X: X[:, :783], "not a square image"),
-    (lambda X: X[:5], "at least 10"),
-    (lambda X: X.reshape(-1, 2, 28, 28), "shape"),
-    (lambda X: X.astype(str), "numeric"),
-    (lambda X: X.reshape(-1, 28, 28)[:, :27, :27], "strides"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda X: np.where(np.arange(784) == 5, np.nan, X), "NaN or infinity"),
+        (lambda X: np.where(np.arange(784) == 5, np.inf, X), "NaN or infinity"),
+        (lambda X: X * 255, r"in \[0, 1\]"),
+        (lambda X: X - 0.5, r"in \[0, 1\]"),
+        (lambda X: X[:, :783], "not a square image"),
+        (lambda X: X[:5], "at least 10"),
+        (lambda X: X.reshape(-1, 2, 28, 28), "shape"),
+        (lambda X: X.astype(str), "numeric"),
+        (lambda X: X.reshape(-1, 28, 28)[:, :27, :27], "strides"),
+    ],
+)
 def test_bad_images_raise_clear_errors(digits, make, message):
     X = digits[0][:40]
     with pytest.raises(ValueError, match=message):
@@ -223,15 +243,18 @@ def test_bad_input_to_a_fitted_model(tiny_vae, digits):
         ConvVAE().encode(X[:2])
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"latent_dim": 0}, "latent_dim"),
-    ({"strides": (1, 2, 3, 2, 1)}, "strides"),
-    ({"channels": ()}, "channels"),
-    ({"dropout": 1.0}, "dropout"),
-    ({"validation_fraction": 1.0}, "validation_fraction"),
-    ({"learning_rate": 0.0}, "learning_rate"),
-    ({"device": "tpu"}, "device"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"strides": (1, 2, 3, 2, 1)}, "strides"),
+        ({"channels": ()}, "channels"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
 def test_bad_parameters(digits, params, message):
     with pytest.raises(ValueError, match=message):
         ConvVAE(**(TINY | params)).fit(digits[0][:40])
@@ -243,7 +266,9 @@ def test_save_load_round_trip(tiny_vae, digits, tmp_path):
     tiny_vae.save(path)
     loaded = ConvVAE.load(path, device="cpu")
     assert loaded.get_params() == tiny_vae.get_params() | {"device": "cpu", "n_threads": None}
-    for (name, a), (_, b) in zip(tiny_vae.network_.state_dict().items(), loaded.network_.state_dict().items()):
+    for (name, a), (_, b) in zip(
+        tiny_vae.network_.state_dict().items(), loaded.network_.state_dict().items()
+    ):
         assert torch.equal(a, b), name
     X = digits[2]
     assert np.array_equal(loaded.encode(X), tiny_vae.encode(X))
@@ -260,18 +285,21 @@ def _rewrite(src, dst, change):
     return dst
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda p: p.update(format_version=model_files.FORMAT_VERSION + 1), "format version"),
-    (lambda p: p.update(format="other"), "not a gmmfast VAE model"),
-    (lambda p: p.update(kind="VaDE"), "expected 'ConvVAE'"),
-    (lambda p: p["config"].update(latent_dim=3), "do not match"),
-    (lambda p: p["config"].update(latent_dim=-1), "latent_dim"),
-    (lambda p: p["config"].update(bogus=1), "Invalid parameter"),
-    (lambda p: p["state_dict"].pop("encoder.mu.bias"), "do not match"),
-    (lambda p: p["state_dict"]["encoder.mu.bias"].fill_(float("nan")), "NaN"),
-    (lambda p: p.update(image_shape=[28]), "image_shape"),
-    (lambda p: p.update(fitted=[1, 2]), "malformed 'fitted'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p: p.update(format_version=model_files.FORMAT_VERSION + 1), "format version"),
+        (lambda p: p.update(format="other"), "not a gmmfast VAE model"),
+        (lambda p: p.update(kind="VaDE"), "expected 'ConvVAE'"),
+        (lambda p: p["config"].update(latent_dim=3), "do not match"),
+        (lambda p: p["config"].update(latent_dim=-1), "latent_dim"),
+        (lambda p: p["config"].update(bogus=1), "Invalid parameter"),
+        (lambda p: p["state_dict"].pop("encoder.mu.bias"), "do not match"),
+        (lambda p: p["state_dict"]["encoder.mu.bias"].fill_(float("nan")), "NaN"),
+        (lambda p: p.update(image_shape=[28]), "image_shape"),
+        (lambda p: p.update(fitted=[1, 2]), "malformed 'fitted'"),
+    ],
+)
 def test_load_rejects_bad_files(tiny_vae, tmp_path, change, message):
     tiny_vae.save(tmp_path / "ok.pt")
     bad = _rewrite(tmp_path / "ok.pt", tmp_path / "bad.pt", change)
@@ -296,7 +324,9 @@ def test_load_never_unpickles_objects(tmp_path):
 # ------------------------------------------------------------------- VaDE
 @pytest.fixture(scope="module")
 def vade(tiny_vae, digits):
-    return VaDE(tiny_vae, n_clusters=3, epochs=2, random_state=0, n_threads=1, batch_size=64).fit(digits[0])
+    return VaDE(tiny_vae, n_clusters=3, epochs=2, random_state=0, n_threads=1, batch_size=64).fit(
+        digits[0]
+    )
 
 
 def test_vade_fits_and_predicts(vade, tiny_vae, digits):
@@ -324,14 +354,19 @@ def test_vade_starts_from_a_diag_gmm_on_the_pretrained_latents(tiny_vae, digits)
     init = start.init_mixture_
     assert np.allclose(start.weights_, init.weights_, atol=1e-6)
     assert np.allclose(start.means_, init.means_, atol=1e-5)
-    Z, log_sigma = tiny_vae.encode(start._split(engine.check_images(X), None, engine._seed(0))[0], return_log_sigma=True)
+    Z, log_sigma = tiny_vae.encode(
+        start._split(engine.check_images(X), None, engine._seed(0))[0], return_log_sigma=True
+    )
     resp = init.predict_proba(Z)
-    spread = resp.T @ np.exp(2 * log_sigma) / resp.sum(0)[:, None]  # mean posterior variance per component
+    spread = (
+        resp.T @ np.exp(2 * log_sigma) / resp.sum(0)[:, None]
+    )  # mean posterior variance per component
     assert np.allclose(start.variances_, init.covariances_ + spread, rtol=1e-5)
     seed = engine._seed(0)
     X_train, _ = start._split(engine.check_images(X), None, seed)
-    expected = GaussianMixture(3, covariance_type="diag", n_init=5, reg_covar=1e-4, random_state=seed,
-                               max_iter=300).fit(tiny_vae.encode(X_train))
+    expected = GaussianMixture(
+        3, covariance_type="diag", n_init=5, reg_covar=1e-4, random_state=seed, max_iter=300
+    ).fit(tiny_vae.encode(X_train))
     assert np.allclose(init.means_, expected.means_)
 
 
@@ -364,8 +399,13 @@ def test_vade_pretrains_on_its_own_training_split(digits, monkeypatch):
         return real_fit(self, images, *args, validation_images=validation_images, **kwargs)
 
     monkeypatch.setattr(ConvVAE, "fit", recording_fit)
-    model = VaDE(ConvVAE(latent_dim=2, epochs=1, random_state=5, **TINY), n_clusters=3, epochs=1, random_state=0,
-                 n_threads=1).fit(X)
+    model = VaDE(
+        ConvVAE(latent_dim=2, epochs=1, random_state=5, **TINY),
+        n_clusters=3,
+        epochs=1,
+        random_state=0,
+        n_threads=1,
+    ).fit(X)
     X_train, X_val = model._split(engine.check_images(X), None, engine._seed(0))
     assert np.array_equal(seen["train"], X_train) and np.array_equal(seen["val"], X_val)
     assert model.n_train_ == len(X_train) and model.n_val_ == len(X_val) == 24
@@ -384,7 +424,9 @@ def test_hungarian_mapping_on_a_constructed_example():
     assert cluster_mapping(y, clusters) == {2: 0, 0: 1, 1: 2}
     scores = clustering_scores(y, clusters)
     assert scores["accuracy"] == pytest.approx(27 / 30)
-    assert clustering_scores(y, (y + 1) % 3) == pytest.approx({"accuracy": 1.0, "nmi": 1.0, "ari": 1.0})
+    assert clustering_scores(y, (y + 1) % 3) == pytest.approx(
+        {"accuracy": 1.0, "nmi": 1.0, "ari": 1.0}
+    )
     # greedy (each cluster to its majority label) would map both 5 and 6 to label 0;
     # the assignment is one-to-one
     y2 = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 1])

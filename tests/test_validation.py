@@ -1,4 +1,5 @@
 """Input validation: bad data, bad hyper-parameters, layouts, and no side effects."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,9 @@ BAD_X = [
     pytest.param(lambda X: X.astype(object), "real numbers|dtype", id="object"),
     pytest.param(lambda X: X.astype(str), "real numbers|dtype", id="string"),
     pytest.param(lambda X: X.astype(complex), "real numbers|dtype", id="complex"),
-    pytest.param(lambda X: X.astype(np.float32).astype(object), "real numbers|dtype", id="object32"),
+    pytest.param(
+        lambda X: X.astype(np.float32).astype(object), "real numbers|dtype", id="object32"
+    ),
 ]
 
 
@@ -101,7 +104,9 @@ def test_nan_in_float32_fit_runs_missing_data_em(datasets):
     X[5, 0] = np.nan
     gm = GaussianMixture(2, dtype=np.float32, random_state=0).fit(X)
     observed = ~np.isnan(X)
-    ref = GaussianMixture(2, dtype=np.float32, random_state=0).fit(np.nan_to_num(X), observed=observed)
+    ref = GaussianMixture(2, dtype=np.float32, random_state=0).fit(
+        np.nan_to_num(X), observed=observed
+    )
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         assert np.isfinite(getattr(gm, name)).all(), name
         assert_array_equal(getattr(gm, name), getattr(ref, name), err_msg=name)
@@ -117,7 +122,9 @@ def test_values_overflowing_float32_are_rejected(datasets):
         GaussianMixture(2, dtype=np.float32).fit(X)
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy overflow/invalid in the float64 sum check
+@pytest.mark.filterwarnings(
+    "ignore::RuntimeWarning"
+)  # numpy overflow/invalid in the float64 sum check
 def test_huge_finite_values_are_not_mistaken_for_infinity():
     """Finite values whose float64 sum overflows are accepted by the input check."""
     from gmmfast.utils._validation import check_array
@@ -216,30 +223,62 @@ BAD_PARAMS = [
     pytest.param({"n_init": 0}, "n_init", id="n_init"),
     pytest.param({"n_threads": 0}, "n_threads", id="n_threads"),
     pytest.param({"random_state": "seed"}, "random_state", id="random_state"),
-    pytest.param({"weights_init": np.ones(K + 1) / (K + 1)}, "weights_init", id="weights_init-shape"),
-    pytest.param({"weights_init": np.array([0.5, 0.5, 0.5])}, "weights_init", id="weights_init-sum"),
-    pytest.param({"weights_init": np.array([1.2, -0.1, -0.1])}, "weights_init", id="weights_init-neg"),
+    pytest.param(
+        {"weights_init": np.ones(K + 1) / (K + 1)}, "weights_init", id="weights_init-shape"
+    ),
+    pytest.param(
+        {"weights_init": np.array([0.5, 0.5, 0.5])}, "weights_init", id="weights_init-sum"
+    ),
+    pytest.param(
+        {"weights_init": np.array([1.2, -0.1, -0.1])}, "weights_init", id="weights_init-neg"
+    ),
     pytest.param({"means_init": np.zeros((K, D + 1))}, "means_init", id="means_init-shape"),
     pytest.param({"means_init": np.zeros(K * D)}, "means_init", id="means_init-1d"),
     pytest.param({"means_init": np.full((K, D), np.nan)}, "means_init", id="means_init-nan"),
     pytest.param({"means_init": np.full((K, D), "a")}, "means_init", id="means_init-str"),
-    pytest.param({"precisions_init": np.stack([np.eye(D)] * (K + 1))}, "precisions_init",
-                 id="precisions_init-shape-full"),
-    pytest.param({"precisions_init": np.eye(D)}, "precisions_init", id="precisions_init-2d-for-full"),
-    pytest.param({"precisions_init": np.stack([np.array([[1.0, 2.0], [0.0, 1.0]])] * K)},
-                 "precisions_init", id="precisions_init-asymmetric"),
-    pytest.param({"precisions_init": np.stack([np.array([[1.0, 2.0], [2.0, 1.0]])] * K)},
-                 "precisions_init", id="precisions_init-indefinite"),
-    pytest.param({"covariance_type": "tied", "precisions_init": np.stack([np.eye(D)] * K)},
-                 "precisions_init", id="precisions_init-shape-tied"),
-    pytest.param({"covariance_type": "diag", "precisions_init": np.ones((K, D + 1))},
-                 "precisions_init", id="precisions_init-shape-diag"),
-    pytest.param({"covariance_type": "diag", "precisions_init": -np.ones((K, D))},
-                 "precisions_init", id="precisions_init-negative-diag"),
-    pytest.param({"covariance_type": "spherical", "precisions_init": np.ones((K, D))},
-                 "precisions_init", id="precisions_init-shape-spherical"),
-    pytest.param({"covariance_type": "spherical", "precisions_init": np.zeros(K)},
-                 "precisions_init", id="precisions_init-zero-spherical"),
+    pytest.param(
+        {"precisions_init": np.stack([np.eye(D)] * (K + 1))},
+        "precisions_init",
+        id="precisions_init-shape-full",
+    ),
+    pytest.param(
+        {"precisions_init": np.eye(D)}, "precisions_init", id="precisions_init-2d-for-full"
+    ),
+    pytest.param(
+        {"precisions_init": np.stack([np.array([[1.0, 2.0], [0.0, 1.0]])] * K)},
+        "precisions_init",
+        id="precisions_init-asymmetric",
+    ),
+    pytest.param(
+        {"precisions_init": np.stack([np.array([[1.0, 2.0], [2.0, 1.0]])] * K)},
+        "precisions_init",
+        id="precisions_init-indefinite",
+    ),
+    pytest.param(
+        {"covariance_type": "tied", "precisions_init": np.stack([np.eye(D)] * K)},
+        "precisions_init",
+        id="precisions_init-shape-tied",
+    ),
+    pytest.param(
+        {"covariance_type": "diag", "precisions_init": np.ones((K, D + 1))},
+        "precisions_init",
+        id="precisions_init-shape-diag",
+    ),
+    pytest.param(
+        {"covariance_type": "diag", "precisions_init": -np.ones((K, D))},
+        "precisions_init",
+        id="precisions_init-negative-diag",
+    ),
+    pytest.param(
+        {"covariance_type": "spherical", "precisions_init": np.ones((K, D))},
+        "precisions_init",
+        id="precisions_init-shape-spherical",
+    ),
+    pytest.param(
+        {"covariance_type": "spherical", "precisions_init": np.zeros(K)},
+        "precisions_init",
+        id="precisions_init-zero-spherical",
+    ),
 ]
 
 
@@ -333,7 +372,10 @@ def test_inputs_are_never_modified(datasets, variant, dtype, covariance_type):
     X = _input_variants(datasets["separated"].X)[variant]
     before = X.copy()
     flags = (X.flags.writeable, X.flags.c_contiguous, X.flags.f_contiguous)
-    init = {"means_init": np.array([[0.0, 0.0], [12.0, 0.0], [0.0, 12.0]]) * (10 if "int" in variant else 1)}
+    init = {
+        "means_init": np.array([[0.0, 0.0], [12.0, 0.0], [0.0, 12.0]])
+        * (10 if "int" in variant else 1)
+    }
     gm = GaussianMixture(3, covariance_type=covariance_type, dtype=dtype, random_state=0, **init)
     gm.fit(X)
     gm.fit_predict(X)

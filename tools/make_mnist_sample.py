@@ -44,9 +44,7 @@ def import_datasets() -> ModuleType:
     return module
 
 
-def stratified_indices(
-    labels: np.ndarray, per_class: int, rng: np.random.Generator
-) -> np.ndarray:
+def stratified_indices(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
     """Pick `per_class` random indices of each label, in shuffled order."""
     picks = [
         rng.choice(np.flatnonzero(labels == c), size=per_class, replace=False)

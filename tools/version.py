@@ -4,6 +4,7 @@
 meson.build calls this for ``project(version: ...)``; pyproject.toml declares
 the version dynamic, so meson-python takes it from meson.
 """
+
 import re
 from pathlib import Path
 

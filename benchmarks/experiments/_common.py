@@ -1,4 +1,5 @@
 """What every experiment runner shares: MNIST location, masks, machine notes, result files."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,20 +24,29 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
-        "--mnist-dir", default=os.environ.get("GMMFAST_MNIST_DIR", str(DEFAULT_MNIST_DIR)),
+        "--mnist-dir",
+        default=os.environ.get("GMMFAST_MNIST_DIR", str(DEFAULT_MNIST_DIR)),
         help="directory with the four MNIST IDX files (default: $GMMFAST_MNIST_DIR, else ../shared/data/mnist)",
     )
-    parser.add_argument("--out", default=str(RESULTS_DIR), help="where the JSON and Markdown results go")
+    parser.add_argument(
+        "--out", default=str(RESULTS_DIR), help="where the JSON and Markdown results go"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for masks and initialisations")
-    parser.add_argument("--n-threads", type=int, default=None, help="threads for gmmfast (default: all cores)")
+    parser.add_argument(
+        "--n-threads", type=int, default=None, help="threads for gmmfast (default: all cores)"
+    )
     return parser
 
 
 def load_full_mnist(mnist_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """60,000 training and 10,000 test images as float32 rows in [0, 1]."""
     X, y, X_test, y_test = load_mnist(mnist_dir, kind="both")
-    return (X.reshape(len(X), -1), y.astype(np.int64),
-            X_test.reshape(len(X_test), -1), y_test.astype(np.int64))
+    return (
+        X.reshape(len(X), -1),
+        y.astype(np.int64),
+        X_test.reshape(len(X_test), -1),
+        y_test.astype(np.int64),
+    )
 
 
 def random_missing(shape: tuple[int, int], fraction: float, seed: int) -> np.ndarray:

@@ -13,6 +13,7 @@ pixels only. A figure shows original / masked / inpainted digits.
 
     python benchmarks/experiments/mnist_inpainting.py
 """
+
 from __future__ import annotations
 
 import sys
@@ -34,11 +35,17 @@ def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=10, help="components per class of the best model")
     parser.add_argument("--reg", type=float, default=0.03)
-    parser.add_argument("--n-test", type=int, default=1000, help="test images inpainted per mask type")
+    parser.add_argument(
+        "--n-test", type=int, default=1000, help="test images inpainted per mask type"
+    )
     parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--figure", default=None, help="PNG path (default: <out>/inpainting.png)")
-    parser.add_argument("--models", default=None, metavar="DIR",
-                        help="load DIR/gmm_classifier_k{K}.npz (from mnist_classifier.py --save-models) instead of fitting")
+    parser.add_argument(
+        "--models",
+        default=None,
+        metavar="DIR",
+        help="load DIR/gmm_classifier_k{K}.npz (from mnist_classifier.py --save-models) instead of fitting",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
 
@@ -57,15 +64,24 @@ def main() -> None:
                 models[f"K={k}"] = GMMClassifier.load(saved)
             else:
                 models[f"K={k}"] = GMMClassifier(
-                    k, reg_covar=args.reg, dtype=np.float32, max_iter=args.max_iter,
-                    random_state=args.seed, n_threads=args.n_threads,
+                    k,
+                    reg_covar=args.reg,
+                    dtype=np.float32,
+                    max_iter=args.max_iter,
+                    random_state=args.seed,
+                    n_threads=args.n_threads,
                 ).fit(X, y)
         how = f"loaded {saved}" if saved is not None and saved.exists() else "fitted"
         print(f"K={k}: {how} in {t.seconds:.0f} s", flush=True)
 
     results = {
-        "machine": machine(), "settings": {k: v for k, v in vars(args).items() if k != "out"}, "mse": {},
-        "models": {label: {"reg_covar": m.reg_covar, "n_components": m.n_components_} for label, m in models.items()},
+        "machine": machine(),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "mse": {},
+        "models": {
+            label: {"reg_covar": m.reg_covar, "n_components": m.n_components_}
+            for label, m in models.items()
+        },
     }
     examples = {}
     for name, observed in masks.items():
@@ -91,7 +107,8 @@ def markdown(results, labels) -> str:
         "# Inpainting MNIST test digits (MSE on the missing pixels)",
         "",
         f"First {s['n_test']} test images, class-conditional GMMs (float32; reg_covar "
-        + ", ".join(f"{label}: {m['reg_covar']}" for label, m in results["models"].items()) + ") trained on "
+        + ", ".join(f"{label}: {m['reg_covar']}" for label, m in results["models"].items())
+        + ") trained on "
         "all 60,000 training images; fill = posterior-weighted conditional mean, clipped to [0, 1]. "
         "Command: `python benchmarks/experiments/mnist_inpainting.py`.",
         "",
@@ -99,25 +116,36 @@ def markdown(results, labels) -> str:
         "|---|---|" + "---|" * len(labels),
     ]
     for name, row in results["mse"].items():
-        lines.append(f"| {name} | {row['mean_imputation']:.4f} | " + " | ".join(f"{row[l]:.4f}" for l in labels) + " |")
+        lines.append(
+            f"| {name} | {row['mean_imputation']:.4f} | "
+            + " | ".join(f"{row[label]:.4f}" for label in labels)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def draw(path, originals, masks, examples, best) -> None:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib not installed: no figure (pip install gmmfast[plot])")
         return
     names = list(masks)
-    fig, axes = plt.subplots(3 * len(names), len(originals), figsize=(1.3 * len(originals), 1.35 * 3 * len(names)))
+    fig, axes = plt.subplots(
+        3 * len(names), len(originals), figsize=(1.3 * len(originals), 1.35 * 3 * len(names))
+    )
     for r, name in enumerate(names):
         shown = np.where(masks[name][: len(originals)], originals, np.nan)
         for c in range(len(originals)):
             for j, (img, title) in enumerate(
-                ((originals[c], "original"), (shown[c], f"masked: {name}"), (examples[(name, best)][c], f"inpainted ({best})"))
+                (
+                    (originals[c], "original"),
+                    (shown[c], f"masked: {name}"),
+                    (examples[(name, best)][c], f"inpainted ({best})"),
+                )
             ):
                 ax = axes[3 * r + j, c]
                 cmap = plt.get_cmap("gray").with_extremes(bad="tab:red")

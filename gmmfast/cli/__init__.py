@@ -8,8 +8,17 @@ boundary (:func:`main`).
 
 May import everything else in gmmfast; nothing in gmmfast imports it.
 """
+
 from ._app import build_parser, main
 from ._common import UsageError
 from ._data import data_keys, load_image_stack, load_images, make_observed
 
-__all__ = ["UsageError", "build_parser", "data_keys", "load_image_stack", "load_images", "main", "make_observed"]
+__all__ = [
+    "UsageError",
+    "build_parser",
+    "data_keys",
+    "load_image_stack",
+    "load_images",
+    "main",
+    "make_observed",
+]

@@ -5,6 +5,7 @@ through ``run(args)``; :func:`main` is the only place that turns exceptions
 into exit statuses: bad input is one line on standard error and status 2,
 Ctrl-C status 130, and nothing else reaches the user as a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,13 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gmmfast",
         description="Fast Gaussian mixture models for images: classify digits (also with missing pixels), "
         "inpaint and denoise them. Start with `gmmfast demo`; `gmmfast COMMAND --help` explains each command.",
-        epilog="Data: an .npz with images (keys: " + ", ".join(image_keys) + ") and labels (keys: "
-        + ", ".join(label_keys) + "), or a directory of IDX files (MNIST naming: train-images-idx3-ubyte[.gz], ...). "
+        epilog="Data: an .npz with images (keys: "
+        + ", ".join(image_keys)
+        + ") and labels (keys: "
+        + ", ".join(label_keys)
+        + "), or a directory of IDX files (MNIST naming: train-images-idx3-ubyte[.gz], ...). "
         "Integer pixels are divided by 255. Exit status: 0 done, 2 bad input, 1 a failed computation or an "
         "unexpected error (one line on stderr; --debug for the traceback), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"gmmfast {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
@@ -54,8 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Output options of the commands: checked before any work starts, so a run
 # never trains for an hour to fail on a missing directory.
-_OUTPUTS = {"save_model": "--save-model", "save_gmm": "--save-gmm", "out": "--out",
-            "figure": "--figure", "figures": "--figures"}
+_OUTPUTS = {
+    "save_model": "--save-model",
+    "save_gmm": "--save-gmm",
+    "out": "--out",
+    "figure": "--figure",
+    "figures": "--figures",
+}
 _DIRECTORY_OUTPUTS = {("demo", "out"), ("train", "figures")}
 
 
@@ -107,9 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:
             if args.debug:
                 raise
-            print(f"gmmfast: internal error: {type(exc).__name__}: {_one_line(exc)} (please report it to "
-                  f"gmmfast's developers with the command line, gmmfast {__version__}; --debug shows the "
-                  "traceback)", file=sys.stderr)
+            print(
+                f"gmmfast: internal error: {type(exc).__name__}: {_one_line(exc)} (please report it to "
+                f"gmmfast's developers with the command line, gmmfast {__version__}; --debug shows the "
+                "traceback)",
+                file=sys.stderr,
+            )
             return 1
     return int(code or 0)
 

@@ -1,4 +1,5 @@
 """What every command shares: the usage error, argument types, common options, load-or-fit."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,9 @@ def int_list(text: str) -> int | list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or a comma-separated list of integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected an integer or a comma-separated list of integers, got {text!r}"
+        ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values[0] if len(values) == 1 else values
@@ -52,7 +55,9 @@ def positive_int(text: str) -> int:
     return value
 
 
-def load_or_fit(args: argparse.Namespace, load: Callable[[str], Any], fit: Callable[[], Any], missing: str) -> Any:
+def load_or_fit(
+    args: argparse.Namespace, load: Callable[[str], Any], fit: Callable[[], Any], missing: str
+) -> Any:
     """The model in --model (read by ``load``), or ``fit()`` on --train,
     saved to --save-model when given; ``missing`` ends the error when neither is given."""
     if args.model:
@@ -88,7 +93,9 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {value}")
+            raise argparse.ArgumentTypeError(
+                f"expected an integer from {low} to {high}, got {value}"
+            )
         return value
 
     return parse
@@ -117,7 +124,16 @@ def check_output(path: str | None, what: str, *, directory: bool = False) -> Non
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """--n-threads and --verbose, on every command."""
-    p.add_argument("--n-threads", type=nonzero_int, default=None, metavar="N",
-                   help="threads (default: the CPUs this process may use; -1 all of them, -2 all but one)")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="progress bars and fitting messages even when stderr is not a terminal")
+    p.add_argument(
+        "--n-threads",
+        type=nonzero_int,
+        default=None,
+        metavar="N",
+        help="threads (default: the CPUs this process may use; -1 all of them, -2 all but one)",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="progress bars and fitting messages even when stderr is not a terminal",
+    )

@@ -1,4 +1,5 @@
 """Reading images and labels for the commands: .npz archives and IDX directories, scaled to [0, 1]."""
+
 from __future__ import annotations
 
 import warnings
@@ -25,8 +26,10 @@ def _split_keys(split: str, labels: bool) -> tuple[str, ...]:
 def data_keys(split: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(image keys, label keys) looked for in an .npz, in order, for ``split``."""
     other = "test" if split == "train" else "train"
-    return (_GENERIC_IMAGES + _split_keys(split, False) + _split_keys(other, False),
-            _GENERIC_LABELS + _split_keys(split, True) + _split_keys(other, True))
+    return (
+        _GENERIC_IMAGES + _split_keys(split, False) + _split_keys(other, False),
+        _GENERIC_LABELS + _split_keys(split, True) + _split_keys(other, True),
+    )
 
 
 MASKS = ("random", "top", "left", "centre", "nan")
@@ -35,7 +38,9 @@ MASKS = ("random", "top", "left", "centre", "nan")
 SCALE_THRESHOLD = 10.0
 
 
-def _read_arrays(path: str | Path, split: str, *, need_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_arrays(
+    path: str | Path, split: str, *, need_labels: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw images (n, H, W) or (n, pixels) and labels from an .npz or an IDX
     directory; a channel axis of size 1 ((n, H, W, 1) or (n, 1, H, W)) is dropped."""
     image_keys, label_keys = data_keys(split)
@@ -51,13 +56,17 @@ def _read_arrays(path: str | Path, split: str, *, need_labels: bool) -> tuple[np
                 image_key = next((k for k in image_keys if k in keys), None)
                 label_key = next((k for k in label_keys if k in keys), None)
                 if image_key is None:
-                    raise UsageError(f"{path}: no images; expected one of the keys {', '.join(image_keys)} (found {', '.join(keys) or 'none'})")
+                    raise UsageError(
+                        f"{path}: no images; expected one of the keys {', '.join(image_keys)} (found {', '.join(keys) or 'none'})"
+                    )
                 images = archive[image_key]
                 labels = archive[label_key] if label_key else None
         except UsageError:
             raise
         except Exception as exc:  # zip errors, pickled objects, not an npz at all
-            raise UsageError(f"{path}: not a readable .npz file ({' '.join(str(exc).split())[:150]})") from None
+            raise UsageError(
+                f"{path}: not a readable .npz file ({' '.join(str(exc).split())[:150]})"
+            ) from None
     if need_labels and labels is None:
         raise UsageError(f"{path}: no labels; expected one of the keys {', '.join(label_keys)}")
     images = np.asarray(images)
@@ -66,7 +75,9 @@ def _read_arrays(path: str | Path, split: str, *, need_labels: bool) -> tuple[np
     if labels is not None and np.ndim(labels) == 2 and 1 in np.shape(labels):
         labels = np.asarray(labels).reshape(-1)
     if images.dtype.kind not in "biuf" or images.ndim not in (2, 3):
-        raise UsageError(f"{path}: images must be a numeric array of shape (n, H, W) or (n, pixels); got {images.dtype} {images.shape}")
+        raise UsageError(
+            f"{path}: images must be a numeric array of shape (n, H, W) or (n, pixels); got {images.dtype} {images.shape}"
+        )
     if len(images) == 0 or images[0].size == 0:
         raise UsageError(f"{path}: no images (shape {images.shape})")
     if labels is not None and len(labels) != len(images):
@@ -82,8 +93,10 @@ def _scaled(images: np.ndarray, path: str | Path = "images") -> np.ndarray:
     """
     if images.dtype.kind in "biu":
         if images.size and images.dtype.kind != "b" and (images.min() < 0 or images.max() > 255):
-            raise UsageError(f"{path}: integer pixel values from {images.min()} to {images.max()}; "
-                             "expected 0..255 (or floats in [0, 1])")
+            raise UsageError(
+                f"{path}: integer pixel values from {images.min()} to {images.max()}; "
+                "expected 0..255 (or floats in [0, 1])"
+            )
         return images.astype(np.float32) / np.float32(255)
     finite = images[np.isfinite(images)]
     if finite.size and finite.max() > SCALE_THRESHOLD:
@@ -91,7 +104,9 @@ def _scaled(images: np.ndarray, path: str | Path = "images") -> np.ndarray:
     return np.asarray(images, dtype=np.float32 if images.dtype == np.float32 else np.float64)
 
 
-def load_images(path: str | Path, split: str, *, need_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def load_images(
+    path: str | Path, split: str, *, need_labels: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Images as float (n, pixels) in [0, 1], and labels, from an .npz or an IDX directory.
 
     An IDX directory gives its ``split`` ('train' or 'test'); an .npz file
@@ -103,19 +118,27 @@ def load_images(path: str | Path, split: str, *, need_labels: bool) -> tuple[np.
     scaled = _scaled(images.reshape(len(images), -1), path)
     finite = scaled[np.isfinite(scaled)]
     if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
-        warnings.warn(f"{path}: pixel values from {finite.min():.3g} to {finite.max():.3g} after scaling lie "
-                      "outside [0, 1], the range of the models' training images", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: pixel values from {finite.min():.3g} to {finite.max():.3g} after scaling lie "
+            "outside [0, 1], the range of the models' training images",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return scaled, labels
 
 
-def load_image_stack(path: str | Path, split: str, *, need_labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def load_image_stack(
+    path: str | Path, split: str, *, need_labels: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Images as float (n, H, W) scaled as in :func:`load_images`; (n, pixels)
     arrays must have a square number of pixels. Must be finite."""
     images, labels = _read_arrays(path, split, need_labels=need_labels)
     if images.ndim == 2:
         side = int(round(np.sqrt(images.shape[1])))
         if side * side != images.shape[1]:
-            raise UsageError(f"{path}: images of {images.shape[1]} pixels are not square; save them as an (n, H, W) array")
+            raise UsageError(
+                f"{path}: images of {images.shape[1]} pixels are not square; save them as an (n, H, W) array"
+            )
         images = images.reshape(len(images), side, side)
     images = _scaled(images, path)
     if not np.isfinite(images).all():
@@ -139,11 +162,15 @@ def load_mnist_or_usage_error(data_dir: str | None, download: bool) -> tuple[np.
     try:
         return load_mnist(data_dir, download=download, kind="both")
     except RuntimeError as exc:  # every mirror failed: one line per mirror in the message
-        raise UsageError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None
+        raise UsageError(
+            "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        ) from None
     except ValueError as exc:
         if "checksum mismatch" not in str(exc) or not data_dir:
             raise
-        raise UsageError(f"{exc}; for another MNIST-like set (Fashion-MNIST, KMNIST, ...) add --no-checksum") from None
+        raise UsageError(
+            f"{exc}; for another MNIST-like set (Fashion-MNIST, KMNIST, ...) add --no-checksum"
+        ) from None
 
 
 def load_idx_set(data_dir: str) -> tuple[np.ndarray, ...]:
@@ -152,6 +179,8 @@ def load_idx_set(data_dir: str) -> tuple[np.ndarray, ...]:
     for split in ("train", "test"):
         images, labels = load_image_stack(data_dir, split, need_labels=True)
         if images.shape[1:] != (28, 28):
-            raise UsageError(f"{data_dir}: the demo needs 28 x 28 images; the {split} images are {images.shape[1:]}")
+            raise UsageError(
+                f"{data_dir}: the demo needs 28 x 28 images; the {split} images are {images.shape[1:]}"
+            )
         arrays += [images.reshape(len(images), -1), np.asarray(labels)]
     return tuple(arrays)

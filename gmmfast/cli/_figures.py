@@ -1,4 +1,5 @@
 """Figures the commands write (matplotlib, optional): image grids and line plots."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -16,7 +17,9 @@ def image_grid(path, rows: Sequence[tuple[str, np.ndarray]]) -> bool:
         print(f"no figure: matplotlib is not installed ({PLOT_HINT})")
         return False
     n_cols = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.2 * n_cols, 1.25 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), n_cols, figsize=(1.2 * n_cols, 1.25 * len(rows)), squeeze=False
+    )
     cmap = plt.get_cmap("gray").with_extremes(bad="tab:red")  # missing pixels in red
     for r, (title, images) in enumerate(rows):
         for c in range(n_cols):
@@ -42,7 +45,9 @@ def image_grid(path, rows: Sequence[tuple[str, np.ndarray]]) -> bool:
     return True
 
 
-def figure_inpainting(path, originals: np.ndarray, panels: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+def figure_inpainting(
+    path, originals: np.ndarray, panels: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> bool:
     """Original, then masked / inpainted rows for each mask in ``panels`` ({name: (observed, filled)})."""
     rows = [("original", originals)]
     for name, (obs, fill) in panels.items():
@@ -50,8 +55,12 @@ def figure_inpainting(path, originals: np.ndarray, panels: dict[str, tuple[np.nd
     return image_grid(path, rows)
 
 
-def figure_lines(path, panels: Sequence[tuple[dict[str, tuple[Sequence[float], Sequence[float]]], str, str]],
-                  xlabel: str, markers: bool = False) -> bool:
+def figure_lines(
+    path,
+    panels: Sequence[tuple[dict[str, tuple[Sequence[float], Sequence[float]]], str, str]],
+    xlabel: str,
+    markers: bool = False,
+) -> bool:
     """Line plots side by side, one per (series {label: (x, y)}, title, y label); empty panels are left out."""
     plt = pyplot(required=False)
     if plt is None:
@@ -63,7 +72,9 @@ def figure_lines(path, panels: Sequence[tuple[dict[str, tuple[Sequence[float], S
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
     for ax, (series, title, ylabel) in zip(axes[0], panels):
         for label, (x, values) in series.items():
-            ax.plot(x, values, marker="o" if markers else None, markersize=3, linewidth=1.2, label=label)
+            ax.plot(
+                x, values, marker="o" if markers else None, markersize=3, linewidth=1.2, label=label
+            )
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)

@@ -1,4 +1,5 @@
 """``gmmfast classify``: fit or load a class-conditional GMM classifier and classify images."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,14 @@ from ._data import MASKS, load_images, make_observed
 
 def _new_classifier(args: argparse.Namespace) -> GMMClassifier:
     return GMMClassifier(
-        args.n_components, selection=args.selection, reg_covar=args.reg_covar,
-        dtype=np.float32 if args.float32 else np.float64, max_iter=args.max_iter, random_state=args.seed,
-        n_threads=args.n_threads, verbose=int(args.verbose),
+        args.n_components,
+        selection=args.selection,
+        reg_covar=args.reg_covar,
+        dtype=np.float32 if args.float32 else np.float64,
+        max_iter=args.max_iter,
+        random_state=args.seed,
+        n_threads=args.n_threads,
+        verbose=int(args.verbose),
     )
 
 
@@ -43,11 +49,16 @@ def load_or_fit_classifier(args: argparse.Namespace, *, train_shifts: bool = Fal
         start = time.perf_counter()
         if train_shifts:
             clf = ShiftInvariantClassifier(_new_classifier(args)).fit(X, y)
-            what, counts = f"{len(X)} images and their {len(clf.shifts_) - 1} shifts", clf.classifier_.n_components_
+            what, counts = (
+                f"{len(X)} images and their {len(clf.shifts_) - 1} shifts",
+                clf.classifier_.n_components_,
+            )
         else:
             clf = _new_classifier(args).fit(X, y)
             what, counts = f"{len(X)} images", clf.n_components_
-        print(f"fitted {len(clf.classes_)} classes, K per class {counts}, on {what} in {time.perf_counter() - start:.1f} s")
+        print(
+            f"fitted {len(clf.classes_)} classes, K per class {counts}, on {what} in {time.perf_counter() - start:.1f} s"
+        )
         return clf
 
     return load_or_fit(args, load, fit, "to fit a model")
@@ -56,7 +67,9 @@ def load_or_fit_classifier(args: argparse.Namespace, *, train_shifts: bool = Fal
 def run(args: argparse.Namespace) -> None:
 
     if args.shifts == "train" and args.model:
-        raise UsageError("--shifts train fits on shifted copies: give --train DATA, or --shifts test with --model")
+        raise UsageError(
+            "--shifts train fits on shifted copies: give --train DATA, or --shifts test with --model"
+        )
     if args.out:  # the name written and printed, settled before any work (a directory is refused)
         args.out = npz_out_path(args.out, note=print)
     clf = load_or_fit_classifier(args, train_shifts=args.shifts == "train")
@@ -72,7 +85,13 @@ def run(args: argparse.Namespace) -> None:
     if y is not None:
         print(f"accuracy {np.mean(predicted == y):.2%}")
     if args.out:
-        save_npz_atomic(args.out, compressed=True, predictions=predicted, log_proba=log_proba, classes=clf.classes_)
+        save_npz_atomic(
+            args.out,
+            compressed=True,
+            predictions=predicted,
+            log_proba=log_proba,
+            classes=clf.classes_,
+        )
         print(f"wrote {args.out}")
 
 
@@ -81,30 +100,70 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (load one, or fit one)")
     g.add_argument("--model", metavar="FILE", help="a classifier saved by --save-model (.npz)")
     g.add_argument("--train", metavar="DATA", help="training data to fit a classifier on")
-    g.add_argument("--save-model", metavar="FILE", help="where to save the fitted classifier (.npz)")
-    g.add_argument("--n-components", type=int_list, default=2, metavar="K[,K...]",
-                   help="Gaussians per class (default 2); a list such as 1,2,4 is searched per class (see --selection)")
-    g.add_argument("--selection", choices=("bic", "heldout"), default="bic",
-                   help="how K is chosen from a list: BIC, or held-out log-likelihood (default bic)")
-    g.add_argument("--reg-covar", type=float, default=0.05, help="added to covariance diagonals (default 0.05)")
-    g.add_argument("--max-iter", type=positive_int, default=100, help="EM iterations at most (default 100)")
+    g.add_argument(
+        "--save-model", metavar="FILE", help="where to save the fitted classifier (.npz)"
+    )
+    g.add_argument(
+        "--n-components",
+        type=int_list,
+        default=2,
+        metavar="K[,K...]",
+        help="Gaussians per class (default 2); a list such as 1,2,4 is searched per class (see --selection)",
+    )
+    g.add_argument(
+        "--selection",
+        choices=("bic", "heldout"),
+        default="bic",
+        help="how K is chosen from a list: BIC, or held-out log-likelihood (default bic)",
+    )
+    g.add_argument(
+        "--reg-covar", type=float, default=0.05, help="added to covariance diagonals (default 0.05)"
+    )
+    g.add_argument(
+        "--max-iter", type=positive_int, default=100, help="EM iterations at most (default 100)"
+    )
     g.add_argument("--float32", action="store_true", help="compute in float32 (faster)")
-    g.add_argument("--seed", type=int, default=0, help="seed for initialisation and masks (default 0)")
+    g.add_argument(
+        "--seed", type=int, default=0, help="seed for initialisation and masks (default 0)"
+    )
 
 
 def add_parser(sub: Any) -> None:
     """Register the command on the ``gmmfast`` subparsers ``sub``."""
-    classify = sub.add_parser("classify", help="classify images, optionally with pixels removed",
-                              description="Fit or load a class-conditional GMM classifier and classify --test; "
-                              "prints the accuracy when --test has labels.")
+    classify = sub.add_parser(
+        "classify",
+        help="classify images, optionally with pixels removed",
+        description="Fit or load a class-conditional GMM classifier and classify --test; "
+        "prints the accuracy when --test has labels.",
+    )
     add_model_options(classify)
-    classify.add_argument("--test", required=True, metavar="DATA", help="images to classify (IDX directory: its test split)")
-    classify.add_argument("--mask", choices=MASKS, help="remove pixels before classifying (nan: NaN in the data marks them)")
-    classify.add_argument("--fraction", type=float, default=0.5, help="share of pixels removed by --mask random (default 0.5)")
-    classify.add_argument("--out", metavar="FILE", help="write predictions and log-probabilities (.npz)")
-    classify.add_argument("--shifts", choices=("none", "test", "train"), default="none",
-                          help="average each class likelihood over the image and its four 1-pixel shifts: 'test' at "
-                          "classification only, 'train' also fits on the shifted copies (5x the fitting time; needs --train); "
-                          "a model saved with 'train' shifts by itself (default none)")
+    classify.add_argument(
+        "--test",
+        required=True,
+        metavar="DATA",
+        help="images to classify (IDX directory: its test split)",
+    )
+    classify.add_argument(
+        "--mask",
+        choices=MASKS,
+        help="remove pixels before classifying (nan: NaN in the data marks them)",
+    )
+    classify.add_argument(
+        "--fraction",
+        type=float,
+        default=0.5,
+        help="share of pixels removed by --mask random (default 0.5)",
+    )
+    classify.add_argument(
+        "--out", metavar="FILE", help="write predictions and log-probabilities (.npz)"
+    )
+    classify.add_argument(
+        "--shifts",
+        choices=("none", "test", "train"),
+        default="none",
+        help="average each class likelihood over the image and its four 1-pixel shifts: 'test' at "
+        "classification only, 'train' also fits on the shifted copies (5x the fitting time; needs --train); "
+        "a model saved with 'train' shifts by itself (default none)",
+    )
     add_common_options(classify)
     classify.set_defaults(func=run)

@@ -1,4 +1,5 @@
 """``gmmfast denoise``: denoise or deblur images with a patch-mixture prior."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,22 +24,34 @@ from ._figures import image_grid
 
 def _denoiser(args: argparse.Namespace) -> Any:
     """Load --model, or fit a PatchDenoiser on the clean images of --train (and save it)."""
+
     def fit() -> PatchDenoiser:
         images, _ = load_image_stack(args.train, "train")
         if args.max_train_images:
             images = images[: args.max_train_images]
         if min(images.shape[1:]) < args.patch_size:
-            raise UsageError(f"{args.train}: images of {images.shape[1]}x{images.shape[2]} pixels are smaller "
-                             f"than --patch-size {args.patch_size}")
+            raise UsageError(
+                f"{args.train}: images of {images.shape[1]}x{images.shape[2]} pixels are smaller "
+                f"than --patch-size {args.patch_size}"
+            )
         model = PatchDenoiser(
-            args.patch_size, args.n_components, stride=args.stride, max_patches=args.max_patches,
-            max_iter=args.max_iter, reg_covar=args.reg_covar, random_state=args.seed,
-            dtype=np.float32 if args.float32 else np.float64, n_threads=args.n_threads, verbose=int(args.verbose),
+            args.patch_size,
+            args.n_components,
+            stride=args.stride,
+            max_patches=args.max_patches,
+            max_iter=args.max_iter,
+            reg_covar=args.reg_covar,
+            random_state=args.seed,
+            dtype=np.float32 if args.float32 else np.float64,
+            n_threads=args.n_threads,
+            verbose=int(args.verbose),
         )
         start = time.perf_counter()
         model.fit(images)
-        print(f"fitted a {args.n_components}-component prior on {args.patch_size}x{args.patch_size} patches "
-              f"of {len(images)} images in {time.perf_counter() - start:.1f} s")
+        print(
+            f"fitted a {args.n_components}-component prior on {args.patch_size}x{args.patch_size} patches "
+            f"of {len(images)} images in {time.perf_counter() - start:.1f} s"
+        )
         return model
 
     return load_or_fit(args, PatchDenoiser.load, fit, "(clean images) to fit a denoiser")
@@ -53,23 +66,33 @@ def run(args: argparse.Namespace) -> None:
     reference = None
     if args.reference:
         if args.add_noise:
-            raise UsageError("--reference is for inputs that are already noisy; with --add-noise the inputs are the reference")
+            raise UsageError(
+                "--reference is for inputs that are already noisy; with --add-noise the inputs are the reference"
+            )
         reference, _ = load_image_stack(args.reference, "test")
         reference = reference[: len(images)]
         if reference.shape != images.shape:
-            raise UsageError(f"{args.reference}: {reference.shape} reference images for {images.shape} inputs")
+            raise UsageError(
+                f"{args.reference}: {reference.shape} reference images for {images.shape} inputs"
+            )
     if not args.model and min(images.shape[1:]) < args.patch_size:  # before fitting
-        raise UsageError(f"{args.images}: images of {images.shape[1]}x{images.shape[2]} pixels are smaller than --patch-size {args.patch_size}")
+        raise UsageError(
+            f"{args.images}: images of {images.shape[1]}x{images.shape[2]} pixels are smaller than --patch-size {args.patch_size}"
+        )
     model = _denoiser(args)
     if args.no_clip and "clip" in model.get_params():
         model.set_params(clip=None)
     if min(images.shape[1:]) < model.patch_size:
-        raise UsageError(f"{args.images}: images of {images.shape[1]}x{images.shape[2]} pixels are smaller than the model's {model.patch_size}x{model.patch_size} patches")
+        raise UsageError(
+            f"{args.images}: images of {images.shape[1]}x{images.shape[2]} pixels are smaller than the model's {model.patch_size}x{model.patch_size} patches"
+        )
     kernel = gaussian_kernel(args.blur_sigma) if args.blur_sigma else None
     if args.add_noise:
         reference = images
         corrupted = reference if kernel is None else blur(reference, kernel)
-        noisy = corrupted + args.sigma * np.random.default_rng(args.seed).standard_normal(reference.shape)
+        noisy = corrupted + args.sigma * np.random.default_rng(args.seed).standard_normal(
+            reference.shape
+        )
     else:
         noisy = images
     task = "denoised" if kernel is None else f"deblurred (Gaussian blur of {args.blur_sigma} px)"
@@ -81,59 +104,137 @@ def run(args: argparse.Namespace) -> None:
     if not args.no_clip:
         restored = np.clip(restored, 0.0, 1.0)
     height, width = images.shape[1:]
-    print(f"{task} {len(images)} images of {height}x{width} (noise sigma {args.sigma}) with {args.method} "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(
+        f"{task} {len(images)} images of {height}x{width} (noise sigma {args.sigma}) with {args.method} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     results: dict[str, np.ndarray] = {"restored": restored.astype(np.float32)}
     if args.add_noise:
         results["noisy"] = noisy.astype(np.float32)
     if reference is not None:
-        results["psnr_input"], results["psnr"] = psnr_per_image(noisy, reference), psnr_per_image(restored, reference)
-        print(f"PSNR {results['psnr_input'].mean():.2f} dB (input) -> {results['psnr'].mean():.2f} dB ({args.method}), mean over images")
+        results["psnr_input"], results["psnr"] = (
+            psnr_per_image(noisy, reference),
+            psnr_per_image(restored, reference),
+        )
+        print(
+            f"PSNR {results['psnr_input'].mean():.2f} dB (input) -> {results['psnr'].mean():.2f} dB ({args.method}), mean over images"
+        )
     if args.out:
         save_npz_atomic(args.out, compressed=True, **results)
         print(f"wrote {args.out}")
     if args.figure:
         rows = [] if reference is None else [("clean", reference[:8])]
-        rows += [("blurred + noisy" if kernel is not None else "noisy", noisy[:8]), (args.method.replace("_", " "), restored[:8])]
+        rows += [
+            ("blurred + noisy" if kernel is not None else "noisy", noisy[:8]),
+            (args.method.replace("_", " "), restored[:8]),
+        ]
         image_grid(args.figure, rows)
 
 
 def add_parser(sub: Any) -> None:
     """Register the command on the ``gmmfast`` subparsers ``sub``."""
     denoise = sub.add_parser(
-        "denoise", help="denoise or deblur images with a patch-mixture prior",
+        "denoise",
+        help="denoise or deblur images with a patch-mixture prior",
         description="Fit a Gaussian-mixture prior on the patches of clean --train images (or load one with --model) "
         "and restore --images. With --add-noise the --images are clean: noise of --sigma (after a blur of --blur-sigma) "
         "is added first (seed --seed), and PSNR is reported against them; otherwise --images are taken as already "
         "noisy (float pixels in [0, 1] scale) and --reference gives clean images for PSNR.",
         epilog="Example: gmmfast denoise --train mnist/ --images mnist/ --limit 100 --add-noise --sigma 0.2 "
-        "--out restored.npz --figure restored.png")
+        "--out restored.npz --figure restored.png",
+    )
     g = denoise.add_argument_group("model (load one, or fit one)")
     g.add_argument("--model", metavar="FILE", help="a denoiser saved by --save-model (.npz)")
-    g.add_argument("--train", metavar="DATA", help="clean images to fit the patch prior on (IDX directory: its train split)")
+    g.add_argument(
+        "--train",
+        metavar="DATA",
+        help="clean images to fit the patch prior on (IDX directory: its train split)",
+    )
     g.add_argument("--save-model", metavar="FILE", help="where to save the fitted denoiser (.npz)")
-    g.add_argument("--patch-size", type=positive_int, default=8, help="side of the square patches (default 8)")
-    g.add_argument("--n-components", type=positive_int, default=10, help="Gaussians in the patch mixture (default 10)")
-    g.add_argument("--stride", type=positive_int, default=1, help="step between patches (default 1)")
-    g.add_argument("--max-patches", type=positive_int, default=50_000, help="training patches drawn at most (default 50000)")
-    g.add_argument("--max-train-images", type=positive_int, default=None, metavar="N", help="use the first N training images only")
-    g.add_argument("--reg-covar", type=float, default=1e-4, help="added to covariance diagonals (default 1e-4)")
-    g.add_argument("--max-iter", type=positive_int, default=30, help="EM iterations at most (default 30)")
+    g.add_argument(
+        "--patch-size", type=positive_int, default=8, help="side of the square patches (default 8)"
+    )
+    g.add_argument(
+        "--n-components",
+        type=positive_int,
+        default=10,
+        help="Gaussians in the patch mixture (default 10)",
+    )
+    g.add_argument(
+        "--stride", type=positive_int, default=1, help="step between patches (default 1)"
+    )
+    g.add_argument(
+        "--max-patches",
+        type=positive_int,
+        default=50_000,
+        help="training patches drawn at most (default 50000)",
+    )
+    g.add_argument(
+        "--max-train-images",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="use the first N training images only",
+    )
+    g.add_argument(
+        "--reg-covar", type=float, default=1e-4, help="added to covariance diagonals (default 1e-4)"
+    )
+    g.add_argument(
+        "--max-iter", type=positive_int, default=30, help="EM iterations at most (default 30)"
+    )
     g.add_argument("--float32", action="store_true", help="compute in float32 (faster)")
-    g.add_argument("--seed", type=int, default=0, help="seed for fitting and for --add-noise (default 0)")
-    denoise.add_argument("--images", required=True, metavar="DATA", help="images to restore (IDX directory: its test split)")
-    denoise.add_argument("--limit", type=positive_int, default=None, metavar="N", help="restore the first N images only")
-    denoise.add_argument("--sigma", type=positive_float, required=True,
-                         help="noise standard deviation, pixels in [0, 1] (e.g. 0.1)")
-    denoise.add_argument("--blur-sigma", type=positive_float, default=None, metavar="PX",
-                         help="deblur: the images are blurred by a Gaussian of this standard deviation in pixels")
-    denoise.add_argument("--method", choices=DENOISE_METHODS, default="epll",
-                         help="map: each patch from its most likely component; posterior_mean: mixture-weighted; "
-                         "epll: iterated whole-image estimate (default, slowest)")
-    denoise.add_argument("--add-noise", action="store_true", help="--images are clean: corrupt them first")
-    denoise.add_argument("--reference", metavar="DATA", help="clean versions of --images, for PSNR (without --add-noise)")
-    denoise.add_argument("--no-clip", action="store_true", help="do not clip the restored pixels to [0, 1]")
-    denoise.add_argument("--out", metavar="FILE", help="write restored (and noisy) images and PSNR per image (.npz)")
-    denoise.add_argument("--figure", metavar="PNG", help="write clean / noisy / restored examples (.png)")
+    g.add_argument(
+        "--seed", type=int, default=0, help="seed for fitting and for --add-noise (default 0)"
+    )
+    denoise.add_argument(
+        "--images",
+        required=True,
+        metavar="DATA",
+        help="images to restore (IDX directory: its test split)",
+    )
+    denoise.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="restore the first N images only",
+    )
+    denoise.add_argument(
+        "--sigma",
+        type=positive_float,
+        required=True,
+        help="noise standard deviation, pixels in [0, 1] (e.g. 0.1)",
+    )
+    denoise.add_argument(
+        "--blur-sigma",
+        type=positive_float,
+        default=None,
+        metavar="PX",
+        help="deblur: the images are blurred by a Gaussian of this standard deviation in pixels",
+    )
+    denoise.add_argument(
+        "--method",
+        choices=DENOISE_METHODS,
+        default="epll",
+        help="map: each patch from its most likely component; posterior_mean: mixture-weighted; "
+        "epll: iterated whole-image estimate (default, slowest)",
+    )
+    denoise.add_argument(
+        "--add-noise", action="store_true", help="--images are clean: corrupt them first"
+    )
+    denoise.add_argument(
+        "--reference",
+        metavar="DATA",
+        help="clean versions of --images, for PSNR (without --add-noise)",
+    )
+    denoise.add_argument(
+        "--no-clip", action="store_true", help="do not clip the restored pixels to [0, 1]"
+    )
+    denoise.add_argument(
+        "--out", metavar="FILE", help="write restored (and noisy) images and PSNR per image (.npz)"
+    )
+    denoise.add_argument(
+        "--figure", metavar="PNG", help="write clean / noisy / restored examples (.png)"
+    )
     add_common_options(denoise)
     denoise.set_defaults(func=run)

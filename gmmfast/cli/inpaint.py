@@ -1,4 +1,5 @@
 """``gmmfast inpaint``: fill missing pixels with posterior-weighted conditional means."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,9 @@ def run(args: argparse.Namespace) -> None:
     observed = make_observed(X, args.mask, args.fraction, args.seed)
     start = time.perf_counter()
     filled = clf.impute(X, observed=observed, clip=(0.0, 1.0))
-    print(f"inpainted {len(X)} images ({1 - observed.mean():.0%} of pixels missing) in {time.perf_counter() - start:.1f} s")
+    print(
+        f"inpainted {len(X)} images ({1 - observed.mean():.0%} of pixels missing) in {time.perf_counter() - start:.1f} s"
+    )
     if args.mask != "nan" and np.isfinite(X).all():
         print(f"MSE on the missing pixels {np.mean((filled - X)[~observed] ** 2):.5f}")
     if args.out:
@@ -37,14 +40,33 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(sub: Any) -> None:
     """Register the command on the ``gmmfast`` subparsers ``sub``."""
-    inpaint = sub.add_parser("inpaint", help="fill in missing pixels",
-                             description="Fit or load a classifier and fill the masked pixels of --images with "
-                             "posterior-weighted conditional means.")
+    inpaint = sub.add_parser(
+        "inpaint",
+        help="fill in missing pixels",
+        description="Fit or load a classifier and fill the masked pixels of --images with "
+        "posterior-weighted conditional means.",
+    )
     add_model_options(inpaint)
-    inpaint.add_argument("--images", required=True, metavar="DATA", help="images to inpaint (IDX directory: its test split)")
-    inpaint.add_argument("--mask", choices=MASKS, default="random", help="which pixels are missing (default random)")
-    inpaint.add_argument("--fraction", type=float, default=0.5, help="share of pixels removed by --mask random (default 0.5)")
-    inpaint.add_argument("--out", metavar="FILE", help="write the filled images and the mask (.npz)")
-    inpaint.add_argument("--figure", metavar="PNG", help="write original / masked / inpainted examples (.png)")
+    inpaint.add_argument(
+        "--images",
+        required=True,
+        metavar="DATA",
+        help="images to inpaint (IDX directory: its test split)",
+    )
+    inpaint.add_argument(
+        "--mask", choices=MASKS, default="random", help="which pixels are missing (default random)"
+    )
+    inpaint.add_argument(
+        "--fraction",
+        type=float,
+        default=0.5,
+        help="share of pixels removed by --mask random (default 0.5)",
+    )
+    inpaint.add_argument(
+        "--out", metavar="FILE", help="write the filled images and the mask (.npz)"
+    )
+    inpaint.add_argument(
+        "--figure", metavar="PNG", help="write original / masked / inpainted examples (.png)"
+    )
     add_common_options(inpaint)
     inpaint.set_defaults(func=run)

@@ -17,6 +17,7 @@ assignment's ``mnist_1_4_8_train.npz`` / ``mnist_1_4_8_test.npz`` files
 (``x_train``/``y_train``, ``x_test``/``y_test``, or ``images``/``labels``)
 are read as they are.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ from ._common import UsageError, bounded_int, nonzero_int
 from ._data import data_keys, load_image_stack
 
 
-def load_data(path: str | Path, split: str, *, need_labels: bool,
-              digits: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def load_data(
+    path: str | Path, split: str, *, need_labels: bool, digits: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Images as float32 (n, H, W) in [0, 1] and labels (or None) from an .npz or IDX directory.
 
     ``digits`` keeps only the images with those labels. Raises
@@ -43,9 +45,13 @@ def load_data(path: str | Path, split: str, *, need_labels: bool,
     """
     images, labels = load_image_stack(path, split, need_labels=need_labels)
     if digits and labels is None:
-        raise UsageError(f"{path}: --digits needs labels; none of the keys {', '.join(data_keys(split)[1])} is there")
+        raise UsageError(
+            f"{path}: --digits needs labels; none of the keys {', '.join(data_keys(split)[1])} is there"
+        )
     if images.min() < 0 or images.max() > 1:
-        raise UsageError(f"{path}: pixel values from {images.min():.3g} to {images.max():.3g}; expected 0..255 or [0, 1]")
+        raise UsageError(
+            f"{path}: pixel values from {images.min():.3g} to {images.max():.3g}; expected 0..255 or [0, 1]"
+        )
     images = images.astype(np.float32, copy=False)
     if digits:
         keep = np.isin(labels, digits)
@@ -85,23 +91,34 @@ def _load_vae(path: str, device: str | None):
 
 
 def _fit_classifier(Z: np.ndarray, y: np.ndarray, args: argparse.Namespace):
-    return GMMClassifier(args.gmm_components, covariance_type=args.covariance_type, reg_covar=args.reg_covar,
-                         random_state=args.seed, n_threads=args.n_threads).fit(Z, y)
+    return GMMClassifier(
+        args.gmm_components,
+        covariance_type=args.covariance_type,
+        reg_covar=args.reg_covar,
+        random_state=args.seed,
+        n_threads=args.n_threads,
+    ).fit(Z, y)
 
 
 def _report(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     s = classification_scores(y, predicted)
-    print(f"accuracy {s['accuracy']:.2%}; macro precision {s['precision']:.2%}, recall {s['recall']:.2%}, "
-          f"F1 {s['f1']:.2%} ({len(y)} images)")
+    print(
+        f"accuracy {s['accuracy']:.2%}; macro precision {s['precision']:.2%}, recall {s['recall']:.2%}, "
+        f"F1 {s['f1']:.2%} ({len(y)} images)"
+    )
     return s
 
 
 def _cluster_report(Z: np.ndarray, y: np.ndarray, seed: int, n_threads: int | None) -> None:
     k = len(np.unique(y))
-    clusters = GaussianMixture(k, covariance_type="full", n_init=5, random_state=seed, n_threads=n_threads).fit_predict(Z)
+    clusters = GaussianMixture(
+        k, covariance_type="full", n_init=5, random_state=seed, n_threads=n_threads
+    ).fit_predict(Z)
     s = clustering_scores(y, clusters)
-    print(f"unsupervised GMM (K = {k}) on the latents: clustering accuracy {s['accuracy']:.2%}, "
-          f"NMI {s['nmi']:.3f}, ARI {s['ari']:.3f}")
+    print(
+        f"unsupervised GMM (K = {k}) on the latents: clustering accuracy {s['accuracy']:.2%}, "
+        f"NMI {s['nmi']:.3f}, ARI {s['ari']:.3f}"
+    )
 
 
 # ------------------------------------------------------------ commands
@@ -110,11 +127,24 @@ def cmd_train(args: argparse.Namespace) -> None:
     _threads(args)
     X, y = load_data(args.train, "train", need_labels=False, digits=args.digits)
     model = vae.ConvVAE(
-        args.latent_dim, channels=tuple(args.channels), hidden_units=args.hidden_units, beta=args.beta,
-        learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
-        rotation=args.rotation, flip=args.flip, input_noise=args.input_noise, device=args.device,
-        random_state=args.seed, verbose=int(args.verbose))
-    print(f"training a VAE (latent size {args.latent_dim}) on {len(X)} images, at most {args.epochs} epochs")
+        args.latent_dim,
+        channels=tuple(args.channels),
+        hidden_units=args.hidden_units,
+        beta=args.beta,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        patience=args.patience,
+        rotation=args.rotation,
+        flip=args.flip,
+        input_noise=args.input_noise,
+        device=args.device,
+        random_state=args.seed,
+        verbose=int(args.verbose),
+    )
+    print(
+        f"training a VAE (latent size {args.latent_dim}) on {len(X)} images, at most {args.epochs} epochs"
+    )
     start = time.perf_counter()
     model.fit(X)
     if model.interrupted_:
@@ -122,8 +152,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         # finished training run, so nothing is saved as if it were one.
         raise KeyboardInterrupt
     took = time.perf_counter() - start
-    print(f"trained {model.n_epochs_} epochs in {took:.1f} s ({model.seconds_per_epoch_:.1f} s per epoch on "
-          f"{model.device_}); best validation loss {model.best_val_loss_:.2f} at epoch {model.best_epoch_}")
+    print(
+        f"trained {model.n_epochs_} epochs in {took:.1f} s ({model.seconds_per_epoch_:.1f} s per epoch on "
+        f"{model.device_}); best validation loss {model.best_val_loss_:.2f} at epoch {model.best_epoch_}"
+    )
     model.save(args.save_model)
     print(f"saved the VAE to {args.save_model}")
     clf = None
@@ -132,13 +164,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         Z = model.encode(X)
         clf = _fit_classifier(Z, y, args)
-        print(f"latent GMM classifier ({args.gmm_components} Gaussian(s) per class): training accuracy "
-              f"{clf.score(Z, y):.2%}")
+        print(
+            f"latent GMM classifier ({args.gmm_components} Gaussian(s) per class): training accuracy "
+            f"{clf.score(Z, y):.2%}"
+        )
         gmm_path = args.save_gmm or str(Path(args.save_model).with_suffix("")) + "-gmm.npz"
         clf.save(gmm_path)
         print(f"saved the latent GMM classifier to {gmm_path}")
     if args.test:
-        X_test, y_test = load_data(args.test, "test", need_labels=clf is not None, digits=args.digits)
+        X_test, y_test = load_data(
+            args.test, "test", need_labels=clf is not None, digits=args.digits
+        )
         if clf is not None:
             _report(y_test, clf.predict(model.encode(X_test)))
     if args.figures:
@@ -152,12 +188,29 @@ def _figures(out: Path, model, X: np.ndarray, y: np.ndarray | None, clf) -> None
         print(f"no figures: {exc}")
         return
     out.mkdir(parents=True, exist_ok=True)
-    written = [_vae_plots().plot_reconstructions(out / "reconstructions.png", X[:12], model.reconstruct(X[:12]))]
-    written.append(_vae_plots().plot_images(out / "samples.png", [model.sample(12, random_state=r) for r in range(3)],
-                                 ["prior"] * 3, "decoded samples from N(0, I)"))
+    written = [
+        _vae_plots().plot_reconstructions(
+            out / "reconstructions.png", X[:12], model.reconstruct(X[:12])
+        )
+    ]
+    written.append(
+        _vae_plots().plot_images(
+            out / "samples.png",
+            [model.sample(12, random_state=r) for r in range(3)],
+            ["prior"] * 3,
+            "decoded samples from N(0, I)",
+        )
+    )
     if y is not None:
-        written.append(_vae_plots().plot_latent_space(out / "latent_space.png", model.encode(X), y, clf,
-                                           "latent means by class, latent GMM classifier ellipses"))
+        written.append(
+            _vae_plots().plot_latent_space(
+                out / "latent_space.png",
+                model.encode(X),
+                y,
+                clf,
+                "latent means by class, latent GMM classifier ellipses",
+            )
+        )
     if model.latent_dim == 2:
         written.append(_vae_plots().plot_manifold(out / "manifold.png", model))
     print("wrote " + ", ".join(written))
@@ -172,8 +225,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     Z = model.encode(X)
     R = model.decode(Z)
-    print(f"reconstructed {len(X)} images in {time.perf_counter() - start:.1f} s; mean squared error "
-          f"{np.mean((R - X) ** 2):.5f} per pixel")
+    print(
+        f"reconstructed {len(X)} images in {time.perf_counter() - start:.1f} s; mean squared error "
+        f"{np.mean((R - X) ** 2):.5f} per pixel"
+    )
     arrays: dict[str, Any] = {"reconstructions": R, "latents": Z}
     if y is not None:
         arrays["labels"] = y
@@ -205,8 +260,10 @@ def cmd_classify(args: argparse.Namespace) -> None:
     else:
         raise UsageError("give --gmm FILE (saved by gmmfast vae train), or --train DATA to fit one")
     if clf.n_features_in_ != model.latent_dim:
-        raise UsageError(f"{args.gmm}: the classifier has {clf.n_features_in_} features, the VAE's latent space "
-                         f"{model.latent_dim} dimensions")
+        raise UsageError(
+            f"{args.gmm}: the classifier has {clf.n_features_in_} features, the VAE's latent space "
+            f"{model.latent_dim} dimensions"
+        )
     X, y = load_data(args.test, "test", need_labels=False, digits=args.digits)
     Z = model.encode(X)
     log_proba = clf.predict_log_proba(Z)
@@ -217,8 +274,14 @@ def cmd_classify(args: argparse.Namespace) -> None:
         if args.cluster:
             _cluster_report(Z, y, args.seed, args.n_threads)
     if args.out:
-        save_npz_atomic(args.out, compressed=True, predictions=predicted, log_proba=log_proba, classes=clf.classes_,
-                        latents=Z)
+        save_npz_atomic(
+            args.out,
+            compressed=True,
+            predictions=predicted,
+            log_proba=log_proba,
+            classes=clf.classes_,
+            latents=Z,
+        )
         print(f"wrote {args.out}")
 
 
@@ -233,8 +296,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
             raise UsageError(f"{args.gmm}: no such model file")
         gmm = GMMClassifier.load(args.gmm)
         labels = gmm.classes_.tolist()
-        images = np.concatenate([model.sample(args.n, gmm=gmm, component=c, random_state=args.seed + i)
-                                 for i, c in enumerate(labels)])
+        images = np.concatenate(
+            [
+                model.sample(args.n, gmm=gmm, component=c, random_state=args.seed + i)
+                for i, c in enumerate(labels)
+            ]
+        )
         sample_labels = np.repeat(labels, args.n)
     else:
         images, sample_labels = model.sample(args.n, random_state=args.seed), None
@@ -242,10 +309,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
     save_npz_atomic(args.out, compressed=True, **arrays)
     print(f"wrote {len(images)} generated images to {args.out}")
     if args.figure:
-        rows = [images[i * args.n:(i + 1) * args.n] for i in range(len(images) // args.n)]
+        rows = [images[i * args.n : (i + 1) * args.n] for i in range(len(images) // args.n)]
         titles = [f"class {c}" for c in gmm.classes_.tolist()] if gmm is not None else ["prior"]
         try:
-            print(f"wrote {_vae_plots().plot_images(args.figure, rows, titles, 'generated digits')}")
+            print(
+                f"wrote {_vae_plots().plot_images(args.figure, rows, titles, 'generated digits')}"
+            )
         except ImportError as exc:
             print(f"no figure: {exc}")
 
@@ -255,80 +324,158 @@ def add_parser(sub: Any) -> None:
     """Add ``gmmfast vae {train,reconstruct,classify,sample}`` to the subparsers ``sub``."""
     keys = data_keys("train")
     vae = sub.add_parser(
-        "vae", help="convolutional VAE: train, reconstruct, classify in latent space (needs torch)",
+        "vae",
+        help="convolutional VAE: train, reconstruct, classify in latent space (needs torch)",
         description="A convolutional VAE (PyTorch; pip install 'gmmfast[vae]') whose latent means feed "
         "gmmfast's Gaussian mixtures.",
-        epilog="Data: an .npz of images (uint8 or [0, 1]; keys " + ", ".join(keys[0][:6]) + ", x_train/x_test, ...) "
-        "and labels (keys " + ", ".join(keys[1][:6]) + ", y_train/y_test, ...), or a directory of MNIST IDX files.")
+        epilog="Data: an .npz of images (uint8 or [0, 1]; keys "
+        + ", ".join(keys[0][:6])
+        + ", x_train/x_test, ...) "
+        "and labels (keys "
+        + ", ".join(keys[1][:6])
+        + ", y_train/y_test, ...), or a directory of MNIST IDX files.",
+    )
     vsub = vae.add_subparsers(dest="vae_command", required=True, metavar="VAE_COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--digits", type=int, nargs="+", help="keep only images of these labels (e.g. 1 4 8)")
+        p.add_argument(
+            "--digits", type=int, nargs="+", help="keep only images of these labels (e.g. 1 4 8)"
+        )
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-        p.add_argument("--n-threads", type=nonzero_int, default=None,
-                       help="torch CPU threads (default: torch's; -1 all usable CPUs)")
+        p.add_argument(
+            "--n-threads",
+            type=nonzero_int,
+            default=None,
+            help="torch CPU threads (default: torch's; -1 all usable CPUs)",
+        )
         p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-        p.add_argument("-v", "--verbose", action="store_true", help="progress bar and a line per epoch")
+        p.add_argument(
+            "-v", "--verbose", action="store_true", help="progress bar and a line per epoch"
+        )
 
     def gmm_options(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("latent GMM classifier")
-        g.add_argument("--gmm-components", type=int, default=1, help="Gaussians per class (default 1)")
-        g.add_argument("--covariance-type", default="full", choices=("full", "tied", "diag", "spherical"))
-        g.add_argument("--reg-covar", type=float, default=1e-6, help="added to covariance diagonals (default 1e-6)")
+        g.add_argument(
+            "--gmm-components", type=int, default=1, help="Gaussians per class (default 1)"
+        )
+        g.add_argument(
+            "--covariance-type", default="full", choices=("full", "tied", "diag", "spherical")
+        )
+        g.add_argument(
+            "--reg-covar",
+            type=float,
+            default=1e-6,
+            help="added to covariance diagonals (default 1e-6)",
+        )
         g.add_argument("--save-gmm", help="where to save the latent GMM classifier (.npz)")
 
-    train = vsub.add_parser("train", help="train a VAE; fit and save a latent GMM classifier when there are labels",
-                            description="Train a ConvVAE on --train, save it (--save-model), fit a class-conditional "
-                            "GMM on the latent means and save it (--save-gmm); with --test, print the test accuracy "
-                            "and macro precision, recall and F1.")
+    train = vsub.add_parser(
+        "train",
+        help="train a VAE; fit and save a latent GMM classifier when there are labels",
+        description="Train a ConvVAE on --train, save it (--save-model), fit a class-conditional "
+        "GMM on the latent means and save it (--save-gmm); with --test, print the test accuracy "
+        "and macro precision, recall and F1.",
+    )
     train.add_argument("--train", required=True, help="training images (.npz or IDX directory)")
     train.add_argument("--test", help="test images with labels to evaluate on")
     train.add_argument("--save-model", default="vae.pt", help="VAE model file (default vae.pt)")
     train.add_argument("--latent-dim", type=int, default=2, help="latent size (default 2)")
-    train.add_argument("--epochs", type=int, default=50, help="most epochs (default 50; early stopping after --patience)")
-    train.add_argument("--patience", type=int, default=15, help="early-stopping patience in epochs (default 15)")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=50,
+        help="most epochs (default 50; early stopping after --patience)",
+    )
+    train.add_argument(
+        "--patience", type=int, default=15, help="early-stopping patience in epochs (default 15)"
+    )
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--beta", type=float, default=0.5, help="weight of the KL term (default 0.5)")
-    train.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128, 128, 256],
-                       help="encoder channels, five values (default 32 64 128 128 256)")
-    train.add_argument("--hidden-units", type=int, default=512, help="dense layer width (default 512)")
-    train.add_argument("--rotation", type=float, default=0.0, help="augmentation: rotations up to this many degrees")
+    train.add_argument(
+        "--beta", type=float, default=0.5, help="weight of the KL term (default 0.5)"
+    )
+    train.add_argument(
+        "--channels",
+        type=int,
+        nargs="+",
+        default=[32, 64, 128, 128, 256],
+        help="encoder channels, five values (default 32 64 128 128 256)",
+    )
+    train.add_argument(
+        "--hidden-units", type=int, default=512, help="dense layer width (default 512)"
+    )
+    train.add_argument(
+        "--rotation",
+        type=float,
+        default=0.0,
+        help="augmentation: rotations up to this many degrees",
+    )
     train.add_argument("--flip", action="store_true", help="augmentation: random horizontal flips")
-    train.add_argument("--input-noise", type=float, default=0.0, help="std of Gaussian noise on the encoder's input")
-    train.add_argument("--figures", help="directory for latent-space, reconstruction, sample and manifold figures")
+    train.add_argument(
+        "--input-noise",
+        type=float,
+        default=0.0,
+        help="std of Gaussian noise on the encoder's input",
+    )
+    train.add_argument(
+        "--figures", help="directory for latent-space, reconstruction, sample and manifold figures"
+    )
     gmm_options(train)
     common(train)
     train.set_defaults(func=cmd_train)
 
-    rec = vsub.add_parser("reconstruct", help="encode and decode images; write the reconstructions (.npz)")
+    rec = vsub.add_parser(
+        "reconstruct", help="encode and decode images; write the reconstructions (.npz)"
+    )
     rec.add_argument("--model", required=True, help="VAE model file from gmmfast vae train")
-    rec.add_argument("--images", required=True, help="images (.npz or IDX directory: its test split)")
-    rec.add_argument("--out", required=True, help="output .npz (keys reconstructions, latents, labels)")
+    rec.add_argument(
+        "--images", required=True, help="images (.npz or IDX directory: its test split)"
+    )
+    rec.add_argument(
+        "--out", required=True, help="output .npz (keys reconstructions, latents, labels)"
+    )
     rec.add_argument("--figure", help="originals above reconstructions (.png)")
     common(rec)
     rec.set_defaults(func=cmd_reconstruct)
 
-    cls = vsub.add_parser("classify", help="classify images with a latent GMM classifier",
-                          description="Encode --test with the VAE and classify the latent means with --gmm (or one "
-                          "fitted on --train); prints accuracy and macro precision, recall and F1.")
+    cls = vsub.add_parser(
+        "classify",
+        help="classify images with a latent GMM classifier",
+        description="Encode --test with the VAE and classify the latent means with --gmm (or one "
+        "fitted on --train); prints accuracy and macro precision, recall and F1.",
+    )
     cls.add_argument("--model", required=True, help="VAE model file")
     cls.add_argument("--gmm", help="latent GMM classifier (.npz from gmmfast vae train)")
-    cls.add_argument("--train", help="fit the latent GMM classifier on these labelled images instead")
-    cls.add_argument("--test", required=True, help="images to classify (IDX directory: its test split)")
-    cls.add_argument("--cluster", action="store_true",
-                     help="also cluster the test latents with a GMM (K = number of classes, no labels used) "
-                     "and print Hungarian-matched accuracy, NMI and ARI")
+    cls.add_argument(
+        "--train", help="fit the latent GMM classifier on these labelled images instead"
+    )
+    cls.add_argument(
+        "--test", required=True, help="images to classify (IDX directory: its test split)"
+    )
+    cls.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also cluster the test latents with a GMM (K = number of classes, no labels used) "
+        "and print Hungarian-matched accuracy, NMI and ARI",
+    )
     cls.add_argument("--out", help="write predictions, log-probabilities and latents (.npz)")
     gmm_options(cls)
     common(cls)
     cls.set_defaults(func=cmd_classify)
 
-    smp = vsub.add_parser("sample", help="generate images from the prior or from each class's latent GMM")
+    smp = vsub.add_parser(
+        "sample", help="generate images from the prior or from each class's latent GMM"
+    )
     smp.add_argument("--model", required=True, help="VAE model file")
-    smp.add_argument("--gmm", help="latent GMM classifier: N images per class instead of N from the prior")
-    smp.add_argument("-n", type=bounded_int(1, 100_000), default=10,
-                     help="images (per class with --gmm; default 10, at most 100000)")
+    smp.add_argument(
+        "--gmm", help="latent GMM classifier: N images per class instead of N from the prior"
+    )
+    smp.add_argument(
+        "-n",
+        type=bounded_int(1, 100_000),
+        default=10,
+        help="images (per class with --gmm; default 10, at most 100000)",
+    )
     smp.add_argument("--out", required=True, help="output .npz (keys images, labels)")
     smp.add_argument("--figure", help="the generated images (.png)")
     common(smp)

@@ -8,6 +8,7 @@ operators, and image metrics (PSNR, noise level).
 May import :mod:`gmmfast.mixture`, :mod:`gmmfast.utils` and the kernels;
 never :mod:`gmmfast.vae` or :mod:`gmmfast.cli`.
 """
+
 from ._blur import blur, blur_matrix, gaussian_kernel
 from ._denoiser import PatchDenoiser
 from ._patches import average_patches, extract_patches, patch_positions

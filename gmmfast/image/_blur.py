@@ -1,5 +1,6 @@
 """Blur operators: Gaussian kernels, zero-padded convolution of images and
 of single patches, and the conjugate-gradient image step of EPLL deblurring."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Input checks shared by the image modules."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,8 +12,16 @@ def check_positive_sequence(values: Any, name: str) -> np.ndarray:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         arr = None
-    if arr is None or arr.ndim != 1 or len(arr) == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{name} must be a non-empty sequence of positive numbers; got {values!r}.")
+    if (
+        arr is None
+        or arr.ndim != 1
+        or len(arr) == 0
+        or not np.all(np.isfinite(arr))
+        or np.any(arr <= 0)
+    ):
+        raise ValueError(
+            f"{name} must be a non-empty sequence of positive numbers; got {values!r}."
+        )
     return arr
 
 

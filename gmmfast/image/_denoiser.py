@@ -34,6 +34,7 @@ patches are extracted and averaged by the compiled kernels of
 strides by held-out PSNR; :func:`estimate_noise_sigma` estimates the noise
 level when it is not known (``sigma=None``).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -155,9 +156,22 @@ class PatchDenoiser(BaseEstimator):
     """
 
     _MODEL_KIND = "PatchDenoiser"
-    _SAVED_PARAMS = ("patch_size", "n_components", "stride", "remove_mean", "covariance_type", "reg_covar",
-                     "epll_betas", "epll_fidelity", "epll_patch_step", "epll_init", "cg_iter", "blur_boundary",
-                     "clip", "dtype")
+    _SAVED_PARAMS = (
+        "patch_size",
+        "n_components",
+        "stride",
+        "remove_mean",
+        "covariance_type",
+        "reg_covar",
+        "epll_betas",
+        "epll_fidelity",
+        "epll_patch_step",
+        "epll_init",
+        "cg_iter",
+        "blur_boundary",
+        "clip",
+        "dtype",
+    )
 
     def __init__(
         self,
@@ -228,27 +242,45 @@ class PatchDenoiser(BaseEstimator):
             _check_clip(self.clip)
         if self.covariance_type not in ("full", "diag", "spherical"):
             # tied would share one covariance among all patch clusters: not a patch prior
-            raise ValueError(f"covariance_type must be 'full', 'diag' or 'spherical'; got {self.covariance_type!r}.")
-        if isinstance(images, (list, tuple)) and len(images) and all(np.ndim(im) == 2 for im in images):
+            raise ValueError(
+                f"covariance_type must be 'full', 'diag' or 'spherical'; got {self.covariance_type!r}."
+            )
+        if (
+            isinstance(images, (list, tuple))
+            and len(images)
+            and all(np.ndim(im) == 2 for im in images)
+        ):
             groups = [check_images(im) for im in images]
         else:
             groups = [check_images(images)]
         rng = check_random_state(self.random_state)
-        patches, n_total = _sample_patches(groups, self.patch_size, self.stride, self.max_patches, rng,
-                                           self.n_threads)
+        patches, n_total = _sample_patches(
+            groups, self.patch_size, self.stride, self.max_patches, rng, self.n_threads
+        )
         m = self.patch_size
         if self.remove_mean:
             patches = patches - patches.mean(axis=1, keepdims=True)
-        self._say(f"fitting a {self.n_components}-component mixture on {len(patches):,} patches of {m}x{m} "
-                  f"(of {n_total:,})")
+        self._say(
+            f"fitting a {self.n_components}-component mixture on {len(patches):,} patches of {m}x{m} "
+            f"(of {n_total:,})"
+        )
         start = time.perf_counter()
         self.mixture_ = GaussianMixture(
-            self.n_components, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
-            max_iter=self.max_iter, tol=self.tol, n_init=self.n_init, random_state=rng,
-            dtype=self.dtype, n_threads=self.n_threads, verbose=max(0, int(self.verbose) - 1),
+            self.n_components,
+            covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_init=self.n_init,
+            random_state=rng,
+            dtype=self.dtype,
+            n_threads=self.n_threads,
+            verbose=max(0, int(self.verbose) - 1),
         ).fit(patches)
         self._filter_cache = {}
-        self._say(f"fitted in {time.perf_counter() - start:.1f} s, {self.mixture_.n_iter_} EM iterations")
+        self._say(
+            f"fitted in {time.perf_counter() - start:.1f} s, {self.mixture_.n_iter_} EM iterations"
+        )
         return self
 
     # -------------------------------------------------------------- inference
@@ -372,8 +404,14 @@ class PatchDenoiser(BaseEstimator):
     def _compute_dtype(self) -> type:
         return check_compute_dtype(self.dtype)
 
-    def _one_pass(self, source: np.ndarray, noise_var: float, *, posterior_mean: bool,
-                  blur: np.ndarray | None = None) -> np.ndarray:
+    def _one_pass(
+        self,
+        source: np.ndarray,
+        noise_var: float,
+        *,
+        posterior_mean: bool,
+        blur: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Every patch of ``source`` restored under noise variance ``noise_var``
         (and the patch blur matrix ``blur``, if any), averaged into images.
 
@@ -389,16 +427,19 @@ class PatchDenoiser(BaseEstimator):
         out = np.empty((n, H, W))
         buf = None
         for start in range(0, n, chunk):
-            block = src[start:start + chunk]
+            block = src[start : start + chunk]
             if buf is None or len(buf) != len(block) * per_image:
                 buf = np.empty((len(block) * per_image, m * m), dtype=dt)
             patches = extract_patches(block, m, s, out=buf, n_threads=self.n_threads)
             restored = self._restore_patches(patches, filters, posterior_mean=posterior_mean)
-            out[start:start + len(block)] = average_patches(restored, block.shape, m, s, n_threads=self.n_threads)
+            out[start : start + len(block)] = average_patches(
+                restored, block.shape, m, s, n_threads=self.n_threads
+            )
         return out
 
-    def _restore_patches(self, patches: np.ndarray, filters: dict[str, Any], *,
-                         posterior_mean: bool) -> np.ndarray:
+    def _restore_patches(
+        self, patches: np.ndarray, filters: dict[str, Any], *, posterior_mean: bool
+    ) -> np.ndarray:
         """Restored patches (rows of ``patches``, which may be overwritten)."""
         gm = self.mixture_
         if self.remove_mean:
@@ -406,8 +447,13 @@ class PatchDenoiser(BaseEstimator):
             patches -= dc
         mode = _gaussian.MODE_RESP if posterior_mean else _gaussian.MODE_WEIGHTED_LOG_PROB
         scores, _ = _gaussian.estimate_log_prob(
-            patches, gm.weights_, filters["observed_means"], filters["prec_chol"], "full",
-            mode=mode, n_threads=effective_n_threads(self.n_threads),
+            patches,
+            gm.weights_,
+            filters["observed_means"],
+            filters["prec_chol"],
+            "full",
+            mode=mode,
+            n_threads=effective_n_threads(self.n_threads),
         )
         gains, offsets = filters["gains"], filters["offsets"]
         if posterior_mean:
@@ -418,7 +464,7 @@ class PatchDenoiser(BaseEstimator):
             order = np.argsort(best, kind="stable")
             bounds = np.searchsorted(best[order], np.arange(len(gains) + 1))
             for k in range(len(gains)):
-                rows = order[bounds[k]:bounds[k + 1]]
+                rows = order[bounds[k] : bounds[k + 1]]
                 if len(rows):
                     est = patches[rows] @ gains[k]
                     est += offsets[k]
@@ -454,16 +500,25 @@ class PatchDenoiser(BaseEstimator):
             gain = linalg.cho_solve((factor, True), W @ cov)
             gains.append(_flush_subnormal(gain, dt))
             offsets.append(_flush_subnormal(mean - observed_mean @ gain, dt))
-        filters = {"prec_chol": np.ascontiguousarray(chols), "gains": np.ascontiguousarray(gains),
-                   "offsets": np.ascontiguousarray(offsets),
-                   "observed_means": observed_means}
+        filters = {
+            "prec_chol": np.ascontiguousarray(chols),
+            "gains": np.ascontiguousarray(gains),
+            "offsets": np.ascontiguousarray(offsets),
+            "observed_means": observed_means,
+        }
         if len(cache) > 32:
             cache.clear()
         cache[key] = filters
         return filters
 
-    def _epll(self, noisy: np.ndarray, sigma: float, betas: Sequence[float] | None,
-              kernel: np.ndarray | None = None, cg_iter: int = 50) -> np.ndarray:
+    def _epll(
+        self,
+        noisy: np.ndarray,
+        sigma: float,
+        betas: Sequence[float] | None,
+        kernel: np.ndarray | None = None,
+        cg_iter: int = 50,
+    ) -> np.ndarray:
         """Half-quadratic splitting: for beta in the schedule, patch estimates
         of the current image under noise variance 1/beta, then the image
         minimising lambda ||K x - y||^2 + beta sum_p ||P_p x - z_p||^2
@@ -472,19 +527,27 @@ class PatchDenoiser(BaseEstimator):
             schedule = check_positive_sequence(self.epll_betas, "epll_betas") / sigma**2
         else:
             schedule = check_positive_sequence(betas, "betas")
-        check_scalar(self.epll_fidelity, "epll_fidelity", numbers.Real, min_value=0.0, include_min=False)
+        check_scalar(
+            self.epll_fidelity, "epll_fidelity", numbers.Real, min_value=0.0, include_min=False
+        )
         if self.epll_patch_step not in PATCH_STEPS:
-            raise ValueError(f"epll_patch_step must be one of {PATCH_STEPS}; got {self.epll_patch_step!r}.")
+            raise ValueError(
+                f"epll_patch_step must be one of {PATCH_STEPS}; got {self.epll_patch_step!r}."
+            )
         if self.epll_init not in EPLL_INITS:
             raise ValueError(f"epll_init must be one of {EPLL_INITS}; got {self.epll_init!r}.")
         lam = float(self.epll_fidelity) / sigma**2
         H, W = noisy.shape[1:]
         counts = _coverage_counts(H, W, self.patch_size, self.stride)
-        blur_W = None if kernel is None else blur_matrix(kernel, self.patch_size, self.blur_boundary)
+        blur_W = (
+            None if kernel is None else blur_matrix(kernel, self.patch_size, self.blur_boundary)
+        )
         if self.epll_init == "noisy":
             x = noisy.copy()
         else:
-            x = self._one_pass(noisy, sigma**2, posterior_mean=self.epll_init == "posterior_mean", blur=blur_W)
+            x = self._one_pass(
+                noisy, sigma**2, posterior_mean=self.epll_init == "posterior_mean", blur=blur_W
+            )
         if kernel is not None:
             Kty = blur(noisy, kernel, adjoint=True)
         pm = self.epll_patch_step == "posterior_mean"
@@ -495,8 +558,10 @@ class PatchDenoiser(BaseEstimator):
                 x = (lam * noisy + beta * counts * patch_mean) / (lam + beta * counts)
             else:
                 x = solve_deblur_step(Kty, kernel, lam, beta, counts, patch_mean, x, cg_iter)
-            self._say(f"EPLL step {step + 1}/{len(schedule)}: beta sigma^2 = {beta * sigma**2:.4g}, "
-                      f"{time.perf_counter() - start:.2f} s")
+            self._say(
+                f"EPLL step {step + 1}/{len(schedule)}: beta sigma^2 = {beta * sigma**2:.4g}, "
+                f"{time.perf_counter() - start:.2f} s"
+            )
         return x
 
     def _say(self, message: str) -> None:
@@ -517,10 +582,17 @@ class PatchDenoiser(BaseEstimator):
                 v = v.item()
             params[name] = v
         gm = self.mixture_
-        save_npz(path, self._MODEL_KIND, params, {
-            "weights_": gm.weights_, "means_": gm.means_, "covariances_": gm.covariances_,
-            "precisions_cholesky_": gm.precisions_cholesky_,
-        })
+        save_npz(
+            path,
+            self._MODEL_KIND,
+            params,
+            {
+                "weights_": gm.weights_,
+                "means_": gm.means_,
+                "covariances_": gm.covariances_,
+                "precisions_cholesky_": gm.precisions_cholesky_,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PatchDenoiser":
@@ -541,15 +613,22 @@ class PatchDenoiser(BaseEstimator):
         gm = GaussianMixture(model.n_components, covariance_type=model.covariance_type)
         gm._restore(arrays, path)
         if gm.means_.shape[1] != model.patch_size**2:
-            raise ValueError(f"{path}: the mixture has {gm.means_.shape[1]} features, not patch_size^2 = {model.patch_size**2}.")
+            raise ValueError(
+                f"{path}: the mixture has {gm.means_.shape[1]} features, not patch_size^2 = {model.patch_size**2}."
+            )
         model.mixture_ = gm
         return model
 
 
-def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, tuple[int, ...]]:
+def _expected_members(
+    params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]]
+) -> dict[str, tuple[int, ...]]:
     """The members of a denoiser file: its patch mixture's four parameter arrays (see ``load_npz``)."""
     shapes = _mixture_members(params, headers)
-    return {name: shapes[name] for name in ("weights_", "means_", "covariances_", "precisions_cholesky_")}
+    return {
+        name: shapes[name]
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_")
+    }
 
 
 def _check_saved_params(model: "PatchDenoiser") -> None:
@@ -561,16 +640,30 @@ def _check_saved_params(model: "PatchDenoiser") -> None:
         raise ValueError(f"verbose must be an integer; got {model.verbose!r}.")
     check_scalar(model.reg_covar, "reg_covar", numbers.Real, min_value=0.0)
     check_scalar(model.tol, "tol", numbers.Real, min_value=0.0)
-    if model.n_threads is not None and (isinstance(model.n_threads, bool) or not isinstance(model.n_threads, int)
-                                        or model.n_threads == 0):
+    if model.n_threads is not None and (
+        isinstance(model.n_threads, bool)
+        or not isinstance(model.n_threads, int)
+        or model.n_threads == 0
+    ):
         raise ValueError(f"n_threads must be a non-zero integer or None; got {model.n_threads!r}.")
-    if not (model.random_state is None or (isinstance(model.random_state, int) and 0 <= model.random_state < 2**32)):
-        raise ValueError(f"random_state must be None or a seed in [0, 2**32); got {model.random_state!r}.")
-    check_scalar(model.epll_fidelity, "epll_fidelity", numbers.Real, min_value=0.0, include_min=False)
+    if not (
+        model.random_state is None
+        or (isinstance(model.random_state, int) and 0 <= model.random_state < 2**32)
+    ):
+        raise ValueError(
+            f"random_state must be None or a seed in [0, 2**32); got {model.random_state!r}."
+        )
+    check_scalar(
+        model.epll_fidelity, "epll_fidelity", numbers.Real, min_value=0.0, include_min=False
+    )
     if model.covariance_type not in ("full", "diag", "spherical"):
-        raise ValueError(f"covariance_type must be 'full', 'diag' or 'spherical'; got {model.covariance_type!r}.")
+        raise ValueError(
+            f"covariance_type must be 'full', 'diag' or 'spherical'; got {model.covariance_type!r}."
+        )
     if model.epll_patch_step not in PATCH_STEPS:
-        raise ValueError(f"epll_patch_step must be one of {PATCH_STEPS}; got {model.epll_patch_step!r}.")
+        raise ValueError(
+            f"epll_patch_step must be one of {PATCH_STEPS}; got {model.epll_patch_step!r}."
+        )
     if model.epll_init not in EPLL_INITS:
         raise ValueError(f"epll_init must be one of {EPLL_INITS}; got {model.epll_init!r}.")
     if not isinstance(model.blur_boundary, str):
@@ -579,16 +672,28 @@ def _check_saved_params(model: "PatchDenoiser") -> None:
         raise ValueError(f"remove_mean must be true or false; got {model.remove_mean!r}.")
     if model.epll_betas is not None:
         if not isinstance(model.epll_betas, list):
-            raise ValueError(f"epll_betas must be a list of positive numbers; got {model.epll_betas!r}.")
+            raise ValueError(
+                f"epll_betas must be a list of positive numbers; got {model.epll_betas!r}."
+            )
         check_positive_sequence(model.epll_betas, "epll_betas")
-    if model.clip is not None and not (isinstance(model.clip, list) and len(model.clip) == 2 and all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in model.clip) and model.clip[0] <= model.clip[1]):
+    if model.clip is not None and not (
+        isinstance(model.clip, list)
+        and len(model.clip) == 2
+        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in model.clip)
+        and model.clip[0] <= model.clip[1]
+    ):
         raise ValueError(f"clip must be None or [low, high]; got {model.clip!r}.")
     check_compute_dtype(model.dtype)
 
 
-def _sample_patches(groups: list[np.ndarray], m: int, stride: int, max_patches: int,
-                    rng: np.random.RandomState, n_threads: int | None) -> tuple[np.ndarray, int]:
+def _sample_patches(
+    groups: list[np.ndarray],
+    m: int,
+    stride: int,
+    max_patches: int,
+    rng: np.random.RandomState,
+    n_threads: int | None,
+) -> tuple[np.ndarray, int]:
     """At most ``max_patches`` patches drawn uniformly without replacement among
     all the stride-``stride`` patches of every image of every group (a group
     is an (n, H, W) batch); returns them and the number of candidates."""
@@ -600,7 +705,9 @@ def _sample_patches(groups: list[np.ndarray], m: int, stride: int, max_patches: 
     sizes = np.array([n for _, _, n in layout])
     n_total = int(sizes.sum())
     if n_total <= max_patches:
-        return np.vstack([extract_patches(imgs, m, stride, n_threads=n_threads) for imgs in groups]), n_total
+        return np.vstack(
+            [extract_patches(imgs, m, stride, n_threads=n_threads) for imgs in groups]
+        ), n_total
     flat = np.sort(rng.choice(n_total, max_patches, replace=False))
     starts = np.concatenate([[0], np.cumsum(sizes)])
     parts = []
@@ -625,8 +732,9 @@ def _flush_subnormal(a: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
-def _posterior_mean_estimates(patches: np.ndarray, resp: np.ndarray, gains: np.ndarray,
-                              offsets: np.ndarray) -> np.ndarray:
+def _posterior_mean_estimates(
+    patches: np.ndarray, resp: np.ndarray, gains: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
     """sum_k resp[:, k] (patches G_k + offset_k), a block of rows at a time:
     one GEMM of the block with the gains of the components that matter in
     it side by side ((D, K' D)), then, per row, the responsibility-weighted
@@ -654,9 +762,13 @@ def _check_clip(clip: Any) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in clip)
     except (TypeError, ValueError):
-        raise ValueError(f"clip must be None or a pair (low, high) of numbers; got {clip!r}.") from None
+        raise ValueError(
+            f"clip must be None or a pair (low, high) of numbers; got {clip!r}."
+        ) from None
     if not lo < hi:  # also false when either is NaN; an infinite bound clips one side only
-        raise ValueError(f"clip must be a pair (low, high) of numbers, neither NaN, with low < high; got {clip!r}.")
+        raise ValueError(
+            f"clip must be a pair (low, high) of numbers, neither NaN, with low < high; got {clip!r}."
+        )
     return lo, hi
 
 
@@ -672,9 +784,7 @@ def _coverage_counts(H: int, W: int, patch_size: int, stride: int) -> np.ndarray
     cover_r = np.zeros(H)
     cover_c = np.zeros(W)
     for r in rows:
-        cover_r[r:r + patch_size] += 1
+        cover_r[r : r + patch_size] += 1
     for c in cols:
-        cover_c[c:c + patch_size] += 1
+        cover_c[c : c + patch_size] += 1
     return np.outer(cover_r, cover_c)
-
-

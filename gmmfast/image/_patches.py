@@ -30,6 +30,7 @@ Both operations run in compiled, multi-threaded kernels
 (``gmmfast._kernels._patches``). float32 inputs stay float32; any other
 real dtype is computed in float64. Inputs are never modified.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -153,7 +154,9 @@ def extract_patches(
         )
     n_images, height, width = arr.shape
     if height == 0 or width == 0:
-        raise ValueError(f"images must have at least one pixel; got images of shape {arr.shape[1:]}.")
+        raise ValueError(
+            f"images must have at least one pixel; got images of shape {arr.shape[1:]}."
+        )
     flat = arr.reshape(n_images, height * width)
     arr = check_array(flat, dtype=_compute_dtype(arr), name="images").reshape(arr.shape)
     m = _check_patch_size(patch_size, min(height, width))
@@ -248,8 +251,7 @@ def average_patches(
     n_patches, n_pixels = patches.shape
     if n_pixels != m * m:
         raise ValueError(
-            f"patches have {n_pixels} values each, but patch_size={m} needs {m * m} "
-            f"({m} x {m})."
+            f"patches have {n_pixels} values each, but patch_size={m} needs {m * m} ({m} x {m})."
         )
     if n_images is None:
         if n_patches % per_image:

@@ -1,4 +1,5 @@
 """Choosing a patch prior: patch size, number of components and stride by held-out PSNR."""
+
 from __future__ import annotations
 
 import numbers
@@ -89,8 +90,9 @@ def select_patch_prior(
         if not usable:
             continue
         start = time.perf_counter()
-        model = PatchDenoiser(m, K, stride=usable[0], random_state=random_state,
-                              verbose=max(0, verbose - 1), **params).fit(train)
+        model = PatchDenoiser(
+            m, K, stride=usable[0], random_state=random_state, verbose=max(0, verbose - 1), **params
+        ).fit(train)
         fit_s = time.perf_counter() - start
         for s in usable:
             model.stride = s
@@ -99,16 +101,27 @@ def select_patch_prior(
                 restored = model.denoise(observed, sigma, method=method)
             else:
                 restored = model.deblur(observed, k, sigma, method=method)
-            row = {"patch_size": m, "n_components": K, "stride": s, "psnr": psnr(val, restored),
-                   "fit_s": fit_s, "restore_s": time.perf_counter() - start}
+            row = {
+                "patch_size": m,
+                "n_components": K,
+                "stride": s,
+                "psnr": psnr(val, restored),
+                "fit_s": fit_s,
+                "restore_s": time.perf_counter() - start,
+            }
             table.append(row)
-            _progress.say(verbose, f"[select_patch_prior] m={m} K={K} stride={s}: PSNR {row['psnr']:.3f} dB "
-                          f"(fit {fit_s:.1f} s, restore {row['restore_s']:.1f} s)")
+            _progress.say(
+                verbose,
+                f"[select_patch_prior] m={m} K={K} stride={s}: PSNR {row['psnr']:.3f} dB "
+                f"(fit {fit_s:.1f} s, restore {row['restore_s']:.1f} s)",
+            )
             if row["psnr"] > best_score:
                 best_score = row["psnr"]
                 best = (model, s)
     if best is None:
-        raise ValueError("no stride is usable with any patch size (need 1 <= stride <= patch_size).")
+        raise ValueError(
+            "no stride is usable with any patch size (need 1 <= stride <= patch_size)."
+        )
     model, s = best
     model.stride = s
     return model, table

@@ -3,6 +3,7 @@
 Used by the denoiser, the command line and the experiment runners alike,
 so every reported PSNR is computed the same way. Imports numpy only.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -10,6 +10,7 @@ image translations).
 May import :mod:`gmmfast.utils` and the compiled kernels only; never
 :mod:`gmmfast.image`, :mod:`gmmfast.vae` or :mod:`gmmfast.cli`.
 """
+
 from ._classifier import GMMClassifier
 from ._gaussian_mixture import GaussianMixture
 from ._shift_invariant import ShiftInvariantClassifier

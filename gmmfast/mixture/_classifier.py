@@ -12,6 +12,7 @@ log p(x_o, c, k) for every class and component, the classes' likelihoods
 are log-sum-exps over their own components, and imputation weighted by the
 class posterior is the joint mixture's own imputation.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,15 @@ IMPUTE_WEIGHTINGS = ("posterior", "predicted")
 
 # Parameters handed unchanged to every class's GaussianMixture.
 _SHARED_PARAMS = (
-    "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params",
-    "verbose", "dtype", "n_threads",
+    "covariance_type",
+    "tol",
+    "reg_covar",
+    "max_iter",
+    "n_init",
+    "init_params",
+    "verbose",
+    "dtype",
+    "n_threads",
 )
 
 
@@ -104,7 +112,9 @@ class GMMClassifier(BaseEstimator):
     """
 
     _MODEL_KIND = "GMMClassifier"
-    _estimator_type = "classifier"  # also what scikit-learn < 1.6 reads (is_classifier, stratified CV)
+    _estimator_type = (
+        "classifier"  # also what scikit-learn < 1.6 reads (is_classifier, stratified CV)
+    )
     _allow_nan = True  # missing values are marginalised exactly
 
     def __sklearn_tags__(self):
@@ -180,12 +190,16 @@ class GMMClassifier(BaseEstimator):
         else:
             Xc, obs = check_array(X, dtype=dtype), None
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         labels = _check_labels(y, len(Xc))
         classes, y_index = np.unique(labels, return_inverse=True)
         if len(classes) < 2:
-            raise ValueError(f"y must hold at least 2 classes; got {len(classes)} class{'es' if len(classes) != 1 else ''} "
-                             f"({classes.tolist()}).")
+            raise ValueError(
+                f"y must hold at least 2 classes; got {len(classes)} class{'es' if len(classes) != 1 else ''} "
+                f"({classes.tolist()})."
+            )
         specs = self._component_specs(classes)
         log_prior = self._log_prior(classes, y_index)
         rng = check_random_state(self.random_state)
@@ -207,7 +221,9 @@ class GMMClassifier(BaseEstimator):
                 if len(candidates) == 1:
                     k = candidates[0]
                 else:
-                    k, scores[_key(label)] = self._select(label, Xk, obs_k, candidates, int(seeds[c]))
+                    k, scores[_key(label)] = self._select(
+                        label, Xk, obs_k, candidates, int(seeds[c])
+                    )
                 self._print(f"class {label!r}: fitting K={k} on {len(rows)} samples")
                 estimators.append(self._fit_mixture(k, Xk, obs_k, int(seeds[c])))
                 chosen[_key(label)] = k
@@ -225,10 +241,14 @@ class GMMClassifier(BaseEstimator):
 
     def _check_parameters(self) -> None:
         if self.selection not in SELECTION_CRITERIA:
-            raise ValueError(f"selection must be one of {SELECTION_CRITERIA}; got {self.selection!r}.")
+            raise ValueError(
+                f"selection must be one of {SELECTION_CRITERIA}; got {self.selection!r}."
+            )
         check_scalar(self.validation_fraction, "validation_fraction", (float, int, np.floating))
         if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must lie strictly between 0 and 1; got {self.validation_fraction}.")
+            raise ValueError(
+                f"validation_fraction must lie strictly between 0 and 1; got {self.validation_fraction}."
+            )
         check_compute_dtype(self.dtype)
         effective_n_threads(self.n_threads)
 
@@ -243,7 +263,10 @@ class GMMClassifier(BaseEstimator):
             extra = set(given) - {_key(label) for label in classes.tolist()}
             if extra:
                 raise ValueError(f"n_components names classes not in y: {sorted(map(str, extra))}.")
-            return [_candidates(given[_key(label)], f"n_components[{label!r}]") for label in classes.tolist()]
+            return [
+                _candidates(given[_key(label)], f"n_components[{label!r}]")
+                for label in classes.tolist()
+            ]
         return [_candidates(spec, "n_components")] * len(classes)
 
     def _log_prior(self, classes: np.ndarray, y_index: np.ndarray) -> np.ndarray:
@@ -252,12 +275,20 @@ class GMMClassifier(BaseEstimator):
             return np.log(counts / counts.sum())
         if isinstance(self.priors, str):
             if self.priors != "uniform":
-                raise ValueError(f"priors must be None, 'uniform' or an array; got {self.priors!r}.")
+                raise ValueError(
+                    f"priors must be None, 'uniform' or an array; got {self.priors!r}."
+                )
             return np.full(len(classes), -np.log(len(classes)))
         priors = np.asarray(self.priors, dtype=np.float64)
         if priors.shape != (len(classes),):
-            raise ValueError(f"priors must have shape ({len(classes)},), one per class; got {priors.shape}.")
-        if not np.isfinite(priors).all() or np.any(priors < 0) or not np.isclose(priors.sum(), 1.0, atol=1e-6):
+            raise ValueError(
+                f"priors must have shape ({len(classes)},), one per class; got {priors.shape}."
+            )
+        if (
+            not np.isfinite(priors).all()
+            or np.any(priors < 0)
+            or not np.isclose(priors.sum(), 1.0, atol=1e-6)
+        ):
             raise ValueError("priors must be non-negative and sum to 1.")
         with np.errstate(divide="ignore"):
             return np.log(priors)
@@ -267,24 +298,36 @@ class GMMClassifier(BaseEstimator):
         shared["verbose"] = max(0, int(self.verbose) - 1)
         return GaussianMixture(n_components, random_state=seed, **shared)
 
-    def _fit_mixture(self, k: int, X: np.ndarray, observed: np.ndarray | None, seed: int) -> GaussianMixture:
+    def _fit_mixture(
+        self, k: int, X: np.ndarray, observed: np.ndarray | None, seed: int
+    ) -> GaussianMixture:
         gm = self._mixture(k, seed)
         if observed is None:
             return gm.fit(X)
         return gm.fit(X, observed=observed)
 
-    def _select(self, label: Any, X: np.ndarray, observed: np.ndarray | None,
-                candidates: list[int], seed: int) -> tuple[int, dict[int, float]]:
+    def _select(
+        self,
+        label: Any,
+        X: np.ndarray,
+        observed: np.ndarray | None,
+        candidates: list[int],
+        seed: int,
+    ) -> tuple[int, dict[int, float]]:
         """Choose K for one class by BIC or held-out log-likelihood."""
         scores: dict[int, float] = {}
-        search = _progress.bar(candidates, desc=f"class {label!r}: K search", unit="fit", leave=False)
+        search = _progress.bar(
+            candidates, desc=f"class {label!r}: K search", unit="fit", leave=False
+        )
         if self.selection == "bic":
             with search:
                 for k in search:
                     if len(X) < k:
                         continue  # more components than samples (as for 'heldout')
                     gm = self._fit_mixture(k, X, observed, seed)
-                    scores[k] = float(gm.bic(X if observed is None else np.where(observed, X, np.nan)))
+                    scores[k] = float(
+                        gm.bic(X if observed is None else np.where(observed, X, np.nan))
+                    )
                     search.set_postfix_str(f"K={k} BIC {scores[k]:.6g}", refresh=False)
                     self._print(f"class {label!r}: K={k} BIC {scores[k]:.6g}")
             return min(scores, key=scores.get), scores
@@ -295,13 +338,17 @@ class GMMClassifier(BaseEstimator):
             for k in search:
                 if len(train) < k:
                     continue
-                gm = self._fit_mixture(k, X[train], None if observed is None else observed[train], seed)
+                gm = self._fit_mixture(
+                    k, X[train], None if observed is None else observed[train], seed
+                )
                 X_val = X[val] if observed is None else np.where(observed[val], X[val], np.nan)
                 scores[k] = float(gm.score(X_val))
                 search.set_postfix_str(f"K={k} held-out {scores[k]:.6g}", refresh=False)
                 self._print(f"class {label!r}: K={k} held-out log-likelihood {scores[k]:.6g}")
         if not scores:
-            raise ValueError(f"Class {label!r} is too small for every candidate n_components after the held-out split.")
+            raise ValueError(
+                f"Class {label!r} is too small for every candidate n_components after the held-out split."
+            )
         return max(scores, key=scores.get), scores
 
     def _print(self, message: str) -> None:
@@ -318,45 +365,74 @@ class GMMClassifier(BaseEstimator):
         if getattr(self, "_joint", None) is None:
             ests = self.estimators_
             cov_type = ests[0].covariance_type  # the fitted type, even after set_params
-            weights = np.concatenate([np.exp(lp) * e.weights_ for lp, e in zip(self.class_log_prior_, ests)])
+            weights = np.concatenate(
+                [np.exp(lp) * e.weights_ for lp, e in zip(self.class_log_prior_, ests)]
+            )
             means = np.concatenate([e.means_ for e in ests])
             if cov_type == "tied":
                 # Each class has its own tied covariance: as a joint mixture, full.
                 D = means.shape[1]
-                covs = np.concatenate([np.broadcast_to(e.covariances_, (len(e.means_), D, D)) for e in ests])
-                chol = np.concatenate([np.broadcast_to(e.precisions_cholesky_, (len(e.means_), D, D)) for e in ests])
+                covs = np.concatenate(
+                    [np.broadcast_to(e.covariances_, (len(e.means_), D, D)) for e in ests]
+                )
+                chol = np.concatenate(
+                    [np.broadcast_to(e.precisions_cholesky_, (len(e.means_), D, D)) for e in ests]
+                )
                 cov_type = "full"
             else:
                 covs = np.concatenate([e.covariances_ for e in ests])
                 chol = np.concatenate([e.precisions_cholesky_ for e in ests])
             owner = np.concatenate([np.full(len(e.means_), c) for c, e in enumerate(ests)])
             self._joint = {
-                "weights": weights, "means": means, "covariances": np.ascontiguousarray(covs),
-                "prec_chol": np.ascontiguousarray(chol), "covariance_type": cov_type, "owner": owner,
+                "weights": weights,
+                "means": means,
+                "covariances": np.ascontiguousarray(covs),
+                "prec_chol": np.ascontiguousarray(chol),
+                "covariance_type": cov_type,
+                "owner": owner,
                 "cache": {},  # precisions for the missing-data kernel, made on first use
             }
         return self._joint
 
     def _validated(self, X: Any, observed: Any) -> tuple[np.ndarray, np.ndarray | None]:
         check_is_fitted(self, "estimators_")
-        return check_possibly_missing(X, observed, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_,
-            estimator=type(self).__name__)
+        return check_possibly_missing(
+            X,
+            observed,
+            dtype=check_compute_dtype(self.dtype),
+            n_features=self.n_features_in_,
+            estimator=type(self).__name__,
+        )
 
     @limits_blas
-    def _joint_component_log_prob(self, Xc: np.ndarray, obs: np.ndarray | None, *, impute: bool = False):
+    def _joint_component_log_prob(
+        self, Xc: np.ndarray, obs: np.ndarray | None, *, impute: bool = False
+    ):
         """log p(x_o, c, k) for every sample and joint component."""
         joint = self._joint_mixture()
         n_threads = effective_n_threads(self.n_threads)
         args = (joint["weights"], joint["means"])
         if obs is None:
             out, log_norm = _gaussian.estimate_log_prob(
-                Xc, *args, joint["prec_chol"], joint["covariance_type"],
-                mode=_gaussian.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads,
+                Xc,
+                *args,
+                joint["prec_chol"],
+                joint["covariance_type"],
+                mode=_gaussian.MODE_WEIGHTED_LOG_PROB,
+                n_threads=n_threads,
             )
             return out, log_norm, (Xc.astype(np.float64) if impute else None)
         return missing_log_prob(
-            Xc, obs, *args, joint["covariances"], joint["prec_chol"], joint["covariance_type"],
-            mode=_gaussian.MODE_WEIGHTED_LOG_PROB, n_threads=n_threads, impute=impute, cache=joint["cache"],
+            Xc,
+            obs,
+            *args,
+            joint["covariances"],
+            joint["prec_chol"],
+            joint["covariance_type"],
+            mode=_gaussian.MODE_WEIGHTED_LOG_PROB,
+            n_threads=n_threads,
+            impute=impute,
+            cache=joint["cache"],
         )
 
     def _class_log_joint(self, weighted: np.ndarray) -> np.ndarray:
@@ -453,16 +529,28 @@ class GMMClassifier(BaseEstimator):
             raise ValueError(f"clip must be a pair (low, high) with low <= high; got {clip!r}.")
         check_is_fitted(self, "estimators_")
         dtype = check_compute_dtype(self.dtype)
-        Xf, obs = split_observed(X, observed, dtype=dtype, n_features=self.n_features_in_,
-            estimator=type(self).__name__)
+        Xf, obs = split_observed(
+            X, observed, dtype=dtype, n_features=self.n_features_in_, estimator=type(self).__name__
+        )
         obs = obs.astype(bool)
         # Observed values are returned as given, in float64 (a float32 model
         # computes on rounded copies, which must not leak into the result).
-        X64 = Xf if dtype == np.float64 else split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_,
-            estimator=type(self).__name__)[0]
+        X64 = (
+            Xf
+            if dtype == np.float64
+            else split_observed(
+                X,
+                observed,
+                dtype=np.float64,
+                n_features=self.n_features_in_,
+                estimator=type(self).__name__,
+            )[0]
+        )
         joint = self._joint_mixture()
         want_mean = method == "mean"
-        weighted, log_norm, filled = self._joint_component_log_prob(Xf, obs, impute=want_mean and weighting == "posterior")
+        weighted, log_norm, filled = self._joint_component_log_prob(
+            Xf, obs, impute=want_mean and weighting == "posterior"
+        )
         predicted = self._class_log_joint(weighted).argmax(axis=1)
         if weighting == "predicted":
             keep = joint["owner"][None, :] == predicted[:, None]
@@ -482,7 +570,9 @@ class GMMClassifier(BaseEstimator):
             if joint["covariance_type"] == "full":  # full, or tied stacked as full: no second copy
                 covariances = joint["covariances"]
             else:
-                covariances = np.concatenate([_gaussian.full_covariances(e) for e in self.estimators_])
+                covariances = np.concatenate(
+                    [_gaussian.full_covariances(e) for e in self.estimators_]
+                )
             filled = conditional_samples(X64, obs, components, joint["means"], covariances, rng)
         filled[obs] = X64[obs]
         if clip is not None:
@@ -506,8 +596,14 @@ class GMMClassifier(BaseEstimator):
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Constructor parameters and fitted arrays, as :func:`save_npz` takes them."""
         check_is_fitted(self, "estimators_")
-        params = {name: getattr(self, name) for name in _SHARED_PARAMS + ("selection", "validation_fraction")}
-        params = {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
+        params = {
+            name: getattr(self, name)
+            for name in _SHARED_PARAMS + ("selection", "validation_fraction")
+        }
+        params = {
+            name: value.item() if isinstance(value, np.generic) else value
+            for name, value in params.items()
+        }
         params["dtype"] = np.dtype(params["dtype"]).name
         params["covariance_type"] = self.estimators_[0].covariance_type  # what the arrays hold
         arrays: dict[str, np.ndarray] = {
@@ -521,7 +617,9 @@ class GMMClassifier(BaseEstimator):
         return params, arrays
 
     @classmethod
-    def _from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -> "GMMClassifier":
+    def _from_state(
+        cls, params: dict[str, Any], arrays: dict[str, np.ndarray], path: Any
+    ) -> "GMMClassifier":
         """Rebuild a fitted classifier from :meth:`_state`'s output; ``path`` names errors."""
         model = cls()
         try:
@@ -533,28 +631,44 @@ class GMMClassifier(BaseEstimator):
             raise ValueError(f"{path}: missing or malformed array 'classes_'.")
         classes = arrays["classes_"]
         n_classes = len(classes)
-        if classes.dtype.kind not in "biufU" or (classes.dtype.kind == "f" and not np.isfinite(classes).all()):
-            raise ValueError(f"{path}: classes_ must hold finite numbers or strings; got {classes.dtype} {classes.tolist()[:5]}.")
+        if classes.dtype.kind not in "biufU" or (
+            classes.dtype.kind == "f" and not np.isfinite(classes).all()
+        ):
+            raise ValueError(
+                f"{path}: classes_ must hold finite numbers or strings; got {classes.dtype} {classes.tolist()[:5]}."
+            )
         if len(np.unique(classes)) != n_classes:
             raise ValueError(f"{path}: classes_ holds duplicated labels {classes.tolist()}.")
         if "class_log_prior_" not in arrays or arrays["class_log_prior_"].dtype.kind not in "biuf":
             raise ValueError(f"{path}: missing or non-numeric array 'class_log_prior_'.")
         log_prior = np.asarray(arrays["class_log_prior_"], dtype=np.float64)
-        if log_prior.shape != (n_classes,) or np.isnan(log_prior).any() or not np.isclose(logsumexp(log_prior), 0.0, atol=1e-6):
-            raise ValueError(f"{path}: class_log_prior_ must be {n_classes} log-probabilities summing to 1.")
+        if (
+            log_prior.shape != (n_classes,)
+            or np.isnan(log_prior).any()
+            or not np.isclose(logsumexp(log_prior), 0.0, atol=1e-6)
+        ):
+            raise ValueError(
+                f"{path}: class_log_prior_ must be {n_classes} log-probabilities summing to 1."
+            )
         counts = require(arrays, "n_components_", (n_classes,), path)
         if np.any(counts < 1) or np.any(counts != np.round(counts)):
             raise ValueError(f"{path}: n_components_ must hold positive integers.")
         counts = counts.astype(int)
         estimators = []
         for c in range(n_classes):
-            sub = {name[len(f"class{c}."):]: value for name, value in arrays.items() if name.startswith(f"class{c}.")}
+            sub = {
+                name[len(f"class{c}.") :]: value
+                for name, value in arrays.items()
+                if name.startswith(f"class{c}.")
+            }
             est = model._mixture(int(counts[c]), 0)
             if c == 0:
                 _check_mixture_params(est, path)
             est._restore(sub, f"{path} (class {c})")
             if len(est.means_) != counts[c]:
-                raise ValueError(f"{path}: class {c} has {len(est.means_)} components, n_components_ says {counts[c]}.")
+                raise ValueError(
+                    f"{path}: class {c} has {len(est.means_)} components, n_components_ says {counts[c]}."
+                )
             estimators.append(est)
         if len({e.means_.shape[1] for e in estimators}) != 1:
             raise ValueError(f"{path}: classes disagree on the number of features.")
@@ -562,7 +676,9 @@ class GMMClassifier(BaseEstimator):
         model.estimators_ = estimators
         model.class_log_prior_ = log_prior
         model.n_components_ = {_key(label): int(k) for label, k in zip(classes.tolist(), counts)}
-        model.n_components = dict(model.n_components_)  # refitting reproduces the loaded K per class
+        model.n_components = dict(
+            model.n_components_
+        )  # refitting reproduces the loaded K per class
         model.selection_scores_ = {}
         model.n_features_in_ = estimators[0].means_.shape[1]
         model._joint = None
@@ -580,7 +696,9 @@ def _candidates(spec: Any, name: str) -> list[int]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
         raise ValueError(f"{name} must be an int or a sequence of ints; got {spec!r}.")
     values = list(values)
-    if not values or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in values):
+    if not values or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in values
+    ):
         raise ValueError(f"{name} must hold positive ints; got {spec!r}.")
     return sorted({int(v) for v in values})
 
@@ -597,7 +715,11 @@ def _check_labels(y: Any, n_samples: int) -> np.ndarray:
         if any(v is None for v in labels):
             raise ValueError("y contains None; every sample needs a class label.")
         try:
-            labels = labels.astype(str) if all(isinstance(v, str) for v in labels) else labels.astype(np.float64)
+            labels = (
+                labels.astype(str)
+                if all(isinstance(v, str) for v in labels)
+                else labels.astype(np.float64)
+            )
         except (TypeError, ValueError) as exc:
             raise ValueError("y must hold numbers or strings.") from exc
         if labels.dtype.kind == "f" and not np.isfinite(labels).all():
@@ -613,16 +735,26 @@ def _savable_labels(classes: np.ndarray) -> np.ndarray:
     return classes
 
 
-def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, tuple[int, ...]]:
+def _expected_members(
+    params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]]
+) -> dict[str, tuple[int, ...]]:
     """The members of a classifier file and their shapes, from the declared shape of
     ``classes_`` and of each class's ``means_`` (see ``load_npz``)."""
     labels = headers.get("classes_")
     if labels is None or len(labels[1]) != 1 or labels[1][0] < 2:
         raise ValueError("missing or malformed array 'classes_'.")
     n_classes = labels[1][0]
-    if n_classes > len(headers):  # each class has its own members: a forged count, refused before any loop
-        raise ValueError(f"classes_ declares {n_classes} classes but the file has members for fewer.")
-    shapes = {"classes_": (n_classes,), "class_log_prior_": (n_classes,), "n_components_": (n_classes,)}
+    if n_classes > len(
+        headers
+    ):  # each class has its own members: a forged count, refused before any loop
+        raise ValueError(
+            f"classes_ declares {n_classes} classes but the file has members for fewer."
+        )
+    shapes = {
+        "classes_": (n_classes,),
+        "class_log_prior_": (n_classes,),
+        "n_components_": (n_classes,),
+    }
     for c in range(n_classes):
         shapes.update(_mixture_members(params, headers, prefix=f"class{c}."))
     return shapes
@@ -631,11 +763,17 @@ def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype,
 def _check_saved_params(model: "GMMClassifier", path: Any) -> None:
     """A loaded classifier's own parameters, checked as ``fit`` checks them (``ValueError`` naming the file)."""
     n_threads = model.n_threads
-    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads == 0):
-        raise ValueError(f"{path}: n_threads must be a non-zero integer or None; got {n_threads!r}.")
+    if n_threads is not None and (
+        isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads == 0
+    ):
+        raise ValueError(
+            f"{path}: n_threads must be a non-zero integer or None; got {n_threads!r}."
+        )
     if not isinstance(model.verbose, int):  # bool included
         raise ValueError(f"{path}: verbose must be an integer; got {model.verbose!r}.")
-    model.n_threads = None  # a count above this machine's CPUs is capped at run time, not an error in a file
+    model.n_threads = (
+        None  # a count above this machine's CPUs is capped at run time, not an error in a file
+    )
     try:
         model._check_parameters()
     except (ValueError, TypeError, OverflowError) as exc:

@@ -17,6 +17,7 @@ diag        (K, D)          (K, D)
 spherical   (K,)            (K,)
 =========== =============== =========================
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,11 @@ def precision_cholesky_from_covariances(
     raises :class:`FactorizationError` naming ``reg_covar``.
     """
     if covariance_type in ("full", "tied"):
-        factors = np.array(covariances if covariance_type == "full" else covariances[None],
-                           dtype=np.float64, order="C")
+        factors = np.array(
+            covariances if covariance_type == "full" else covariances[None],
+            dtype=np.float64,
+            order="C",
+        )
         info = np.zeros(len(factors), dtype=np.intc)
         with single_threaded_blas():
             check_status(_mstep.precision_cholesky(factors, info, n_threads), "precision_cholesky")
@@ -82,6 +86,7 @@ def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: 
     Reversing rows and columns turns P into J P J = L L^T, and then
     U = J L J is upper-triangular with U U^T = P.
     """
+
     def upper(p: np.ndarray, what: str) -> np.ndarray:
         flipped = np.ascontiguousarray(p[::-1, ::-1])
         chol, info = lapack.dpotrf(flipped, lower=1, clean=1)
@@ -160,10 +165,22 @@ def estimate_log_prob(
         factors = prec_chol if covariance_type == "full" else prec_chol[None]
         factors = np.ascontiguousarray(factors, dtype=X.dtype)
         with single_threaded_blas():
-            check_status(_estep.estep_full(
-                X, means, factors, covariance_type == "tied", log_det, log_weights,
-                out, log_norm, mode, chunk, n_threads,
-            ), "estep_full")
+            check_status(
+                _estep.estep_full(
+                    X,
+                    means,
+                    factors,
+                    covariance_type == "tied",
+                    log_det,
+                    log_weights,
+                    out,
+                    log_norm,
+                    mode,
+                    chunk,
+                    n_threads,
+                ),
+                "estep_full",
+            )
     else:
         prec_sqrt = np.ascontiguousarray(
             np.broadcast_to(
@@ -172,22 +189,34 @@ def estimate_log_prob(
             ),
             dtype=np.float64,
         )
-        check_status(_estep.estep_diag(
-            X, means, prec_sqrt, log_det, log_weights, out, log_norm, mode, chunk, n_threads
-        ), "estep_diag")
+        check_status(
+            _estep.estep_diag(
+                X, means, prec_sqrt, log_det, log_weights, out, log_norm, mode, chunk, n_threads
+            ),
+            "estep_diag",
+        )
     return out, log_norm
 
 
-def weighted_means(X: np.ndarray, resp: np.ndarray, *, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+def weighted_means(
+    X: np.ndarray, resp: np.ndarray, *, n_threads: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``nk = sum_n r_nk`` (without regularisation) and ``sum_n r_nk x_n`` in float64."""
     n_components = resp.shape[1]
     n_slots = max(1, n_threads)
     thread_nk = np.zeros((n_slots, n_components))
     thread_sums = np.zeros((n_slots, n_components, X.shape[1]))
-    check_status(_mstep.weighted_sums(
-        X, np.ascontiguousarray(resp, dtype=np.float64), thread_nk, thread_sums,
-        chunk_size_for(len(X), n_threads), n_threads,
-    ), "weighted_sums")
+    check_status(
+        _mstep.weighted_sums(
+            X,
+            np.ascontiguousarray(resp, dtype=np.float64),
+            thread_nk,
+            thread_sums,
+            chunk_size_for(len(X), n_threads),
+            n_threads,
+        ),
+        "weighted_sums",
+    )
     return thread_nk.sum(axis=0), thread_sums.sum(axis=0)
 
 
@@ -214,8 +243,10 @@ def estimate_gaussian_parameters(
         scatter = np.empty((n_components, n_features, n_features))
         thread_acc = np.empty((n_slots, n_features, n_features))
         with single_threaded_blas():
-            check_status(_mstep.weighted_full_scatter(X, resp, means, scatter, thread_acc, chunk, n_threads),
-                         "weighted_full_scatter")
+            check_status(
+                _mstep.weighted_full_scatter(X, resp, means, scatter, thread_acc, chunk, n_threads),
+                "weighted_full_scatter",
+            )
         if covariance_type == "full":
             covariances = scatter / nk[:, None, None]
             idx = np.arange(n_features)
@@ -225,8 +256,10 @@ def estimate_gaussian_parameters(
             covariances.flat[:: n_features + 1] += reg_covar
     else:
         thread_acc = np.zeros((n_slots, n_components, n_features))
-        check_status(_mstep.weighted_diag_scatter(X, resp, means, thread_acc, chunk, n_threads),
-                     "weighted_diag_scatter")
+        check_status(
+            _mstep.weighted_diag_scatter(X, resp, means, thread_acc, chunk, n_threads),
+            "weighted_diag_scatter",
+        )
         covariances = thread_acc.sum(axis=0) / nk[:, None] + reg_covar
         if covariance_type == "spherical":
             covariances = covariances.mean(axis=1)

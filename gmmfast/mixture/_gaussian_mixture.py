@@ -1,4 +1,5 @@
 """Gaussian mixture model fitted by EM, compatible with scikit-learn's."""
+
 from __future__ import annotations
 
 import os
@@ -227,9 +228,12 @@ class GaussianMixture(BaseEstimator):
         if consistent:
             K, D = means.shape
             shape = _gaussian.covariance_shape(covariance_type, K, D)
-            consistent = (np.shape(self.weights_) == (K,) and np.shape(self.covariances_) == shape
-                          and np.shape(self.precisions_cholesky_) == shape
-                          and getattr(self, "n_features_in_", D) == D)
+            consistent = (
+                np.shape(self.weights_) == (K,)
+                and np.shape(self.covariances_) == shape
+                and np.shape(self.precisions_cholesky_) == shape
+                and getattr(self, "n_features_in_", D) == D
+            )
         if not consistent:
             raise ValueError(
                 f"{type(self).__name__}: the fitted parameters ({fitted_type!r} covariances, means of shape "
@@ -240,8 +244,12 @@ class GaussianMixture(BaseEstimator):
     def _validate_X(self, X: Any) -> np.ndarray:
         """Check X for inference: fitted model, matching feature count."""
         self._check_fitted()
-        return check_array(X, dtype=check_compute_dtype(self.dtype), n_features=self.n_features_in_,
-            estimator=type(self).__name__)
+        return check_array(
+            X,
+            dtype=check_compute_dtype(self.dtype),
+            n_features=self.n_features_in_,
+            estimator=type(self).__name__,
+        )
 
     # ----------------------------------------------------------- kernel glue
     def _n_threads(self) -> int:
@@ -249,16 +257,29 @@ class GaussianMixture(BaseEstimator):
 
     def _estimate(self, X: np.ndarray, mode: int) -> tuple[np.ndarray, np.ndarray]:
         return _gaussian.estimate_log_prob(
-            X, self.weights_, self.means_, self.precisions_cholesky_,
-            self.covariance_type, mode=mode, n_threads=self._n_threads(),
+            X,
+            self.weights_,
+            self.means_,
+            self.precisions_cholesky_,
+            self.covariance_type,
+            mode=mode,
+            n_threads=self._n_threads(),
         )
 
-    def _log_prob(self, data: np.ndarray | _missing_em.MissingData, mode: int) -> tuple[np.ndarray, np.ndarray]:
+    def _log_prob(
+        self, data: np.ndarray | _missing_em.MissingData, mode: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """E-step on training data: complete (an array) or with missing values."""
         if isinstance(data, _missing_em.MissingData):
             return _missing_em.log_prob(
-                data, self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
-                self.covariance_type, mode=mode, n_threads=self._n_threads(),
+                data,
+                self.weights_,
+                self.means_,
+                self.covariances_,
+                self.precisions_cholesky_,
+                self.covariance_type,
+                mode=mode,
+                n_threads=self._n_threads(),
             )
         return self._estimate(data, mode)
 
@@ -266,8 +287,14 @@ class GaussianMixture(BaseEstimator):
         if isinstance(X, _missing_em.MissingData):
             # Exact EM: expected statistics at the current (E-step) parameters.
             nk, means, covariances = _missing_em.estimate_parameters(
-                X, resp, self.means_, self.covariances_, self.precisions_cholesky_,
-                self.covariance_type, float(self.reg_covar), n_threads=self._n_threads(),
+                X,
+                resp,
+                self.means_,
+                self.covariances_,
+                self.precisions_cholesky_,
+                self.covariance_type,
+                float(self.reg_covar),
+                n_threads=self._n_threads(),
             )
         else:
             nk, means, covariances = _gaussian.estimate_gaussian_parameters(
@@ -302,7 +329,10 @@ class GaussianMixture(BaseEstimator):
         if self.precisions_init is None:
             self.covariances_ = covariances
             self.precisions_cholesky_ = _gaussian.precision_cholesky_from_covariances(
-                covariances, self.covariance_type, float(self.reg_covar), n_threads=self._n_threads()
+                covariances,
+                self.covariance_type,
+                float(self.reg_covar),
+                n_threads=self._n_threads(),
             )
         else:
             self.precisions_cholesky_ = _gaussian.precision_cholesky_from_precisions(
@@ -436,8 +466,10 @@ class GaussianMixture(BaseEstimator):
             try:
                 self._check_fitted()
             except ValueError as exc:
-                raise ValueError(f"{exc} With warm_start=True, fit continues from the fitted "
-                                 "parameters: set warm_start=False to fit afresh.") from None
+                raise ValueError(
+                    f"{exc} With warm_start=True, fit continues from the fitted "
+                    "parameters: set warm_start=False to fit afresh."
+                ) from None
             if self.means_.shape != (int(self.n_components), n_features):
                 raise ValueError(
                     f"warm_start continues from the fitted {self.means_.shape[0]} components of "
@@ -472,8 +504,12 @@ class GaussianMixture(BaseEstimator):
                 last.update(completed=0, lower_bound=lower_bound, lower_bounds=lower_bounds)
                 converged = False
                 n_iter = 0
-                desc = f"EM K={self.n_components}" + (f" init {init + 1}/{n_init}" if n_init > 1 else "")
-                with _progress.bar(total=int(self.max_iter), desc=desc, unit="iter", leave=False) as progress:
+                desc = f"EM K={self.n_components}" + (
+                    f" init {init + 1}/{n_init}" if n_init > 1 else ""
+                )
+                with _progress.bar(
+                    total=int(self.max_iter), desc=desc, unit="iter", leave=False
+                ) as progress:
                     for n_iter in range(1, int(self.max_iter) + 1):
                         previous = lower_bound
                         resp, log_norm = self._log_prob(data, _gaussian.MODE_RESP)
@@ -482,16 +518,28 @@ class GaussianMixture(BaseEstimator):
                         lower_bounds.append(lower_bound)
                         last.update(completed=n_iter, lower_bound=lower_bound)
                         change = lower_bound - previous
-                        progress.set_postfix_str(f"ll {lower_bound:.6g}" + (f", change {change:.2e}" if n_iter > 1 else ""), refresh=False)
+                        progress.set_postfix_str(
+                            f"ll {lower_bound:.6g}"
+                            + (f", change {change:.2e}" if n_iter > 1 else ""),
+                            refresh=False,
+                        )
                         progress.update(1)
                         if n_iter % int(self.verbose_interval) == 0:
-                            self._print(1, f"  Iteration {n_iter}", f"\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}")
+                            self._print(
+                                1,
+                                f"  Iteration {n_iter}",
+                                f"\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}",
+                            )
                         if abs(change) < self.tol:
                             converged = True
                             break
                 if self.max_iter > 0:
                     state = "converged" if converged else "did not converge"
-                    self._print(1, f"Initialization {state}.", f" time lapse {time.perf_counter() - start:.5f}s\t lower bound {lower_bound:.5f}")
+                    self._print(
+                        1,
+                        f"Initialization {state}.",
+                        f" time lapse {time.perf_counter() - start:.5f}s\t lower bound {lower_bound:.5f}",
+                    )
                 if best is None or lower_bound > best[0]:
                     best = (lower_bound, self._get_parameters(), n_iter, lower_bounds, converged)
 
@@ -526,7 +574,11 @@ class GaussianMixture(BaseEstimator):
 
     def _init_data(self, data: np.ndarray | _missing_em.MissingData) -> np.ndarray:
         """Samples for init_params: missing values filled with column means."""
-        return _missing_em.fill_column_means(data) if isinstance(data, _missing_em.MissingData) else data
+        return (
+            _missing_em.fill_column_means(data)
+            if isinstance(data, _missing_em.MissingData)
+            else data
+        )
 
     def _print(self, level: int, message: str, detail: str = "") -> None:
         _progress.say(self.verbose, message + (detail if self.verbose >= 2 else ""), level)
@@ -544,15 +596,25 @@ class GaussianMixture(BaseEstimator):
         self._check_fitted()
         dtype = check_compute_dtype(self.dtype)
         if observed is None and not has_nan(X):
-            Xc = check_array(X, dtype=dtype, n_features=self.n_features_in_,
-            estimator=type(self).__name__)
+            Xc = check_array(
+                X, dtype=dtype, n_features=self.n_features_in_, estimator=type(self).__name__
+            )
             out, log_norm = self._estimate(Xc, mode)
             return out, log_norm, (Xc.astype(np.float64) if impute else None)
-        Xf, obs = split_observed(X, observed, dtype=dtype, n_features=self.n_features_in_,
-            estimator=type(self).__name__)
+        Xf, obs = split_observed(
+            X, observed, dtype=dtype, n_features=self.n_features_in_, estimator=type(self).__name__
+        )
         return missing_log_prob(
-            Xf, obs, self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
-            self.covariance_type, mode=mode, n_threads=self._n_threads(), impute=impute,
+            Xf,
+            obs,
+            self.weights_,
+            self.means_,
+            self.covariances_,
+            self.precisions_cholesky_,
+            self.covariance_type,
+            mode=mode,
+            n_threads=self._n_threads(),
+            impute=impute,
             cache=self.__dict__.setdefault("_missing_cache", {}),
         )
 
@@ -643,8 +705,13 @@ class GaussianMixture(BaseEstimator):
             resp, _, _ = self._inference(X, observed, _gaussian.MODE_RESP)
         # Observed values in float64, as given (a float32 model computes on
         # rounded copies; those must not leak into the returned array).
-        Xf, obs = split_observed(X, observed, dtype=np.float64, n_features=self.n_features_in_,
-            estimator=type(self).__name__)
+        Xf, obs = split_observed(
+            X,
+            observed,
+            dtype=np.float64,
+            n_features=self.n_features_in_,
+            estimator=type(self).__name__,
+        )
         obs = obs.astype(bool)
         if method == "mean":
             filled[obs] = Xf[obs]
@@ -654,7 +721,12 @@ class GaussianMixture(BaseEstimator):
             draws = rng.uniform(size=(len(resp), 1)) * cumulative[:, -1:]
             components = np.minimum((cumulative < draws).sum(axis=1), resp.shape[1] - 1)
             filled = conditional_samples(
-                Xf, obs, components, self.means_, _gaussian.full_covariances(self), rng,
+                Xf,
+                obs,
+                components,
+                self.means_,
+                _gaussian.full_covariances(self),
+                rng,
             )
         if clip is not None:
             filled[~obs] = np.clip(filled[~obs], clip[0], clip[1])
@@ -680,7 +752,11 @@ class GaussianMixture(BaseEstimator):
         for k, count in enumerate(counts):
             z = rng.standard_normal(size=(count, D))
             if self.covariance_type in ("full", "tied"):
-                u = self.precisions_cholesky_[k] if self.covariance_type == "full" else self.precisions_cholesky_
+                u = (
+                    self.precisions_cholesky_[k]
+                    if self.covariance_type == "full"
+                    else self.precisions_cholesky_
+                )
                 # x = mu + U^-T z has covariance U^-T U^-1 = Sigma.
                 draws.append(self.means_[k] + solve_triangular(u, z.T, trans="T", lower=False).T)
             else:
@@ -780,9 +856,14 @@ class GaussianMixture(BaseEstimator):
         prec_chol = require(arrays, "precisions_cholesky_", cov_shape, path)
         if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
             raise ValueError(f"{path}: weights_ must be non-negative and sum to 1.")
-        if isinstance(self.n_components, (int, np.integer)) and not isinstance(self.n_components, bool) \
-                and self.n_components != K:
-            raise ValueError(f"{path}: n_components is {self.n_components} but the arrays hold {K} components.")
+        if (
+            isinstance(self.n_components, (int, np.integer))
+            and not isinstance(self.n_components, bool)
+            and self.n_components != K
+        ):
+            raise ValueError(
+                f"{path}: n_components is {self.n_components} but the arrays hold {K} components."
+            )
         _check_factor(prec_chol, self.covariance_type, path)
         _check_covariances(covariances, prec_chol, self.covariance_type, path)
         self.weights_ = weights
@@ -795,13 +876,17 @@ class GaussianMixture(BaseEstimator):
         self.lower_bound_ = float(_fit_scalar(arrays, "lower_bound_", "biuf", np.nan, path))
 
 
-def _fit_scalar(arrays: dict[str, np.ndarray], name: str, kinds: str, default: Any, path: Any) -> Any:
+def _fit_scalar(
+    arrays: dict[str, np.ndarray], name: str, kinds: str, default: Any, path: Any
+) -> Any:
     """A fit result saved as a 0-d array (``default`` where an older file lacks it), checked for its type."""
     if name not in arrays:
         return default
     value = arrays[name]
     if value.shape != () or value.dtype.kind not in kinds or (kinds == "biu" and value < 0):
-        raise ValueError(f"{path}: malformed array {name!r} (dtype {value.dtype}, shape {value.shape}).")
+        raise ValueError(
+            f"{path}: malformed array {name!r} (dtype {value.dtype}, shape {value.shape})."
+        )
     return value[()]
 
 
@@ -818,7 +903,9 @@ def _check_factor(prec_chol: np.ndarray, covariance_type: str, path: Any) -> Non
                     "precision is not positive definite."
                 )
     elif not np.all(prec_chol > 0):
-        raise ValueError(f"{path}: precisions_cholesky_ must be positive (positive-definite precisions).")
+        raise ValueError(
+            f"{path}: precisions_cholesky_ must be positive (positive-definite precisions)."
+        )
 
 
 #: How far ``U^T L`` may be from the identity (on probe vectors), where U is
@@ -833,7 +920,9 @@ _FACTOR_TOLERANCE = (1e-6, 0.1)
 _N_PROBES = 8
 
 
-def _check_covariances(covariances: np.ndarray, prec_chol: np.ndarray, covariance_type: str, path: Any) -> None:
+def _check_covariances(
+    covariances: np.ndarray, prec_chol: np.ndarray, covariance_type: str, path: Any
+) -> None:
     """Covariances must be symmetric positive definite and agree with the precision factors.
 
     Complete rows are scored with ``precisions_cholesky_`` and incomplete
@@ -868,17 +957,22 @@ def _check_covariances(covariances: np.ndarray, prec_chol: np.ndarray, covarianc
             eps = np.finfo(np.float64).eps
             tol = min(max(1e4 * len(u) * eps * kappa, _FACTOR_TOLERANCE[0]), _FACTOR_TOLERANCE[1])
             if not (np.linalg.norm(residual, axis=0) <= tol * norms).all():
-                raise ValueError(f"{path}: precisions_cholesky_ disagrees with {name} "
-                                 "(U U^T Sigma is not the identity).")
+                raise ValueError(
+                    f"{path}: precisions_cholesky_ disagrees with {name} "
+                    "(U U^T Sigma is not the identity)."
+                )
     else:
         if not np.all(covariances > 0):
             raise ValueError(f"{path}: covariances_ must be positive.")
         if np.abs(prec_chol * np.sqrt(covariances) - 1.0).max(initial=0.0) > _FACTOR_TOLERANCE[0]:
-            raise ValueError(f"{path}: precisions_cholesky_ disagrees with covariances_ (U^2 Sigma is not 1).")
+            raise ValueError(
+                f"{path}: precisions_cholesky_ disagrees with covariances_ (U^2 Sigma is not 1)."
+            )
 
 
-def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]],
-                      prefix: str = "") -> dict[str, tuple[int, ...]]:
+def _expected_members(
+    params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]], prefix: str = ""
+) -> dict[str, tuple[int, ...]]:
     """The members of a GaussianMixture file and their shapes, from its header and the declared
     shape of ``means_`` (``load_npz`` refuses any other member, or another shape, before reading)."""
     covariance_type = params.get("covariance_type", "full")
@@ -888,8 +982,15 @@ def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype,
     if means is None or len(means[1]) != 2 or min(means[1]) < 1:
         raise ValueError(f"missing or malformed array {prefix + 'means_'!r}.")
     K, D = means[1]
-    cov_shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
-    shapes = {"weights_": (K,), "means_": (K, D), "covariances_": cov_shape, "precisions_cholesky_": cov_shape}
+    cov_shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[
+        covariance_type
+    ]
+    shapes = {
+        "weights_": (K,),
+        "means_": (K, D),
+        "covariances_": cov_shape,
+        "precisions_cholesky_": cov_shape,
+    }
     if not prefix:
         shapes.update({"converged_": (), "n_iter_": (), "lower_bound_": ()})
     return {prefix + name: shape for name, shape in shapes.items()}
@@ -902,10 +1003,19 @@ def _check_saved_params(model: GaussianMixture, path: Any) -> None:
     machine's CPUs is capped when the model runs, not an error in a file.
     """
     n_threads = model.n_threads
-    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads == 0):
-        raise ValueError(f"{path}: n_threads must be a non-zero integer or None; got {n_threads!r}.")
-    if not (model.random_state is None or (isinstance(model.random_state, int) and 0 <= model.random_state < 2**32)):
-        raise ValueError(f"{path}: random_state must be None or a seed in [0, 2**32); got {model.random_state!r}.")
+    if n_threads is not None and (
+        isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads == 0
+    ):
+        raise ValueError(
+            f"{path}: n_threads must be a non-zero integer or None; got {n_threads!r}."
+        )
+    if not (
+        model.random_state is None
+        or (isinstance(model.random_state, int) and 0 <= model.random_state < 2**32)
+    ):
+        raise ValueError(
+            f"{path}: random_state must be None or a seed in [0, 2**32); got {model.random_state!r}."
+        )
     for name in ("warm_start",):
         if not isinstance(getattr(model, name), bool):
             raise ValueError(f"{path}: {name} must be true or false; got {getattr(model, name)!r}.")
@@ -914,7 +1024,9 @@ def _check_saved_params(model: GaussianMixture, path: Any) -> None:
     for name in ("weights_init", "means_init", "precisions_init"):
         if getattr(model, name) is not None:
             raise ValueError(f"{path}: {name} is not part of a model file.")
-    model.n_threads = None  # checked above; None keeps _check_parameters from warning about the CPU count
+    model.n_threads = (
+        None  # checked above; None keeps _check_parameters from warning about the CPU count
+    )
     try:
         model._check_parameters(0)
     except (ValueError, TypeError, OverflowError) as exc:

@@ -4,6 +4,7 @@ Used to initialise EM. Squared distances come from the diagonal E-step
 kernel with unit precisions (log N(x | c, I) = -0.5 (D log 2 pi + |x - c|^2)),
 and centre updates from the M-step's weighted-sum kernel.
 """
+
 from __future__ import annotations
 
 import numpy as np

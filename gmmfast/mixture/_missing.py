@@ -5,6 +5,7 @@ array of X's shape. Rows that are complete go to the ordinary E-step
 kernel; incomplete rows are grouped by mask so each factorisation of a
 marginal covariance is shared by every row with that mask.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,15 @@ from . import _gaussian
 _UNIT_ROWS = 256  # most rows per missing-data work unit (bounds per-thread memory)
 
 
-def split_observed(X: Any, observed: Any, *, dtype: type, n_features: int | None, name: str = "X",
-                   estimator: str | None = None):
+def split_observed(
+    X: Any,
+    observed: Any,
+    *,
+    dtype: type,
+    n_features: int | None,
+    name: str = "X",
+    estimator: str | None = None,
+):
     """Validate X with missing values; return ``(X_filled, observed)``.
 
     ``X_filled`` is C-contiguous of ``dtype`` with missing entries set to
@@ -117,8 +125,13 @@ def missing_log_prob(
     if complete.any():
         rows = np.flatnonzero(complete)
         out[rows], log_norm[rows] = _gaussian.estimate_log_prob(
-            np.ascontiguousarray(X[rows]), weights, means, prec_chol, covariance_type,
-            mode=mode, n_threads=n_threads,
+            np.ascontiguousarray(X[rows]),
+            weights,
+            means,
+            prec_chol,
+            covariance_type,
+            mode=mode,
+            n_threads=n_threads,
         )
     rows = np.flatnonzero(~complete)
     if len(rows) == 0:
@@ -127,8 +140,17 @@ def missing_log_prob(
     sub_obs = np.ascontiguousarray(observed[rows])
     if covariance_type in ("full", "tied"):
         sub_out, sub_norm, sub_imp = _missing_full(
-            sub_X, sub_obs, weights, means, covariances, prec_chol, covariance_type,
-            mode=mode, n_threads=n_threads, impute=impute, cache=cache,
+            sub_X,
+            sub_obs,
+            weights,
+            means,
+            covariances,
+            prec_chol,
+            covariance_type,
+            mode=mode,
+            n_threads=n_threads,
+            impute=impute,
+            cache=cache,
         )
     else:
         sub_out, sub_norm, sub_imp = _missing_diag(
@@ -140,10 +162,25 @@ def missing_log_prob(
     return out, log_norm, imputed
 
 
-def _missing_full(X, observed, weights, means, covariances, prec_chol, covariance_type, *, mode, n_threads, impute, cache=None):
+def _missing_full(
+    X,
+    observed,
+    weights,
+    means,
+    covariances,
+    prec_chol,
+    covariance_type,
+    *,
+    mode,
+    n_threads,
+    impute,
+    cache=None,
+):
     n_samples, n_features = X.shape
     tied = covariance_type == "tied"
-    covs, precisions, isolated = _kernel_parameters(covariances, prec_chol, covariance_type, X.dtype, cache)
+    covs, precisions, isolated = _kernel_parameters(
+        covariances, prec_chol, covariance_type, X.dtype, cache
+    )
     log_det = np.broadcast_to(
         _gaussian.log_det_cholesky(prec_chol, covariance_type, n_features), (len(means),)
     ).astype(np.float64)
@@ -155,11 +192,29 @@ def _missing_full(X, observed, weights, means, covariances, prec_chol, covarianc
     log_norm = np.empty(n_samples)
     imputed = np.empty((n_samples, n_features)) if impute else None
     with single_threaded_blas():
-        failed = check_status(_missing_estep.missing_estep_full(
-            X, observed, order, unit_ptr, batch_ptr, np.ascontiguousarray(means, dtype=np.float64),
-            covs, precisions, isolated, tied, log_det, log_weights,
-            out, log_norm, mode, imputed, _UNIT_ROWS, n_threads,
-        ), "missing-data kernel")
+        failed = check_status(
+            _missing_estep.missing_estep_full(
+                X,
+                observed,
+                order,
+                unit_ptr,
+                batch_ptr,
+                np.ascontiguousarray(means, dtype=np.float64),
+                covs,
+                precisions,
+                isolated,
+                tied,
+                log_det,
+                log_weights,
+                out,
+                log_norm,
+                mode,
+                imputed,
+                _UNIT_ROWS,
+                n_threads,
+            ),
+            "missing-data kernel",
+        )
     if failed:
         raise _gaussian.FactorizationError(
             f"The covariance of component {failed - 1} restricted to the observed "
@@ -173,8 +228,12 @@ def _kernel_parameters(covariances, prec_chol, covariance_type, dtype, cache):
     dtype, and the uncoupled coordinates, from ``cache`` when it was filled
     for these very parameter arrays."""
     source = (covariances, prec_chol)
-    if (cache is not None and "source" in cache and cache["dtype"] == dtype
-            and all(a is b for a, b in zip(cache["source"], source))):
+    if (
+        cache is not None
+        and "source" in cache
+        and cache["dtype"] == dtype
+        and all(a is b for a, b in zip(cache["source"], source))
+    ):
         return cache["covariances"], cache["precisions"], cache["isolated"]
     covs = covariances[None] if covariance_type == "tied" else covariances
     precisions = _gaussian.precisions_from_cholesky(prec_chol, covariance_type)
@@ -183,7 +242,9 @@ def _kernel_parameters(covariances, prec_chol, covariance_type, dtype, cache):
     isolated = uncoupled_features(covs)
     covs = np.ascontiguousarray(covs, dtype=dtype)
     if cache is not None:
-        cache.update(source=source, dtype=dtype, covariances=covs, precisions=precisions, isolated=isolated)
+        cache.update(
+            source=source, dtype=dtype, covariances=covs, precisions=precisions, isolated=isolated
+        )
     return covs, precisions, isolated
 
 
@@ -204,10 +265,13 @@ def uncoupled_features(covariances: np.ndarray) -> np.ndarray:
 def _missing_diag(X, observed, weights, means, prec_chol, covariance_type, *, mode, impute):
     """Diagonal covariances factorise over coordinates: drop the missing ones."""
     n_samples, n_features = X.shape
-    prec = np.broadcast_to(
-        prec_chol[:, None] if covariance_type == "spherical" else prec_chol,
-        (len(means), n_features),
-    ) ** 2
+    prec = (
+        np.broadcast_to(
+            prec_chol[:, None] if covariance_type == "spherical" else prec_chol,
+            (len(means), n_features),
+        )
+        ** 2
+    )
     obs = observed.astype(np.float64)
     x = X.astype(np.float64) * obs
     # sum_d o_d (x_d - mu_d)^2 p_d, expanded into three matrix products
@@ -234,7 +298,9 @@ def _missing_diag(X, observed, weights, means, prec_chol, covariance_type, *, mo
 MASK_KINDS = ("random", "top", "left", "centre")
 
 
-def pixel_mask(shape: tuple[int, int], kind: str, fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+def pixel_mask(
+    shape: tuple[int, int], kind: str, fraction: float = 0.5, seed: int = 0
+) -> np.ndarray:
     """Boolean ``observed`` mask (False = missing) of shape (n, pixels) for square images.
 
     'random': each image loses exactly ``round(fraction * pixels)`` pixels,
@@ -260,12 +326,13 @@ def pixel_mask(shape: tuple[int, int], kind: str, fraction: float = 0.5, seed: i
     elif kind == "left":
         grid[:, :half] = False
     else:
-        grid[quarter:quarter + half, quarter:quarter + half] = False
+        grid[quarter : quarter + half, quarter : quarter + half] = False
     return np.broadcast_to(grid.ravel(), (n, d)).copy()
 
 
-def check_possibly_missing(X: Any, observed: Any, *, dtype: type, n_features: int | None,
-                           estimator: str | None = None):
+def check_possibly_missing(
+    X: Any, observed: Any, *, dtype: type, n_features: int | None, estimator: str | None = None
+):
     """Validate X that may have missing values: ``(X, None)`` for complete
     data (no mask is built), else ``split_observed``'s ``(X_filled, observed)``."""
     if observed is None and not has_nan(X):

@@ -28,6 +28,7 @@ E_k[x_m | x_o] = mu_km and C_nk = diag(sigma^2_km) on the missing
 coordinates) computed here with NumPy. Statistics are centred on the
 current means and corrected afterwards, so float64 accuracy is kept.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ class MissingData:
         return self.X.shape
 
 
-def prepare(X: Any, observed: Any, *, dtype: type, unit_rows: int = _UNIT_ROWS) -> MissingData | None:
+def prepare(
+    X: Any, observed: Any, *, dtype: type, unit_rows: int = _UNIT_ROWS
+) -> MissingData | None:
     """Validate training data with missing values.
 
     Returns None when nothing is missing after all (``observed`` all True
@@ -116,8 +119,15 @@ def log_prob(
     """E-step on the observed values: ``(out, log_norm)`` as in
     :func:`gmmfast._gaussian.estimate_log_prob`."""
     out, log_norm, _ = missing_log_prob(
-        data.X, data.observed, weights, means, covariances, prec_chol, covariance_type,
-        mode=mode, n_threads=n_threads,
+        data.X,
+        data.observed,
+        weights,
+        means,
+        covariances,
+        prec_chol,
+        covariance_type,
+        mode=mode,
+        n_threads=n_threads,
     )
     return out, log_norm
 
@@ -176,7 +186,9 @@ def estimate_parameters(
     return nk, new_means, covariances
 
 
-def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type, reg_covar, n_threads):
+def _full_statistics(
+    data, resp, means, covariances, prec_chol, covariance_type, reg_covar, n_threads
+):
     """``(R, s1, S2)`` of the kernel (see :mod:`gmmfast._kernels._missing_mstep`)."""
     tied = covariance_type == "tied"
     n_components, n_features = means.shape
@@ -187,14 +199,32 @@ def _full_statistics(data, resp, means, covariances, prec_chol, covariance_type,
     s1 = np.zeros((n_components, n_features))
     s2 = np.empty((1 if tied else n_components, n_features, n_features))
     with single_threaded_blas():
-        failed = check_status(_missing_mstep.missing_mstep_full(
-            data.X, data.observed, data.order, data.unit_ptr, resp, means, covs, precisions,
-            uncoupled_features(covs), tied, raw_nk, s1, s2, data.unit_rows, n_threads,
-        ), "missing-data M-step kernel")
+        failed = check_status(
+            _missing_mstep.missing_mstep_full(
+                data.X,
+                data.observed,
+                data.order,
+                data.unit_ptr,
+                resp,
+                means,
+                covs,
+                precisions,
+                uncoupled_features(covs),
+                tied,
+                raw_nk,
+                s1,
+                s2,
+                data.unit_rows,
+                n_threads,
+            ),
+            "missing-data M-step kernel",
+        )
     if failed:
         what = "the tied covariance" if tied else f"component {failed - 1}"
         raise _gaussian.FactorizationError(
-            _gaussian._factorization_message(f"{what} restricted to the observed features of a sample", reg_covar)
+            _gaussian._factorization_message(
+                f"{what} restricted to the observed features of a sample", reg_covar
+            )
         )
     return raw_nk, s1, s2
 

@@ -13,6 +13,7 @@ image). Optionally the classifier is also trained on the shifted copies
 (``augment=True``), so each class's mixture sees the same translations it
 is asked to explain.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,9 @@ from ._missing import check_possibly_missing
 ONE_PIXEL_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
-def shift_images(images: np.ndarray, dy: int, dx: int, fill: float = 0.0,
-                 out: np.ndarray | None = None) -> np.ndarray:
+def shift_images(
+    images: np.ndarray, dy: int, dx: int, fill: float = 0.0, out: np.ndarray | None = None
+) -> np.ndarray:
     """Translate a stack of images by ``dy`` rows and ``dx`` columns.
 
     Parameters
@@ -63,8 +65,10 @@ def shift_images(images: np.ndarray, dy: int, dx: int, fill: float = 0.0,
         if out.shape != images.shape:
             raise ValueError(f"out has shape {out.shape}; the images have shape {images.shape}.")
         if np.shares_memory(out, images):
-            raise ValueError("out shares memory with the images: shifting in place would overwrite "
-                             "pixels before they are read; pass a separate array.")
+            raise ValueError(
+                "out shares memory with the images: shifting in place would overwrite "
+                "pixels before they are read; pass a separate array."
+            )
         out[...] = fill
     if abs(dy) >= height or abs(dx) >= width:
         return out
@@ -150,15 +154,26 @@ class ShiftInvariantClassifier(BaseEstimator):
         if self.image_shape is None:
             side = math.isqrt(n_features)
             if side * side != n_features:
-                raise ValueError(f"{n_features} features are not a square image; give image_shape=(height, width).")
+                raise ValueError(
+                    f"{n_features} features are not a square image; give image_shape=(height, width)."
+                )
             shape = (side, side)
         else:
             shape = tuple(int(v) for v in self.image_shape)
             if len(shape) != 2 or min(shape) < 1 or shape[0] * shape[1] != n_features:
-                raise ValueError(f"image_shape {self.image_shape!r} does not hold {n_features} features.")
+                raise ValueError(
+                    f"image_shape {self.image_shape!r} does not hold {n_features} features."
+                )
         shifts = np.asarray(self.shifts)
-        if shifts.ndim != 2 or shifts.shape[1] != 2 or len(shifts) == 0 or shifts.dtype.kind not in "iu":
-            raise ValueError(f"shifts must be a non-empty sequence of (rows, columns) integer pairs; got {self.shifts!r}.")
+        if (
+            shifts.ndim != 2
+            or shifts.shape[1] != 2
+            or len(shifts) == 0
+            or shifts.dtype.kind not in "iu"
+        ):
+            raise ValueError(
+                f"shifts must be a non-empty sequence of (rows, columns) integer pairs; got {self.shifts!r}."
+            )
         if len({tuple(s) for s in shifts.tolist()}) != len(shifts):
             raise ValueError(f"shifts has repeated translations: {self.shifts!r}.")
         if np.any(np.abs(shifts) >= np.array(shape)):
@@ -167,8 +182,15 @@ class ShiftInvariantClassifier(BaseEstimator):
             raise ValueError(f"fill must be a finite number or NaN; got {self.fill!r}.")
         return shape, shifts.astype(np.int64)
 
-    def _shifted(self, filled: np.ndarray, observed: np.ndarray | None, shape: tuple[int, int], dy: int, dx: int,
-                 out: np.ndarray | None = None):
+    def _shifted(
+        self,
+        filled: np.ndarray,
+        observed: np.ndarray | None,
+        shape: tuple[int, int],
+        dy: int,
+        dx: int,
+        out: np.ndarray | None = None,
+    ):
         """One translation of validated data: (X, observed mask or None).
 
         ``observed`` is None for complete data; then no mask is built unless
@@ -176,11 +198,20 @@ class ShiftInvariantClassifier(BaseEstimator):
         to ``out`` (rows of filled's shape) when given."""
         n = len(filled)
         border_missing = bool(np.isnan(self.fill))
-        images = shift_images(filled.reshape(n, *shape), dy, dx, 0.0 if border_missing else float(self.fill),
-                              out=None if out is None else out.reshape(n, *shape))
+        images = shift_images(
+            filled.reshape(n, *shape),
+            dy,
+            dx,
+            0.0 if border_missing else float(self.fill),
+            out=None if out is None else out.reshape(n, *shape),
+        )
         if observed is None and (not border_missing or (dy, dx) == (0, 0)):
             return images.reshape(n, -1), None
-        source = np.ones((n, *shape), dtype=bool) if observed is None else observed.reshape(n, *shape).astype(bool, copy=False)
+        source = (
+            np.ones((n, *shape), dtype=bool)
+            if observed is None
+            else observed.reshape(n, *shape).astype(bool, copy=False)
+        )
         mask = shift_images(source, dy, dx, not border_missing).reshape(n, -1)
         return images.reshape(n, -1), (None if mask.all() else mask)
 
@@ -202,8 +233,12 @@ class ShiftInvariantClassifier(BaseEstimator):
         self
         """
         if self.classifier is not None and not isinstance(self.classifier, GMMClassifier):
-            raise ValueError(f"classifier must be a GMMClassifier or None; got {type(self.classifier).__name__}.")
-        dtype = check_compute_dtype(np.float64 if self.classifier is None else self.classifier.dtype)
+            raise ValueError(
+                f"classifier must be a GMMClassifier or None; got {type(self.classifier).__name__}."
+            )
+        dtype = check_compute_dtype(
+            np.float64 if self.classifier is None else self.classifier.dtype
+        )
         filled, mask = check_possibly_missing(X, observed, dtype=dtype, n_features=None)
         labels = _check_labels(y, len(filled))
         shape, shifts = self._check_parameters(filled.shape[1])
@@ -216,14 +251,20 @@ class ShiftInvariantClassifier(BaseEstimator):
             observed_fit = None
             for i, (dy, dx) in enumerate(shifts):
                 rows = slice(i * n, (i + 1) * n)
-                _, shifted_mask = self._shifted(filled, mask, shape, int(dy), int(dx), out=X_fit[rows])
+                _, shifted_mask = self._shifted(
+                    filled, mask, shape, int(dy), int(dx), out=X_fit[rows]
+                )
                 if shifted_mask is not None:
                     if observed_fit is None:
                         observed_fit = np.ones(X_fit.shape, dtype=bool)
                     observed_fit[rows] = shifted_mask
             labels_fit = np.tile(labels, len(shifts))
         else:
-            X_fit, observed_fit, labels_fit = filled, (None if mask is None else mask.astype(bool)), labels
+            X_fit, observed_fit, labels_fit = (
+                filled,
+                (None if mask is None else mask.astype(bool)),
+                labels,
+            )
         classifier.fit(X_fit, labels_fit, observed=observed_fit)
         self.classifier_ = classifier
         self.classes_ = classifier.classes_
@@ -244,7 +285,9 @@ class ShiftInvariantClassifier(BaseEstimator):
         """Marginalise over ``shifts`` at prediction time with an already
         fitted classifier (as ``augment=False``, without refitting)."""
         if not isinstance(classifier, GMMClassifier):
-            raise ValueError(f"classifier must be a GMMClassifier; got {type(classifier).__name__}.")
+            raise ValueError(
+                f"classifier must be a GMMClassifier; got {type(classifier).__name__}."
+            )
         check_is_fitted(classifier, "estimators_")
         model = cls(classifier, image_shape=image_shape, shifts=shifts, augment=False, fill=fill)
         model.image_shape_, model.shifts_ = model._check_parameters(classifier.n_features_in_)
@@ -259,13 +302,24 @@ class ShiftInvariantClassifier(BaseEstimator):
         """log p(x_o, c) with the shift marginalised, shape (n_samples, n_classes)."""
         check_is_fitted(self, "classifier_")
         clf = self.classifier_
-        filled, mask = check_possibly_missing(X, observed, dtype=check_compute_dtype(clf.dtype), n_features=self.n_features_in_,
-            estimator=type(self).__name__)
+        filled, mask = check_possibly_missing(
+            X,
+            observed,
+            dtype=check_compute_dtype(clf.dtype),
+            n_features=self.n_features_in_,
+            estimator=type(self).__name__,
+        )
         # the shifted copies are already checked: straight to the classifier's kernels
-        per_shift = np.stack([
-            clf._class_log_joint(clf._joint_component_log_prob(*self._shifted(filled, mask, self.image_shape_, int(dy), int(dx)))[0])
-            for dy, dx in self.shifts_
-        ])
+        per_shift = np.stack(
+            [
+                clf._class_log_joint(
+                    clf._joint_component_log_prob(
+                        *self._shifted(filled, mask, self.image_shape_, int(dy), int(dx))
+                    )[0]
+                )
+                for dy, dx in self.shifts_
+            ]
+        )
         return logsumexp(per_shift, axis=0) - np.log(len(self.shifts_))
 
     def predict_log_proba(self, X: Any, observed: Any = None) -> np.ndarray:
@@ -293,9 +347,13 @@ class ShiftInvariantClassifier(BaseEstimator):
         """Write the fitted model to ``path`` as ``.npz`` (no pickle)."""
         check_is_fitted(self, "classifier_")
         base_params, arrays = self.classifier_._state()
-        params = {"classifier": base_params, "image_shape": list(self.image_shape_),
-                  "shifts": self.shifts_.tolist(), "augment": bool(self.augment),
-                  "fill": None if np.isnan(self.fill) else float(self.fill)}
+        params = {
+            "classifier": base_params,
+            "image_shape": list(self.image_shape_),
+            "shifts": self.shifts_.tolist(),
+            "augment": bool(self.augment),
+            "fill": None if np.isnan(self.fill) else float(self.fill),
+        }
         save_npz(path, self._MODEL_KIND, params, arrays)
 
     @classmethod
@@ -303,21 +361,33 @@ class ShiftInvariantClassifier(BaseEstimator):
         """Read a model written by :meth:`save`, validating every array."""
         params, arrays = load_npz(path, cls._MODEL_KIND, _expected_members)
         if not isinstance(params.get("classifier"), dict):
-            raise ValueError(f"{path}: malformed ShiftInvariantClassifier parameters (no classifier).")
+            raise ValueError(
+                f"{path}: malformed ShiftInvariantClassifier parameters (no classifier)."
+            )
         base = GMMClassifier._from_state(dict(params["classifier"]), arrays, path)
         try:
             fill = float("nan") if params["fill"] is None else float(params["fill"])
-            model = cls.from_fitted(base, image_shape=tuple(params["image_shape"]),
-                                    shifts=[tuple(s) for s in params["shifts"]], fill=fill)
+            model = cls.from_fitted(
+                base,
+                image_shape=tuple(params["image_shape"]),
+                shifts=[tuple(s) for s in params["shifts"]],
+                fill=fill,
+            )
         except (KeyError, TypeError, OverflowError) as exc:
-            raise ValueError(f"{path}: malformed ShiftInvariantClassifier parameters ({exc}).") from None
+            raise ValueError(
+                f"{path}: malformed ShiftInvariantClassifier parameters ({exc})."
+            ) from None
         except ValueError as exc:
-            raise ValueError(f"{path}: malformed ShiftInvariantClassifier parameters: {exc}") from None
+            raise ValueError(
+                f"{path}: malformed ShiftInvariantClassifier parameters: {exc}"
+            ) from None
         model.augment = bool(params.get("augment", False))  # how it was trained
         return model
 
 
-def _expected_members(params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, tuple[int, ...]]:
+def _expected_members(
+    params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]]
+) -> dict[str, tuple[int, ...]]:
     """The members of a shift-invariant model file: its classifier's (see ``load_npz``)."""
     base = params.get("classifier")
     if not isinstance(base, dict):

@@ -13,6 +13,7 @@ synced (best effort) so the rename itself survives a crash. On any
 exception, ``KeyboardInterrupt`` included, the temporary file is removed
 and the old file is untouched.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,7 +65,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     target = os.fspath(path)
     if os.path.isdir(target):
         raise IsADirectoryError(f"{target}: is a directory, not a file to write.")
-    if os.path.islink(target):  # write through a link, as open() does, rather than replace the link itself
+    if os.path.islink(
+        target
+    ):  # write through a link, as open() does, rather than replace the link itself
         target = os.path.realpath(target)
     directory, name = os.path.split(os.path.abspath(target))
     try:
@@ -79,7 +82,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
-    except BaseException:  # KeyboardInterrupt, SystemExit and a full disk alike: leave no partial file
+    except (
+        BaseException
+    ):  # KeyboardInterrupt, SystemExit and a full disk alike: leave no partial file
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
@@ -101,7 +106,9 @@ def npz_out_path(path: str | os.PathLike, note: Callable[[str], Any] | None = No
     """
     text = os.fspath(path)
     if os.path.isdir(text):
-        raise IsADirectoryError(f"{text}: is a directory; --out takes a file name (such as {os.path.join(text, 'out.npz')}).")
+        raise IsADirectoryError(
+            f"{text}: is a directory; --out takes a file name (such as {os.path.join(text, 'out.npz')})."
+        )
     if not text.endswith(".npz"):
         text += ".npz"
         if os.path.isdir(text):

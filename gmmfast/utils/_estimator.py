@@ -1,4 +1,5 @@
 """Estimator plumbing shared by gmmfast's estimators (scikit-learn conventions)."""
+
 from __future__ import annotations
 
 import inspect
@@ -81,9 +82,7 @@ class BaseEstimator:
         for name in self._param_names():
             default = signature.parameters[name].default
             value = getattr(self, name)
-            if value is default or (
-                not hasattr(value, "shape") and _safe_equal(value, default)
-            ):
+            if value is default or (not hasattr(value, "shape") and _safe_equal(value, default)):
                 continue
             shown.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"

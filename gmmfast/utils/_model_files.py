@@ -36,6 +36,7 @@ Every problem is a ``ValueError`` that names the file (and the member),
 never a ``MemoryError``, ``RecursionError``, ``TypeError`` or
 ``OverflowError``.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,21 +79,41 @@ MAX_TOTAL_BYTES = 8 << 30
 MAX_LABEL_CHARS = 1024
 #: Integers in the JSON header: below 2^53 in magnitude (exact as floats, fit in int64).
 _MAX_JSON_INT = 1 << 53
-_NPY_VERSIONS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+_NPY_VERSIONS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 _ALLOWED_KINDS = "biufU"  # bool, integers, floats, unicode labels
-_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error, NotImplementedError,
-                RuntimeError, struct.error, OverflowError, TypeError, KeyError, IndexError, SyntaxError,
-                RecursionError)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    OSError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    OverflowError,
+    TypeError,
+    KeyError,
+    IndexError,
+    SyntaxError,
+    RecursionError,
+)
 
 #: What :func:`load_npz`'s ``expected`` gets and returns: the header's
 #: ``params`` and each member's declared ``(dtype, shape)``; it returns the
 #: exact shape of every member the file may hold (a member it leaves out is
 #: refused as unknown; one it lists but the file lacks is left for the
 #: caller to report as missing), or raises ``ValueError``.
-Expected = Callable[[dict[str, Any], dict[str, tuple[np.dtype, tuple[int, ...]]]], dict[str, tuple[int, ...]]]
+Expected = Callable[
+    [dict[str, Any], dict[str, tuple[np.dtype, tuple[int, ...]]]], dict[str, tuple[int, ...]]
+]
 
 
-def save_npz(path: str | os.PathLike, kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def save_npz(
+    path: str | os.PathLike, kind: str, params: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> None:
     """Write a model file at exactly ``path`` (no suffix is appended), atomically.
 
     The members are stored uncompressed (``np.savez``): loading is then one
@@ -111,12 +132,18 @@ def save_npz(path: str | os.PathLike, kind: str, params: dict[str, Any], arrays:
     payload = {name: np.asarray(value) for name, value in arrays.items()}
     for name, value in payload.items():
         if value.dtype.kind not in _ALLOWED_KINDS:  # numbers and unicode labels: never objects
-            raise ValueError(f"Cannot save {name!r}: dtype {value.dtype} is neither numeric nor text.")
+            raise ValueError(
+                f"Cannot save {name!r}: dtype {value.dtype} is neither numeric nor text."
+            )
     try:
-        check_json_values(meta)  # what the loader would refuse (a NaN, a huge integer) is refused here
+        check_json_values(
+            meta
+        )  # what the loader would refuse (a NaN, a huge integer) is refused here
         text = json.dumps(meta)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"Cannot save to {path}: the parameters are not plain JSON values ({exc}).") from None
+        raise ValueError(
+            f"Cannot save to {path}: the parameters are not plain JSON values ({exc})."
+        ) from None
     with atomic_write(path) as fh:
         np.savez(fh, **{_META_KEY: np.array(text)}, **payload)
 
@@ -135,8 +162,9 @@ def model_kind(path: str | os.PathLike) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def load_npz(path: str | os.PathLike, kind: str,
-             expected: Expected | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def load_npz(
+    path: str | os.PathLike, kind: str, expected: Expected | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read a model file written by ``save_npz``; returns ``(params, arrays)``.
 
     Parameters
@@ -167,24 +195,36 @@ def load_npz(path: str | os.PathLike, kind: str,
         params = meta.get("params", {})
         if not isinstance(params, dict):
             raise ValueError(f"{path}: malformed header: 'params' is not a mapping.")
-        headers = {name: (dtype, shape) for name, (dtype, shape, _) in archive.headers.items() if name != _META_KEY}
+        headers = {
+            name: (dtype, shape)
+            for name, (dtype, shape, _) in archive.headers.items()
+            if name != _META_KEY
+        }
         if expected is not None:
             try:
                 shapes = expected(params, headers)
             except ValueError as exc:
                 raise ValueError(exc if str(path) in str(exc) else f"{path}: {exc}") from None
             except (TypeError, KeyError, IndexError, OverflowError) as exc:
-                raise ValueError(f"{path}: malformed model file ({type(exc).__name__}: {exc}).") from None
+                raise ValueError(
+                    f"{path}: malformed model file ({type(exc).__name__}: {exc})."
+                ) from None
             for name, (_, shape) in headers.items():
                 if name not in shapes:
-                    raise ValueError(f"{path}: unknown member {name!r} (not part of a {kind} model file).")
+                    raise ValueError(
+                        f"{path}: unknown member {name!r} (not part of a {kind} model file)."
+                    )
                 if tuple(shape) != tuple(shapes[name]):
-                    raise ValueError(f"{path}: array {name!r} has shape {tuple(shape)}, expected {tuple(shapes[name])}.")
+                    raise ValueError(
+                        f"{path}: array {name!r} has shape {tuple(shape)}, expected {tuple(shapes[name])}."
+                    )
         arrays = {name: archive.read(name) for name in headers}
     return dict(params), arrays
 
 
-def require(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], path: Any) -> np.ndarray:
+def require(
+    arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], path: Any
+) -> np.ndarray:
     """Fetch ``arrays[name]`` as finite float64 of ``shape`` or raise ``ValueError``."""
     if name not in arrays:
         raise ValueError(f"{path}: missing array {name!r}.")
@@ -192,7 +232,9 @@ def require(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], pa
     if value.dtype.kind not in "biuf":
         raise ValueError(f"{path}: array {name!r} has non-numeric dtype {value.dtype}.")
     if value.shape != tuple(shape):
-        raise ValueError(f"{path}: array {name!r} has shape {value.shape}, expected {tuple(shape)}.")
+        raise ValueError(
+            f"{path}: array {name!r} has shape {value.shape}, expected {tuple(shape)}."
+        )
     value = value.astype(np.float64)
     if not np.isfinite(value).all():
         raise ValueError(f"{path}: array {name!r} contains NaN or infinity.")
@@ -237,7 +279,9 @@ def check_json_values(value: Any, where: str = "header") -> None:
         return
     elif isinstance(value, int):
         if abs(value) >= _MAX_JSON_INT:
-            raise ValueError(f"{where}: integer of {len(str(abs(value)))} digits is out of range (at most 2^53).")
+            raise ValueError(
+                f"{where}: integer of {len(str(abs(value)))} digits is out of range (at most 2^53)."
+            )
     elif isinstance(value, float):
         if math.isnan(value):  # infinities are allowed: clip=(0, inf) is a valid parameter
             raise ValueError(f"{where}: NaN is not a number a model file may hold.")
@@ -262,8 +306,10 @@ class _Archive:
         try:
             self.size = os.path.getsize(path)
             if not zipfile.is_zipfile(path):
-                raise ValueError(f"{path}: not a .npz model file (not a zip archive; .npy and other formats "
-                                 "are not model files).")
+                raise ValueError(
+                    f"{path}: not a .npz model file (not a zip archive; .npy and other formats "
+                    "are not model files)."
+                )
             self._check_member_count()
             self.zip = zipfile.ZipFile(path)
         except ValueError as exc:
@@ -286,24 +332,32 @@ class _Archive:
 
     def _check_member_count(self) -> None:
         """Refuse archives with absurdly many members before ``ZipFile`` builds an object for each."""
-        read_end = getattr(zipfile, "_EndRecData", None)  # private, but there since Python 2; else ZipFile counts
+        read_end = getattr(
+            zipfile, "_EndRecData", None
+        )  # private, but there since Python 2; else ZipFile counts
         if read_end is None:
             return
         with open(self.path, "rb") as fh:
             end = read_end(fh)  # the end-of-central-directory record (what ZipFile reads first)
         if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
-            raise ValueError(f"{self.path}: {end[zipfile._ECD_ENTRIES_TOTAL]} members; a model file has at most {MAX_MEMBERS}.")
+            raise ValueError(
+                f"{self.path}: {end[zipfile._ECD_ENTRIES_TOTAL]} members; a model file has at most {MAX_MEMBERS}."
+            )
 
     def _read_headers(self) -> dict[str, tuple[np.dtype, tuple[int, ...], zipfile.ZipInfo]]:
         path = self.path
         infos = self.zip.infolist()
         if len(infos) > MAX_MEMBERS:
-            raise ValueError(f"{path}: {len(infos)} members; a model file has at most {MAX_MEMBERS}.")
+            raise ValueError(
+                f"{path}: {len(infos)} members; a model file has at most {MAX_MEMBERS}."
+            )
         headers: dict[str, tuple[np.dtype, tuple[int, ...], zipfile.ZipInfo]] = {}
         for info in infos:
             name = info.filename
             if not name.endswith(".npy") or "/" in name or name.startswith("."):
-                raise ValueError(f"{path}: member {name!r} is not an array of a model file (.npz members are NAME.npy).")
+                raise ValueError(
+                    f"{path}: member {name!r} is not an array of a model file (.npz members are NAME.npy)."
+                )
             key = name[:-4]
             if key in headers:
                 raise ValueError(f"{path}: member {key!r} appears twice.")
@@ -312,30 +366,47 @@ class _Archive:
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 raise ValueError(f"{path}: member {key!r} uses an unsupported compression method.")
             if info.header_offset + info.compress_size > self.size:
-                raise ValueError(f"{path}: member {key!r} claims {info.compress_size} compressed bytes, more than "
-                                 "the file holds (truncated or corrupt).")
+                raise ValueError(
+                    f"{path}: member {key!r} claims {info.compress_size} compressed bytes, more than "
+                    "the file holds (truncated or corrupt)."
+                )
             if info.file_size > MAX_EXPANSION * info.compress_size + _SMALL_MEMBER:
-                raise ValueError(f"{path}: member {key!r} would decompress from {info.compress_size} to "
-                                 f"{info.file_size} bytes, out of proportion for model parameters (a zip bomb?).")
+                raise ValueError(
+                    f"{path}: member {key!r} would decompress from {info.compress_size} to "
+                    f"{info.file_size} bytes, out of proportion for model parameters (a zip bomb?)."
+                )
             dtype, shape, header_len = self._npy_header(info, key)
-            if dtype.hasobject or dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype:
+            if (
+                dtype.hasobject
+                or dtype.kind not in _ALLOWED_KINDS
+                or dtype.fields is not None
+                or dtype.subdtype
+            ):
                 what = "an object array (pickled data)" if dtype.hasobject else f"dtype {dtype}"
-                raise ValueError(f"{path}: member {key!r} holds {what}; gmmfast model files contain numeric "
-                                 "arrays (and text labels) only and are never unpickled.")
+                raise ValueError(
+                    f"{path}: member {key!r} holds {what}; gmmfast model files contain numeric "
+                    "arrays (and text labels) only and are never unpickled."
+                )
             if any(not isinstance(d, int) or d < 0 for d in shape):
                 raise ValueError(f"{path}: member {key!r} declares an invalid shape {shape!r}.")
             declared = header_len + math.prod(shape) * dtype.itemsize
             if declared != info.file_size:
-                raise ValueError(f"{path}: member {key!r} declares shape {shape} of {dtype} ({declared} bytes with "
-                                 f"its header) but holds {info.file_size} bytes (corrupt or forged).")
+                raise ValueError(
+                    f"{path}: member {key!r} declares shape {shape} of {dtype} ({declared} bytes with "
+                    f"its header) but holds {info.file_size} bytes (corrupt or forged)."
+                )
             if dtype.kind == "U" and key != _META_KEY and dtype.itemsize > 4 * MAX_LABEL_CHARS:
-                raise ValueError(f"{path}: member {key!r} holds strings of {dtype.itemsize // 4} characters, "
-                                 f"over the {MAX_LABEL_CHARS}-character limit of a label.")
+                raise ValueError(
+                    f"{path}: member {key!r} holds strings of {dtype.itemsize // 4} characters, "
+                    f"over the {MAX_LABEL_CHARS}-character limit of a label."
+                )
             headers[key] = (dtype, tuple(shape), info)
         total = sum(info.file_size for _, _, info in headers.values())
         if total > MAX_TOTAL_BYTES:
-            raise ValueError(f"{path}: declares {total} bytes of arrays, over the {MAX_TOTAL_BYTES}-byte "
-                             "limit of a model file.")
+            raise ValueError(
+                f"{path}: declares {total} bytes of arrays, over the {MAX_TOTAL_BYTES}-byte "
+                "limit of a model file."
+            )
         return headers
 
     def _npy_header(self, info: zipfile.ZipInfo, key: str) -> tuple[np.dtype, tuple[int, ...], int]:
@@ -348,7 +419,9 @@ class _Archive:
                 shape, fortran_order, dtype = _NPY_VERSIONS[version](fh, max_header_size=10000)
                 header_len = fh.tell()
         except _READ_ERRORS + (ValueError,) as exc:
-            raise ValueError(f"{self.path}: member {key!r} is not a readable .npy array ({_short(exc)}).") from None
+            raise ValueError(
+                f"{self.path}: member {key!r} is not a readable .npy array ({_short(exc)})."
+            ) from None
         if not isinstance(shape, tuple) or not isinstance(dtype, np.dtype):
             raise ValueError(f"{self.path}: member {key!r} has a malformed .npy header.")
         return dtype, shape, header_len
@@ -362,9 +435,15 @@ class _Archive:
                 if fh.read(1):
                     raise ValueError("trailing bytes after the array")
         except _READ_ERRORS + (ValueError,) as exc:
-            raise ValueError(f"{self.path}: member {key!r} is corrupt or truncated ({_short(exc)}).") from None
-        if array.dtype != dtype or array.shape != shape:  # the zip's local header told another story
-            raise ValueError(f"{self.path}: member {key!r} is corrupt (its header changed while reading).")
+            raise ValueError(
+                f"{self.path}: member {key!r} is corrupt or truncated ({_short(exc)})."
+            ) from None
+        if (
+            array.dtype != dtype or array.shape != shape
+        ):  # the zip's local header told another story
+            raise ValueError(
+                f"{self.path}: member {key!r} is corrupt (its header changed while reading)."
+            )
         return array
 
     def meta(self) -> dict[str, Any]:
@@ -374,17 +453,25 @@ class _Archive:
             raise ValueError(f"{path}: not a gmmfast model file (no {_META_KEY} entry).")
         dtype, shape, info = self.headers[_META_KEY]
         if dtype.kind != "U" or shape != ():
-            raise ValueError(f"{path}: malformed {_META_KEY} entry (dtype {dtype}, shape {shape}; expected one string).")
+            raise ValueError(
+                f"{path}: malformed {_META_KEY} entry (dtype {dtype}, shape {shape}; expected one string)."
+            )
         if info.file_size > MAX_META_BYTES:
-            raise ValueError(f"{path}: the {_META_KEY} header is {info.file_size} bytes, over the "
-                             f"{MAX_META_BYTES}-byte limit of a model file's header.")
+            raise ValueError(
+                f"{path}: the {_META_KEY} header is {info.file_size} bytes, over the "
+                f"{MAX_META_BYTES}-byte limit of a model file's header."
+            )
         text = str(self.read(_META_KEY))
         if not json_depth_ok(text):
-            raise ValueError(f"{path}: the {_META_KEY} header nests deeper than {MAX_META_DEPTH} levels.")
+            raise ValueError(
+                f"{path}: the {_META_KEY} header nests deeper than {MAX_META_DEPTH} levels."
+            )
         try:
             meta = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            raise ValueError(f"{path}: the {_META_KEY} header is not valid JSON ({_short(exc)}).") from None
+            raise ValueError(
+                f"{path}: the {_META_KEY} header is not valid JSON ({_short(exc)})."
+            ) from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             raise ValueError(f"{path}: not a gmmfast model file.")
         try:
@@ -392,12 +479,19 @@ class _Archive:
         except ValueError as exc:
             raise ValueError(f"{path}: malformed {_META_KEY} {exc}") from None
         version = meta.get("format_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION or version < 1:
+        if (
+            not isinstance(version, int)
+            or isinstance(version, bool)
+            or version > FORMAT_VERSION
+            or version < 1
+        ):
             raise ValueError(
                 f"{path}: format version {version!r} is not supported by this gmmfast "
                 f"(reads versions 1 to {FORMAT_VERSION})."
             )
-        unknown = sorted(set(meta) - _META_FIELDS)  # after the version: a newer format may add fields
+        unknown = sorted(
+            set(meta) - _META_FIELDS
+        )  # after the version: a newer format may add fields
         if unknown:
             raise ValueError(f"{path}: unknown {_META_KEY} field(s) {reprlib.repr(unknown)}.")
         return meta

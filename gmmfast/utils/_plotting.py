@@ -1,4 +1,5 @@
 """matplotlib (the ``plot`` extra), imported only when a figure is drawn, on the Agg backend."""
+
 from __future__ import annotations
 
 from typing import Any

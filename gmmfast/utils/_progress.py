@@ -25,6 +25,7 @@ Bars write to standard error; messages printed through :func:`write`
 (the estimators' ``verbose`` lines) go to standard output above the bars.
 A bar is closed when its ``with`` block ends, also on ``KeyboardInterrupt``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -116,8 +117,15 @@ class NullBar:
         pass
 
 
-def bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
-        unit: str = "it", leave: bool = True, **kwargs: Any) -> Any:
+def bar(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str | None = None,
+    unit: str = "it",
+    leave: bool = True,
+    **kwargs: Any,
+) -> Any:
     """A tqdm bar on standard error when :func:`active`, else a :class:`NullBar`.
 
     Use it as a context manager (``with bar(total=n) as b: ... b.update()``)
@@ -126,8 +134,16 @@ def bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str
     """
     if not active():
         return NullBar(iterable, total)
-    return _tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr,
-                 dynamic_ncols=True, **kwargs)
+    return _tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        leave=leave,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        **kwargs,
+    )
 
 
 def write(message: str) -> None:

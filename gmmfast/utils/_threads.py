@@ -15,6 +15,7 @@ thread while kernels run.
 * A build without OpenMP (``-Dopenmp=disabled``) runs the same kernels on one
   thread; the first call that asks for threads says so once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,13 @@ from threadpoolctl import ThreadpoolController
 
 from .._kernels import _openmp
 
-__all__ = ["chunk_size_for", "effective_n_threads", "limits_blas", "single_threaded_blas", "usable_cpus"]
+__all__ = [
+    "chunk_size_for",
+    "effective_n_threads",
+    "limits_blas",
+    "single_threaded_blas",
+    "usable_cpus",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -87,7 +94,9 @@ def effective_n_threads(n_threads: Any) -> int:
         For 0, a bool, or anything that is not an integer.
     """
     global _warned_serial
-    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral)):
+    if n_threads is not None and (
+        isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral)
+    ):
         raise ValueError(f"n_threads must be an integer or None; got {n_threads!r}.")
     cpus = usable_cpus()
     if n_threads is None:
@@ -99,16 +108,23 @@ def effective_n_threads(n_threads: Any) -> int:
         if n_threads < 0:
             n = max(1, cpus + 1 + n_threads)
         elif n_threads > cpus:
-            warnings.warn(f"n_threads={n_threads} is more than the {cpus} CPUs this process may use; "
-                          f"using {cpus}.", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"n_threads={n_threads} is more than the {cpus} CPUs this process may use; "
+                f"using {cpus}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             n = cpus
         else:
             n = n_threads
     if not _openmp.openmp_enabled():
         if n > 1 and not _warned_serial:
             _warned_serial = True
-            warnings.warn("gmmfast was built without OpenMP: its kernels run on one thread.",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                "gmmfast was built without OpenMP: its kernels run on one thread.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return 1
     return n
 

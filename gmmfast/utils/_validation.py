@@ -3,6 +3,7 @@
 Arrays are checked here once and leave as C-contiguous arrays of the
 compute dtype; kernels trust what they receive.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -48,9 +49,7 @@ def check_matrix(
     if arr.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} must hold real numbers.")
     if arr.dtype.kind not in "biuf":
-        raise ValueError(
-            f"{name} must hold real numbers; got an array of dtype {arr.dtype}."
-        )
+        raise ValueError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}.")
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be 2-dimensional (n_samples, n_features); got an array "
@@ -58,9 +57,7 @@ def check_matrix(
             "a single sample with X.reshape(1, -1), images with X.reshape(len(X), -1)."
         )
     if arr.shape[0] < min_samples:
-        raise ValueError(
-            f"{name} has {arr.shape[0]} sample(s); at least {min_samples} needed."
-        )
+        raise ValueError(f"{name} has {arr.shape[0]} sample(s); at least {min_samples} needed.")
     if arr.shape[1] == 0:
         raise ValueError(
             f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
@@ -96,8 +93,9 @@ def check_array(
         For non-numeric dtypes, a wrong number of dimensions, too few
         samples, a wrong number of features, NaN or infinity.
     """
-    arr = check_matrix(X, name=name, min_samples=min_samples, n_features=n_features,
-                       estimator=estimator)
+    arr = check_matrix(
+        X, name=name, min_samples=min_samples, n_features=n_features, estimator=estimator
+    )
     out = np.ascontiguousarray(arr, dtype=dtype)
     if out is arr or np.shares_memory(out, arr):
         out = out.view()

@@ -28,6 +28,7 @@ shared by both models), ``_conv_vae``, ``_vade``, ``_model_files``, ``_plots``
 :mod:`gmmfast.metrics` and :mod:`gmmfast.utils`; never :mod:`gmmfast.image`
 or :mod:`gmmfast.cli`.
 """
+
 from __future__ import annotations
 
 try:

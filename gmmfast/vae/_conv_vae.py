@@ -1,4 +1,5 @@
 """ConvVAE: the reference convolutional VAE, whose latent means feed gmmfast's mixtures."""
+
 from __future__ import annotations
 
 import os
@@ -173,13 +174,20 @@ class ConvVAE(_TorchEstimator):
             raise ValueError(f"dropout must be < 1; got {self.dropout!r}.")
         check_scalar(self.beta, "beta", (int, float), min_value=0)
         channels = list(self.channels)
-        if not channels or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0
-                                   for c in channels):
-            raise ValueError(f"channels must be a non-empty sequence of positive ints; got {self.channels!r}.")
+        if not channels or not all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0 for c in channels
+        ):
+            raise ValueError(
+                f"channels must be a non-empty sequence of positive ints; got {self.channels!r}."
+            )
         strides = self._strides()
-        if len(strides) != len(channels) or not all(s in (1, 2) and not isinstance(s, bool) for s in strides):
-            raise ValueError(f"strides must give 1 or 2 for each of the {len(channels)} convolutions; "
-                             f"got {self.strides!r}.")
+        if len(strides) != len(channels) or not all(
+            s in (1, 2) and not isinstance(s, bool) for s in strides
+        ):
+            raise ValueError(
+                f"strides must give 1 or 2 for each of the {len(channels)} convolutions; "
+                f"got {self.strides!r}."
+            )
         self._check_training_params()
 
     def _strides(self) -> list:
@@ -189,8 +197,14 @@ class ConvVAE(_TorchEstimator):
         return list(self.strides)
 
     def _build(self, image_shape: tuple[int, int]) -> VAENet:
-        return VAENet(image_shape, [int(c) for c in self.channels], [int(s) for s in self._strides()],
-                      int(self.hidden_units), int(self.latent_dim), float(self.dropout))
+        return VAENet(
+            image_shape,
+            [int(c) for c in self.channels],
+            [int(s) for s in self._strides()],
+            int(self.hidden_units),
+            int(self.latent_dim),
+            float(self.dropout),
+        )
 
     def _loss(self, net: VAENet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         beta = float(self.beta)
@@ -202,8 +216,14 @@ class ConvVAE(_TorchEstimator):
         return batch_loss
 
     # ----------------------------------------------------------- fitting
-    def fit(self, images: Any, y: Any = None, *, epochs: int | None = None,
-            validation_images: Any = None) -> "ConvVAE":
+    def fit(
+        self,
+        images: Any,
+        y: Any = None,
+        *,
+        epochs: int | None = None,
+        validation_images: Any = None,
+    ) -> "ConvVAE":
         """Train the VAE.
 
         Parameters
@@ -224,7 +244,9 @@ class ConvVAE(_TorchEstimator):
         self._check_params()
         epochs = self.epochs if epochs is None else epochs
         check_scalar(epochs, "epochs", (int, np.integer), min_value=1)
-        X = check_images(images, min_images=2 if validation_images is not None else MIN_TRAIN_IMAGES)
+        X = check_images(
+            images, min_images=2 if validation_images is not None else MIN_TRAIN_IMAGES
+        )
         feature_shape(X.shape[1:], self.channels, self._strides())  # image size fits the strides
         seed = _seed(self.random_state)
         device = self._device()
@@ -240,8 +262,9 @@ class ConvVAE(_TorchEstimator):
         check_is_fitted(self, "network_")
 
     @torch.no_grad()
-    def encode(self, images: Any, *, return_log_sigma: bool = False,
-               batch_size: int = 1024) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, images: Any, *, return_log_sigma: bool = False, batch_size: int = 1024
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Latent means of ``images``: a C-contiguous float64 (n, latent_dim) array.
 
         Parameters
@@ -262,7 +285,9 @@ class ConvVAE(_TorchEstimator):
         mus, sigmas = [], []
         with _threads(self.n_threads):
             for b in range(0, len(X), batch_size):
-                mu, log_sigma = net.encoder(torch.from_numpy(X[b:b + batch_size])[:, None].to(self.device_))
+                mu, log_sigma = net.encoder(
+                    torch.from_numpy(X[b : b + batch_size])[:, None].to(self.device_)
+                )
                 mus.append(mu.double().cpu().numpy())
                 sigmas.append(log_sigma.double().cpu().numpy())
         empty = np.zeros((0, self.latent_dim))
@@ -280,7 +305,9 @@ class ConvVAE(_TorchEstimator):
         out = []
         with _threads(self.n_threads):
             for b in range(0, len(Z), batch_size):
-                logits = net.decoder(torch.from_numpy(np.array(Z[b:b + batch_size])).to(self.device_))
+                logits = net.decoder(
+                    torch.from_numpy(np.array(Z[b : b + batch_size])).to(self.device_)
+                )
                 out.append(torch.sigmoid(logits)[:, 0].cpu().numpy())
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
@@ -291,8 +318,14 @@ class ConvVAE(_TorchEstimator):
         out = self.decode(self.encode(images))
         return out.reshape(len(out), -1) if len(shape) == 2 else out
 
-    def sample(self, n_samples: int = 1, *, gmm: Any = None, component: Any = None,
-               random_state: Any = None) -> np.ndarray:
+    def sample(
+        self,
+        n_samples: int = 1,
+        *,
+        gmm: Any = None,
+        component: Any = None,
+        random_state: Any = None,
+    ) -> np.ndarray:
         """New images decoded from random latent points.
 
         Parameters
@@ -329,8 +362,17 @@ class ConvVAE(_TorchEstimator):
         values only (``torch.load(..., weights_only=True)``).
         """
         self._check_fitted()
-        _write_model(path, self._MODEL_KIND, self._config(), self.network_.state_dict(), {
-            "image_shape": list(self.image_shape_), "history": self.history_, "fitted": self._fitted_info()})
+        _write_model(
+            path,
+            self._MODEL_KIND,
+            self._config(),
+            self.network_.state_dict(),
+            {
+                "image_shape": list(self.image_shape_),
+                "history": self.history_,
+                "fitted": self._fitted_info(),
+            },
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> "ConvVAE":
@@ -356,7 +398,9 @@ class ConvVAE(_TorchEstimator):
     def _from_payload(cls, payload: dict, path: Any, device: str | None) -> "ConvVAE":
         model = cls()
         shape = payload.get("image_shape")
-        config = dict(_check_config(payload.get("config"), shape, path))  # bounds first: nothing built yet
+        config = dict(
+            _check_config(payload.get("config"), shape, path)
+        )  # bounds first: nothing built yet
         try:
             for key in ("channels", "strides"):
                 if isinstance(config.get(key), list):
@@ -379,19 +423,25 @@ class ConvVAE(_TorchEstimator):
         return model
 
 
-def _draw_latents(rng: np.random.RandomState, n: int, d: int, gmm: Any, component: Any) -> np.ndarray:
+def _draw_latents(
+    rng: np.random.RandomState, n: int, d: int, gmm: Any, component: Any
+) -> np.ndarray:
     """Latent points from N(0, I), a fitted mixture or one of its components, or a classifier's class."""
     if gmm is None:
         if component is not None:
-            raise ValueError("component needs gmm: a GaussianMixture or GMMClassifier fitted on the latents.")
+            raise ValueError(
+                "component needs gmm: a GaussianMixture or GMMClassifier fitted on the latents."
+            )
         return rng.standard_normal((n, d))
     if hasattr(gmm, "estimators_") and hasattr(gmm, "classes_"):  # GMMClassifier
         if component is None:
             raise ValueError("sampling from a GMMClassifier needs component=<class label>.")
         matches = np.flatnonzero(np.asarray(gmm.classes_) == component)
         if len(matches) != 1:
-            raise ValueError(f"component {component!r} is not one of the classifier's classes "
-                             f"{np.asarray(gmm.classes_).tolist()}.")
+            raise ValueError(
+                f"component {component!r} is not one of the classifier's classes "
+                f"{np.asarray(gmm.classes_).tolist()}."
+            )
         gmm, component = gmm.estimators_[int(matches[0])], None
     if not hasattr(gmm, "means_"):
         raise ValueError("gmm must be a fitted GaussianMixture or GMMClassifier.")
@@ -401,7 +451,9 @@ def _draw_latents(rng: np.random.RandomState, n: int, d: int, gmm: Any, componen
     covs = full_covariances(gmm)
     if component is None:
         counts = rng.multinomial(n, np.asarray(gmm.weights_, dtype=np.float64))
-        parts = [rng.multivariate_normal(means[k], covs[k], size=c) for k, c in enumerate(counts) if c]
+        parts = [
+            rng.multivariate_normal(means[k], covs[k], size=c) for k, c in enumerate(counts) if c
+        ]
         Z = np.concatenate(parts)
         return Z[rng.permutation(n)]
     if not isinstance(component, (int, np.integer)) or not 0 <= component < len(means):

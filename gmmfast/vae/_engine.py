@@ -1,5 +1,6 @@
 """The training engine shared by ConvVAE and VaDE: image checks, seeding, torch threads, and the
 Adam / ReduceLROnPlateau / early-stopping loop that keeps the best weights."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,13 @@ from ._nets import (
 MIN_TRAIN_IMAGES = 10
 
 
-def check_images(images: Any, *, name: str = "images", image_shape: tuple[int, int] | None = None,
-                 min_images: int = 1) -> np.ndarray:
+def check_images(
+    images: Any,
+    *,
+    name: str = "images",
+    image_shape: tuple[int, int] | None = None,
+    min_images: int = 1,
+) -> np.ndarray:
     """Validate images with pixels in [0, 1]; return a float32 (n, H, W) copy.
 
     Parameters
@@ -57,22 +63,28 @@ def check_images(images: Any, *, name: str = "images", image_shape: tuple[int, i
         else:
             side = math.isqrt(d)
             if side * side != d or d == 0:
-                raise ValueError(f"{name} of shape {arr.shape}: {d} pixels per row is not a square image; "
-                                 "pass images as (n, H, W).")
+                raise ValueError(
+                    f"{name} of shape {arr.shape}: {d} pixels per row is not a square image; "
+                    "pass images as (n, H, W)."
+                )
             arr = arr.reshape(n, side, side)
     if arr.ndim != 3:
         raise ValueError(f"{name} must have shape (n, H, W) or (n, H * W); got shape {arr.shape}.")
     if image_shape is not None and tuple(arr.shape[1:]) != tuple(image_shape):
-        raise ValueError(f"{name} are {arr.shape[1]} x {arr.shape[2]} images; the model was fitted on "
-                         f"{image_shape[0]} x {image_shape[1]}.")
+        raise ValueError(
+            f"{name} are {arr.shape[1]} x {arr.shape[2]} images; the model was fitted on "
+            f"{image_shape[0]} x {image_shape[1]}."
+        )
     if len(arr) < min_images:
         raise ValueError(f"{name}: {len(arr)} image(s) given, at least {min_images} needed.")
     out = np.array(arr, dtype=np.float32, order="C")  # always a copy: inputs are never modified
     if not np.isfinite(out).all():
         raise ValueError(f"{name} contain NaN or infinity.")
     if out.size and (out.min() < 0.0 or out.max() > 1.0):
-        raise ValueError(f"{name} must have pixel values in [0, 1]; found values from {out.min():g} to "
-                         f"{out.max():g} (divide 0..255 pixels by 255).")
+        raise ValueError(
+            f"{name} must have pixel values in [0, 1]; found values from {out.min():g} to "
+            f"{out.max():g} (divide 0..255 pixels by 255)."
+        )
     return out
 
 
@@ -108,10 +120,18 @@ class _TorchEstimator(BaseEstimator):
     early stopping on the validation loss, best weights kept, seeded."""
 
     def _check_training_params(self, min_epochs: int = 1) -> None:
-        check_scalar(self.learning_rate, "learning_rate", (int, float), min_value=0, include_min=False)
+        check_scalar(
+            self.learning_rate, "learning_rate", (int, float), min_value=0, include_min=False
+        )
         check_scalar(self.batch_size, "batch_size", (int, np.integer), min_value=1)
         check_scalar(self.epochs, "epochs", (int, np.integer), min_value=min_epochs)
-        check_scalar(self.validation_fraction, "validation_fraction", (int, float), min_value=0, include_min=False)
+        check_scalar(
+            self.validation_fraction,
+            "validation_fraction",
+            (int, float),
+            min_value=0,
+            include_min=False,
+        )
         if self.validation_fraction >= 1:
             raise ValueError(f"validation_fraction must be < 1; got {self.validation_fraction!r}.")
         check_scalar(self.lr_factor, "lr_factor", (int, float), min_value=0, include_min=False)
@@ -133,33 +153,55 @@ class _TorchEstimator(BaseEstimator):
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device must be None, 'auto', 'cpu' or 'cuda[:i]'; got {self.device!r}.") from exc
+            raise ValueError(
+                f"device must be None, 'auto', 'cpu' or 'cuda[:i]'; got {self.device!r}."
+            ) from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} asked for, but CUDA is not available.")
         return device
 
-    def _split(self, X: np.ndarray, validation_images: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def _split(
+        self, X: np.ndarray, validation_images: Any, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         if validation_images is not None:
-            X_val = check_images(validation_images, name="validation_images", image_shape=X.shape[1:])
+            X_val = check_images(
+                validation_images, name="validation_images", image_shape=X.shape[1:]
+            )
             return X, X_val
         if len(X) < MIN_TRAIN_IMAGES:
-            raise ValueError(f"images: {len(X)} image(s) given; at least {MIN_TRAIN_IMAGES} are needed to "
-                             "train with a validation split.")
+            raise ValueError(
+                f"images: {len(X)} image(s) given; at least {MIN_TRAIN_IMAGES} are needed to "
+                "train with a validation split."
+            )
         n_val = max(1, int(round(self.validation_fraction * len(X))))
         order = np.random.RandomState(seed).permutation(len(X))
         return X[order[n_val:]], X[order[:n_val]]
 
-    def _train(self, module: nn.Module, batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-               X_train: np.ndarray, X_val: np.ndarray, epochs: int, seed: int, device: torch.device,
-               label: str) -> None:
+    def _train(
+        self,
+        module: nn.Module,
+        batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        X_train: np.ndarray,
+        X_val: np.ndarray,
+        epochs: int,
+        seed: int,
+        device: torch.device,
+        label: str,
+    ) -> None:
         """Fit ``module`` by minimising the mean of ``batch_loss(input, target)``
         (per-image losses); sets the ``_FIT_RESULTS`` attributes."""
         train = torch.from_numpy(X_train)[:, None]
         val = torch.from_numpy(X_val)[:, None]
         optimizer = torch.optim.Adam(module.parameters(), lr=float(self.learning_rate))
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=float(self.lr_factor), patience=int(self.lr_patience))
-        history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "learning_rate": [], "seconds": []}
+            optimizer, mode="min", factor=float(self.lr_factor), patience=int(self.lr_patience)
+        )
+        history: dict[str, list[float]] = {
+            "train_loss": [],
+            "val_loss": [],
+            "learning_rate": [],
+            "seconds": [],
+        }
         best, best_state, best_epoch, wait = math.inf, None, 0, 0
         n_batches = math.ceil(len(train) / self.batch_size)
         state = {"epoch": 0, "interrupted": False}
@@ -167,8 +209,11 @@ class _TorchEstimator(BaseEstimator):
 
         def keep_best_epoch() -> str:
             state["interrupted"] = True
-            kept = (f"keeping the best model so far (epoch {best_epoch}, validation loss {best:.3f})"
-                    if best_state is not None else "no epoch finished: the weights are partly trained")
+            kept = (
+                f"keeping the best model so far (epoch {best_epoch}, validation loss {best:.3f})"
+                if best_state is not None
+                else "no epoch finished: the weights are partly trained"
+            )
             return f"{label}: training interrupted during epoch {state['epoch']}; {kept}"
 
         with on_interrupt(keep_best_epoch, propagate=False):
@@ -178,10 +223,18 @@ class _TorchEstimator(BaseEstimator):
                 module.train()
                 order = torch.randperm(len(train))
                 total = 0.0
-                with progress_bars(enabled=verbose), bar(total=n_batches, desc=f"{label} epoch {epoch}/{epochs}",
-                                                         unit="batch", leave=False, mininterval=1.0) as epoch_bar:
+                with (
+                    progress_bars(enabled=verbose),
+                    bar(
+                        total=n_batches,
+                        desc=f"{label} epoch {epoch}/{epochs}",
+                        unit="batch",
+                        leave=False,
+                        mininterval=1.0,
+                    ) as epoch_bar,
+                ):
                     for b in range(n_batches):
-                        x = train[order[b * self.batch_size:(b + 1) * self.batch_size]].to(device)
+                        x = train[order[b * self.batch_size : (b + 1) * self.batch_size]].to(device)
                         target = augment(x, float(self.rotation), bool(self.flip))
                         loss = batch_loss(add_noise(target, float(self.input_noise)), target).mean()
                         optimizer.zero_grad(set_to_none=True)
@@ -190,7 +243,8 @@ class _TorchEstimator(BaseEstimator):
                         value = float(loss.detach())
                         if not math.isfinite(value):
                             raise FloatingPointError(
-                                f"the training loss became {value} at epoch {epoch}; lower learning_rate.")
+                                f"the training loss became {value} at epoch {epoch}; lower learning_rate."
+                            )
                         total += value * len(x)
                         epoch_bar.update(1)
                         epoch_bar.set_postfix(loss=f"{value:.2f}", refresh=False)
@@ -208,13 +262,17 @@ class _TorchEstimator(BaseEstimator):
                 else:
                     wait += 1
                 if verbose:
-                    write(f"{label} epoch {epoch}/{epochs}: train loss {total / len(train):.3f}, validation loss "
-                          f"{val_loss:.3f}{' (best)' if improved else ''}, lr {history['learning_rate'][-1]:.2g}, "
-                          f"{seconds:.1f} s")
+                    write(
+                        f"{label} epoch {epoch}/{epochs}: train loss {total / len(train):.3f}, validation loss "
+                        f"{val_loss:.3f}{' (best)' if improved else ''}, lr {history['learning_rate'][-1]:.2g}, "
+                        f"{seconds:.1f} s"
+                    )
                 if wait >= self.patience:
                     if verbose:
-                        write(f"{label}: early stop after epoch {epoch}: no better validation loss in "
-                              f"{self.patience} epochs; keeping epoch {best_epoch}")
+                        write(
+                            f"{label}: early stop after epoch {epoch}: no better validation loss in "
+                            f"{self.patience} epochs; keeping epoch {best_epoch}"
+                        )
                     break
         if best_state is not None:
             module.load_state_dict(best_state)
@@ -223,18 +281,22 @@ class _TorchEstimator(BaseEstimator):
         self.best_epoch_ = best_epoch
         self.best_val_loss_ = best
         self.n_epochs_ = len(history["val_loss"])
-        self.seconds_per_epoch_ = float(np.mean(history["seconds"])) if history["seconds"] else float("nan")
+        self.seconds_per_epoch_ = (
+            float(np.mean(history["seconds"])) if history["seconds"] else float("nan")
+        )
         self.interrupted_ = state["interrupted"]
         self.n_train_, self.n_val_ = len(X_train), len(X_val)
 
     @torch.no_grad()
-    def _evaluate(self, module: nn.Module, batch_loss, val: torch.Tensor, seed: int, device: torch.device) -> float:
+    def _evaluate(
+        self, module: nn.Module, batch_loss, val: torch.Tensor, seed: int, device: torch.device
+    ) -> float:
         """Mean per-image loss on the validation images, eval mode, with the same
         latent noise every epoch (and the training RNG stream left untouched)."""
         module.eval()
         total = 0.0
         with _seeded(seed + 1, device):
             for b in range(0, len(val), 1024):
-                x = val[b:b + 1024].to(device)
+                x = val[b : b + 1024].to(device)
                 total += float(batch_loss(x, x).sum())
         return total / len(val)

@@ -1,4 +1,5 @@
 """VAE model files: torch.save dictionaries of tensors and plain values, read with weights_only=True."""
+
 from __future__ import annotations
 
 import os
@@ -30,12 +31,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _write_model(path: str | os.PathLike, kind: str, config: dict, state: dict, extra: dict) -> None:
+def _write_model(
+    path: str | os.PathLike, kind: str, config: dict, state: dict, extra: dict
+) -> None:
     from .._version import __version__
 
     payload = {
-        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind, "gmmfast_version": __version__,
-        "config": config, "state_dict": {k: v.detach().cpu().clone() for k, v in state.items()},
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "gmmfast_version": __version__,
+        "config": config,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in state.items()},
     }
     payload.update(extra)
     with atomic_write(path) as fh:  # torch.save in place would truncate the old model first
@@ -55,14 +62,18 @@ def _read_model(path: str | os.PathLike, kind: str) -> dict:
         if "Weights only load failed" in str(exc):
             first = "it holds objects other than tensors and plain values; such files are never unpickled"
         else:
-            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            first = (
+                str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            )
         raise ValueError(f"{path}: not a gmmfast VAE model file ({first}).") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: not a gmmfast VAE model file.")
     version = payload.get("format_version")
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise ValueError(f"{path}: format version {version!r} is not supported by this gmmfast "
-                         f"(reads versions 1 to {FORMAT_VERSION}).")
+        raise ValueError(
+            f"{path}: format version {version!r} is not supported by this gmmfast "
+            f"(reads versions 1 to {FORMAT_VERSION})."
+        )
     if payload.get("kind") != kind:
         raise ValueError(f"{path}: holds a {payload.get('kind')!r} model, expected {kind!r}.")
     for key in ("config", "state_dict"):
@@ -74,7 +85,9 @@ def _read_model(path: str | os.PathLike, kind: str) -> dict:
         if not isinstance(tensor, torch.Tensor):
             raise ValueError(f"{path}: state dict entry {name!r} is not a tensor.")
         if not tensor.is_floating_point():
-            raise ValueError(f"{path}: state dict entry {name!r} has dtype {tensor.dtype}, not a real float.")
+            raise ValueError(
+                f"{path}: state dict entry {name!r} has dtype {tensor.dtype}, not a real float."
+            )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(f"{path}: state dict entry {name!r} contains NaN or infinity.")
     return payload
@@ -89,8 +102,14 @@ MAX_EXPANSION = 50
 _SMALL_MEMBER = 1 << 20
 #: Bounds on a configuration read from a file, checked before any network
 #: is built (the network itself is then sized against the file's tensors).
-CONFIG_BOUNDS = {"latent_dim": 4096, "hidden_units": 65536, "channel": 4096, "n_convolutions": 16,
-                 "image_side": 4096, "n_clusters": 10000}
+CONFIG_BOUNDS = {
+    "latent_dim": 4096,
+    "hidden_units": 65536,
+    "channel": 4096,
+    "n_convolutions": 16,
+    "image_side": 4096,
+    "n_clusters": 10000,
+}
 
 
 def _check_archive(path: str | os.PathLike) -> None:
@@ -101,39 +120,67 @@ def _check_archive(path: str | os.PathLike) -> None:
     """
     size = os.path.getsize(path)
     try:
-        if not zipfile.is_zipfile(path):  # torch's legacy format sizes storages from its pickle, before reading
-            raise ValueError(f"{path}: not a gmmfast VAE model file (not a zip archive, as torch.save writes).")
-        read_end = getattr(zipfile, "_EndRecData", None)  # private: skipped where absent (infolist is bounded below)
+        if not zipfile.is_zipfile(
+            path
+        ):  # torch's legacy format sizes storages from its pickle, before reading
+            raise ValueError(
+                f"{path}: not a gmmfast VAE model file (not a zip archive, as torch.save writes)."
+            )
+        read_end = getattr(
+            zipfile, "_EndRecData", None
+        )  # private: skipped where absent (infolist is bounded below)
         with open(path, "rb") as fh:
             end = read_end(fh) if read_end is not None else None
         if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
-            raise ValueError(f"{path}: {end[zipfile._ECD_ENTRIES_TOTAL]} members, more than a VAE model file has.")
+            raise ValueError(
+                f"{path}: {end[zipfile._ECD_ENTRIES_TOTAL]} members, more than a VAE model file has."
+            )
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except ValueError as exc:
         if str(path) in str(exc):  # ours
             raise
-        raise ValueError(f"{path}: not a readable VAE model file ({' '.join(str(exc).split())[:120]}).") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, struct.error, NotImplementedError,
-            RuntimeError, OverflowError) as exc:
-        raise ValueError(f"{path}: not a readable VAE model file ({' '.join(str(exc).split())[:120]}).") from None
+        raise ValueError(
+            f"{path}: not a readable VAE model file ({' '.join(str(exc).split())[:120]})."
+        ) from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        struct.error,
+        NotImplementedError,
+        RuntimeError,
+        OverflowError,
+    ) as exc:
+        raise ValueError(
+            f"{path}: not a readable VAE model file ({' '.join(str(exc).split())[:120]})."
+        ) from None
     if len(infos) > MAX_MEMBERS:
         raise ValueError(f"{path}: {len(infos)} members, more than a VAE model file has.")
     names = [info.filename for info in infos]
     if names and all(name.endswith(".npy") and "/" not in name for name in names):
-        raise ValueError(f"{path}: an .npz archive (a GMM model?), not a gmmfast VAE model file "
-                         "(those are written by ConvVAE.save and gmmfast vae train).")
+        raise ValueError(
+            f"{path}: an .npz archive (a GMM model?), not a gmmfast VAE model file "
+            "(those are written by ConvVAE.save and gmmfast vae train)."
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: duplicated members (corrupt or forged).")
     for info in infos:
         if info.header_offset + info.compress_size > size:
-            raise ValueError(f"{path}: member {info.filename!r} claims more bytes than the file holds (truncated?).")
+            raise ValueError(
+                f"{path}: member {info.filename!r} claims more bytes than the file holds (truncated?)."
+            )
         if info.file_size > MAX_EXPANSION * info.compress_size + _SMALL_MEMBER:
-            raise ValueError(f"{path}: member {info.filename!r} would decompress from {info.compress_size} to "
-                             f"{info.file_size} bytes (a zip bomb?).")
+            raise ValueError(
+                f"{path}: member {info.filename!r} would decompress from {info.compress_size} to "
+                f"{info.file_size} bytes (a zip bomb?)."
+            )
         if info.filename.endswith(".pkl") and info.file_size > MAX_PICKLE_BYTES:
-            raise ValueError(f"{path}: its pickle {info.filename!r} is {info.file_size} bytes, over the "
-                             f"{MAX_PICKLE_BYTES}-byte limit of a model file's.")
+            raise ValueError(
+                f"{path}: its pickle {info.filename!r} is {info.file_size} bytes, over the "
+                f"{MAX_PICKLE_BYTES}-byte limit of a model file's."
+            )
     _check_crcs(path)
 
 
@@ -149,14 +196,32 @@ def _check_crcs(path: str | os.PathLike) -> None:
                 with archive.open(info) as fh:
                     while fh.read(1 << 20):
                         pass
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, struct.error, NotImplementedError,
-            RuntimeError, OverflowError, zlib.error, ValueError) as exc:
-        raise ValueError(f"{path}: corrupt VAE model file ({' '.join(str(exc).split())[:120]}).") from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        struct.error,
+        NotImplementedError,
+        RuntimeError,
+        OverflowError,
+        zlib.error,
+        ValueError,
+    ) as exc:
+        raise ValueError(
+            f"{path}: corrupt VAE model file ({' '.join(str(exc).split())[:120]})."
+        ) from None
 
 
 def _bounded_int(value: Any, name: str, upper: int, path: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= upper:
-        raise ValueError(f"{path}: bad configuration: {name} must be an integer in 1..{upper}; got {reprlib.repr(value)}.")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not 1 <= value <= upper
+    ):
+        raise ValueError(
+            f"{path}: bad configuration: {name} must be an integer in 1..{upper}; got {reprlib.repr(value)}."
+        )
     return int(value)
 
 
@@ -173,21 +238,35 @@ def _check_config(config: Any, image_shape: Any, path: Any) -> dict:
     for side in image_shape:
         _bounded_int(side, "image_shape", CONFIG_BOUNDS["image_side"], path)
     _bounded_int(config.get("latent_dim", 2), "latent_dim", CONFIG_BOUNDS["latent_dim"], path)
-    _bounded_int(config.get("hidden_units", 512), "hidden_units", CONFIG_BOUNDS["hidden_units"], path)
+    _bounded_int(
+        config.get("hidden_units", 512), "hidden_units", CONFIG_BOUNDS["hidden_units"], path
+    )
     channels = config.get("channels", (32, 64, 128, 128, 256))
-    if not isinstance(channels, (list, tuple)) or not 1 <= len(channels) <= CONFIG_BOUNDS["n_convolutions"]:
-        raise ValueError(f"{path}: bad configuration: channels must be a list of 1 to "
-                         f"{CONFIG_BOUNDS['n_convolutions']} integers; got {reprlib.repr(channels)}.")
+    if (
+        not isinstance(channels, (list, tuple))
+        or not 1 <= len(channels) <= CONFIG_BOUNDS["n_convolutions"]
+    ):
+        raise ValueError(
+            f"{path}: bad configuration: channels must be a list of 1 to "
+            f"{CONFIG_BOUNDS['n_convolutions']} integers; got {reprlib.repr(channels)}."
+        )
     for c in channels:
         _bounded_int(c, "channels", CONFIG_BOUNDS["channel"], path)
     strides = config.get("strides")
-    if strides is not None and (not isinstance(strides, (list, tuple)) or len(strides) != len(channels)
-                                or not all(type(s) is int and s in (1, 2) for s in strides)):
-        raise ValueError(f"{path}: bad configuration: strides must be None or 1 or 2 per convolution; "
-                         f"got {reprlib.repr(strides)}.")
+    if strides is not None and (
+        not isinstance(strides, (list, tuple))
+        or len(strides) != len(channels)
+        or not all(type(s) is int and s in (1, 2) for s in strides)
+    ):
+        raise ValueError(
+            f"{path}: bad configuration: strides must be None or 1 or 2 per convolution; "
+            f"got {reprlib.repr(strides)}."
+        )
     dropout = config.get("dropout", 0.2)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"{path}: bad configuration: dropout must be a number in [0, 1); got {dropout!r}.")
+        raise ValueError(
+            f"{path}: bad configuration: dropout must be a number in [0, 1); got {dropout!r}."
+        )
     return config
 
 
@@ -198,17 +277,27 @@ def _build_checked(build: Any, state: dict, path: Any) -> nn.Module:
         with torch.device("meta"):
             skeleton = build()
     except (RuntimeError, OverflowError) as exc:
-        raise ValueError(f"{path}: bad configuration ({' '.join(str(exc).split())[:200]}).") from None
+        raise ValueError(
+            f"{path}: bad configuration ({' '.join(str(exc).split())[:200]})."
+        ) from None
     wanted = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     given = {name: tuple(t.shape) for name, t in state.items()}
     if wanted != given:
         missing = sorted(set(wanted) - set(given))[:3]
         extra = sorted(set(given) - set(wanted))[:3]
         wrong = [name for name in wanted if name in given and wanted[name] != given[name]][:3]
-        detail = "; ".join(part for part in (
-            f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "",
-            ", ".join(f"{n} is {given[n]}, the configuration needs {wanted[n]}" for n in wrong)) if part)
-        raise ValueError(f"{path}: the weights do not match the saved configuration ({detail[:300]}).")
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {missing}" if missing else "",
+                f"unexpected {extra}" if extra else "",
+                ", ".join(f"{n} is {given[n]}, the configuration needs {wanted[n]}" for n in wrong),
+            )
+            if part
+        )
+        raise ValueError(
+            f"{path}: the weights do not match the saved configuration ({detail[:300]})."
+        )
     return build()
 
 
@@ -217,7 +306,9 @@ def _load_state(module: nn.Module, state: dict, path: Any) -> None:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:300]
-        raise ValueError(f"{path}: the weights do not match the saved configuration ({detail}).") from None
+        raise ValueError(
+            f"{path}: the weights do not match the saved configuration ({detail})."
+        ) from None
 
 
 def _history(history: Any, path: Any) -> dict[str, list[float]]:
@@ -231,13 +322,25 @@ def _history(history: Any, path: Any) -> dict[str, list[float]]:
     return out
 
 
-_FIT_RESULTS = ("history_", "best_epoch_", "best_val_loss_", "n_epochs_", "seconds_per_epoch_",
-                "interrupted_", "n_train_", "n_val_")
+_FIT_RESULTS = (
+    "history_",
+    "best_epoch_",
+    "best_val_loss_",
+    "n_epochs_",
+    "seconds_per_epoch_",
+    "interrupted_",
+    "n_train_",
+    "n_val_",
+)
 
 
 def _saved_config(model: BaseEstimator, exclude: tuple[str, ...]) -> dict[str, Any]:
     """Constructor parameters as plain values for a model file (a RandomState is not saved)."""
-    config = {name: _plain(value) for name, value in model.get_params(deep=False).items() if name not in exclude}
+    config = {
+        name: _plain(value)
+        for name, value in model.get_params(deep=False).items()
+        if name not in exclude
+    }
     if not isinstance(config["random_state"], (int, type(None))):
         config["random_state"] = None
     return config
@@ -257,5 +360,7 @@ def _restore_fit_results(model: Any, payload: dict, path: Any) -> None:
         if name != "history_":
             value = fitted.get(name)
             if value is not None and not isinstance(value, (bool, int, float)):
-                raise ValueError(f"{path}: malformed 'fitted' entry {name!r} ({type(value).__name__}).")
+                raise ValueError(
+                    f"{path}: malformed 'fitted' entry {name!r} ({type(value).__name__})."
+                )
             setattr(model, name, value)

@@ -7,6 +7,7 @@ log standard deviation, and a decoder that mirrors it with transposed
 convolutions; dropout after the dense layers. The decoder returns logits
 (the sigmoid is folded into the binary cross-entropy for stability).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,9 @@ from torch.nn import functional as F
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def feature_shape(image_shape: Sequence[int], channels: Sequence[int], strides: Sequence[int]) -> tuple[int, int, int]:
+def feature_shape(
+    image_shape: Sequence[int], channels: Sequence[int], strides: Sequence[int]
+) -> tuple[int, int, int]:
     """Shape (C, H, W) of the encoder's last convolution for ``image_shape``.
 
     Raises
@@ -52,8 +55,12 @@ class Encoder(nn.Module):
             c_in = c
         self.features = nn.Sequential(*layers)
         c, h, w = feature_shape(image_shape, channels, strides)
-        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden_units), nn.ReLU(inplace=True),
-                                   nn.Dropout(dropout))
+        self.dense = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c * h * w, hidden_units),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
         self.mu = nn.Linear(hidden_units, latent_dim)
         self.log_sigma = nn.Linear(hidden_units, latent_dim)
 
@@ -70,13 +77,18 @@ class Decoder(nn.Module):
         self.shape = feature_shape(image_shape, channels, strides)
         c, h, w = self.shape
         self.dense = nn.Sequential(
-            nn.Linear(latent_dim, hidden_units), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(hidden_units, c * h * w), nn.ReLU(inplace=True),
+            nn.Linear(latent_dim, hidden_units),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_units, c * h * w),
+            nn.ReLU(inplace=True),
         )
         layers: list[nn.Module] = []
         outs = list(channels[-2::-1]) + [1]  # 256 -> 128 -> 128 -> 64 -> 32 -> 1
         for i, (c_in, c_out, s) in enumerate(zip(channels[::-1], outs, strides[::-1])):
-            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=s, padding=1, output_padding=s - 1))
+            layers.append(
+                nn.ConvTranspose2d(c_in, c_out, 3, stride=s, padding=1, output_padding=s - 1)
+            )
             if i < len(outs) - 1:
                 layers.append(nn.ReLU(inplace=True))
         self.features = nn.Sequential(*layers)
@@ -100,10 +112,17 @@ class VAENet(nn.Module):
         args = (image_shape, channels, strides, hidden_units, latent_dim, dropout)
         self.encoder = Encoder(*args)
         self.decoder = Decoder(*args)
-        for part in (self.encoder.features, self.encoder.dense, self.decoder.dense, self.decoder.features):
+        for part in (
+            self.encoder.features,
+            self.encoder.dense,
+            self.decoder.dense,
+            self.decoder.features,
+        ):
             layers = list(part)
             for layer, after in zip(layers, layers[1:] + [None]):
-                if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and isinstance(after, nn.ReLU):
+                if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and isinstance(
+                    after, nn.ReLU
+                ):
                     # ConvTranspose2d weights are (in, out, k, k): fan_out is the fan-in of its output.
                     mode = "fan_out" if isinstance(layer, nn.ConvTranspose2d) else "fan_in"
                     nn.init.kaiming_normal_(layer.weight, mode=mode, nonlinearity="relu")
@@ -131,10 +150,14 @@ class GMMPrior(nn.Module):
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
         """log p(c) + log N(z | mu_c, diag var_c), shape (n, K)."""
         diff = z[:, None, :] - self.means[None]
-        log_pdf = -0.5 * (LOG_2PI + self.log_vars[None] + diff.pow(2) / self.log_vars.exp()[None]).sum(-1)
+        log_pdf = -0.5 * (
+            LOG_2PI + self.log_vars[None] + diff.pow(2) / self.log_vars.exp()[None]
+        ).sum(-1)
         return self.log_weights()[None] + log_pdf
 
-    def kl(self, mu: torch.Tensor, log_sigma: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def kl(
+        self, mu: torch.Tensor, log_sigma: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """KL(q(z, c | x) || p(z, c)) per sample, with q(c | x) = p(c | z).
 
         Returns the per-sample KL (n,) and q(c | x) (n, K).
@@ -144,8 +167,10 @@ class GMMPrior(nn.Module):
         var_z = (2.0 * log_sigma).exp()
         inv_var_c = (-self.log_vars).exp()
         # E_q[log q(z|x)] - E_q[log p(z|c)], the constant log(2 pi) cancels
-        cross = 0.5 * (self.log_vars[None] + (var_z[:, None, :] + (mu[:, None, :] - self.means[None]).pow(2))
-                       * inv_var_c[None]).sum(-1)
+        cross = 0.5 * (
+            self.log_vars[None]
+            + (var_z[:, None, :] + (mu[:, None, :] - self.means[None]).pow(2)) * inv_var_c[None]
+        ).sum(-1)
         kl = (gamma * cross).sum(1) - 0.5 * (1.0 + 2.0 * log_sigma).sum(1)
         kl = kl + (gamma * (log_gamma - self.log_weights()[None])).sum(1)
         return kl, gamma
@@ -173,7 +198,9 @@ def augment(x: torch.Tensor, rotation: float, flip: bool) -> torch.Tensor:
         angle = (torch.rand(n, device=x.device) * 2.0 - 1.0) * math.radians(rotation)
         cos, sin = angle.cos(), angle.sin()
         zero = torch.zeros_like(cos)
-        theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+        theta = torch.stack(
+            [torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros").clamp(0.0, 1.0)
     return x

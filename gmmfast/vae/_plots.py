@@ -5,6 +5,7 @@ matplotlib (the ``plot`` extra) is imported when a figure is drawn, with
 the Agg backend; torch is never imported here (models are duck-typed).
 Every function writes one PNG and returns its path.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,15 +42,27 @@ def _gaussians(model: Any) -> list[tuple[Any, float, np.ndarray, np.ndarray]]:
     return out
 
 
-def _ellipse(ax, mean2: np.ndarray, cov2: np.ndarray, color: Any, n_std: Sequence[float] = (1.0, 2.0)) -> None:
+def _ellipse(
+    ax, mean2: np.ndarray, cov2: np.ndarray, color: Any, n_std: Sequence[float] = (1.0, 2.0)
+) -> None:
     from matplotlib.patches import Ellipse
 
     vals, vecs = np.linalg.eigh(cov2)
     vals = np.clip(vals, 0, None)
     angle = np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1]))
     for s in n_std:
-        ax.add_patch(Ellipse(mean2, 2 * s * np.sqrt(vals[-1]), 2 * s * np.sqrt(vals[0]), angle=angle,
-                             fill=False, edgecolor=color, linewidth=1.5 if s == 1.0 else 0.8, alpha=0.9))
+        ax.add_patch(
+            Ellipse(
+                mean2,
+                2 * s * np.sqrt(vals[-1]),
+                2 * s * np.sqrt(vals[0]),
+                angle=angle,
+                fill=False,
+                edgecolor=color,
+                linewidth=1.5 if s == 1.0 else 0.8,
+                alpha=0.9,
+            )
+        )
 
 
 def _colors(labels: Sequence[Any]) -> dict[Any, Any]:
@@ -58,8 +71,15 @@ def _colors(labels: Sequence[Any]) -> dict[Any, Any]:
     return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
 
 
-def plot_latent_space(path: str | os.PathLike, latents: np.ndarray, labels: np.ndarray, model: Any = None,
-                      title: str = "latent space", max_points: int = 5000, seed: int = 0) -> str:
+def plot_latent_space(
+    path: str | os.PathLike,
+    latents: np.ndarray,
+    labels: np.ndarray,
+    model: Any = None,
+    title: str = "latent space",
+    max_points: int = 5000,
+    seed: int = 0,
+) -> str:
     """Latent means coloured by class, with the 1- and 2-sigma ellipses of
     ``model``'s Gaussians (a GMMClassifier: coloured by class; a
     GaussianMixture: black). Latent spaces above 2-d are shown on their
@@ -74,7 +94,15 @@ def plot_latent_space(path: str | os.PathLike, latents: np.ndarray, labels: np.n
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     for label in classes:
         sel = labels[rows] == label
-        ax.scatter(P[sel, 0], P[sel, 1], s=3, alpha=0.4, color=colors[label.item()], label=str(label), rasterized=True)
+        ax.scatter(
+            P[sel, 0],
+            P[sel, 1],
+            s=3,
+            alpha=0.4,
+            color=colors[label.item()],
+            label=str(label),
+            rasterized=True,
+        )
     is_classifier = hasattr(model, "classes_")
     for key, _, mean, cov in _gaussians(model):
         color = colors.get(key, "k") if is_classifier else "k"
@@ -87,13 +115,18 @@ def plot_latent_space(path: str | os.PathLike, latents: np.ndarray, labels: np.n
     return _save(fig, path)
 
 
-def plot_images(path: str | os.PathLike, rows: Sequence[np.ndarray], row_titles: Sequence[str],
-                title: str = "") -> str:
+def plot_images(
+    path: str | os.PathLike, rows: Sequence[np.ndarray], row_titles: Sequence[str], title: str = ""
+) -> str:
     """A grid of images: one row per entry of ``rows`` (each (n, H, W) or (n, H * W))."""
     plt = pyplot()
     n_cols = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(0.9 * n_cols, 0.95 * len(rows) + (0.3 if title else 0)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows),
+        n_cols,
+        figsize=(0.9 * n_cols, 0.95 * len(rows) + (0.3 if title else 0)),
+        squeeze=False,
+    )
     for r, images in enumerate(rows):
         images = np.asarray(images)
         side = images.shape[-1] if images.ndim == 3 else int(round(np.sqrt(images.shape[1])))
@@ -101,7 +134,9 @@ def plot_images(path: str | os.PathLike, rows: Sequence[np.ndarray], row_titles:
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.axis("off") if c >= len(images) else ax.imshow(images[c].reshape(-1, side), cmap="gray", vmin=0, vmax=1)
+            ax.axis("off") if c >= len(images) else ax.imshow(
+                images[c].reshape(-1, side), cmap="gray", vmin=0, vmax=1
+            )
             if c == 0:
                 ax.axis("on")
                 ax.set_xticks([])
@@ -112,14 +147,21 @@ def plot_images(path: str | os.PathLike, rows: Sequence[np.ndarray], row_titles:
     return _save(fig, path)
 
 
-def plot_reconstructions(path: str | os.PathLike, originals: np.ndarray, reconstructions: np.ndarray,
-                         n: int = 12) -> str:
+def plot_reconstructions(
+    path: str | os.PathLike, originals: np.ndarray, reconstructions: np.ndarray, n: int = 12
+) -> str:
     """Originals above their reconstructions."""
-    return plot_images(path, [originals[:n], reconstructions[:n]], ["original", "reconstructed"],
-                       "VAE reconstructions (decoded latent means)")
+    return plot_images(
+        path,
+        [originals[:n], reconstructions[:n]],
+        ["original", "reconstructed"],
+        "VAE reconstructions (decoded latent means)",
+    )
 
 
-def plot_manifold(path: str | os.PathLike, vae: Any, n: int = 20, latents: np.ndarray | None = None) -> str:
+def plot_manifold(
+    path: str | os.PathLike, vae: Any, n: int = 20, latents: np.ndarray | None = None
+) -> str:
     """Images decoded on an n x n grid of a 2-d latent space: Gaussian
     quantiles 0.05..0.95 of the prior, or the 1st..99th percentiles of
     ``latents`` when given."""
@@ -138,16 +180,26 @@ def plot_manifold(path: str | os.PathLike, vae: Any, n: int = 20, latents: np.nd
     h, w = images.shape[1:]
     canvas = images.reshape(n, n, h, w).transpose(0, 2, 1, 3).reshape(n * h, n * w)
     fig, ax = plt.subplots(figsize=(7, 7))
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, extent=(xs[0], xs[-1], ys[0], ys[-1]), aspect="auto")
+    ax.imshow(
+        canvas, cmap="gray", vmin=0, vmax=1, extent=(xs[0], xs[-1], ys[0], ys[-1]), aspect="auto"
+    )
     ax.set_xlabel("z1")
     ax.set_ylabel("z2")
     ax.set_title("decoded latent manifold", fontsize=10)
     return _save(fig, path)
 
 
-def plot_gmm_vs_kmeans(path: str | os.PathLike, latents: np.ndarray, labels: np.ndarray, gmm: Any,
-                       gmm_clusters: np.ndarray, kmeans_centres: np.ndarray, kmeans_clusters: np.ndarray,
-                       scores: dict[str, dict[str, float]] | None = None, max_points: int = 5000) -> str:
+def plot_gmm_vs_kmeans(
+    path: str | os.PathLike,
+    latents: np.ndarray,
+    labels: np.ndarray,
+    gmm: Any,
+    gmm_clusters: np.ndarray,
+    kmeans_centres: np.ndarray,
+    kmeans_clusters: np.ndarray,
+    scores: dict[str, dict[str, float]] | None = None,
+    max_points: int = 5000,
+) -> str:
     """Two panels on 2-d latents: the GMM's clusters and ellipses, k-means'
     clusters and centres (with their accuracy, NMI, ARI when given)."""
     plt = pyplot()
@@ -157,12 +209,28 @@ def plot_gmm_vs_kmeans(path: str | os.PathLike, latents: np.ndarray, labels: np.
     rows = np.random.RandomState(0).permutation(len(latents))[:max_points]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharex=True, sharey=True)
     colors = _colors(list(range(max(int(gmm_clusters.max()), int(kmeans_clusters.max())) + 1)))
-    for ax, clusters, name in ((axes[0], gmm_clusters, "GMM"), (axes[1], kmeans_clusters, "k-means")):
-        ax.scatter(latents[rows, 0], latents[rows, 1], s=3, alpha=0.4, c=[colors[int(c)] for c in clusters[rows]],
-                   rasterized=True)
+    for ax, clusters, name in (
+        (axes[0], gmm_clusters, "GMM"),
+        (axes[1], kmeans_clusters, "k-means"),
+    ):
+        ax.scatter(
+            latents[rows, 0],
+            latents[rows, 1],
+            s=3,
+            alpha=0.4,
+            c=[colors[int(c)] for c in clusters[rows]],
+            rasterized=True,
+        )
         s = (scores or {}).get(name)
-        ax.set_title(name + (f": accuracy {s['accuracy']:.1%}, NMI {s['nmi']:.3f}, ARI {s['ari']:.3f}" if s else ""),
-                     fontsize=9)
+        ax.set_title(
+            name
+            + (
+                f": accuracy {s['accuracy']:.1%}, NMI {s['nmi']:.3f}, ARI {s['ari']:.3f}"
+                if s
+                else ""
+            ),
+            fontsize=9,
+        )
         ax.set_xlabel("z1")
     for k, _, mean, cov in _gaussians(gmm):
         _ellipse(axes[0], mean, cov, colors[k])
@@ -177,7 +245,7 @@ def plot_history(path: str | os.PathLike, histories: dict[str, dict[str, list[fl
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, h in histories.items():
         epochs = np.arange(1, len(h["train_loss"]) + 1)
-        line, = ax.plot(epochs, h["train_loss"], label=f"{name} train")
+        (line,) = ax.plot(epochs, h["train_loss"], label=f"{name} train")
         ax.plot(epochs, h["val_loss"], "--", color=line.get_color(), label=f"{name} validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss per image")

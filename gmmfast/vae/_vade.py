@@ -1,4 +1,5 @@
 """VaDE: a VAE with a Gaussian-mixture prior in latent space, trained jointly (Jiang et al., 2017)."""
+
 from __future__ import annotations
 
 import copy
@@ -140,17 +141,27 @@ class VaDE(_TorchEstimator):
 
     def _check_params(self) -> None:
         if not isinstance(self.vae, ConvVAE):
-            raise ValueError("VaDE needs vae=ConvVAE(...): a pretrained one, or one for fit to pretrain; "
-                             f"got {self.vae!r}.")
+            raise ValueError(
+                "VaDE needs vae=ConvVAE(...): a pretrained one, or one for fit to pretrain; "
+                f"got {self.vae!r}."
+            )
         check_scalar(self.n_clusters, "n_clusters", (int, np.integer), min_value=1)
         if self.beta is not None:
             check_scalar(self.beta, "beta", (int, float), min_value=0)
         check_scalar(self.gmm_n_init, "gmm_n_init", (int, np.integer), min_value=1)
-        check_scalar(self.gmm_reg_covar, "gmm_reg_covar", (int, float), min_value=0, include_min=False)
+        check_scalar(
+            self.gmm_reg_covar, "gmm_reg_covar", (int, float), min_value=0, include_min=False
+        )
         self._check_training_params(min_epochs=0)
 
-    def fit(self, images: Any, y: Any = None, *, epochs: int | None = None,
-            validation_images: Any = None) -> "VaDE":
+    def fit(
+        self,
+        images: Any,
+        y: Any = None,
+        *,
+        epochs: int | None = None,
+        validation_images: Any = None,
+    ) -> "VaDE":
         """Initialise the prior from a GMM on the pretrained latents, then train jointly.
 
         Parameters
@@ -180,14 +191,22 @@ class VaDE(_TorchEstimator):
             say(self.verbose, "VaDE: pretraining the VAE")
             vae.fit(X_train, validation_images=X_val)
         if tuple(vae.image_shape_) != tuple(X.shape[1:]):
-            raise ValueError(f"images are {X.shape[1]} x {X.shape[2]}; the VAE was fitted on "
-                             f"{vae.image_shape_[0]} x {vae.image_shape_[1]} images.")
+            raise ValueError(
+                f"images are {X.shape[1]} x {X.shape[2]}; the VAE was fitted on "
+                f"{vae.image_shape_[0]} x {vae.image_shape_[1]} images."
+            )
         vae.device, vae.n_threads = self.device, self.n_threads
         vae.network_, vae.device_ = vae.network_.to(device), device
         Z, log_sigma = vae.encode(X_train, return_log_sigma=True)
-        gm = GaussianMixture(int(self.n_clusters), covariance_type="diag", n_init=int(self.gmm_n_init),
-                             reg_covar=float(self.gmm_reg_covar), random_state=seed, max_iter=300,
-                             n_threads=self.n_threads).fit(Z)
+        gm = GaussianMixture(
+            int(self.n_clusters),
+            covariance_type="diag",
+            n_init=int(self.gmm_n_init),
+            reg_covar=float(self.gmm_reg_covar),
+            random_state=seed,
+            max_iter=300,
+            n_threads=self.n_threads,
+        ).fit(Z)
         self.init_mixture_ = gm
         # The prior models z ~ q(z | x), not only its mean: each component's variance
         # gets the mean posterior variance of its members (law of total variance).
@@ -210,7 +229,12 @@ class VaDE(_TorchEstimator):
             if epochs > 0:
                 self._train(module, batch_loss, X_train, X_val, int(epochs), seed, device, "VaDE")
             else:
-                self.history_ = {"train_loss": [], "val_loss": [], "learning_rate": [], "seconds": []}
+                self.history_ = {
+                    "train_loss": [],
+                    "val_loss": [],
+                    "learning_rate": [],
+                    "seconds": [],
+                }
                 self.best_epoch_, self.best_val_loss_, self.n_epochs_ = 0, math.inf, 0
                 self.seconds_per_epoch_, self.interrupted_ = float("nan"), False
                 self.n_train_, self.n_val_ = len(X_train), len(X_val)
@@ -254,12 +278,16 @@ class VaDE(_TorchEstimator):
         """The cluster of each image, ``argmax_c q(c | x)``."""
         return np.argmax(self.predict_proba(images), axis=1)
 
-    def sample(self, n_samples: int = 1, *, component: int | None = None, random_state: Any = None) -> np.ndarray:
+    def sample(
+        self, n_samples: int = 1, *, component: int | None = None, random_state: Any = None
+    ) -> np.ndarray:
         """New images from the learned prior, or from its cluster ``component``; (n, H, W) float32."""
         self._check_fitted()
         check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
         rng = check_random_state(random_state)
-        return self.decode(_draw_latents(rng, n_samples, self.means_.shape[1], self.mixture_, component))
+        return self.decode(
+            _draw_latents(rng, n_samples, self.means_.shape[1], self.mixture_, component)
+        )
 
     # ------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
@@ -267,36 +295,68 @@ class VaDE(_TorchEstimator):
         self._check_fitted()
         config = _saved_config(self, ("vae", "device", "n_threads"))
         state = {f"vae.{k}": v for k, v in self.vae_.network_.state_dict().items()}
-        state.update({"prior.weights": torch.from_numpy(self.weights_), "prior.means": torch.from_numpy(self.means_),
-                      "prior.variances": torch.from_numpy(self.variances_)})
+        state.update(
+            {
+                "prior.weights": torch.from_numpy(self.weights_),
+                "prior.means": torch.from_numpy(self.means_),
+                "prior.variances": torch.from_numpy(self.variances_),
+            }
+        )
         init = self.init_mixture_
-        state.update({"init.weights": torch.from_numpy(init.weights_), "init.means": torch.from_numpy(init.means_),
-                      "init.variances": torch.from_numpy(init.covariances_)})
-        _write_model(path, self._MODEL_KIND, config, state, {
-            "vae_config": self.vae_._config(), "image_shape": list(self.vae_.image_shape_),
-            "vae_history": self.vae_.history_, "vae_fitted": self.vae_._fitted_info(),
-            "history": self.history_,
-            "fitted": _fit_results(self),
-        })
+        state.update(
+            {
+                "init.weights": torch.from_numpy(init.weights_),
+                "init.means": torch.from_numpy(init.means_),
+                "init.variances": torch.from_numpy(init.covariances_),
+            }
+        )
+        _write_model(
+            path,
+            self._MODEL_KIND,
+            config,
+            state,
+            {
+                "vae_config": self.vae_._config(),
+                "image_shape": list(self.vae_.image_shape_),
+                "vae_history": self.vae_.history_,
+                "vae_fitted": self.vae_._fitted_info(),
+                "history": self.history_,
+                "fitted": _fit_results(self),
+            },
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> "VaDE":
         """Read a model written by :meth:`save`, validating it (see :meth:`ConvVAE.load`)."""
         payload = _read_model(path, cls._MODEL_KIND)
         state = payload["state_dict"]
-        vae_payload = {"config": payload.get("vae_config"), "image_shape": payload.get("image_shape"),
-                       "state_dict": {k[4:]: v for k, v in state.items() if k.startswith("vae.")},
-                       "history": payload.get("vae_history", {}), "fitted": payload.get("vae_fitted", {})}
+        vae_payload = {
+            "config": payload.get("vae_config"),
+            "image_shape": payload.get("image_shape"),
+            "state_dict": {k[4:]: v for k, v in state.items() if k.startswith("vae.")},
+            "history": payload.get("vae_history", {}),
+            "fitted": payload.get("vae_fitted", {}),
+        }
         if not isinstance(vae_payload["config"], dict):
             raise ValueError(f"{path}: missing or malformed 'vae_config'.")
         config = payload["config"]
         if not all(isinstance(key, str) for key in config):
             raise ValueError(f"{path}: malformed 'config'.")
         n_clusters = config.get("n_clusters", 10)
-        if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or not 1 <= n_clusters <= CONFIG_BOUNDS["n_clusters"]:
-            raise ValueError(f"{path}: bad configuration: n_clusters must be an integer in "
-                             f"1..{CONFIG_BOUNDS['n_clusters']}; got {n_clusters!r}.")
-        known = {f"{prefix}.{name}" for prefix in ("prior", "init") for name in ("weights", "means", "variances")}
+        if (
+            isinstance(n_clusters, bool)
+            or not isinstance(n_clusters, int)
+            or not 1 <= n_clusters <= CONFIG_BOUNDS["n_clusters"]
+        ):
+            raise ValueError(
+                f"{path}: bad configuration: n_clusters must be an integer in "
+                f"1..{CONFIG_BOUNDS['n_clusters']}; got {n_clusters!r}."
+            )
+        known = {
+            f"{prefix}.{name}"
+            for prefix in ("prior", "init")
+            for name in ("weights", "means", "variances")
+        }
         unknown = [k for k in state if not k.startswith("vae.") and k not in known]
         if unknown:
             raise ValueError(f"{path}: unknown state dict entries {unknown[:3]}.")
@@ -314,12 +374,18 @@ class VaDE(_TorchEstimator):
             for prefix in ("prior", "init"):
                 key = f"{prefix}.{name}"
                 if key not in state or tuple(state[key].shape) != shape:
-                    raise ValueError(f"{path}: missing or malformed {key!r} (expected shape {shape}).")
+                    raise ValueError(
+                        f"{path}: missing or malformed {key!r} (expected shape {shape})."
+                    )
                 arrays[key] = state[key].double().numpy()
         model.vae_ = vae
-        model.weights_, model.means_, model.variances_ = (arrays[f"prior.{n}"] for n in ("weights", "means", "variances"))
+        model.weights_, model.means_, model.variances_ = (
+            arrays[f"prior.{n}"] for n in ("weights", "means", "variances")
+        )
         model.mixture_ = _diag_mixture(model.weights_, model.means_, model.variances_, path)
-        model.init_mixture_ = _diag_mixture(arrays["init.weights"], arrays["init.means"], arrays["init.variances"], path)
+        model.init_mixture_ = _diag_mixture(
+            arrays["init.weights"], arrays["init.means"], arrays["init.variances"], path
+        )
         model.history_ = _history(payload.get("history", {}), path)
         _restore_fit_results(model, payload, path)
         return model
@@ -332,7 +398,9 @@ class VaDE(_TorchEstimator):
             self.vae = vae
 
 
-def _diag_mixture(weights: np.ndarray, means: np.ndarray, variances: np.ndarray, path: Any) -> GaussianMixture:
+def _diag_mixture(
+    weights: np.ndarray, means: np.ndarray, variances: np.ndarray, path: Any
+) -> GaussianMixture:
     """A fitted diagonal :class:`~gmmfast.GaussianMixture` with these parameters (validated)."""
     weights = np.asarray(weights, dtype=np.float64)
     weights = weights / weights.sum()
@@ -340,6 +408,13 @@ def _diag_mixture(weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
     if not (np.isfinite(variances).all() and (variances > 0).all()):
         raise ValueError(f"{path}: variances must be positive and finite.")
     gm = GaussianMixture(len(weights), covariance_type="diag")
-    gm._restore({"weights_": weights, "means_": np.asarray(means, dtype=np.float64), "covariances_": variances,
-                 "precisions_cholesky_": 1.0 / np.sqrt(variances)}, path)
+    gm._restore(
+        {
+            "weights_": weights,
+            "means_": np.asarray(means, dtype=np.float64),
+            "covariances_": variances,
+            "precisions_cholesky_": 1.0 / np.sqrt(variances),
+        },
+        path,
+    )
     return gm
