@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,7 @@ def test_model_survives_a_file_size_limit(fitted, tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tempfile.gettempdir(),  # away from the source tree
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == f"OSError {errno.EFBIG}"

@@ -20,6 +20,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -242,6 +243,7 @@ def test_truncated_and_bit_flipped_files(models, tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=tempfile.gettempdir(),  # away from the source tree
     )
     assert result.returncode == 0, result.stderr[-3000:]  # a crash of the interpreter shows here
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -418,7 +420,11 @@ print(json.dumps({{"outcome": outcome, "peak_growth_mb": peak() - before, "rss_b
 def _peak_memory(kind: str, path: Path) -> dict:
     script = _MEMORY_SCRIPT.format(tests=str(HERE.parent))
     result = subprocess.run(
-        [sys.executable, "-c", script, kind, str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script, kind, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tempfile.gettempdir(),  # away from the source tree
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
