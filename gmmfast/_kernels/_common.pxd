@@ -131,19 +131,31 @@ cdef inline void merge_symmetric_slots(const double *slots, Py_ssize_t n_slots,
 # --------------------------------------------------------------------------
 
 cdef inline void gather_lower(const floating *matrix, Py_ssize_t n_features,
-                              const Py_ssize_t *idx, Py_ssize_t n,
+                              const Py_ssize_t *idx, Py_ssize_t n, bint by_rows,
                               floating *block) noexcept nogil:
     """The lower triangle (column-major, leading dimension n) of ``block``
-    <- matrix[idx, idx] for a symmetric C-ordered ``matrix``, read by rows
-    (row idx[b] holds column b) for contiguous access."""
+    <- matrix[idx, idx] for a symmetric C-ordered ``matrix``.
+
+    Column b of the block is read from row idx[b] of the matrix when
+    ``by_rows`` (its symmetric image), else from column idx[b]. Which is
+    faster depends on the kernel's loop around it (measured on MNIST: rows
+    for the masked E-step, 5% faster at 50% missing; columns for the masked
+    M-step, whose other gathers keep those lines in cache)."""
     cdef Py_ssize_t a, b
-    cdef const floating *row
+    cdef const floating *line
     cdef floating *col
-    for b in range(n):
-        row = matrix + idx[b] * n_features
-        col = block + b * n
-        for a in range(b, n):
-            col[a] = row[idx[a]]
+    if by_rows:
+        for b in range(n):
+            line = matrix + idx[b] * n_features
+            col = block + b * n
+            for a in range(b, n):
+                col[a] = line[idx[a]]
+    else:
+        for b in range(n):
+            line = matrix + idx[b]
+            col = block + b * n
+            for a in range(b, n):
+                col[a] = line[idx[a] * n_features]
 
 
 cdef inline void gather_cross(const floating *matrix, Py_ssize_t n_features,
@@ -151,26 +163,34 @@ cdef inline void gather_cross(const floating *matrix, Py_ssize_t n_features,
                               const Py_ssize_t *cols, Py_ssize_t n_cols,
                               floating *block) noexcept nogil:
     """``block`` (n_rows, n_cols), column-major <- matrix[rows, cols] for a
-    symmetric C-ordered ``matrix``, read by rows."""
+    C-ordered ``matrix``.
+
+    Column b of the block reads one element from each of the rows
+    ``rows``; consecutive columns mostly fall in the same cache lines of
+    those rows, so the lines are loaded about once per 8 columns. (Reading
+    row ``cols[b]`` of a symmetric matrix at the positions ``rows`` instead
+    touches almost every line of that row when ``rows`` is a large, spread
+    subset, e.g. the missing pixels: measured 13% slower masked M-step.)"""
     cdef Py_ssize_t a, b
-    cdef const floating *row
+    cdef const floating *column
     cdef floating *col
     for b in range(n_cols):
-        row = matrix + cols[b] * n_features
+        column = matrix + cols[b]
         col = block + b * n_rows
         for a in range(n_rows):
-            col[a] = row[rows[a]]
+            col[a] = column[rows[a] * n_features]
 
 
 cdef inline int factor_block(const floating *matrix, Py_ssize_t n_features,
-                             const Py_ssize_t *idx, Py_ssize_t n,
+                             const Py_ssize_t *idx, Py_ssize_t n, bint by_rows,
                              floating *factor, double *log_det) noexcept nogil:
     """Cholesky factor L of the symmetric block matrix[idx, idx] (lower
-    triangle, column-major, in ``factor``). When ``log_det`` is not NULL,
-    adds log det of the block to it. Returns LAPACK's info."""
+    triangle, column-major, in ``factor``; gathered as ``gather_lower``
+    with ``by_rows``). When ``log_det`` is not NULL, adds log det of the
+    block to it. Returns LAPACK's info."""
     cdef Py_ssize_t a
     cdef int info
-    gather_lower(matrix, n_features, idx, n, factor)
+    gather_lower(matrix, n_features, idx, n, by_rows, factor)
     info = potrf(LOWER, <int> n, factor, <int> n)
     if info == 0 and log_det != NULL:
         for a in range(n):

@@ -238,7 +238,7 @@ cdef int _batch(const floating[:, ::1] X, const unsigned char[:, ::1] observed,
                 # Observed side: factor the coupled Sigma_oo.
                 log_det_marg = log_det_iso
                 if n_obs > 0:
-                    info = factor_block(S, n_features, ws.obs_idx, n_obs, factor, &log_det_marg)
+                    info = factor_block(S, n_features, ws.obs_idx, n_obs, True, factor, &log_det_marg)
                     if info != 0:
                         return <int> k + 1
                     for i in range(su):
@@ -275,7 +275,7 @@ cdef int _batch(const floating[:, ::1] X, const unsigned char[:, ::1] observed,
                 # missing entries of P d~ are 0 and keep E = mu_j.
                 log_det_marg = log_det_full
                 if n_mis > 0:
-                    info = factor_block(P, n_features, ws.mis_idx, n_mis, factor, &log_det_marg)
+                    info = factor_block(P, n_features, ws.mis_idx, n_mis, True, factor, &log_det_marg)
                     if info != 0:
                         return <int> k + 1
                 for i in range(su):

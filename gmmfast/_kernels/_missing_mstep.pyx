@@ -144,7 +144,7 @@ cdef double *_conditional_cov(const double *S, const double *P, Py_ssize_t n_fea
     cdef int io = <int> n_obs, im = <int> n_mis
     info[0] = 0
     if precision_side:
-        info[0] = factor_block(P, n_features, mis, n_mis, ws.factor, NULL)
+        info[0] = factor_block(P, n_features, mis, n_mis, False, ws.factor, NULL)
         if info[0] != 0:
             return NULL
         info[0] = potri(LOWER, im, ws.factor, im)
@@ -152,9 +152,9 @@ cdef double *_conditional_cov(const double *S, const double *P, Py_ssize_t n_fea
             return NULL
         gather_cross(P, n_features, mis, n_mis, obs, n_obs, ws.cross)
         return ws.factor
-    gather_lower(S, n_features, mis, n_mis, ws.cond)
+    gather_lower(S, n_features, mis, n_mis, False, ws.cond)
     if n_obs > 0:
-        info[0] = factor_block(S, n_features, obs, n_obs, ws.factor, NULL)
+        info[0] = factor_block(S, n_features, obs, n_obs, False, ws.factor, NULL)
         if info[0] != 0:
             return NULL
         gather_cross(S, n_features, obs, n_obs, mis, n_mis, ws.cross)
