@@ -296,3 +296,60 @@ def test_inputs_are_never_modified_by_any_estimator():
                 clf.predict_proba(X), clf.impute(X)
         np.testing.assert_array_equal(X, keep_X)
         np.testing.assert_array_equal(y, keep_y)
+
+
+@pytest.mark.parametrize("change", [{"patch_size": 3}, {"patch_size": 6}, {"remove_mean": False}])
+def test_patch_denoiser_refuses_a_prior_changed_after_fit(change, tmp_path):
+    images = np.random.RandomState(0).random((6, 12, 12))
+    denoiser = PatchDenoiser(4, 2, max_iter=3, random_state=0).fit(images)
+    reference = denoiser.denoise(images[:2], 0.1, method="map")
+    denoiser.set_params(**change)
+    name = next(iter(change))
+    for call in (
+        lambda: denoiser.denoise(images[:2], 0.1, method="map"),
+        lambda: denoiser.deblur(images[:2], np.ones((3, 3)) / 9, 0.1, method="map"),
+        lambda: denoiser.save(tmp_path / "d.npz"),
+    ):
+        with pytest.raises(ValueError, match=f"{name}=.*fitted with"):
+            call()
+    denoiser.set_params(**{name: {"patch_size": 4, "remove_mean": True}[name]})
+    np.testing.assert_array_equal(denoiser.denoise(images[:2], 0.1, method="map"), reference)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+    n_components=st.integers(1, 4),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    nan_fraction=st.sampled_from([0.0, 0.3]),
+)
+def test_classifier_parameter_changes_after_fit_keep_the_fitted_model(
+    covariance_type, n_components, dtype, nan_fraction
+):
+    """GMMClassifier predicts with the mixtures it fitted, whatever its parameters say now."""
+    clf = _fitted_classifier()
+    X = _CLASSIFIER["X"].copy()
+    X[np.random.RandomState(1).random_sample(X.shape) < nan_fraction] = np.nan
+    reference = clf.predict_proba(X)
+    changed = GMMClassifier(**clf.get_params()).set_params(
+        covariance_type=covariance_type, n_components=n_components, dtype=dtype
+    )
+    changed.__dict__.update(
+        {k: v for k, v in clf.__dict__.items() if k.endswith("_") or k.startswith("_")}
+    )
+    # dtype is a compute setting and may change: float32 arithmetic moves probabilities by ~1e-6
+    rtol, atol = (1e-4, 1e-6) if dtype == np.float32 else (1e-9, 1e-12)
+    np.testing.assert_allclose(changed.predict_proba(X), reference, rtol=rtol, atol=atol)
+
+
+_CLASSIFIER = {}
+
+
+def _fitted_classifier() -> GMMClassifier:
+    if "clf" not in _CLASSIFIER:
+        rng = np.random.RandomState(0)
+        _CLASSIFIER["X"] = rng.standard_normal((90, 4))
+        _CLASSIFIER["clf"] = GMMClassifier(2, max_iter=5, random_state=0).fit(
+            _CLASSIFIER["X"], np.arange(90) % 3
+        )
+    return _CLASSIFIER["clf"]

@@ -5,6 +5,7 @@ C-contiguous arrays and writes into caller-provided outputs. Kernels raise
 nothing from their compiled loops: they return a status (see
 ``_common.Status``), which :func:`check_status` turns into an exception.
 """
+
 from ._common import Status
 
 _NO_MEMORY = int(Status.STATUS_NO_MEMORY)

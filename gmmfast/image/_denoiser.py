@@ -278,6 +278,7 @@ class PatchDenoiser(BaseEstimator):
             verbose=max(0, int(self.verbose) - 1),
         ).fit(patches)
         self._filter_cache = {}
+        self._fitted_with = {"patch_size": self.patch_size, "remove_mean": bool(self.remove_mean)}
         self._say(
             f"fitted in {time.perf_counter() - start:.1f} s, {self.mixture_.n_iter_} EM iterations"
         )
@@ -312,7 +313,7 @@ class PatchDenoiser(BaseEstimator):
         -------
         ndarray of the input's shape, float64, clipped to ``clip``
         """
-        check_is_fitted(self, "mixture_")
+        self._check_fitted()
         _check_method(method)
         imgs = check_images(images)
         sigma = self._resolve_sigma(sigma, imgs)
@@ -369,7 +370,7 @@ class PatchDenoiser(BaseEstimator):
         -------
         ndarray of the input's shape, float64, clipped to ``clip``
         """
-        check_is_fitted(self, "mixture_")
+        self._check_fitted()
         _check_method(method)
         k = check_kernel(kernel)
         cg_iter = self.cg_iter if cg_iter is None else cg_iter
@@ -385,6 +386,23 @@ class PatchDenoiser(BaseEstimator):
         return out[0] if np.ndim(images) == 2 else out
 
     # ------------------------------------------------------------ internals
+    def _check_fitted(self) -> None:
+        """A fitted prior that still matches ``patch_size`` and ``remove_mean``: changing
+        either with ``set_params`` after ``fit`` would apply the prior to patches it was
+        not trained on (wrong sizes, or means it never saw)."""
+        check_is_fitted(self, "mixture_")
+        fitted = getattr(self, "_fitted_with", None) or {
+            "patch_size": int(round(np.sqrt(self.mixture_.n_features_in_))),
+            "remove_mean": bool(self.remove_mean),
+        }
+        for name, value in fitted.items():
+            current = getattr(self, name)
+            if (bool(current) if name == "remove_mean" else current) != value:
+                raise ValueError(
+                    f"PatchDenoiser: {name}={current!r}, but the prior was fitted with {name}={value!r}; "
+                    "call fit again (or set it back)."
+                )
+
     def _resolve_sigma(self, sigma: Any, imgs: np.ndarray) -> float:
         if sigma is None:
             sigma = estimate_noise_sigma(imgs)
@@ -570,7 +588,7 @@ class PatchDenoiser(BaseEstimator):
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted denoiser to ``path`` as ``.npz`` (no pickle)."""
-        check_is_fitted(self, "mixture_")
+        self._check_fitted()
         params = {}
         for name in self._SAVED_PARAMS:
             v = getattr(self, name)
@@ -617,6 +635,10 @@ class PatchDenoiser(BaseEstimator):
                 f"{path}: the mixture has {gm.means_.shape[1]} features, not patch_size^2 = {model.patch_size**2}."
             )
         model.mixture_ = gm
+        model._fitted_with = {
+            "patch_size": model.patch_size,
+            "remove_mean": bool(model.remove_mean),
+        }
         return model
 
 
