@@ -193,3 +193,47 @@ def test_concurrent_calls_leave_the_blas_limit_as_it_was():
     for result in results:
         assert_array_equal(result, expected)
     assert blas_threads() == before
+
+
+def test_kernel_calls_take_only_the_threads_their_work_can_keep_busy():
+    """Small problems run on one thread (a parallel region would cost more than the work);
+    large ones on all the threads the policy allows."""
+    from gmmfast.utils._threads import MIN_FLOPS_PER_THREAD, threads_for_work
+
+    assert threads_for_work(8, 100 * 5 * 5 * 3) == 1
+    assert threads_for_work(8, 0) == 1
+    assert threads_for_work(2, 10 * MIN_FLOPS_PER_THREAD) == 2
+    assert threads_for_work(8, 3.5 * MIN_FLOPS_PER_THREAD) == 3
+
+
+def test_small_problems_give_the_one_thread_result_exactly():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((100, 5))
+    one = GaussianMixture(3, random_state=0, n_threads=1).fit(X)
+    default = GaussianMixture(3, random_state=0).fit(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert_array_equal(getattr(default, name), getattr(one, name), err_msg=name)
+
+
+def test_idle_openmp_threads_sleep_unless_the_user_says_otherwise():
+    code = "import os, gmmfast._kernels; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
+    assert run.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
+    assert run.stdout.strip() == "ACTIVE"

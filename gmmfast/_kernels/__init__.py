@@ -6,7 +6,17 @@ nothing from their compiled loops: they return a status (see
 ``_common.Status``), which :func:`check_status` turns into an exception.
 """
 
-from ._common import Status
+import os
+
+# Idle OpenMP threads sleep instead of spinning (libgomp spins for a while by
+# default): a spinning thread takes the CPU that another process, or this
+# process's own next region, needs, and a kernel call here is milliseconds
+# or more, so the microseconds of waking a sleeping thread do not show. Set
+# before the first kernel module loads the OpenMP runtime; a value the user
+# set wins, and a runtime already loaded by another library keeps its own.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from ._common import Status  # noqa: E402
 
 _NO_MEMORY = int(Status.STATUS_NO_MEMORY)
 _BAD_SHAPE = int(Status.STATUS_BAD_SHAPE)

@@ -25,7 +25,7 @@ from scipy import linalg
 from scipy.linalg import lapack
 
 from .._kernels import _estep, _mstep, check_status
-from ..utils._threads import chunk_size_for, single_threaded_blas
+from ..utils._threads import chunk_size_for, single_threaded_blas, threads_for_work
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -67,6 +67,8 @@ def precision_cholesky_from_covariances(
             order="C",
         )
         info = np.zeros(len(factors), dtype=np.intc)
+        n_features = factors.shape[1]
+        n_threads = threads_for_work(min(n_threads, len(factors)), len(factors) * n_features**3 / 3)
         with single_threaded_blas():
             check_status(_mstep.precision_cholesky(factors, info, n_threads), "precision_cholesky")
         failed = np.flatnonzero(info != 0)
@@ -160,6 +162,8 @@ def estimate_log_prob(
     with np.errstate(divide="ignore"):
         log_weights = np.log(np.asarray(weights, dtype=np.float64))
     means = np.ascontiguousarray(means, dtype=np.float64)
+    per_sample = n_features * n_features if covariance_type in ("full", "tied") else 3 * n_features
+    n_threads = threads_for_work(n_threads, n_samples * n_components * per_sample)
     chunk = chunk_size_for(n_samples, n_threads)
     if covariance_type in ("full", "tied"):
         factors = prec_chol if covariance_type == "full" else prec_chol[None]
@@ -203,6 +207,7 @@ def weighted_means(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``nk = sum_n r_nk`` (without regularisation) and ``sum_n r_nk x_n`` in float64."""
     n_components = resp.shape[1]
+    n_threads = threads_for_work(n_threads, 2.0 * len(X) * n_components * X.shape[1])
     n_slots = max(1, n_threads)
     thread_nk = np.zeros((n_slots, n_components))
     thread_sums = np.zeros((n_slots, n_components, X.shape[1]))
@@ -237,6 +242,8 @@ def estimate_gaussian_parameters(
     raw_nk, sums = weighted_means(X, resp, n_threads=n_threads)
     nk = raw_nk + 10 * np.finfo(np.float64).eps
     means = sums / nk[:, None]
+    per_sample = n_features * n_features if covariance_type in ("full", "tied") else 3 * n_features
+    n_threads = threads_for_work(n_threads, n_samples * n_components * per_sample)
     n_slots = max(1, n_threads)
     chunk = chunk_size_for(n_samples, n_threads)
     if covariance_type in ("full", "tied"):

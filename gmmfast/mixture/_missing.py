@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._kernels import _missing_estep, check_status
-from ..utils._threads import single_threaded_blas
+from ..utils._threads import single_threaded_blas, threads_for_work
 from ..utils._validation import check_array, check_matrix
 from . import _gaussian
 
@@ -187,6 +187,10 @@ def _missing_full(
     with np.errstate(divide="ignore"):
         log_weights = np.log(np.asarray(weights, dtype=np.float64))
     order, unit_ptr = mask_units(observed)
+    # one factorisation per (mask unit, component), then the products of every sample
+    n_units = len(unit_ptr) - 1
+    flops = len(means) * (n_units * n_features**3 / 3 + n_samples * n_features**2)
+    n_threads = threads_for_work(n_threads, flops)
     batch_ptr = unit_batches(unit_ptr, n_threads)
     out = np.empty((n_samples, len(means)))
     log_norm = np.empty(n_samples)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .._kernels import _missing_mstep, check_status
-from ..utils._threads import single_threaded_blas
+from ..utils._threads import single_threaded_blas, threads_for_work
 from . import _gaussian
 from ._missing import _UNIT_ROWS, mask_units, missing_log_prob, split_observed, uncoupled_features
 
@@ -198,6 +198,9 @@ def _full_statistics(
     raw_nk = np.zeros(n_components)
     s1 = np.zeros((n_components, n_features))
     s2 = np.empty((1 if tied else n_components, n_features, n_features))
+    n_units = len(data.unit_ptr) - 1
+    flops = n_components * (n_units * n_features**3 / 3 + len(data.X) * n_features**2)
+    n_threads = threads_for_work(n_threads, flops)
     with single_threaded_blas():
         failed = check_status(
             _missing_mstep.missing_mstep_full(

@@ -36,8 +36,15 @@ __all__ = [
     "effective_n_threads",
     "limits_blas",
     "single_threaded_blas",
+    "threads_for_work",
     "usable_cpus",
 ]
+
+# A thread's share of one kernel call must outweigh starting and joining a
+# parallel region: microseconds on an idle machine, but up to a scheduler
+# time slice (milliseconds) when other processes hold the cores, since the
+# region ends only when its slowest thread gets a CPU. About 1 ms of work.
+MIN_FLOPS_PER_THREAD = 4e6
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -168,6 +175,13 @@ def limits_blas(method: _F) -> _F:
             return method(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def threads_for_work(n_threads: int, flops: float) -> int:
+    """Threads for one kernel call of about ``flops`` floating-point operations:
+    at most ``n_threads`` (the resolved policy), and no more than the work can
+    keep busy; 1 for small problems, which never pay for threads they cannot use."""
+    return int(max(1, min(int(n_threads), flops // MIN_FLOPS_PER_THREAD)))
 
 
 def chunk_size_for(n_samples: int, n_threads: int) -> int:
