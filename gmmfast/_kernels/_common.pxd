@@ -224,6 +224,20 @@ cdef inline void split_coordinates(const unsigned char *observed,
     n_mis[0] = n_m
 
 
+cdef inline int first_failure(const int *status, Py_ssize_t n) noexcept nogil:
+    """The status of a parallel loop's items, reduced in a fixed order: an
+    allocation or shape failure (negative) first, then the first failed
+    factorisation (k + 1), else ``STATUS_OK``."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if status[i] < 0:
+            return status[i]
+    for i in range(n):
+        if status[i] > 0:
+            return status[i]
+    return STATUS_OK
+
+
 cdef inline bint units_valid(const Py_ssize_t *order, Py_ssize_t n_samples,
                              const Py_ssize_t *unit_ptr, Py_ssize_t n_units,
                              Py_ssize_t max_rows) noexcept nogil:

@@ -39,7 +39,7 @@ from libc.math cimport exp, log, INFINITY, M_PI
 
 from ._common cimport (
     OutputMode, STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE, STATUS_BAD_ARGUMENT,
-    mode_valid, team_size, normalize_row, factor_block, split_coordinates, units_valid,
+    mode_valid, team_size, normalize_row, factor_block, split_coordinates, units_valid, first_failure,
     Arena, arena_take, arena_new, arena_free,
 )
 from ._fpenv cimport enter_ftz, leave_ftz
@@ -437,10 +437,4 @@ def missing_estep_full(const floating[:, ::1] X,
                                     imputed_view, want_cond, ws)
         arena_free(ws)
         leave_ftz(fp_state)
-    for bt in range(n_batches):
-        if status[bt] < 0:
-            return status[bt]
-    for bt in range(n_batches):
-        if status[bt] > 0:
-            return status[bt]
-    return STATUS_OK
+    return first_failure(&status[0], n_batches) if n_batches > 0 else STATUS_OK

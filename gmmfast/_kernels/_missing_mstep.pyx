@@ -61,7 +61,7 @@ from libc.string cimport memset
 from ._common cimport (
     STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE,
     team_size, merge_slots, merge_symmetric_slots,
-    gather_lower, gather_cross, factor_block, split_coordinates, units_valid,
+    gather_lower, gather_cross, factor_block, split_coordinates, units_valid, first_failure,
     Arena, arena_take, arena_new, arena_free,
 )
 from ._fpenv cimport enter_ftz, leave_ftz
@@ -334,6 +334,7 @@ cdef int _statistics(const floating[:, ::1] X,
     cdef Py_ssize_t dims[2]
     cdef Workspace *ws = NULL
     cdef int tid = 0
+    cdef int failed = 0
     cdef unsigned long long fp_state = 0
 
     if (observed.shape[0] != n_samples or observed.shape[1] != n_features
@@ -383,12 +384,9 @@ cdef int _statistics(const floating[:, ::1] X,
                 _flush(ws, &thread_acc[tid, 0, 0], n_features)
             arena_free(ws)
             leave_ftz(fp_state)
-        for u in range(n_units):
-            if status[u] < 0:
-                return status[u]
-        for u in range(n_units):
-            if status[u] > 0:
-                return status[u]
+        failed = first_failure(&status[0], n_units)
+        if failed != STATUS_OK:
+            return failed
         # Merge in thread order; syrk filled the column-major lower triangles.
         merge_symmetric_slots(&thread_acc[0, 0, 0], n_slots, n_features, LOWER,
                               &s2[p, 0, 0])
