@@ -126,15 +126,21 @@ def test_threadpool_limits_is_honoured(thread_data, two_thread_fits):
 
 def test_effective_n_threads_values():
     """None: the usable CPUs (within OpenMP's limit); positive values are kept up to the usable
-    CPUs and capped above them with a warning; negatives count back from the usable CPUs."""
+    CPUs and capped above them with a warning; negatives count back from the usable CPUs. A
+    build without OpenMP runs everything on one thread."""
+    from gmmfast._kernels import _openmp
+
     cpus = usable_cpus()
-    assert effective_n_threads(1) == 1
-    assert effective_n_threads(cpus) == cpus
-    with pytest.warns(RuntimeWarning, match="more than the"):
-        assert effective_n_threads(cpus + 1) == cpus
-    assert effective_n_threads(-1) == cpus
-    assert effective_n_threads(-cpus - 5) == 1
-    assert 1 <= effective_n_threads(None) <= cpus
+    threads = (lambda n: n) if _openmp.openmp_enabled() else (lambda n: 1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "gmmfast was built without OpenMP")
+        assert effective_n_threads(1) == 1
+        assert effective_n_threads(cpus) == threads(cpus)
+        with pytest.warns(RuntimeWarning, match="more than the"):
+            assert effective_n_threads(cpus + 1) == threads(cpus)
+        assert effective_n_threads(-1) == threads(cpus)
+        assert effective_n_threads(-cpus - 5) == 1
+        assert 1 <= effective_n_threads(None) <= cpus
     for bad in (0, 1.7, "1", True, 2**40 + 0.5):
         with pytest.raises(ValueError, match="n_threads"):
             effective_n_threads(bad)
