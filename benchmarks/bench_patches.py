@@ -53,7 +53,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from gmmfast.patches import average_patches, extract_patches
+from gmmfast.image import average_patches, extract_patches
 from gmmfast.utils._threads import effective_n_threads
 
 PATCH = 8

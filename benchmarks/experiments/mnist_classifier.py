@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, base_parser, load_full_mnist, machine, random_missing, write_results  # noqa: E402
 
 from gmmfast import ConvergenceWarning, GMMClassifier, ShiftInvariantClassifier  # noqa: E402
-from gmmfast.shifts import ONE_PIXEL_SHIFTS, shift_images  # noqa: E402
+from gmmfast.mixture import ONE_PIXEL_SHIFTS, shift_images  # noqa: E402
 
 REFERENCE = {  # the reference project's published figures (test accuracy, %)
     "clean_k10": 89.17,

@@ -20,7 +20,7 @@ data weight) from a few candidates. PSNR is the mean over images of
 
 Stages (``--stages``, default all; each merges its results into the JSON):
 
-* ``search``: ``gmmfast.denoise.select_patch_prior`` over patch size, K
+* ``search``: ``gmmfast.image.select_patch_prior`` over patch size, K
   and stride (and patch-mean removal) by validation PSNR at sigma 0.2;
 * ``denoise`` / ``deblur``: the PSNR tables;
 * ``timing``: seconds to denoise 1,000 test images (sigma 0.2, 8 x 8,
@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, base_parser, load_full_mnist, machine, write_results  # noqa: E402
 
 from gmmfast import ConvergenceWarning  # noqa: E402
-from gmmfast.denoise import PatchDenoiser, blur, gaussian_kernel, psnr, select_patch_prior  # noqa: E402
+from gmmfast.image import PatchDenoiser, blur, gaussian_kernel, psnr, select_patch_prior  # noqa: E402
 
 SIDE = 28
 NAME = "mnist_denoising"
@@ -324,7 +324,7 @@ def stage_restore(task, args, dn, val, test, entry):
 def _patch_mse(dn, clean, noisy, sigma):
     """MSE of the restored patches themselves, before they are averaged into
     images: MAP component vs posterior mean (a diagnostic)."""
-    from gmmfast.patches import extract_patches
+    from gmmfast.image import extract_patches
 
     dt = np.float32 if dn.dtype in (np.float32, "float32") else np.float64
     truth = extract_patches(clean, dn.patch_size, 1)
@@ -588,7 +588,7 @@ def markdown(results) -> str:
             "",
             f"{sr['n_val_images']} held-out training images; each prior fitted on {sr['max_patches']:,} patches of "
             f"{sr['n_train_images']:,} training images, at most {sr['max_iter']} EM iterations "
-            "(`gmmfast.denoise.select_patch_prior`).",
+            "(`gmmfast.image.select_patch_prior`).",
             "",
             "| mean removed | m | K | stride | PSNR | fit s | restore s |",
             "|---|---:|---:|---:|---:|---:|---:|",

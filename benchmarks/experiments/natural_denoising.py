@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, base_parser, machine, write_results  # noqa: E402
 
 from gmmfast import ConvergenceWarning  # noqa: E402
-from gmmfast.denoise import PatchDenoiser, psnr  # noqa: E402
+from gmmfast.image import PatchDenoiser, psnr  # noqa: E402
 
 NAME = "natural_denoising"
 SIGMA = 25 / 255

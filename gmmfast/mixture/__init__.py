@@ -13,6 +13,12 @@ May import :mod:`gmmfast.utils` and the compiled kernels only; never
 
 from ._classifier import GMMClassifier
 from ._gaussian_mixture import GaussianMixture
-from ._shift_invariant import ShiftInvariantClassifier
+from ._shift_invariant import ONE_PIXEL_SHIFTS, ShiftInvariantClassifier, shift_images
 
-__all__ = ["GMMClassifier", "GaussianMixture", "ShiftInvariantClassifier"]
+__all__ = [
+    "GMMClassifier",
+    "GaussianMixture",
+    "ONE_PIXEL_SHIFTS",
+    "ShiftInvariantClassifier",
+    "shift_images",
+]
