@@ -36,13 +36,33 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC) + ["__version__"]
 
 
+# subpackages and modules reachable as attributes (``gmmfast.mixture.GaussianMixture``
+# after a plain ``import gmmfast``), as when the package imported them eagerly
+_SUBMODULES = (
+    "cli",
+    "classifier",
+    "datasets",
+    "denoise",
+    "image",
+    "metrics",
+    "mixture",
+    "patches",
+    "shifts",
+    "utils",
+    "vae",
+)
+
+
 def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
         value = getattr(importlib.import_module(_PUBLIC[name]), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'gmmfast' has no attribute {name!r}")
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"gmmfast.{name}")
+    else:
+        raise AttributeError(f"module 'gmmfast' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+    return sorted(set(globals()) | set(_PUBLIC) | set(_SUBMODULES))

@@ -353,3 +353,47 @@ def _fitted_classifier() -> GMMClassifier:
             _CLASSIFIER["X"], np.arange(90) % 3
         )
     return _CLASSIFIER["clf"]
+
+
+def test_a_loaded_model_also_refuses_a_covariance_type_change(tmp_path):
+    """diag with K == D has the shape of tied: only the fitted type tells them apart."""
+    X = np.random.RandomState(0).standard_normal((200, 3))
+    GaussianMixture(3, covariance_type="diag", random_state=0).fit(X).save(tmp_path / "diag.npz")
+    loaded = GaussianMixture.load(tmp_path / "diag.npz")
+    loaded.set_params(covariance_type="tied")
+    with pytest.raises(ValueError, match="changed after fit"):
+        loaded.score(X)
+
+
+def test_save_after_a_parameter_change_writes_a_file_that_loads(tmp_path):
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((200, 3))
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    gm.set_params(n_components=5)
+    gm.save(tmp_path / "gm.npz")
+    np.testing.assert_array_equal(
+        GaussianMixture.load(tmp_path / "gm.npz").score_samples(X), gm.score_samples(X)
+    )
+    gm.set_params(covariance_type="diag")
+    with pytest.raises(ValueError, match="changed after fit"):
+        gm.save(tmp_path / "refused.npz")
+    assert not (tmp_path / "refused.npz").exists()
+    images = rng.random((6, 12, 12))
+    denoiser = PatchDenoiser(4, 2, max_iter=3, random_state=0).fit(images)
+    denoiser.set_params(covariance_type="diag", n_components=7)
+    denoiser.save(tmp_path / "d.npz")
+    reloaded = PatchDenoiser.load(tmp_path / "d.npz")
+    np.testing.assert_array_equal(
+        reloaded.denoise(images[:2], 0.1, method="map"),
+        denoiser.denoise(images[:2], 0.1, method="map"),
+    )
+
+
+def test_a_model_too_large_to_load_is_not_saved(tmp_path, monkeypatch):
+    import gmmfast.utils._model_files as model_files
+
+    gm = GaussianMixture(2, random_state=0).fit(np.random.RandomState(0).standard_normal((50, 3)))
+    monkeypatch.setattr(model_files, "MAX_TOTAL_BYTES", 100)
+    with pytest.raises(ValueError, match="could not be read back"):
+        gm.save(tmp_path / "big.npz")
+    assert not (tmp_path / "big.npz").exists()

@@ -11,12 +11,21 @@ import os
 # Idle OpenMP threads sleep instead of spinning (libgomp spins for a while by
 # default): a spinning thread takes the CPU that another process, or this
 # process's own next region, needs, and a kernel call here is milliseconds
-# or more, so the microseconds of waking a sleeping thread do not show. Set
-# before the first kernel module loads the OpenMP runtime; a value the user
-# set wins, and a runtime already loaded by another library keeps its own.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from ._common import Status  # noqa: E402
+# or more, so the microseconds of waking a sleeping thread do not show.
+# The runtime reads the variable once, when it is loaded by the first kernel
+# module below; gmmfast then removes it again, so that child processes and
+# runtimes loaded later (torch's, for example) keep their own defaults. A
+# value the user set is left alone, and a runtime another library loaded
+# earlier keeps its own setting.
+_SET_WAIT_POLICY = "OMP_WAIT_POLICY" not in os.environ
+if _SET_WAIT_POLICY:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+try:
+    from . import _estep, _missing_estep, _missing_mstep, _mstep, _openmp, _patches  # noqa: E402, F401
+    from ._common import Status  # noqa: E402
+finally:
+    if _SET_WAIT_POLICY:
+        os.environ.pop("OMP_WAIT_POLICY", None)
 
 _NO_MEMORY = int(Status.STATUS_NO_MEMORY)
 _BAD_SHAPE = int(Status.STATUS_BAD_SHAPE)

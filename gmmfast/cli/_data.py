@@ -61,7 +61,7 @@ def _read_arrays(
                     )
                 images = archive[image_key]
                 labels = archive[label_key] if label_key else None
-        except UsageError:
+        except (UsageError, MemoryError):  # too little memory is not a bad file
             raise
         except Exception as exc:  # zip errors, pickled objects, not an npz at all
             raise UsageError(
@@ -91,8 +91,10 @@ def _scaled(images: np.ndarray, path: str | Path = "images") -> np.ndarray:
     Integer pixels outside 0..255 are not 8-bit images: refused (a
     ``UsageError``), rather than scaled into a range no model was trained on.
     """
-    if images.dtype.kind in "biu":
-        if images.size and images.dtype.kind != "b" and (images.min() < 0 or images.max() > 255):
+    if images.dtype.kind == "b":  # a binary image: True is the full intensity
+        return images.astype(np.float32)
+    if images.dtype.kind in "iu":
+        if images.size and (images.min() < 0 or images.max() > 255):
             raise UsageError(
                 f"{path}: integer pixel values from {images.min()} to {images.max()}; "
                 "expected 0..255 (or floats in [0, 1])"

@@ -600,6 +600,9 @@ class PatchDenoiser(BaseEstimator):
                 v = v.item()
             params[name] = v
         gm = self.mixture_
+        # what the fitted prior holds, whatever set_params has changed since
+        params["n_components"] = len(gm.weights_)
+        params["covariance_type"] = gm.covariance_type
         save_npz(
             path,
             self._MODEL_KIND,

@@ -802,11 +802,13 @@ class GaussianMixture(BaseEstimator):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to ``path`` as ``.npz`` (no pickle)."""
-        check_is_fitted(self, "means_")
+        self._check_fitted()  # a parameter changed after fit would write an unloadable file
+        params = self._saved_params()
+        params["n_components"] = len(self.weights_)  # what the arrays hold
         save_npz(
             path,
             self._MODEL_KIND,
-            self._saved_params(),
+            params,
             {
                 "weights_": self.weights_,
                 "means_": self.means_,
@@ -874,6 +876,7 @@ class GaussianMixture(BaseEstimator):
         self.converged_ = bool(_fit_scalar(arrays, "converged_", "b", False, path))
         self.n_iter_ = int(_fit_scalar(arrays, "n_iter_", "biu", 0, path))
         self.lower_bound_ = float(_fit_scalar(arrays, "lower_bound_", "biuf", np.nan, path))
+        self._fitted_covariance_type = self.covariance_type
 
 
 def _fit_scalar(

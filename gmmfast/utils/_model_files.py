@@ -72,7 +72,9 @@ MAX_META_DEPTH = 16
 #: At most this many members (a classifier has 4 per class and 3 more).
 MAX_MEMBERS = 1 << 16
 #: At most this many bytes of arrays in all (a 784-pixel, 100-component
-#: full-covariance mixture is 0.5 GB), and text labels of at most
+#: full-covariance mixture is 1 GB: covariances and factors, K D^2 8 bytes
+#: each), also refused at save so no file is written that cannot be read
+#: back, and text labels of at most
 #: :data:`MAX_LABEL_CHARS` characters: sizes beyond are implausible for a
 #: model file, whatever the rest of the file says.
 MAX_TOTAL_BYTES = 8 << 30
@@ -130,6 +132,12 @@ def save_npz(
         "params": params,
     }
     payload = {name: np.asarray(value) for name, value in arrays.items()}
+    total = sum(value.nbytes for value in payload.values())
+    if total > MAX_TOTAL_BYTES:
+        raise ValueError(
+            f"{path}: the model's arrays take {total} bytes, over the {MAX_TOTAL_BYTES}-byte bound "
+            "that loading enforces; such a file could not be read back."
+        )
     for name, value in payload.items():
         if value.dtype.kind not in _ALLOWED_KINDS:  # numbers and unicode labels: never objects
             raise ValueError(

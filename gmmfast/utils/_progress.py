@@ -6,7 +6,7 @@ output), :func:`notice` for what the user must know even when not verbose
 (standard error), and :func:`on_interrupt`, the one place where Ctrl-C is
 handled. tqdm is imported here and nowhere else.
 
-Progress bars for gmmfast's long loops: tqdm when asked for, silent otherwise.
+Progress bars are tqdm bars when asked for, silent otherwise.
 
 The estimators (EM iterations in :class:`gmmfast.GaussianMixture`, classes
 and K searches in :class:`gmmfast.GMMClassifier`) open their bars with
@@ -16,7 +16,7 @@ by default, as scikit-learn's estimators are (their ``verbose`` lines are
 unchanged). The ``gmmfast`` command turns the bars on for its whole run
 when standard error is a terminal or ``--verbose`` is given::
 
-    from gmmfast._progress import progress_bars
+    from gmmfast.utils._progress import progress_bars
 
     with progress_bars(verbose=True):      # or progress_bars() : only on a terminal
         GMMClassifier(2).fit(X, y)         # a bar per class, one per EM run
