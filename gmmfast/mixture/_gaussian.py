@@ -314,6 +314,12 @@ def check_explained(log_norm: np.ndarray, name: str = "X") -> None:
         )
 
 
+def missing_data_flops(n_components: int, n_units: int, n_samples: int, n_features: int) -> float:
+    """Work of one missing-data kernel call: a factorisation per (mask unit, component)
+    and the products of every sample (what ``threads_for_work`` weighs)."""
+    return n_components * (n_units * n_features**3 / 3 + n_samples * n_features**2)
+
+
 def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple[int, ...]:
     """Shape of ``covariances_`` (and ``precisions_cholesky_``) for a covariance type."""
     K, D = n_components, n_features

@@ -850,8 +850,7 @@ class GaussianMixture(BaseEstimator):
         if "means_" not in arrays or arrays["means_"].ndim != 2:
             raise ValueError(f"{path}: missing or malformed array 'means_'.")
         K, D = arrays["means_"].shape
-        shapes = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
-        cov_shape = shapes[self.covariance_type]
+        cov_shape = _gaussian.covariance_shape(self.covariance_type, K, D)
         weights = require(arrays, "weights_", (K,), path)
         means = require(arrays, "means_", (K, D), path)
         covariances = require(arrays, "covariances_", cov_shape, path)
@@ -985,9 +984,7 @@ def _expected_members(
     if means is None or len(means[1]) != 2 or min(means[1]) < 1:
         raise ValueError(f"missing or malformed array {prefix + 'means_'!r}.")
     K, D = means[1]
-    cov_shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[
-        covariance_type
-    ]
+    cov_shape = _gaussian.covariance_shape(covariance_type, K, D)
     shapes = {
         "weights_": (K,),
         "means_": (K, D),

@@ -187,9 +187,8 @@ def _missing_full(
     with np.errstate(divide="ignore"):
         log_weights = np.log(np.asarray(weights, dtype=np.float64))
     order, unit_ptr = mask_units(observed)
-    # one factorisation per (mask unit, component), then the products of every sample
     n_units = len(unit_ptr) - 1
-    flops = len(means) * (n_units * n_features**3 / 3 + n_samples * n_features**2)
+    flops = _gaussian.missing_data_flops(len(means), n_units, n_samples, n_features)
     n_threads = threads_for_work(n_threads, flops)
     batch_ptr = unit_batches(unit_ptr, n_threads)
     out = np.empty((n_samples, len(means)))

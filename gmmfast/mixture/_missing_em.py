@@ -199,7 +199,7 @@ def _full_statistics(
     s1 = np.zeros((n_components, n_features))
     s2 = np.empty((1 if tied else n_components, n_features, n_features))
     n_units = len(data.unit_ptr) - 1
-    flops = n_components * (n_units * n_features**3 / 3 + len(data.X) * n_features**2)
+    flops = _gaussian.missing_data_flops(n_components, n_units, len(data.X), n_features)
     n_threads = threads_for_work(n_threads, flops)
     with single_threaded_blas():
         failed = check_status(
