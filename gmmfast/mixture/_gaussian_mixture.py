@@ -193,9 +193,16 @@ class GaussianMixture(BaseEstimator):
                 mats = p if self.covariance_type == "full" else p[None]
                 if not np.allclose(mats, np.swapaxes(mats, 1, 2)):
                     raise ValueError("precisions_init must be symmetric.")
-                for k, m in enumerate(mats):
-                    if np.linalg.eigvalsh(m).min() <= 0:
-                        raise ValueError(f"precisions_init[{k}] is not positive definite.")
+                try:  # one batched Cholesky: a quarter of the work of eigenvalues
+                    np.linalg.cholesky(mats)
+                except np.linalg.LinAlgError:
+                    for k, m in enumerate(mats):  # name the first failure
+                        try:
+                            np.linalg.cholesky(m)
+                        except np.linalg.LinAlgError:
+                            raise ValueError(
+                                f"precisions_init[{k}] is not positive definite."
+                            ) from None
             elif np.any(p <= 0):
                 raise ValueError("precisions_init must be positive.")
 
