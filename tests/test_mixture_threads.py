@@ -246,3 +246,30 @@ def test_idle_openmp_threads_sleep_unless_the_user_says_otherwise():
         cwd=tempfile.gettempdir(),
     )
     assert run.stdout.split() == ["False", "ACTIVE"]
+
+
+def test_ctrl_c_while_limiting_blas_leaves_nothing_held(monkeypatch):
+    """Interrupted while the limit is being set, or inside the body: the count returns to 0
+    and BLAS keeps (or gets back) its original thread counts."""
+    from threadpoolctl import threadpool_info
+
+    import gmmfast.utils._threads as threads
+
+    def blas():
+        return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    before = blas()
+    with pytest.raises(KeyboardInterrupt):
+        with threads.single_threaded_blas():
+            raise KeyboardInterrupt
+    assert threads._blas_depth == 0 and threads._blas_limiter is None and blas() == before
+
+    class Interrupting:
+        def limit(self, **kwargs):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(threads, "_controller", Interrupting())
+    with pytest.raises(KeyboardInterrupt):
+        with threads.single_threaded_blas():
+            pass  # pragma: no cover - never entered
+    assert threads._blas_depth == 0 and threads._blas_limiter is None and blas() == before

@@ -109,25 +109,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("gmmfast: interrupted", file=sys.stderr)
             return 130
         except (UsageError, ValueError, OSError) as exc:
-            print(f"gmmfast: error: {_one_line(exc)}", file=sys.stderr)
+            print(f"gmmfast: error: {_progress.one_line(exc)}", file=sys.stderr)
             return 2
         except (ArithmeticError, MemoryError, np.linalg.LinAlgError) as exc:
             what = "out of memory" if isinstance(exc, MemoryError) else "the computation failed"
-            print(f"gmmfast: error: {what}: {_one_line(exc)}", file=sys.stderr)
+            print(f"gmmfast: error: {what}: {_progress.one_line(exc)}", file=sys.stderr)
             return 1
         except Exception as exc:
             if args.debug:
                 raise
             print(
-                f"gmmfast: internal error: {type(exc).__name__}: {_one_line(exc)} (please report it to "
+                f"gmmfast: internal error: {type(exc).__name__}: {_progress.one_line(exc)} (please report it to "
                 f"gmmfast's developers with the command line, gmmfast {__version__}; --debug shows the "
                 "traceback)",
                 file=sys.stderr,
             )
             return 1
     return int(code or 0)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 500 else text[:497] + "..."

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..datasets import load_idx_dir, load_mnist
 from ..mixture._missing import pixel_mask
+from ..utils._progress import one_line
 from ._common import UsageError
 
 _GENERIC_IMAGES = ("images", "x", "X", "data", "imgs", "arr_0")
@@ -64,9 +65,7 @@ def _read_arrays(
         except (UsageError, MemoryError):  # too little memory is not a bad file
             raise
         except Exception as exc:  # zip errors, pickled objects, not an npz at all
-            raise UsageError(
-                f"{path}: not a readable .npz file ({' '.join(str(exc).split())[:150]})"
-            ) from None
+            raise UsageError(f"{path}: not a readable .npz file ({one_line(exc, 150)})") from None
     if need_labels and labels is None:
         raise UsageError(f"{path}: no labels; expected one of the keys {', '.join(label_keys)}")
     images = np.asarray(images)

@@ -53,7 +53,7 @@ from ..utils import _progress
 from ..utils._estimator import BaseEstimator, check_is_fitted
 from ..utils._model_files import load_npz, save_npz
 from ..utils._threads import effective_n_threads, limits_blas
-from ..utils._validation import check_compute_dtype, check_random_state, check_scalar
+from ..utils._validation import check_clip, check_compute_dtype, check_random_state, check_scalar
 from ._blur import blur, blur_matrix, solve_deblur_step
 from ._checks import check_images, check_kernel, check_positive_sequence
 from ._patches import average_patches, extract_patches, patch_positions
@@ -239,7 +239,7 @@ class PatchDenoiser(BaseEstimator):
         """
         check_scalar(self.max_patches, "max_patches", numbers.Integral, min_value=1)
         if self.clip is not None:
-            _check_clip(self.clip)
+            check_clip(self.clip)
         if self.covariance_type not in ("full", "diag", "spherical"):
             # tied would share one covariance among all patch clusters: not a patch prior
             raise ValueError(
@@ -416,7 +416,7 @@ class PatchDenoiser(BaseEstimator):
     def _clip(self, out: np.ndarray) -> np.ndarray:
         if self.clip is None:
             return out
-        lo, hi = _check_clip(self.clip)
+        lo, hi = check_clip(self.clip)
         return np.clip(out, lo, hi, out=out)
 
     def _compute_dtype(self) -> type:
@@ -703,11 +703,10 @@ def _check_saved_params(model: "PatchDenoiser") -> None:
         check_positive_sequence(model.epll_betas, "epll_betas")
     if model.clip is not None and not (
         isinstance(model.clip, list)
-        and len(model.clip) == 2
         and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in model.clip)
-        and model.clip[0] <= model.clip[1]
     ):
         raise ValueError(f"clip must be None or [low, high]; got {model.clip!r}.")
+    check_clip(model.clip)
     check_compute_dtype(model.dtype)
 
 
@@ -780,21 +779,6 @@ def _posterior_mean_estimates(
         out[start:stop] = np.matmul(ra[:, None, :], est)[:, 0]
         out[start:stop] += ra @ offsets[active]
     return out
-
-
-def _check_clip(clip: Any) -> tuple[float, float]:
-    """``clip`` as (low, high) with low < high (either may be infinite, neither NaN)."""
-    try:
-        lo, hi = (float(v) for v in clip)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"clip must be None or a pair (low, high) of numbers; got {clip!r}."
-        ) from None
-    if not lo < hi:  # also false when either is NaN; an infinite bound clips one side only
-        raise ValueError(
-            f"clip must be a pair (low, high) of numbers, neither NaN, with low < high; got {clip!r}."
-        )
-    return lo, hi
 
 
 def _check_method(method: Any) -> None:

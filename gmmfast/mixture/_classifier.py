@@ -26,7 +26,13 @@ from ..utils import _progress
 from ..utils._estimator import BaseEstimator, check_is_fitted
 from ..utils._model_files import load_npz, require, save_npz
 from ..utils._threads import effective_n_threads, limits_blas
-from ..utils._validation import check_array, check_compute_dtype, check_random_state, check_scalar
+from ..utils._validation import (
+    check_array,
+    check_clip,
+    check_compute_dtype,
+    check_random_state,
+    check_scalar,
+)
 from . import _gaussian
 from ._gaussian_mixture import GaussianMixture
 from ._gaussian_mixture import _check_saved_params as _check_mixture_params
@@ -525,8 +531,7 @@ class GMMClassifier(BaseEstimator):
             raise ValueError(f"weighting must be one of {IMPUTE_WEIGHTINGS}; got {weighting!r}.")
         if method not in ("mean", "sample"):
             raise ValueError(f"method must be 'mean' or 'sample'; got {method!r}.")
-        if clip is not None and (len(clip) != 2 or not clip[0] <= clip[1]):
-            raise ValueError(f"clip must be a pair (low, high) with low <= high; got {clip!r}.")
+        clip = check_clip(clip)
         check_is_fitted(self, "estimators_")
         dtype = check_compute_dtype(self.dtype)
         Xf, obs = split_observed(

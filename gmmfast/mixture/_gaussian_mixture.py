@@ -16,6 +16,7 @@ from ..utils._model_files import load_npz, require, save_npz
 from ..utils._threads import effective_n_threads, limits_blas, single_threaded_blas
 from ..utils._validation import (
     check_array,
+    check_clip,
     check_compute_dtype,
     check_random_state,
     check_scalar,
@@ -704,8 +705,7 @@ class GaussianMixture(BaseEstimator):
         """
         if method not in ("mean", "sample"):
             raise ValueError(f"method must be 'mean' or 'sample'; got {method!r}.")
-        if clip is not None and (len(clip) != 2 or not clip[0] <= clip[1]):
-            raise ValueError(f"clip must be a pair (low, high) with low <= high; got {clip!r}.")
+        clip = check_clip(clip)
         if method == "mean":
             _, _, filled = self._inference(X, observed, _gaussian.MODE_RESP, impute=True)
         else:

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import atomic_write
+from ._progress import one_line
 
 FORMAT_NAME = "gmmfast"
 FORMAT_VERSION = 1
@@ -323,9 +324,13 @@ class _Archive:
         except ValueError as exc:
             if str(path) in str(exc):  # ours
                 raise
-            raise ValueError(f"{path}: not a readable .npz model file ({_short(exc)}).") from None
+            raise ValueError(
+                f"{path}: not a readable .npz model file ({one_line(exc, 150)})."
+            ) from None
         except _READ_ERRORS as exc:
-            raise ValueError(f"{path}: not a readable .npz model file ({_short(exc)}).") from None
+            raise ValueError(
+                f"{path}: not a readable .npz model file ({one_line(exc, 150)})."
+            ) from None
         try:
             self.headers = self._read_headers()
         except BaseException:
@@ -428,7 +433,7 @@ class _Archive:
                 header_len = fh.tell()
         except _READ_ERRORS + (ValueError,) as exc:
             raise ValueError(
-                f"{self.path}: member {key!r} is not a readable .npy array ({_short(exc)})."
+                f"{self.path}: member {key!r} is not a readable .npy array ({one_line(exc, 150)})."
             ) from None
         if not isinstance(shape, tuple) or not isinstance(dtype, np.dtype):
             raise ValueError(f"{self.path}: member {key!r} has a malformed .npy header.")
@@ -444,7 +449,7 @@ class _Archive:
                     raise ValueError("trailing bytes after the array")
         except _READ_ERRORS + (ValueError,) as exc:
             raise ValueError(
-                f"{self.path}: member {key!r} is corrupt or truncated ({_short(exc)})."
+                f"{self.path}: member {key!r} is corrupt or truncated ({one_line(exc, 150)})."
             ) from None
         if (
             array.dtype != dtype or array.shape != shape
@@ -478,7 +483,7 @@ class _Archive:
             meta = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise ValueError(
-                f"{path}: the {_META_KEY} header is not valid JSON ({_short(exc)})."
+                f"{path}: the {_META_KEY} header is not valid JSON ({one_line(exc, 150)})."
             ) from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             raise ValueError(f"{path}: not a gmmfast model file.")
@@ -503,8 +508,3 @@ class _Archive:
         if unknown:
             raise ValueError(f"{path}: unknown {_META_KEY} field(s) {reprlib.repr(unknown)}.")
         return meta
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:150]
-    return text or type(exc).__name__

@@ -38,7 +38,17 @@ try:  # optional at run time: a missing tqdm only means no bars
 except ImportError:  # pragma: no cover - exercised by monkeypatching _tqdm
     _tqdm = None
 
-__all__ = ["active", "bar", "notice", "on_interrupt", "progress_bars", "say", "wanted", "write"]
+__all__ = [
+    "active",
+    "bar",
+    "notice",
+    "one_line",
+    "on_interrupt",
+    "progress_bars",
+    "say",
+    "wanted",
+    "write",
+]
 
 # Whether bars are shown in the current context (set by progress_bars).
 _ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("gmmfast_progress", default=False)
@@ -153,6 +163,14 @@ def write(message: str) -> None:
         sys.stdout.flush()
     else:
         print(message, flush=True)
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """An exception's message on one line (whitespace collapsed), at most ``limit``
+    characters, or its type's name when it has no message: for error lines that
+    quote what went wrong inside a library."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def say(verbose: Any, message: str, level: int = 1) -> None:

@@ -50,13 +50,31 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _cgroup_cpu_quota() -> float | None:
-    """CPUs allowed by the cgroup CPU quota (v2 ``cpu.max``, v1 ``cfs_quota_us``), None if unlimited."""
+    """CPUs allowed by the cgroup CPU quota, None if unlimited or unknown.
+
+    cgroup v2: ``cpu.max`` of this process's own cgroup (its path from
+    ``/proc/self/cgroup``), then of the mount's root (inside a container the
+    root is the container's cgroup); cgroup v1: ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``.
+    """
+    candidates = []
     try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    own = line.strip()[3:].lstrip("/")
+                    if own:
+                        candidates.append(os.path.join("/sys/fs/cgroup", own, "cpu.max"))
+    except OSError:
         pass
+    candidates.append("/sys/fs/cgroup/cpu.max")
+    for path in candidates:
+        try:
+            with open(path) as f:
+                quota, period = f.read().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        except (OSError, ValueError):
+            continue
     try:
         with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
             quota = int(f.read())
@@ -147,23 +165,29 @@ def single_threaded_blas() -> Iterator[None]:
     """Run the body with BLAS limited to one thread (see the module docstring).
 
     Re-entrant and thread-safe: the limit is set when the first caller
-    enters and the original limits restored when the last one leaves.
+    enters and the original limits restored when the last one leaves. The
+    count is taken before the limit is set and given back in ``finally``,
+    so a Ctrl-C while entering or leaving cannot leave the count wrong (only
+    the single store of the new limiter is unprotected, as any Python code is).
     """
     global _blas_depth, _blas_limiter, _controller
-    with _blas_lock:
-        if _blas_depth == 0:
-            if _controller is None:
-                _controller = ThreadpoolController()
-            _blas_limiter = _controller.limit(limits=1, user_api="blas")
-        _blas_depth += 1
+    entered = False
     try:
+        with _blas_lock:
+            _blas_depth += 1
+            entered = True
+            if _blas_depth == 1:
+                if _controller is None:
+                    _controller = ThreadpoolController()
+                _blas_limiter = _controller.limit(limits=1, user_api="blas")
         yield
     finally:
-        with _blas_lock:
-            _blas_depth -= 1
-            if _blas_depth == 0:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
+        if entered:
+            with _blas_lock:
+                _blas_depth -= 1
+                if _blas_depth == 0 and _blas_limiter is not None:
+                    limiter, _blas_limiter = _blas_limiter, None
+                    limiter.restore_original_limits()
 
 
 def limits_blas(method: _F) -> _F:

@@ -158,3 +158,21 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     if isinstance(kind, tuple):
         return " or ".join(k.__name__ for k in kind)
     return kind.__name__
+
+
+def check_clip(clip: Any, name: str = "clip") -> tuple[float, float] | None:
+    """``None``, or ``(low, high)`` as floats with ``low < high``; either bound may be
+    infinite (clipping one side only), neither NaN. The one rule for every ``clip``."""
+    if clip is None:
+        return None
+    try:
+        low, high = (float(v) for v in clip)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be None or a pair (low, high) of numbers; got {clip!r}."
+        ) from None
+    if not low < high:  # also false when either is NaN
+        raise ValueError(
+            f"{name} must be a pair (low, high) of numbers, neither NaN, with low < high; got {clip!r}."
+        )
+    return low, high

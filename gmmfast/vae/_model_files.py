@@ -15,6 +15,7 @@ from torch import nn
 
 from ..utils._atomic import atomic_write
 from ..utils._estimator import BaseEstimator
+from ..utils._progress import one_line
 
 FORMAT_NAME = "gmmfast-torch"
 
@@ -140,9 +141,7 @@ def _check_archive(path: str | os.PathLike) -> None:
     except ValueError as exc:
         if str(path) in str(exc):  # ours
             raise
-        raise ValueError(
-            f"{path}: not a readable VAE model file ({' '.join(str(exc).split())[:120]})."
-        ) from None
+        raise ValueError(f"{path}: not a readable VAE model file ({one_line(exc, 120)}).") from None
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -153,9 +152,7 @@ def _check_archive(path: str | os.PathLike) -> None:
         RuntimeError,
         OverflowError,
     ) as exc:
-        raise ValueError(
-            f"{path}: not a readable VAE model file ({' '.join(str(exc).split())[:120]})."
-        ) from None
+        raise ValueError(f"{path}: not a readable VAE model file ({one_line(exc, 120)}).") from None
     if len(infos) > MAX_MEMBERS:
         raise ValueError(f"{path}: {len(infos)} members, more than a VAE model file has.")
     names = [info.filename for info in infos]
@@ -208,9 +205,7 @@ def _check_crcs(path: str | os.PathLike) -> None:
         zlib.error,
         ValueError,
     ) as exc:
-        raise ValueError(
-            f"{path}: corrupt VAE model file ({' '.join(str(exc).split())[:120]})."
-        ) from None
+        raise ValueError(f"{path}: corrupt VAE model file ({one_line(exc, 120)}).") from None
 
 
 def _bounded_int(value: Any, name: str, upper: int, path: Any) -> int:
@@ -277,9 +272,7 @@ def _build_checked(build: Any, state: dict, path: Any) -> nn.Module:
         with torch.device("meta"):
             skeleton = build()
     except (RuntimeError, OverflowError) as exc:
-        raise ValueError(
-            f"{path}: bad configuration ({' '.join(str(exc).split())[:200]})."
-        ) from None
+        raise ValueError(f"{path}: bad configuration ({one_line(exc, 200)}).") from None
     wanted = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     given = {name: tuple(t.shape) for name, t in state.items()}
     if wanted != given:
@@ -305,7 +298,7 @@ def _load_state(module: nn.Module, state: dict, path: Any) -> None:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:300]
+        detail = one_line(exc, 300)
         raise ValueError(
             f"{path}: the weights do not match the saved configuration ({detail})."
         ) from None
