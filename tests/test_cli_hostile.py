@@ -203,8 +203,9 @@ def test_ctrl_c_at_any_moment_is_status_130_and_one_line(digits, tmp_path, delay
     if proc.returncode == 0:  # finished before the signal: complete outputs
         assert out.exists() and model.exists()
         return
-    # 130, or killed by SIGINT after the message (the editable install's import hook
-    # can re-deliver the signal at exit): a shell reports both as status 130.
+    # 130, or killed by SIGINT right after printing the message: under `python -m` the
+    # interpreter sometimes re-delivers the signal at exit (seen with editable and regular
+    # installs alike); a shell reports both as status 130.
     assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, stderr)
     assert stderr.strip().splitlines()[-1] == "gmmfast: interrupted"
     assert not out.exists()
@@ -243,7 +244,7 @@ def test_ctrl_c_during_vae_training_saves_nothing(digits, tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode in (130, -signal.SIGINT), stderr  # as above
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "gmmfast: interrupted"
     assert not model.exists()
 
