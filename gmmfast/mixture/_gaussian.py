@@ -26,6 +26,7 @@ from scipy.linalg import lapack
 
 from .._kernels import _estep, _mstep, check_status
 from ..utils._threads import chunk_size_for, single_threaded_blas, threads_for_work
+from ._stats import MASS_FLOOR, SufficientStats
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -225,23 +226,22 @@ def weighted_means(
     return thread_nk.sum(axis=0), thread_sums.sum(axis=0)
 
 
-def estimate_gaussian_parameters(
-    X: np.ndarray, resp: np.ndarray, reg_covar: float, covariance_type: str, *, n_threads: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """M-step: ``(nk, means, covariances)`` from responsibilities.
+def sufficient_statistics(
+    X: np.ndarray, resp: np.ndarray, covariance_type: str, *, n_threads: int
+) -> SufficientStats:
+    """Centred M-step statistics of ``X`` under responsibilities ``resp``.
 
-    As in scikit-learn, ``nk`` carries ``10 * eps`` so that a component
-    that lost all its samples keeps a finite mean (zero) and a covariance
-    of ``reg_covar * I``, instead of producing NaN. Scatter matrices are
-    computed around the new means (not as E[xx^T] - mu mu^T), which keeps
-    float32 inputs accurate.
+    Scatter matrices are computed around the new means (not as
+    E[xx^T] - mu mu^T), which keeps float32 inputs accurate; float32 samples
+    accumulate in float64. Responsibilities that are exactly zero cost
+    nothing: the scatter kernel gathers, per component, only the samples
+    that contribute.
     """
     resp = np.ascontiguousarray(resp, dtype=np.float64)
     n_samples, n_features = X.shape
     n_components = resp.shape[1]
     raw_nk, sums = weighted_means(X, resp, n_threads=n_threads)
-    nk = raw_nk + 10 * np.finfo(np.float64).eps
-    means = sums / nk[:, None]
+    means = sums / (raw_nk + MASS_FLOOR)[:, None]
     per_sample = n_features * n_features if covariance_type in ("full", "tied") else 3 * n_features
     n_threads = threads_for_work(n_threads, n_samples * n_components * per_sample)
     n_slots = max(1, n_threads)
@@ -254,23 +254,30 @@ def estimate_gaussian_parameters(
                 _mstep.weighted_full_scatter(X, resp, means, scatter, thread_acc, chunk, n_threads),
                 "weighted_full_scatter",
             )
-        if covariance_type == "full":
-            covariances = scatter / nk[:, None, None]
-            idx = np.arange(n_features)
-            covariances[:, idx, idx] += reg_covar
-        else:
-            covariances = scatter.sum(axis=0) / nk.sum()
-            covariances.flat[:: n_features + 1] += reg_covar
+        if covariance_type == "tied":
+            scatter = scatter.sum(axis=0)
     else:
         thread_acc = np.zeros((n_slots, n_components, n_features))
         check_status(
             _mstep.weighted_diag_scatter(X, resp, means, thread_acc, chunk, n_threads),
             "weighted_diag_scatter",
         )
-        covariances = thread_acc.sum(axis=0) / nk[:, None] + reg_covar
-        if covariance_type == "spherical":
-            covariances = covariances.mean(axis=1)
-    return nk, means, covariances
+        scatter = thread_acc.sum(axis=0)
+    return SufficientStats(covariance_type, raw_nk, means, scatter)
+
+
+def estimate_gaussian_parameters(
+    X: np.ndarray, resp: np.ndarray, reg_covar: float, covariance_type: str, *, n_threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """M-step: ``(nk, means, covariances)`` from responsibilities.
+
+    As in scikit-learn, ``nk`` carries ``10 * eps`` so that a component
+    that lost all its samples keeps a finite mean (zero) and a covariance
+    of ``reg_covar * I``, instead of producing NaN (see
+    :mod:`gmmfast.mixture._stats`).
+    """
+    stats = sufficient_statistics(X, resp, covariance_type, n_threads=n_threads)
+    return stats.parameters(reg_covar)
 
 
 def check_data_scale(X: np.ndarray, name: str = "X") -> None:

@@ -40,6 +40,7 @@ from .._kernels import _missing_mstep, check_status
 from ..utils._threads import single_threaded_blas, threads_for_work
 from . import _gaussian
 from ._missing import _UNIT_ROWS, mask_units, missing_log_prob, split_observed, uncoupled_features
+from ._stats import MASS_FLOOR, SufficientStats
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,30 @@ def estimate_parameters(
     E-step that produced ``resp``: they define the conditional means and
     covariances of the missing values.
     """
+    stats = expected_statistics(
+        data, resp, means, covariances, prec_chol, covariance_type, reg_covar, n_threads=n_threads
+    )
+    return stats.parameters(reg_covar)
+
+
+def expected_statistics(
+    data: MissingData,
+    resp: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    prec_chol: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    *,
+    n_threads: int,
+) -> SufficientStats:
+    """Expected centred statistics of exact EM (see :mod:`._stats`).
+
+    The kernels return moments around the E-step's means ``mu``:
+    ``s1 = sum_n r (xhat - mu)`` and ``S2 = sum_n r [(xhat - mu)(xhat - mu)^T + C]``
+    with C the conditional covariance of the missing values; here they are
+    moved to the new means ``mu + delta``.
+    """
     resp = np.ascontiguousarray(resp, dtype=np.float64)
     means = np.ascontiguousarray(means, dtype=np.float64)
     if covariance_type in ("full", "tied"):
@@ -157,11 +182,9 @@ def estimate_parameters(
         )
     else:
         raw_nk, s1, s2 = _diag_statistics(data, resp, means, covariances, covariance_type)
-    nk = raw_nk + 10 * np.finfo(np.float64).eps
     # sum_n r xhat = s1 + R mu, so the new mean is mu + delta with
-    new_means = (s1 + raw_nk[:, None] * means) / nk[:, None]
+    new_means = (s1 + raw_nk[:, None] * means) / (raw_nk + MASS_FLOOR)[:, None]
     delta = new_means - means
-    n_features = means.shape[1]
     if covariance_type in ("full", "tied"):
         # Around the new means: S2 - s1 delta^T - delta s1^T + R delta delta^T.
         cross = s1[:, :, None] * delta[:, None, :]
@@ -170,20 +193,12 @@ def estimate_parameters(
         if covariance_type == "full":
             scatter = s2 + correction
             scatter = 0.5 * (scatter + np.swapaxes(scatter, 1, 2))
-            covariances = scatter / nk[:, None, None]
-            idx = np.arange(n_features)
-            covariances[:, idx, idx] += reg_covar
         else:
             scatter = s2[0] + correction.sum(axis=0)
             scatter = 0.5 * (scatter + scatter.T)
-            covariances = scatter / nk.sum()
-            covariances.flat[:: n_features + 1] += reg_covar
     else:
         scatter = s2 - 2.0 * delta * s1 + raw_nk[:, None] * delta**2
-        covariances = scatter / nk[:, None] + reg_covar
-        if covariance_type == "spherical":
-            covariances = covariances.mean(axis=1)
-    return nk, new_means, covariances
+    return SufficientStats(covariance_type, raw_nk, new_means, scatter)
 
 
 def _full_statistics(
