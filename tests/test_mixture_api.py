@@ -33,15 +33,17 @@ SKLEARN_PARAMS = {
 }
 
 
-def test_get_params_has_sklearn_params_plus_dtype_and_threads():
-    """get_params exposes sklearn's parameters (same defaults) plus dtype and n_threads."""
+def test_get_params_has_sklearn_params_plus_dtype_threads_and_floor():
+    """get_params exposes sklearn's parameters (same defaults) plus dtype, n_threads
+    and resp_floor."""
     params = GaussianMixture().get_params()
-    assert set(params) == SKLEARN_PARAMS | {"dtype", "n_threads"}
+    assert set(params) == SKLEARN_PARAMS | {"dtype", "n_threads", "resp_floor"}
     sk_defaults = SkGM().get_params()
     for name in SKLEARN_PARAMS:
         assert params[name] == sk_defaults[name], name
     assert params["dtype"] is np.float64
     assert params["n_threads"] is None
+    assert params["resp_floor"] == 1e-12
 
 
 def test_set_params_round_trip():

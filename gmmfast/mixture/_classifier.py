@@ -59,6 +59,7 @@ _SHARED_PARAMS = (
     "verbose",
     "dtype",
     "n_threads",
+    "resp_floor",
 )
 
 
@@ -72,7 +73,7 @@ class GMMClassifier(BaseEstimator):
         candidates (e.g. ``[1, 2, 5, 10]``) is searched per class with
         ``selection``. A mapping ``{label: spec}`` gives each class its own
         int or candidate sequence (every class must be present).
-    covariance_type, tol, reg_covar, max_iter, n_init, init_params, dtype, n_threads
+    covariance_type, tol, reg_covar, max_iter, n_init, init_params, dtype, n_threads, resp_floor
         Passed to each class's :class:`~gmmfast.GaussianMixture`.
     priors : array-like of shape (n_classes,), 'uniform' or None, default=None
         Class priors in the order of ``classes_``. None learns them from
@@ -152,6 +153,7 @@ class GMMClassifier(BaseEstimator):
         verbose: int = 0,
         dtype: Any = np.float64,
         n_threads: int | None = None,
+        resp_floor: float = 1e-12,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -167,6 +169,7 @@ class GMMClassifier(BaseEstimator):
         self.verbose = verbose
         self.dtype = dtype
         self.n_threads = n_threads
+        self.resp_floor = resp_floor
 
     # --------------------------------------------------------------- fitting
     @limits_blas

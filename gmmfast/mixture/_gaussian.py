@@ -21,7 +21,6 @@ spherical   (K,)            (K,)
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 from scipy.linalg import lapack
 
 from .._kernels import _estep, _mstep, check_status
@@ -83,37 +82,54 @@ def precision_cholesky_from_covariances(
     return 1.0 / np.sqrt(covariances)
 
 
-def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+def precision_cholesky_from_precisions(
+    precisions: np.ndarray, covariance_type: str, name: str = "precisions"
+) -> np.ndarray:
     """Upper factor U of each precision P = U U^T, computed from P itself.
 
     Reversing rows and columns turns P into J P J = L L^T, and then
-    U = J L J is upper-triangular with U U^T = P.
+    U = J L J is upper-triangular with U U^T = P. One batched Cholesky
+    both checks every precision and factorises it; a precision that is not
+    positive definite raises ``ValueError`` naming ``name[k]``.
     """
-
-    def upper(p: np.ndarray, what: str) -> np.ndarray:
-        flipped = np.ascontiguousarray(p[::-1, ::-1])
-        chol, info = lapack.dpotrf(flipped, lower=1, clean=1)
-        if info != 0:
-            raise ValueError(f"precisions_init for {what} is not positive definite.")
-        return np.ascontiguousarray(chol[::-1, ::-1])
-
-    if covariance_type == "full":
-        return np.stack([upper(p, f"component {k}") for k, p in enumerate(precisions)])
-    if covariance_type == "tied":
-        return upper(precisions, "the tied covariance")
-    return np.sqrt(precisions)
+    if covariance_type not in ("full", "tied"):
+        if np.any(~(precisions > 0)):
+            raise ValueError(f"{name} must be positive.")
+        return np.sqrt(precisions)
+    mats = precisions if covariance_type == "full" else precisions[None]
+    try:
+        lower = np.linalg.cholesky(mats[:, ::-1, ::-1])
+    except np.linalg.LinAlgError:
+        for k, m in enumerate(mats):  # name the first failure
+            if lapack.dpotrf(np.ascontiguousarray(m), lower=1)[1] != 0:
+                what = name if covariance_type == "tied" else f"{name}[{k}]"
+                raise ValueError(f"{what} is not positive definite.") from None
+        raise ValueError(f"{name} is not positive definite.") from None
+    factors = np.ascontiguousarray(lower[:, ::-1, ::-1])
+    return factors if covariance_type == "full" else factors[0]
 
 
 def covariances_from_precision_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Covariances Sigma = U^-T U^-1 from precision factors (triangular solves only)."""
-    if covariance_type in ("full", "tied"):
-        factors = prec_chol if covariance_type == "full" else prec_chol[None]
-        covs = np.empty_like(factors)
-        for k, u in enumerate(factors):
-            inv_u = linalg.solve_triangular(u, np.eye(len(u)), lower=False)
-            covs[k] = inv_u.T @ inv_u
-        return covs if covariance_type == "full" else covs[0]
-    return 1.0 / prec_chol**2
+    """Covariances Sigma = (U U^T)^-1 from precision factors, by LAPACK ``potri``.
+
+    With L = J U J (lower), J P J = L L^T, whose inverse J Sigma J ``potri``
+    computes from L alone (no general inverse, a third of a GEMM's work).
+    """
+    if covariance_type not in ("full", "tied"):
+        return 1.0 / prec_chol**2
+    factors = prec_chol if covariance_type == "full" else prec_chol[None]
+    covs = np.empty(factors.shape)
+    for k, u in enumerate(factors):
+        # In Fortran order, the C-order J U J reads as its transpose, an upper
+        # factor R with R^T R = L L^T: potri(R, lower=0) inverts exactly that.
+        flipped = np.array(u[::-1, ::-1], order="C")  # a copy: potri overwrites it
+        inverse, info = lapack.dpotri(flipped.T, lower=0, overwrite_c=1)
+        if info != 0:
+            raise FactorizationError(_factorization_message(f"component {k}", None))
+        upper = np.triu(inverse)
+        upper += np.triu(inverse, 1).T
+        covs[k] = upper[::-1, ::-1]
+    return covs if covariance_type == "full" else covs[0]
 
 
 def precisions_from_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
@@ -266,6 +282,23 @@ def sufficient_statistics(
     return SufficientStats(covariance_type, raw_nk, means, scatter)
 
 
+def floor_responsibilities(resp: np.ndarray, resp_floor: float) -> np.ndarray:
+    """Zero, in place, every ``r_nk < resp_floor * N_k / N`` (N_k = sum_n r_nk).
+
+    The entries removed from component k sum to less than
+    ``resp_floor * N_k``, so each component keeps all but a fraction
+    ``resp_floor`` of its mass. Rows are normalised, so a sample's largest
+    responsibility is at least 1/K and survives any floor below 1/K:
+    every sample keeps contributing somewhere, however improbable it is.
+    Returns ``resp``.
+    """
+    n_samples = len(resp)
+    if resp_floor > 0 and n_samples:
+        threshold = resp.sum(axis=0) * (resp_floor / n_samples)
+        np.putmask(resp, resp < threshold, 0.0)
+    return resp
+
+
 def estimate_gaussian_parameters(
     X: np.ndarray, resp: np.ndarray, reg_covar: float, covariance_type: str, *, n_threads: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -277,7 +310,7 @@ def estimate_gaussian_parameters(
     :mod:`gmmfast.mixture._stats`).
     """
     stats = sufficient_statistics(X, resp, covariance_type, n_threads=n_threads)
-    return stats.parameters(reg_covar)
+    return stats.parameters(reg_covar, overwrite=True)
 
 
 def check_data_scale(X: np.ndarray, name: str = "X") -> None:

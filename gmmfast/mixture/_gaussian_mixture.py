@@ -73,6 +73,15 @@ class GaussianMixture(BaseEstimator):
     n_threads : int or None, default=None
         OpenMP threads; None uses what OpenMP would use (all cores, or the
         limit set by ``OMP_NUM_THREADS``/threadpoolctl).
+    resp_floor : float, default=1e-12
+        In the M-step, a responsibility below ``resp_floor * N_k / N``
+        (N_k the component's total responsibility, N the number of
+        samples) counts as zero. This removes at most a fraction
+        ``resp_floor`` of each component's mass, far below the rounding of
+        the statistics that EM accumulates, and skips the scatter work of
+        samples that do not belong to a component: with well separated
+        components (images, embeddings) most of the M-step. 0 gives exact
+        EM, bit for bit the computation of the responsibilities as they are.
 
     Attributes
     ----------
@@ -143,6 +152,7 @@ class GaussianMixture(BaseEstimator):
         verbose_interval: int = 10,
         dtype: Any = np.float64,
         n_threads: int | None = None,
+        resp_floor: float = 1e-12,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -160,9 +170,12 @@ class GaussianMixture(BaseEstimator):
         self.verbose_interval = verbose_interval
         self.dtype = dtype
         self.n_threads = n_threads
+        self.resp_floor = resp_floor
 
     # ------------------------------------------------------------------ checks
-    def _check_parameters(self, n_features: int) -> None:
+    def _check_parameters(self, n_features: int) -> dict[str, np.ndarray | None]:
+        """Check the hyper-parameters; return the checked ``*_init`` arrays in
+        float64 (``precisions_init`` as its Cholesky factors, computed once)."""
         check_scalar(self.n_components, "n_components", (int, np.integer), min_value=1)
         if self.covariance_type not in _gaussian.COVARIANCE_TYPES:
             raise ValueError(
@@ -173,11 +186,15 @@ class GaussianMixture(BaseEstimator):
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_value=0)
         check_scalar(self.n_init, "n_init", (int, np.integer), min_value=1)
         check_scalar(self.verbose_interval, "verbose_interval", (int, np.integer), min_value=1)
+        check_scalar(
+            self.resp_floor, "resp_floor", (int, float, np.floating), min_value=0.0, max_value=1e-3
+        )
         if self.init_params not in INIT_PARAMS:
             raise ValueError(f"init_params must be one of {INIT_PARAMS}; got {self.init_params!r}.")
         check_compute_dtype(self.dtype)
         effective_n_threads(self.n_threads)
         K, D = int(self.n_components), n_features
+        checked: dict[str, np.ndarray | None] = dict.fromkeys(("weights", "means", "prec_chol"))
         if self.weights_init is not None:
             w = self._check_init_array(self.weights_init, "weights_init", (K,))
             if np.any(w < 0) or np.any(w > 1) or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
@@ -185,27 +202,22 @@ class GaussianMixture(BaseEstimator):
                     "weights_init must be non-negative, at most 1, and sum to 1; "
                     f"got sum {w.sum():.6g}."
                 )
+            checked["weights"] = w
         if self.means_init is not None:
-            self._check_init_array(self.means_init, "means_init", (K, D))
+            checked["means"] = self._check_init_array(self.means_init, "means_init", (K, D))
         if self.precisions_init is not None:
             shape = _gaussian.covariance_shape(self.covariance_type, K, D)
             p = self._check_init_array(self.precisions_init, "precisions_init", shape)
             if self.covariance_type in ("full", "tied"):
-                mats = p if self.covariance_type == "full" else p[None]
-                if not np.allclose(mats, np.swapaxes(mats, 1, 2)):
-                    raise ValueError("precisions_init must be symmetric.")
-                try:  # one batched Cholesky: a quarter of the work of eigenvalues
-                    np.linalg.cholesky(mats)
-                except np.linalg.LinAlgError:
-                    for k, m in enumerate(mats):  # name the first failure
-                        try:
-                            np.linalg.cholesky(m)
-                        except np.linalg.LinAlgError:
-                            raise ValueError(
-                                f"precisions_init[{k}] is not positive definite."
-                            ) from None
-            elif np.any(p <= 0):
-                raise ValueError("precisions_init must be positive.")
+                # As numpy.allclose(m, m.T), one matrix at a time (no K x D x D temporaries).
+                for m in p if self.covariance_type == "full" else p[None]:
+                    if np.any(np.abs(m - m.T) > 1e-8 + 1e-5 * np.abs(m.T)):
+                        raise ValueError("precisions_init must be symmetric.")
+            # One batched Cholesky: the positive-definiteness check and the factors.
+            checked["prec_chol"] = _gaussian.precision_cholesky_from_precisions(
+                p, self.covariance_type, "precisions_init"
+            )
+        return checked
 
     @staticmethod
     def _check_init_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -315,40 +327,37 @@ class GaussianMixture(BaseEstimator):
         self.weights_, self.means_ = nk / nk.sum(), means
         self.covariances_, self.precisions_cholesky_ = covariances, prec_chol
 
-    def _initialize(self, X: np.ndarray, random_state: np.random.RandomState) -> None:
+    def _initialize(
+        self,
+        X: np.ndarray,
+        random_state: np.random.RandomState,
+        checked: dict[str, np.ndarray | None],
+    ) -> None:
+        """Initial parameters: the checked ``*_init`` arrays where given, the
+        M-step of ``init_params``'s responsibilities for the rest."""
         n_samples = len(X)
-        user_all = (
-            self.weights_init is not None
-            and self.means_init is not None
-            and self.precisions_init is not None
-        )
-        resp = None if user_all else self._initial_resp(X, random_state)
-        if resp is not None:
-            nk, means, covariances = _gaussian.estimate_gaussian_parameters(
+        weights, means, prec_chol = checked["weights"], checked["means"], checked["prec_chol"]
+        if weights is None or means is None or prec_chol is None:
+            resp = self._initial_resp(X, random_state)
+            nk, fitted_means, covariances = _gaussian.estimate_gaussian_parameters(
                 X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
             )
-            weights = nk / n_samples
-        if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64).copy()
-        if self.means_init is not None:
-            means = np.asarray(self.means_init, dtype=np.float64).copy()
-        self.weights_ = weights
-        self.means_ = means
-        if self.precisions_init is None:
-            self.covariances_ = covariances
-            self.precisions_cholesky_ = _gaussian.precision_cholesky_from_covariances(
+            weights = nk / n_samples if weights is None else weights
+            means = fitted_means if means is None else means
+        if prec_chol is None:
+            prec_chol = _gaussian.precision_cholesky_from_covariances(
                 covariances,
                 self.covariance_type,
                 float(self.reg_covar),
                 n_threads=self._n_threads(),
             )
         else:
-            self.precisions_cholesky_ = _gaussian.precision_cholesky_from_precisions(
-                np.asarray(self.precisions_init, dtype=np.float64), self.covariance_type
+            covariances = _gaussian.covariances_from_precision_cholesky(
+                prec_chol, self.covariance_type
             )
-            self.covariances_ = _gaussian.covariances_from_precision_cholesky(
-                self.precisions_cholesky_, self.covariance_type
-            )
+        # Copies: the checked arrays serve every initialisation of n_init.
+        self.weights_, self.means_ = weights.copy(), means.copy()
+        self.covariances_, self.precisions_cholesky_ = covariances, prec_chol.copy()
 
     def _initial_resp(self, X: np.ndarray, random_state: np.random.RandomState) -> np.ndarray:
         n_samples, K = len(X), int(self.n_components)
@@ -438,10 +447,9 @@ class GaussianMixture(BaseEstimator):
         feature over the samples where it is observed; ``weights_init``,
         ``means_init`` and ``precisions_init`` are used as given.
         """
-        self.fit_predict(X, y, observed=observed)
+        self._fit(X, observed, labels=False)
         return self
 
-    @limits_blas
     def fit_predict(self, X: Any, y: Any = None, *, observed: Any = None) -> np.ndarray:
         """Fit by EM, then return the most likely component of each sample.
 
@@ -461,9 +469,15 @@ class GaussianMixture(BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
+        return self._fit(X, observed, labels=True)
+
+    @limits_blas
+    def _fit(self, X: Any, observed: Any, *, labels: bool) -> np.ndarray | None:
+        """EM; with ``labels``, a final E-step at the fitted parameters gives each
+        sample's component (``fit`` alone skips it: nothing it returns needs it)."""
         data = self._fit_data(X, observed)
         n_samples, n_features = data.shape
-        self._check_parameters(n_features)
+        checked = self._check_parameters(n_features)
         if n_samples < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components; got n_samples={n_samples} and "
@@ -506,7 +520,7 @@ class GaussianMixture(BaseEstimator):
                 self._print(1, f"Initialization {init}")
                 start = time.perf_counter()
                 if do_init:
-                    self._initialize(init_X, random_state)
+                    self._initialize(init_X, random_state, checked)
                 lower_bound = -np.inf if do_init else self.lower_bound_
                 lower_bounds: list[float] = []
                 last.update(completed=0, lower_bound=lower_bound, lower_bounds=lower_bounds)
@@ -521,7 +535,9 @@ class GaussianMixture(BaseEstimator):
                     for n_iter in range(1, int(self.max_iter) + 1):
                         previous = lower_bound
                         resp, log_norm = self._log_prob(data, _gaussian.MODE_RESP)
+                        _gaussian.floor_responsibilities(resp, float(self.resp_floor))
                         self._m_step(data, resp)
+                        del resp  # its memory goes back before the next E-step
                         lower_bound = float(np.mean(log_norm))
                         lower_bounds.append(lower_bound)
                         last.update(completed=n_iter, lower_bound=lower_bound)
@@ -564,6 +580,8 @@ class GaussianMixture(BaseEstimator):
         self.lower_bound_ = lower_bound
         self.lower_bounds_ = lower_bounds
         self._fitted_covariance_type = self.covariance_type
+        if not labels:
+            return None
         # Labels from a final E-step, consistent with predict().
         weighted, _ = self._log_prob(data, _gaussian.MODE_WEIGHTED_LOG_PROB)
         return weighted.argmax(axis=1)

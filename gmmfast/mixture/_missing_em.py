@@ -153,7 +153,7 @@ def estimate_parameters(
     stats = expected_statistics(
         data, resp, means, covariances, prec_chol, covariance_type, reg_covar, n_threads=n_threads
     )
-    return stats.parameters(reg_covar)
+    return stats.parameters(reg_covar, overwrite=True)
 
 
 def expected_statistics(

@@ -137,24 +137,28 @@ class SufficientStats:
         return self.scaled(1.0 - step).combine(other.scaled(step))
 
     # ------------------------------------------------------------ M-step
-    def parameters(self, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def parameters(
+        self, reg_covar: float, *, overwrite: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(nk, means, covariances)`` of the M-step; ``nk`` includes the mass floor,
-        so ``weights = nk / nk.sum()``."""
+        so ``weights = nk / nk.sum()``.
+
+        ``overwrite=True`` builds the covariances in the scatter's memory (the
+        statistics must not be used afterwards): it saves a K x D x D copy.
+        """
         nk = self.counts + MASS_FLOOR
-        D = self.n_features
         kind = self.covariance_type
-        if kind == "full":
-            covariances = self.scatter / nk[:, None, None]
-            idx = np.arange(D)
-            covariances[:, idx, idx] += reg_covar
-        elif kind == "tied":
-            covariances = self.scatter / nk.sum()
-            covariances.flat[:: D + 1] += reg_covar
+        means = self.means if overwrite else self.means.copy()
+        if kind in ("full", "tied"):
+            covariances = self.scatter if overwrite else self.scatter.copy()
+            covariances /= nk[:, None, None] if kind == "full" else nk.sum()
+            diagonal = np.einsum("...ii->...i", covariances)  # a writable view
+            diagonal += reg_covar
         else:
             covariances = self.scatter / nk[:, None] + reg_covar
             if kind == "spherical":
                 covariances = covariances.mean(axis=1)
-        return nk, self.means.copy(), covariances
+        return nk, means, covariances
 
     # ------------------------------------------------------------ storage
     def to_arrays(self, prefix: str = "stats_") -> dict[str, np.ndarray]:

@@ -141,8 +141,10 @@ def check_scalar(
     *,
     min_value: float | None = None,
     include_min: bool = True,
+    max_value: float | None = None,
 ) -> None:
-    """Check a scalar hyper-parameter's type and lower bound."""
+    """Check a scalar hyper-parameter's type and bounds (both inclusive unless
+    ``include_min=False``)."""
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ValueError(f"{name} must be of type {_kind_name(kind)}; got {value!r}.")
     if min_value is not None:
@@ -150,6 +152,8 @@ def check_scalar(
         if bad:
             op = ">=" if include_min else ">"
             raise ValueError(f"{name} must be {op} {min_value}; got {value!r}.")
+    if max_value is not None and value > max_value:
+        raise ValueError(f"{name} must be <= {max_value}; got {value!r}.")
     if isinstance(value, numbers.Real) and not np.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value!r}.")
 
