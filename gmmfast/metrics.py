@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 __all__ = ["classification_scores", "cluster_mapping", "clustering_scores", "contingency"]
 
@@ -73,6 +72,8 @@ def cluster_mapping(y_true: Any, clusters: Any) -> dict[Any, Any]:
     {0: 1, 1: 2, 2: 0}
     """
     table, classes, cluster_ids = contingency(y_true, clusters)
+    from scipy.optimize import linear_sum_assignment  # slow to import: only when used
+
     rows, cols = linear_sum_assignment(-table.T)  # rows: clusters, cols: classes
     mapping = {_item(cluster_ids[r]): _item(classes[c]) for r, c in zip(rows, cols)}
     for j, cid in enumerate(cluster_ids):
@@ -96,6 +97,8 @@ def clustering_scores(y_true: Any, clusters: Any) -> dict[str, float]:
     """
     table, classes, cluster_ids = contingency(y_true, clusters)
     n = table.sum()
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(-table)
     accuracy = table[rows, cols].sum() / n
     return {"accuracy": float(accuracy), "nmi": _nmi(table), "ari": _ari(table)}

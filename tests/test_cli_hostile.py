@@ -270,6 +270,55 @@ def test_console_entry_point_answers_ctrl_c_while_importing(tmp_path):
     assert Path(tempfile.gettempdir()).is_dir()
 
 
+def test_console_entry_point_answers_an_import_that_ctrl_c_broke(tmp_path):
+    """An extension interrupted while it initialises raises ImportError with the
+    KeyboardInterrupt in its chain (SciPy's HiGHS does): still one line, status 130."""
+    code = (
+        "import sys\n"
+        "import gmmfast._console as console\n"
+        "import builtins\n"
+        "real_import = builtins.__import__\n"
+        "def interrupted(name, *a, **k):\n"
+        "    if name == 'cli' or name.startswith('gmmfast.cli'):\n"
+        "        try:\n"
+        "            raise KeyboardInterrupt\n"
+        "        except KeyboardInterrupt as exc:\n"
+        "            raise ImportError('initialization failed') from exc\n"
+        "    return real_import(name, *a, **k)\n"
+        "builtins.__import__ = interrupted\n"
+        "sys.exit(console.main())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
+    assert proc.returncode == 130 and proc.stderr.strip() == "gmmfast: interrupted"
+
+
+def test_a_command_whose_lazy_import_ctrl_c_broke_is_interrupted_not_a_bug(capsys, monkeypatch):
+    import gmmfast.cli.classify as classify
+
+    def import_interrupted(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed")  # the chain keeps the interrupt
+
+    monkeypatch.setattr(classify, "run", import_interrupted)
+    code, _, err = run(capsys, "classify", "--test", "x")
+    assert code == 130 and err.strip() == "gmmfast: interrupted"
+
+
+def test_an_import_error_of_its_own_is_still_an_internal_error(capsys, monkeypatch):
+    import gmmfast.cli.classify as classify
+
+    def missing(args):
+        raise ImportError("no module named 'something'")
+
+    monkeypatch.setattr(classify, "run", missing)
+    code, _, err = run(capsys, "classify", "--test", "x")
+    assert code == 1 and "internal error" in err and err.count("\n") == 1
+
+
 # ------------------------------------------------------------------ pixels
 def test_integer_pixels_outside_8_bits_are_refused(tmp_path, capsys):
     path = tmp_path / "wide.npz"

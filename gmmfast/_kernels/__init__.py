@@ -21,7 +21,7 @@ _SET_WAIT_POLICY = "OMP_WAIT_POLICY" not in os.environ
 if _SET_WAIT_POLICY:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 try:
-    from . import _estep, _missing_estep, _missing_mstep, _mstep, _openmp, _patches  # noqa: E402, F401
+    from . import _estep, _kmeans, _missing_estep, _missing_mstep, _mstep, _openmp, _patches  # noqa: E402, F401
     from ._common import Status  # noqa: E402
 finally:
     if _SET_WAIT_POLICY:

@@ -18,6 +18,7 @@ import numpy as np
 from .._version import __version__
 from ..utils import _progress
 from ..utils._estimator import ConvergenceWarning
+from ..utils._interrupt import interrupted_by_user
 from . import bench, classify, demo, denoise, inpaint, vae
 from ._common import UsageError, check_output
 from ._data import data_keys
@@ -105,24 +106,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_outputs(args)
             with _progress.progress_bars(verbose=verbose):
                 code = args.func(args)
-        except KeyboardInterrupt:
-            print("gmmfast: interrupted", file=sys.stderr)
-            return 130
-        except (UsageError, ValueError, OSError) as exc:
-            print(f"gmmfast: error: {_progress.one_line(exc)}", file=sys.stderr)
-            return 2
-        except (ArithmeticError, MemoryError, np.linalg.LinAlgError) as exc:
-            what = "out of memory" if isinstance(exc, MemoryError) else "the computation failed"
-            print(f"gmmfast: error: {what}: {_progress.one_line(exc)}", file=sys.stderr)
-            return 1
-        except Exception as exc:
-            if args.debug:
-                raise
-            print(
-                f"gmmfast: internal error: {type(exc).__name__}: {_progress.one_line(exc)} (please report it to "
-                f"gmmfast's developers with the command line, gmmfast {__version__}; --debug shows the "
-                "traceback)",
-                file=sys.stderr,
-            )
-            return 1
+        except BaseException as exc:
+            return _failure(exc, args)
     return int(code or 0)
+
+
+def _failure(exc: BaseException, args: argparse.Namespace) -> int:
+    """One line on standard error for a failed command, and its exit status."""
+    if interrupted_by_user(exc):  # Ctrl-C, also where an interrupted import wrapped it
+        print("gmmfast: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(exc, (UsageError, ValueError, OSError)):
+        print(f"gmmfast: error: {_progress.one_line(exc)}", file=sys.stderr)
+        return 2
+    if isinstance(exc, (ArithmeticError, MemoryError, np.linalg.LinAlgError)):
+        what = "out of memory" if isinstance(exc, MemoryError) else "the computation failed"
+        print(f"gmmfast: error: {what}: {_progress.one_line(exc)}", file=sys.stderr)
+        return 1
+    if not isinstance(exc, Exception) or args.debug:
+        raise exc  # SystemExit and the like; --debug shows the traceback
+    print(
+        f"gmmfast: internal error: {type(exc).__name__}: {_progress.one_line(exc)} (please report it to "
+        f"gmmfast's developers with the command line, gmmfast {__version__}; --debug shows the "
+        "traceback)",
+        file=sys.stderr,
+    )
+    return 1

@@ -1,31 +1,67 @@
 """k-means (k-means++ seeding and Lloyd iterations) on gmmfast's own kernels.
 
-Used to initialise EM. Squared distances come from the diagonal E-step
-kernel with unit precisions (log N(x | c, I) = -0.5 (D log 2 pi + |x - c|^2)),
-and centre updates from the M-step's weighted-sum kernel.
+Used to initialise EM. Distances come from the k-means kernel
+(:mod:`gmmfast._kernels._kmeans`): |x|^2 - 2 x.c + |c|^2 with the cross
+terms from one GEMM per chunk, in the samples' dtype. A Lloyd iteration is
+one pass over the data that assigns every sample and accumulates the new
+centres' counts and sums in the same sweep.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._gaussian import MODE_WEIGHTED_LOG_PROB, estimate_log_prob, weighted_means
+from .._kernels import _kmeans, check_status
+from ..utils._threads import chunk_size_for, single_threaded_blas, threads_for_work
+
+
+def _centers_for(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres in X's dtype and their squared norms (float64, of the cast values)."""
+    cast = np.ascontiguousarray(centers, dtype=X.dtype)
+    return cast, np.einsum("kd,kd->k", cast, cast, dtype=np.float64)
+
+
+def _threads(X: np.ndarray, n_centers: int, n_threads: int) -> tuple[int, int]:
+    n_threads = threads_for_work(n_threads, 2.0 * X.shape[0] * n_centers * max(X.shape[1], 1))
+    return n_threads, chunk_size_for(len(X), n_threads)
 
 
 def squared_distances(X: np.ndarray, centers: np.ndarray, *, n_threads: int) -> np.ndarray:
     """(n_samples, n_centers) squared Euclidean distances, float64."""
-    n_centers, n_features = centers.shape
-    log_prob, _ = estimate_log_prob(
-        X,
-        np.ones(n_centers),
-        centers,
-        np.ones((n_centers, n_features)),
-        "diag",
-        mode=MODE_WEIGHTED_LOG_PROB,
-        n_threads=n_threads,
-    )
-    dist = -2.0 * log_prob - n_features * np.log(2.0 * np.pi)
-    return np.maximum(dist, 0.0, out=dist)
+    cast, norms = _centers_for(X, centers)
+    out = np.empty((len(X), len(cast)))
+    n_threads, chunk = _threads(X, len(cast), n_threads)
+    with single_threaded_blas():
+        check_status(
+            _kmeans.squared_distances(X, cast, norms, out, chunk, n_threads), "squared_distances"
+        )
+    return out
+
+
+def nearest_centers(
+    X: np.ndarray, centers: np.ndarray, *, n_threads: int, accumulate: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(labels, distances, counts, sums)``: each sample's nearest centre and its
+    squared distance; with ``accumulate``, the per-cluster count and float64 sum of
+    the samples assigned to it (else None)."""
+    cast, norms = _centers_for(X, centers)
+    n_samples, n_features = X.shape
+    labels = np.empty(n_samples, dtype=np.intc)
+    distances = np.empty(n_samples)
+    n_threads, chunk = _threads(X, len(cast), n_threads)
+    slots = max(1, n_threads) if accumulate else 0
+    counts = np.zeros((slots, len(cast)))
+    sums = np.zeros((slots, len(cast), n_features))
+    with single_threaded_blas():
+        check_status(
+            _kmeans.nearest_centers(
+                X, cast, norms, labels, distances, counts, sums, accumulate, chunk, n_threads
+            ),
+            "nearest_centers",
+        )
+    if not accumulate:
+        return labels, distances, None, None
+    return labels, distances, counts.sum(axis=0), sums.sum(axis=0)
 
 
 def kmeans_plusplus(
@@ -87,28 +123,24 @@ def kmeans(
     """
     centers, _ = kmeans_plusplus(X, n_clusters, random_state, n_threads=n_threads)
     threshold = tol * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
-    labels = None
-    one_hot = np.zeros((len(X), n_clusters))
-    rows = np.arange(len(X))
+    previous = None
     for _ in range(max_iter):
-        dist = squared_distances(X, centers, n_threads=n_threads)
-        new_labels = np.argmin(dist, axis=1)
-        if labels is not None and np.array_equal(new_labels, labels):
-            break
-        labels = new_labels
-        one_hot[:] = 0.0
-        one_hot[rows, labels] = 1.0
-        counts, sums = weighted_means(X, one_hot, n_threads=n_threads)
+        labels, distances, counts, sums = nearest_centers(
+            X, centers, n_threads=n_threads, accumulate=True
+        )
+        if previous is not None and np.array_equal(labels, previous):
+            return labels.astype(np.intp), centers  # the labels of these very centres
+        previous = labels
         new_centers = centers.copy()
         filled = counts > 0
         new_centers[filled] = sums[filled] / counts[filled, None]
         if not filled.all():
-            far = np.argsort(dist[rows, labels])[::-1]
+            far = np.argsort(distances)[::-1]
             for j, point in zip(np.flatnonzero(~filled), far):
                 new_centers[j] = X[point]
         shift = float(((new_centers - centers) ** 2).sum())
         centers = new_centers
         if shift <= threshold:
             break
-    labels = np.argmin(squared_distances(X, centers, n_threads=n_threads), axis=1)
-    return labels, centers
+    labels = nearest_centers(X, centers, n_threads=n_threads)[0]
+    return labels.astype(np.intp), centers
