@@ -47,6 +47,9 @@ TARGETS = {
     ("score_samples", "gmmfast-f32"): 3.5,
     ("em_iteration", "gmmfast-f64"): 3.0,
     ("em_iteration", "gmmfast-f32"): 6.0,
+    # The whole fit (issue 17): at least 3x / 6x, aiming for 5x / 10x.
+    ("fit_per_iter", "gmmfast-f64"): 3.0,
+    ("fit_per_iter", "gmmfast-f32"): 6.0,
 }
 
 Target = Callable[[], dict]
@@ -188,9 +191,9 @@ def _notes(n: int, d: int, fit_iter: int) -> list[str]:
         "speedup = sklearn median / gmmfast median (in brackets: ratio of the min times, less load-sensitive).",
         "  Targets (issue), checked on the median ratio: score_samples >=1.7x f64, >=3.5x f32;",
         "  em_iteration >=3x f64, >=6x f32. BELOW is only reported: no timing is asserted.",
-        f"fit_per_iter = fit(X) with all *_init given, max_iter={fit_iter}, tol=0, divided by {fit_iter}. sklearn's fit",
-        "  still runs KMeans for init (then overridden by the *_init values) and both run a final E-step,",
-        "  so em_iteration (bare E+M step on identical parameters) is the fair per-iteration figure.",
+        f"fit_per_iter = fit(X) with all *_init given, max_iter={fit_iter}, tol=0, divided by {fit_iter}: the",
+        "  whole fit as a user runs it (its speedup is the whole fit's). sklearn's fit also runs KMeans",
+        "  (overridden by the *_init values) and a final E-step for labels; gmmfast's fit does neither.",
         "inputs: float64 X for sklearn and gmmfast-f64, float32 X (same pixels) for gmmfast-f32;",
         "  parameters are float64 and identical in every model (from a short gmmfast fit).",
     ]

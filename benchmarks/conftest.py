@@ -87,8 +87,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--bench-fit-iter",
         type=int,
-        default=2,
-        help="max_iter of the end-to-end fit benchmark (default 2).",
+        default=3,
+        help="max_iter of the end-to-end fit benchmark (default 3).",
+    )
+    group.addoption(
+        "--classifier-n",
+        type=int,
+        default=60_000,
+        help="MNIST training images for bench_fit.py's classifier case (default all 60000).",
     )
 
 

@@ -154,7 +154,7 @@ def estep_full(const floating[:, ::1] X, const double[:, ::1] means,
         buf = <floating*> malloc(chunk_size * n_features * sizeof(floating))
         if buf == NULL:
             thread_status[tid] = STATUS_NO_MEMORY
-        for c in prange(n_chunks, schedule='static'):
+        for c in prange(n_chunks, schedule='dynamic'):
             if buf != NULL:
                 start = c * chunk_size
                 stop = chunk_stop(start, chunk_size, n_samples)
@@ -224,7 +224,7 @@ def estep_diag(const floating[:, ::1] X, const double[:, ::1] means,
     n_chunks = chunk_count(n_samples, chunk_size)
     with nogil, parallel(num_threads=team_size(n_threads)):
         fp_state = enter_ftz()
-        for c in prange(n_chunks, schedule='static'):
+        for c in prange(n_chunks, schedule='dynamic'):
             start = c * chunk_size
             stop = chunk_stop(start, chunk_size, n_samples)
             _diag_chunk(X, means, prec_sqrt, log_det, log_weights,

@@ -158,26 +158,69 @@ cdef void _full_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
     ``acc`` (column-major: the upper one) is updated.
     """
     cdef Py_ssize_t n_features = X.shape[1]
-    cdef Py_ssize_t i, d, j
+    cdef Py_ssize_t i, d
     cdef double w
     cdef const floating *x
     cdef floating *b
-    cdef int dim = <int> n_features
     for i in range(n_rows):
         x = &X[rows[i], 0]
         w = sqrt(resp[rows[i], k])
         b = buf + i * n_features
         for d in range(n_features):
             b[d] = <floating> ((x[d] - mu[d]) * w)
+    _flush(buf, n_rows, n_features, scratch, acc)
+
+
+cdef void _flush(floating *buf, Py_ssize_t n_rows, Py_ssize_t n_features,
+                 floating *scratch, double *acc) noexcept nogil:
+    """acc += B^T B for the ``n_rows`` rows gathered in ``buf`` (one ``syrk``;
+    float32 rows go through a float32 scratch and join the float64 sum)."""
+    cdef int dim = <int> n_features
+    cdef Py_ssize_t j, d
     if floating is double:
         syrk(UPPER, NO_TRANS, dim, <int> n_rows, 1.0, buf, dim, 1.0, acc, dim)
     else:
-        # float32 BLAS within a chunk; the running sum stays float64.
         syrk(UPPER, NO_TRANS, dim, <int> n_rows, <float> 1.0, buf, dim,
              <float> 0.0, scratch, dim)
         for j in range(n_features):
             for d in range(j + 1):
                 acc[j * n_features + d] += scratch[j * n_features + d]
+
+
+cdef void _component_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
+                             const double *mu, Py_ssize_t k, Py_ssize_t chunk_size,
+                             floating *buf, floating *scratch,
+                             double *out) noexcept nogil:
+    """out = sum_n r_nk (x_n - mu)(x_n - mu)^T, both triangles, by one thread.
+
+    Samples with r_nk = 0 are skipped; the others are gathered, centred and
+    scaled by sqrt(r_nk) into ``buf`` in index order and flushed by ``syrk``
+    every ``chunk_size`` rows, so the sum's order depends on nothing but
+    the data.
+    """
+    cdef Py_ssize_t n_samples = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n, d, count = 0
+    cdef double w
+    cdef const floating *x
+    cdef floating *b
+    memset(out, 0, n_features * n_features * sizeof(double))
+    for n in range(n_samples):
+        if resp[n, k] == 0.0:
+            continue
+        w = sqrt(resp[n, k])
+        x = &X[n, 0]
+        b = buf + count * n_features
+        for d in range(n_features):
+            b[d] = <floating> ((x[d] - mu[d]) * w)
+        count += 1
+        if count == chunk_size:
+            _flush(buf, count, n_features, scratch, out)
+            count = 0
+    if count > 0:
+        _flush(buf, count, n_features, scratch, out)
+    # syrk filled the column-major upper (C-order lower) triangle; mirror it.
+    merge_symmetric_slots(out, 1, n_features, UPPER, out)
 
 
 def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
@@ -186,8 +229,13 @@ def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
                           Py_ssize_t chunk_size, int n_threads):
     """``out[k] = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T`` for every k.
 
-    ``thread_acc`` is (n_threads, n_features, n_features) float64 work
-    space (its content on entry is ignored). ``out`` is written in full
+    With at least as many components as threads, each component is one
+    thread's work (one parallel region for the whole call, components
+    handed out dynamically, and each sum independent of the thread
+    count); with fewer, the samples of each component are split into
+    chunks over the threads, whose per-thread sums (``thread_acc``,
+    (n_threads, n_features, n_features) float64 work space, its content on
+    entry ignored) are merged in a fixed order. ``out`` is written in full
     (both triangles). Returns a ``Status``.
     """
     cdef Py_ssize_t n_samples = X.shape[0]
@@ -213,14 +261,27 @@ def weighted_full_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
     if n_features == 0 or n_components == 0:
         return STATUS_OK
     # Every thread's chunk buffer (and, for float32, its chunk scatter),
-    # and the list of contributing samples: checked before any thread runs.
+    # checked before any thread runs.
     per_thread = chunk_size * n_features
     if floating is float:
         per_thread += n_features * n_features
-    active = <Py_ssize_t*> malloc(max(n_samples, 1) * sizeof(Py_ssize_t))
     buffers = <floating*> malloc(n_team * per_thread * sizeof(floating))
-    if active == NULL or buffers == NULL:
-        free(active)
+    if buffers == NULL:
+        return STATUS_NO_MEMORY
+    if n_components >= n_team:
+        with nogil, parallel(num_threads=n_team):
+            fp_state = enter_ftz()
+            tid = omp_get_thread_num()
+            buf = buffers + tid * per_thread
+            scratch = buf + chunk_size * n_features
+            for k in prange(n_components, schedule='dynamic'):
+                _component_scatter(X, resp, &means[k, 0], k, chunk_size, buf, scratch,
+                                   &out[k, 0, 0])
+            leave_ftz(fp_state)
+        free(buffers)
+        return STATUS_OK
+    active = <Py_ssize_t*> malloc(max(n_samples, 1) * sizeof(Py_ssize_t))
+    if active == NULL:
         free(buffers)
         return STATUS_NO_MEMORY
     with nogil:

@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
 
 from ..utils import _progress
 from ..utils._estimator import BaseEstimator, check_is_fitted
@@ -449,7 +448,7 @@ class GMMClassifier(BaseEstimator):
         owner = self._joint_mixture()["owner"]
         out = np.empty((len(weighted), len(self.classes_)))
         for c in range(len(self.classes_)):
-            out[:, c] = logsumexp(weighted[:, owner == c], axis=1)
+            out[:, c] = _gaussian.logsumexp(weighted[:, owner == c], axis=1)
         return out
 
     def predict_joint_log_proba(self, X: Any, observed: Any = None) -> np.ndarray:
@@ -563,7 +562,7 @@ class GMMClassifier(BaseEstimator):
         if weighting == "predicted":
             keep = joint["owner"][None, :] == predicted[:, None]
             weighted = np.where(keep, weighted, -np.inf)
-            log_norm = logsumexp(weighted, axis=1)
+            log_norm = _gaussian.logsumexp(weighted, axis=1)
             if want_mean:
                 filled = X64.copy()
                 for c in np.unique(predicted):
@@ -653,7 +652,7 @@ class GMMClassifier(BaseEstimator):
         if (
             log_prior.shape != (n_classes,)
             or np.isnan(log_prior).any()
-            or not np.isclose(logsumexp(log_prior), 0.0, atol=1e-6)
+            or not np.isclose(_gaussian.logsumexp(log_prior), 0.0, atol=1e-6)
         ):
             raise ValueError(
                 f"{path}: class_log_prior_ must be {n_classes} log-probabilities summing to 1."

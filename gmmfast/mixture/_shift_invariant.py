@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
 
 from ..utils._estimator import BaseEstimator, check_is_fitted
 from ..utils._model_files import load_npz, save_npz
@@ -320,12 +319,12 @@ class ShiftInvariantClassifier(BaseEstimator):
                 for dy, dx in self.shifts_
             ]
         )
-        return logsumexp(per_shift, axis=0) - np.log(len(self.shifts_))
+        return _gaussian.logsumexp(per_shift, axis=0) - np.log(len(self.shifts_))
 
     def predict_log_proba(self, X: Any, observed: Any = None) -> np.ndarray:
         """Log posterior class probabilities, shape (n_samples, n_classes)."""
         joint = self.predict_joint_log_proba(X, observed)
-        log_norm = logsumexp(joint, axis=1)
+        log_norm = _gaussian.logsumexp(joint, axis=1)
         _gaussian.check_explained(log_norm)
         return joint - log_norm[:, None]
 
