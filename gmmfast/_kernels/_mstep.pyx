@@ -5,12 +5,15 @@ per-thread array (indexed by ``omp_get_thread_num()``); slots are summed
 in a fixed order after the parallel loop, so a result depends only on
 the number of threads, never on scheduling. A kernel checks that the
 array has a slot for each of its ``n_threads`` threads before any thread
-starts, and returns ``STATUS_BAD_SHAPE`` otherwise.
+starts, and returns ``STATUS_BAD_SHAPE`` otherwise. The full scatter,
+when there are at least as many components as threads, gives each
+component to one thread instead (one parallel region, sums in sample
+order, independent of the number of threads).
 
 Samples whose responsibility for a component is exactly zero contribute
-nothing to that component's statistics and are skipped. This is exact,
-and in high dimension (images) responsibilities underflow to zero for
-most (sample, component) pairs, which makes the scatter far cheaper.
+nothing to that component's statistics and are skipped. The estimator
+zeroes negligible responsibilities first (``resp_floor``), so on images
+most (sample, component) pairs cost nothing here.
 
 Kernels return a ``Status`` (see ``_common``); they raise nothing.
 """
