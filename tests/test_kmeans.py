@@ -61,20 +61,22 @@ def test_the_kernel_refuses_mismatched_shapes():
     centers = np.zeros((2, 3))
     norms = np.zeros(2)
     labels, dist = np.zeros(5, dtype=np.intc), np.zeros(5)
+    every, none = np.zeros((5, 2)), np.zeros((0, 2))
     counts, sums = np.zeros((1, 2)), np.zeros((1, 2, 3))
-    ok = kernel.nearest_centers(X, centers, norms, labels, dist, counts, sums, True, 4, 1)
+    ok = kernel.nearest_centers(X, centers, norms, labels, dist, every, counts, sums, True, 4, 1)
     assert ok == 0
     bad = [
-        (X, np.zeros((2, 4)), norms, labels, dist, counts, sums, True, 4, 1),  # feature count
-        (X, centers, np.zeros(3), labels, dist, counts, sums, True, 4, 1),  # norms
-        (X, centers, norms, np.zeros(4, dtype=np.intc), dist, counts, sums, True, 4, 1),
-        (X, centers, norms, labels, dist, counts, sums, True, 4, 2),  # one slot, two threads
-        (X, centers, norms, labels, dist, counts, np.zeros((1, 2, 2)), True, 4, 1),
-        (X, centers, norms, labels, dist, counts, sums, True, 0, 1),  # chunk size
+        (X, np.zeros((2, 4)), norms, labels, dist, none, counts, sums, True, 4, 1),  # features
+        (X, centers, np.zeros(3), labels, dist, none, counts, sums, True, 4, 1),  # norms
+        (X, centers, norms, np.zeros(4, dtype=np.intc), dist, none, counts, sums, True, 4, 1),
+        (X, centers, norms, labels, dist, none, counts, sums, True, 4, 2),  # 1 slot, 2 threads
+        (X, centers, norms, labels, dist, none, counts, np.zeros((1, 2, 2)), True, 4, 1),
+        (X, centers, norms, labels, dist, none, counts, sums, True, 0, 1),  # chunk size
+        (X, centers, norms, labels, dist, np.zeros((5, 3)), counts, sums, False, 4, 1),
+        (X, centers, norms, labels, dist, np.zeros((4, 2)), counts, sums, False, 4, 1),
     ]
     for args in bad:
         assert kernel.nearest_centers(*args) != 0
-    assert kernel.squared_distances(X, centers, norms, np.zeros((5, 3)), 4, 1) != 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

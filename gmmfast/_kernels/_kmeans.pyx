@@ -42,78 +42,27 @@ cdef inline double _squared_norm(const floating *x, Py_ssize_t n) noexcept nogil
     return total
 
 
-cdef int _check(const floating[:, ::1] X, const floating[:, ::1] centers,
-                const double[::1] center_norms, Py_ssize_t chunk_size) noexcept nogil:
-    if (centers.shape[1] != X.shape[1] or center_norms.shape[0] != centers.shape[0]
-            or chunk_size < 1):
-        return STATUS_BAD_SHAPE
-    return STATUS_OK
-
-
-def squared_distances(const floating[:, ::1] X, const floating[:, ::1] centers,
-                      const double[::1] center_norms, double[:, ::1] out,
-                      Py_ssize_t chunk_size, int n_threads):
-    """``out[n, k] = |x_n - c_k|^2`` (clipped at 0), ``center_norms[k] = |c_k|^2``.
-
-    Returns a ``Status``.
-    """
-    cdef Py_ssize_t n_samples = X.shape[0]
-    cdef Py_ssize_t n_features = X.shape[1]
-    cdef Py_ssize_t n_centers = centers.shape[0]
-    cdef int n_team = team_size(n_threads)
-    cdef Py_ssize_t n_chunks, c, start, stop, i, k
-    cdef floating *buffers = NULL
-    cdef floating *buf = NULL
-    cdef double x_norm, dist
-    cdef int tid = 0
-    cdef unsigned long long fp_state = 0
-    if (_check(X, centers, center_norms, chunk_size) != STATUS_OK
-            or out.shape[0] != n_samples or out.shape[1] != n_centers):
-        return STATUS_BAD_SHAPE
-    if n_samples == 0 or n_centers == 0:
-        return STATUS_OK
-    buffers = <floating*> malloc(n_team * chunk_size * n_centers * sizeof(floating))
-    if buffers == NULL:
-        return STATUS_NO_MEMORY
-    n_chunks = chunk_count(n_samples, chunk_size)
-    with nogil, parallel(num_threads=n_team):
-        fp_state = enter_ftz()
-        tid = omp_get_thread_num()
-        buf = buffers + tid * chunk_size * n_centers
-        for c in prange(n_chunks, schedule='static'):
-            start = c * chunk_size
-            stop = chunk_stop(start, chunk_size, n_samples)
-            if n_features > 0:
-                _cross_terms(X, centers, start, stop - start, buf)
-            for i in range(stop - start):
-                x_norm = _squared_norm(&X[start + i, 0], n_features)
-                for k in range(n_centers):
-                    dist = x_norm + center_norms[k]
-                    if n_features > 0:
-                        dist = dist - 2.0 * buf[i * n_centers + k]
-                    out[start + i, k] = dist if dist > 0.0 else 0.0
-        leave_ftz(fp_state)
-    free(buffers)
-    return STATUS_OK
-
-
 def nearest_centers(const floating[:, ::1] X, const floating[:, ::1] centers,
                     const double[::1] center_norms, int[::1] labels,
-                    double[::1] distances, double[:, ::1] thread_counts,
-                    double[:, :, ::1] thread_sums, bint accumulate,
-                    Py_ssize_t chunk_size, int n_threads):
-    """Nearest centre of every sample, and (``accumulate``) Lloyd's statistics.
+                    double[::1] distances, double[:, ::1] all_distances,
+                    double[:, ::1] thread_counts, double[:, :, ::1] thread_sums,
+                    bint accumulate, Py_ssize_t chunk_size, int n_threads):
+    """Nearest centre of every sample, and optionally every distance and Lloyd's sums.
 
     ``labels[n]`` receives the index of the nearest centre (the first on a
-    tie), ``distances[n]`` the squared distance to it (clipped at 0). With
-    ``accumulate``, ``thread_counts`` (n_threads, K) and ``thread_sums``
-    (n_threads, K, D), zero on entry, receive each thread's per-cluster
-    count and sum of samples; the caller sums them over axis 0. Without,
-    they are not touched (and may have no rows). Returns a ``Status``.
+    tie), ``distances[n]`` the squared distance to it; all squared
+    distances are clipped at 0 and ``center_norms[k]`` is |c_k|^2.
+    ``all_distances`` (n_samples, K) receives every squared distance, or
+    has no rows to skip that. With ``accumulate``, ``thread_counts``
+    (n_threads, K) and ``thread_sums`` (n_threads, K, D), zero on entry,
+    receive each thread's per-cluster count and sum of samples; the caller
+    sums them over axis 0. Without, they are not touched (and may have no
+    rows). Returns a ``Status``.
     """
     cdef Py_ssize_t n_samples = X.shape[0]
     cdef Py_ssize_t n_features = X.shape[1]
     cdef Py_ssize_t n_centers = centers.shape[0]
+    cdef bint keep_all = all_distances.shape[0] > 0
     cdef int n_team = team_size(n_threads)
     cdef Py_ssize_t n_chunks, c, start, stop, i, k, d, best
     cdef floating *buffers = NULL
@@ -123,8 +72,11 @@ def nearest_centers(const floating[:, ::1] X, const floating[:, ::1] centers,
     cdef double x_norm, dist, best_dist
     cdef int tid = 0
     cdef unsigned long long fp_state = 0
-    if (_check(X, centers, center_norms, chunk_size) != STATUS_OK
-            or labels.shape[0] != n_samples or distances.shape[0] != n_samples):
+    if (centers.shape[1] != n_features or center_norms.shape[0] != n_centers
+            or chunk_size < 1 or labels.shape[0] != n_samples
+            or distances.shape[0] != n_samples
+            or (keep_all and (all_distances.shape[0] != n_samples
+                              or all_distances.shape[1] != n_centers))):
         return STATUS_BAD_SHAPE
     if accumulate and (thread_counts.shape[0] < n_team or thread_counts.shape[1] != n_centers
                        or thread_sums.shape[0] < n_team or thread_sums.shape[1] != n_centers
@@ -156,11 +108,15 @@ def nearest_centers(const floating[:, ::1] X, const floating[:, ::1] centers,
                     dist = x_norm + center_norms[k]
                     if n_features > 0:
                         dist = dist - 2.0 * buf[i * n_centers + k]
+                    if dist < 0.0:
+                        dist = 0.0
+                    if keep_all:
+                        all_distances[start + i, k] = dist
                     if k == 0 or dist < best_dist:
                         best = k
                         best_dist = dist
                 labels[start + i] = <int> best
-                distances[start + i] = best_dist if best_dist > 0.0 else 0.0
+                distances[start + i] = best_dist
                 if accumulate:
                     thread_counts[tid, best] += 1.0
                     s = &thread_sums[tid, best, 0]

@@ -28,13 +28,8 @@ def _threads(X: np.ndarray, n_centers: int, n_threads: int) -> tuple[int, int]:
 
 def squared_distances(X: np.ndarray, centers: np.ndarray, *, n_threads: int) -> np.ndarray:
     """(n_samples, n_centers) squared Euclidean distances, float64."""
-    cast, norms = _centers_for(X, centers)
-    out = np.empty((len(X), len(cast)))
-    n_threads, chunk = _threads(X, len(cast), n_threads)
-    with single_threaded_blas():
-        check_status(
-            _kmeans.squared_distances(X, cast, norms, out, chunk, n_threads), "squared_distances"
-        )
+    out = np.empty((len(X), len(centers)))
+    _assign(X, centers, n_threads=n_threads, all_distances=out, accumulate=False)
     return out
 
 
@@ -44,10 +39,16 @@ def nearest_centers(
     """``(labels, distances, counts, sums)``: each sample's nearest centre and its
     squared distance; with ``accumulate``, the per-cluster count and float64 sum of
     the samples assigned to it (else None)."""
+    return _assign(X, centers, n_threads=n_threads, all_distances=None, accumulate=accumulate)
+
+
+def _assign(X, centers, *, n_threads, all_distances, accumulate):
     cast, norms = _centers_for(X, centers)
     n_samples, n_features = X.shape
     labels = np.empty(n_samples, dtype=np.intc)
     distances = np.empty(n_samples)
+    if all_distances is None:
+        all_distances = np.empty((0, len(cast)))
     n_threads, chunk = _threads(X, len(cast), n_threads)
     slots = max(1, n_threads) if accumulate else 0
     counts = np.zeros((slots, len(cast)))
@@ -55,7 +56,17 @@ def nearest_centers(
     with single_threaded_blas():
         check_status(
             _kmeans.nearest_centers(
-                X, cast, norms, labels, distances, counts, sums, accumulate, chunk, n_threads
+                X,
+                cast,
+                norms,
+                labels,
+                distances,
+                all_distances,
+                counts,
+                sums,
+                accumulate,
+                chunk,
+                n_threads,
             ),
             "nearest_centers",
         )
