@@ -10,27 +10,28 @@ Three entry points are provided:
 
 * :func:`read_idx` and :func:`load_idx_dir` read IDX files from disk with
   strict structural checks and no checksum (any MNIST-like dataset);
-* :func:`load_mnist` finds, optionally downloads, and checksums the four
-  original MNIST files;
+* :func:`load_mnist` finds, optionally downloads (with pooch, the
+  ``download`` extra, imported only then), and checksums the four original
+  MNIST files;
 * :func:`load_mnist_sample` returns a small stratified MNIST subset shipped
   inside the package, for examples and tests that must run offline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
-import http.client
+import logging
 import math
 import os
+import re
 import struct
 import tempfile
-import urllib.request
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -63,7 +64,9 @@ _IDX_UINT8 = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 _KIND_PREFIX = {"train": "train", "test": "t10k"}
 _DOWNLOAD_TIMEOUT_S = 60.0
-_CHUNK_BYTES = 1 << 20
+_DOWNLOAD_RETRIES = 2  # further attempts per mirror after a transient failure (pooch)
+_CHUNK_BYTES = 1 << 16
+_DOWNLOAD_HINT = "pip install 'gmmfast[download]' (or pip install pooch)"
 
 PathLike = str | os.PathLike[str]
 
@@ -286,7 +289,10 @@ def load_mnist(
        ``$XDG_CACHE_HOME/gmmfast/mnist`` or ``~/.cache/gmmfast/mnist``.
 
     If no directory has the files and `download` is true, the missing
-    ``.gz`` files are fetched into the cache directory.
+    ``.gz`` files are fetched into the cache directory with pooch (the
+    ``download`` extra: ``pip install 'gmmfast[download]'``), each from the
+    first mirror that serves a copy whose decompressed bytes have the known
+    MD5; transient network failures are retried.
 
     Parameters
     ----------
@@ -321,6 +327,8 @@ def load_mnist(
         If a file is corrupt, fails its checksum, or `kind` is invalid.
     RuntimeError
         If a file could not be downloaded from any mirror.
+    ImportError
+        If a download is needed and pooch is not installed.
     """
     kinds = _kinds(kind)
     cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
@@ -385,44 +393,151 @@ def _to_features(images: np.ndarray, as_float: bool) -> np.ndarray:
 
 def _download_missing(cache: Path, kinds: Sequence[str], mirrors: Sequence[str]) -> None:
     """Fetch the gzipped files of `kinds` that `cache` lacks."""
+    pooch = _import_pooch()
     cache.mkdir(parents=True, exist_ok=True)
     for k in kinds:
         for stem in _split_stems(k):
             if _find_file(cache, stem) is None:
-                _download_verified(cache, stem, mirrors)
+                _download_verified(pooch, cache, stem, mirrors)
 
 
-def _download_verified(cache: Path, stem: str, mirrors: Sequence[str]) -> Path:
+def _import_pooch():
+    """pooch (the ``download`` extra), imported only when a file is downloaded."""
+    try:
+        import pooch
+    except ImportError as exc:
+        raise ImportError(f"downloading MNIST needs pooch: {_DOWNLOAD_HINT}") from exc
+    return pooch
+
+
+def _download_verified(pooch, cache: Path, stem: str, mirrors: Sequence[str]) -> Path:
     """Download ``{stem}.gz`` from the first mirror serving a valid copy.
 
-    Each attempt goes to a temporary file in `cache`, which is renamed to
-    its final name only once its structure and checksum are verified, so
-    the cache never holds a partial or corrupt file under the real name.
+    pooch fetches each file (retrying transient failures: refused or
+    dropped connections, time-outs, 5xx answers) into a staging directory
+    inside `cache`; the copy is renamed to its final name only once its
+    structure and the MD5 of its decompressed bytes are verified, so the
+    cache never holds a partial or corrupt file under the real name. A
+    mirror that serves a corrupt copy or answers 404 is not retried: the
+    next mirror is tried.
     """
     name = f"{stem}.gz"
     errors = []
-    for mirror in mirrors:
-        url = mirror.rstrip("/") + "/" + name
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=cache)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                _fetch(url, out)
-            read_idx(tmp, md5=MNIST_MD5.get(stem))
-            return tmp.replace(cache / name)
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            # Network failures and corrupt downloads alike: try the next mirror.
-            errors.append(f"  {url}: {exc}")
-        finally:
-            tmp.unlink(missing_ok=True)
+    with _quiet_pooch(pooch), tempfile.TemporaryDirectory(prefix=".download-", dir=cache) as stage:
+        for mirror in mirrors:
+            url = mirror.rstrip("/") + "/" + name
+            fetcher = pooch.Pooch(
+                path=stage,
+                base_url="",
+                registry={name: None},  # verified below, on the decompressed bytes
+                urls={name: url},
+                retry_if_failed=_DOWNLOAD_RETRIES,
+            )
+            try:
+                fetched = Path(fetcher.fetch(name, downloader=_Downloader(pooch, name)))
+                read_idx(fetched, md5=MNIST_MD5.get(stem))
+                return fetched.replace(cache / name)
+            except (OSError, ValueError) as exc:
+                # Network failures (requests' exceptions are OSErrors) and corrupt
+                # downloads alike: try the next mirror.
+                errors.append(f"  {url}: {_describe(exc)}")
+                (Path(stage) / name).unlink(missing_ok=True)
     raise RuntimeError(f"could not download a valid {name} from any mirror:\n" + "\n".join(errors))
 
 
-def _fetch(url: str, out: BinaryIO) -> None:
-    """Stream the body of `url` into the binary file object `out`."""
-    with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-        while chunk := response.read(_CHUNK_BYTES):
-            out.write(chunk)
+class _NotOnMirror(OSError):
+    """An HTTP answer that asking again will not change (404, 403, ...): not retried.
+
+    pooch retries on :class:`requests.RequestException`; this is not one.
+    """
+
+
+class _Downloader:
+    """pooch's HTTP downloader, with gmmfast's progress bar and no retry of a 4xx answer.
+
+    The bar is a :func:`gmmfast.utils._progress.bar` (so it shows where the
+    estimators' bars show: the ``gmmfast`` command on a terminal or with
+    ``--verbose``; a library call stays silent), a new one per attempt.
+    """
+
+    def __init__(self, pooch, name: str) -> None:
+        self._pooch = pooch
+        self._name = name
+
+    def __call__(self, url: str, output_file, pooch_instance) -> None:
+        import requests
+
+        from .utils import _progress
+
+        progress = None
+        if _progress.active():
+            progress = _ByteBar(
+                _progress.bar(desc=self._name, unit="B", unit_scale=True, leave=False)
+            )
+        http = self._pooch.HTTPDownloader(
+            progressbar=progress or False, timeout=_DOWNLOAD_TIMEOUT_S, chunk_size=_CHUNK_BYTES
+        )
+        try:
+            http(url, output_file, pooch_instance)
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status is not None and 400 <= status < 500 and status not in (408, 429):
+                raise _NotOnMirror(str(exc)) from exc
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+
+
+class _ByteBar:
+    """A tqdm bar as pooch drives a custom one (``total`` set, ``update``, ``reset``,
+    ``close``), always true (pooch tests ``if progressbar:``; a tqdm bar with no
+    total yet refuses ``bool``)."""
+
+    def __init__(self, bar) -> None:
+        self._bar = bar
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property
+    def total(self):
+        return self._bar.total
+
+    @total.setter
+    def total(self, value) -> None:
+        self._bar.total = value or None  # 0: the server sent no length
+        self._bar.refresh()
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def reset(self) -> None:
+        self._bar.reset(total=self._bar.total)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """A download failure in a few words: for a refused or failed connection, the
+    operating system's reason rather than requests' and urllib3's wrappers."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = str(reason if reason is not None else exc)
+    return re.sub(r"^<[^>]*>: ", "", text)
+
+
+@contextlib.contextmanager
+def _quiet_pooch(pooch) -> Iterator[None]:
+    """Hold pooch's log lines ("Downloading file ...", "Will attempt again ...") while
+    gmmfast downloads: gmmfast reports through its progress bar and its errors."""
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 # --------------------------------------------------------------------------

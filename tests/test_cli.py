@@ -309,6 +309,16 @@ def test_demo_download_failure_is_one_line(tmp_path, capsys, monkeypatch):
     assert "could not download a valid train-images-idx3-ubyte.gz" in err and "refused" in err
 
 
+def test_demo_download_without_pooch_is_one_line(tmp_path, capsys, monkeypatch):
+    """--download without pooch (the download extra): one line naming the extra, exit 2."""
+    monkeypatch.setitem(sys.modules, "pooch", None)  # import pooch -> ImportError
+    monkeypatch.delenv("GMMFAST_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code, out, err = run(capsys, "demo", "--download", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1
+    assert "--download: downloading MNIST needs pooch: pip install 'gmmfast[download]'" in err
+
+
 def test_figures_skipped_without_matplotlib(files, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     code, out, err = run(

@@ -9,6 +9,7 @@ import http.server
 import os
 import socket
 import struct
+import sys
 import threading
 from pathlib import Path
 
@@ -356,6 +357,7 @@ def test_default_cache_dir_home(monkeypatch, tmp_path):
     write_fake_mnist(tmp_path / "home" / ".cache" / "gmmfast" / "mnist", seed=5)
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))  # what Path.home() reads on Windows
     assert origin(datasets.load_mnist()[1]) == 5
 
 
@@ -408,7 +410,11 @@ def test_load_mnist_sample_float():
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serve files without logging to stderr, recording the paths asked for."""
+    """Serve files without logging to stderr, recording the paths asked for.
+
+    Paths under ``/flaky/`` answer 503 (a transient failure) the first time
+    each is asked for, then serve the file.
+    """
 
     requests: list[str]
 
@@ -417,6 +423,9 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         self.requests.append(self.path)
+        if self.path.startswith("/flaky/") and self.requests.count(self.path) == 1:
+            self.send_error(503, "try again")
+            return
         super().do_GET()
 
 
@@ -502,3 +511,50 @@ def test_download_refused_connection(tmp_path, fake_mnist):
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
     with pytest.raises(RuntimeError, match="refused"):
         datasets.load_mnist(download=True, mirrors=[url], cache_dir=tmp_path / "cache")
+
+
+def test_download_retries_transient_failure(server, fake_mnist, tmp_path):
+    # A 503 is transient: pooch asks the same mirror again (after a second).
+    root, base, requests = server
+    write_fake_mnist(root / "flaky", seed=0)
+    X, y = datasets.load_mnist(download=True, mirrors=[f"{base}/flaky"], cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(y, datasets.load_mnist(fake_mnist[0])[1])
+    assert requests == [
+        "/flaky/train-images-idx3-ubyte.gz",
+        "/flaky/train-images-idx3-ubyte.gz",
+        "/flaky/train-labels-idx1-ubyte.gz",
+        "/flaky/train-labels-idx1-ubyte.gz",
+    ]
+
+
+def test_download_does_not_retry_404(mirrors, tmp_path):
+    # A 404 will not change by asking again: straight to the next mirror.
+    _, good, requests = mirrors
+    missing = good.replace("/good", "/nothing-here")
+    datasets.load_mnist(download=True, mirrors=[missing, good], cache_dir=tmp_path / "cache")
+    assert requests == [
+        "/nothing-here/train-images-idx3-ubyte.gz",
+        "/good/train-images-idx3-ubyte.gz",
+        "/nothing-here/train-labels-idx1-ubyte.gz",
+        "/good/train-labels-idx1-ubyte.gz",
+    ]
+
+
+def test_download_progress_bar_only_when_bars_are_on(mirrors, tmp_path, capsys):
+    from gmmfast.utils import _progress
+
+    _, good, _ = mirrors
+    datasets.load_mnist(download=True, mirrors=[good], cache_dir=tmp_path / "quiet")
+    assert capsys.readouterr().err == ""  # a library call is silent (pooch's log held too)
+    with _progress.progress_bars(True):
+        datasets.load_mnist(download=True, mirrors=[good], cache_dir=tmp_path / "bars")
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz" in err and "train-labels-idx1-ubyte.gz" in err
+
+
+def test_download_without_pooch_says_what_to_install(fake_mnist, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pooch", None)  # import pooch -> ImportError
+    with pytest.raises(ImportError, match=r"needs pooch: pip install 'gmmfast\[download\]'"):
+        datasets.load_mnist(download=True, mirrors=["http://127.0.0.1:9/"], cache_dir=tmp_path)
+    # Files already on disk need no pooch, download=True or not.
+    assert len(datasets.load_mnist(fake_mnist[0], download=True)) == 2

@@ -219,8 +219,9 @@ def test_public_names_import_as_before():
 
 def test_import_gmmfast_imports_no_optional_dependency():
     code = (
-        "import sys, gmmfast, gmmfast.cli; gmmfast.cli.build_parser(); "
-        "print(sorted(m for m in ('torch', 'dask', 'distributed', 'matplotlib', 'sklearn') if m in sys.modules))"
+        "import sys, gmmfast, gmmfast.cli, gmmfast.datasets; gmmfast.cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'dask', 'distributed', 'matplotlib', 'sklearn', "
+        "'pooch', 'requests') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],

@@ -162,6 +162,8 @@ def load_mnist_or_usage_error(data_dir: str | None, download: bool) -> tuple[np.
     """Full MNIST (train and test) from --data-dir / $GMMFAST_DATA / the cache; download errors as UsageError."""
     try:
         return load_mnist(data_dir, download=download, kind="both")
+    except ImportError as exc:  # --download without pooch: the message names the extra
+        raise UsageError(f"--download: {exc}") from None
     except RuntimeError as exc:  # every mirror failed: one line per mirror in the message
         raise UsageError(
             "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())

@@ -306,7 +306,8 @@ def add_parser(sub: Any) -> None:
     demo.add_argument(
         "--download",
         action="store_true",
-        help="use full MNIST, downloading it into the cache (~/.cache/gmmfast/mnist) if it is not found",
+        help="use full MNIST, downloading it into the cache (~/.cache/gmmfast/mnist) if it is not "
+        "found (needs pooch: pip install 'gmmfast[download]')",
     )
     demo.add_argument(
         "--out",
