@@ -129,9 +129,11 @@ def _interleaved(X: np.ndarray, k: int, fits: int) -> tuple[float, float]:
     return float(np.median(times[None])), float(np.median(times[1]))
 
 
-@pytest.fixture(scope="module", params=LOADS)
+@pytest.fixture(params=LOADS)
 def load(request):
-    """``loaded``: two busy-looping processes (both cores), killed by PID afterwards."""
+    """``loaded``: two busy-looping processes (both cores) for the duration of one
+    test, killed by their PID when it ends (a module-wide load would also slow the
+    cases that follow)."""
     busy = []
     if request.param == "loaded":
         busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
