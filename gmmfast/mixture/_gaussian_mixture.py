@@ -66,13 +66,6 @@ class GaussianMixture(BaseEstimator):
         1 prints each initialisation and every ``verbose_interval``-th
         iteration; 2 adds timings and lower-bound changes.
     verbose_interval : int, default=10
-    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
-        Compute precision of the kernels. Parameters are always stored in
-        float64; with float32, samples and triangular factors are float32
-        while sums, scatter matrices and factorisations stay float64.
-    n_threads : int or None, default=None
-        OpenMP threads; None uses what OpenMP would use (all cores, or the
-        limit set by ``OMP_NUM_THREADS``/threadpoolctl).
     learning_decay : float, default=0.6
         Stepwise EM (:meth:`partial_fit`): the step size of step t is
         ``eta_t = (t + learning_offset) ** -learning_decay``; in (0.5, 1].
@@ -86,6 +79,13 @@ class GaussianMixture(BaseEstimator):
         ``averaging`` on, the reported parameters are the M-step of the
         running statistics averaged over the steps since then (the E-steps
         still use the latest iterate). None: no averaging.
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Compute precision of the kernels. Parameters are always stored in
+        float64; with float32, samples and triangular factors are float32
+        while sums, scatter matrices and factorisations stay float64.
+    n_threads : int or None, default=None
+        OpenMP threads; None uses what OpenMP would use (all cores, or the
+        limit set by ``OMP_NUM_THREADS``/threadpoolctl).
 
     Attributes
     ----------
@@ -158,11 +158,11 @@ class GaussianMixture(BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
-        dtype: Any = np.float64,
-        n_threads: int | None = None,
         learning_decay: float = 0.6,
         learning_offset: float = 0.0,
         averaging: int | None = None,
+        dtype: Any = np.float64,
+        n_threads: int | None = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -178,11 +178,11 @@ class GaussianMixture(BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
-        self.dtype = dtype
-        self.n_threads = n_threads
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.averaging = averaging
+        self.dtype = dtype
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self, n_features: int) -> None:

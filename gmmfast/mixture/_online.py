@@ -679,6 +679,11 @@ def restore_classifier(clf: Any, arrays: dict[str, np.ndarray], path: Any) -> No
     n_classes = len(clf.classes_)
     clf.class_count_ = None
     clf.__dict__.pop("_stream", None)
+    if clf.priors is not None:  # as fit and partial_fit would take them
+        try:
+            clf._log_prior(clf.classes_, None)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
     if CLASS_COUNT in arrays:
         counts = require(arrays, CLASS_COUNT, (n_classes,), path)
         if np.any(counts < 0):
