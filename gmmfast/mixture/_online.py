@@ -213,7 +213,12 @@ def partial_fit(model: Any, X: Any, observed: Any = None) -> Any:
     fitted = hasattr(model, "means_")
     data = batch_data(model, X, observed, model.n_features_in_ if fitted else None)
     n_samples, n_features = data.shape
-    model._check_parameters(n_features)
+    if fitted:  # the *_init guesses serve the first call only: not checked again at every batch
+        checked = copy.copy(model)
+        checked.weights_init = checked.means_init = checked.precisions_init = None
+        checked._check_parameters(n_features)
+    else:
+        model._check_parameters(n_features)
     K, cov_type, reg = int(model.n_components), model.covariance_type, float(model.reg_covar)
     n_threads = model._n_threads()
     state = current_state(model)
@@ -645,8 +650,10 @@ def classifier_arrays(clf: Any) -> dict[str, np.ndarray]:
     if state is not None:
         arrays[CLASSIFIER_COUNTERS] = np.array([state.n_batches, state.n_samples], dtype=np.int64)
         arrays[SEEDS] = np.asarray(state.seeds, dtype=np.int64)
-        for c, rows in state.pending.items():
-            arrays[f"class{c}.{PENDING}"] = rows
+        empty = np.empty((0, clf.n_features_in_), dtype=check_compute_dtype(clf.dtype))
+        for c, est in enumerate(clf.estimators_):
+            if not hasattr(est, "means_"):  # its rows so far (none for a class not seen yet)
+                arrays[f"class{c}.{PENDING}"] = state.pending.get(c, empty)
     for c, est in enumerate(clf.estimators_):
         if hasattr(est, "means_"):
             arrays.update(state_arrays(est, f"class{c}."))
@@ -694,6 +701,7 @@ def restore_classifier(clf: Any, arrays: dict[str, np.ndarray], path: Any) -> No
         for c in range(n_classes)
         if f"class{c}.{PENDING}" in arrays
     }
+    held = {c: rows for c, rows in pending.items() if len(rows)}
     if CLASSIFIER_COUNTERS not in arrays:
         if pending or SEEDS in arrays:
             raise ValueError(f"{path}: stream members without {CLASSIFIER_COUNTERS!r}.")
@@ -722,6 +730,6 @@ def restore_classifier(clf: Any, arrays: dict[str, np.ndarray], path: Any) -> No
             raise ValueError(f"{path}: {f'class{c}.{PENDING}'!r} contains infinity.")
         clf.estimators_[c].set_params(random_state=int(seeds[c]))
     clf._stream = ClassifierStream(
-        pending, seeds.astype(np.int64), int(counters[0]), int(counters[1]), clf.estimators_
+        held, seeds.astype(np.int64), int(counters[0]), int(counters[1]), clf.estimators_
     )
     clf.n_batches_seen_, clf.n_samples_seen_ = int(counters[0]), int(counters[1])
