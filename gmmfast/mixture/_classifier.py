@@ -333,7 +333,16 @@ class GMMClassifier(BaseEstimator):
         stream (running statistics, held-back rows, counts), so training
         resumes after ``load`` exactly as it would have gone on.
         """
-        return _online.classifier_partial_fit(self, X, y, classes, observed)
+        return _online.classifier_partial_fit(
+            self,
+            X,
+            y,
+            classes,
+            observed,
+            check_labels=_check_labels,
+            key=_key,
+            shared_params=_SHARED_PARAMS,
+        )
 
     def _component_specs(self, classes: np.ndarray) -> list[list[int]]:
         """Candidate K values for each class, in the order of ``classes``."""

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -473,11 +474,23 @@ def _class_indices(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def classifier_partial_fit(
-    clf: Any, X: Any, y: Any, classes: Any = None, observed: Any = None
+    clf: Any,
+    X: Any,
+    y: Any,
+    classes: Any,
+    observed: Any,
+    *,
+    check_labels: Callable[[Any, int], np.ndarray],
+    key: Callable[[Any], Any],
+    shared_params: tuple[str, ...],
 ) -> Any:
-    """One stepwise-EM step of every class present in the batch (see GMMClassifier.partial_fit)."""
-    from ._classifier import _check_labels, _key  # the classifier imports this module
+    """One stepwise-EM step of every class present in the batch (see GMMClassifier.partial_fit).
 
+    ``check_labels``, ``key`` and ``shared_params`` are the classifier module's
+    label check, label-to-key conversion and the parameters each class's mixture
+    takes from the classifier (passed in: that module imports this one).
+    """
+    _check_labels, _key = check_labels, key
     clf._check_parameters()
     name = type(clf).__name__
     started = hasattr(clf, "classes_")
@@ -560,7 +573,7 @@ def classifier_partial_fit(
         rows = np.flatnonzero(y_index == c)
         est = copy.copy(estimators[c])
         if hasattr(est, "means_"):
-            est.set_params(**_shared_params(clf))
+            est.set_params(**_shared_params(clf, shared_params))
             est.partial_fit(Xc[rows], observed=None if obs is None else obs[rows])
         else:
             held = Xc[rows] if obs is None else np.where(obs[rows], Xc[rows], np.nan)
@@ -569,7 +582,7 @@ def classifier_partial_fit(
             if len(held) < ks[c]:
                 pending[c] = np.array(held)
                 continue
-            est.set_params(**_shared_params(clf))
+            est.set_params(**_shared_params(clf, shared_params))
             est.partial_fit(held)
             pending.pop(c, None)
             started_now.append(class_labels[c])
@@ -601,11 +614,9 @@ def classifier_partial_fit(
     return clf
 
 
-def _shared_params(clf: Any) -> dict[str, Any]:
+def _shared_params(clf: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """What each class's mixture takes from the classifier now (parameters may change between calls)."""
-    from ._classifier import _SHARED_PARAMS
-
-    shared = {name: getattr(clf, name) for name in _SHARED_PARAMS}
+    shared = {name: getattr(clf, name) for name in names}
     shared["verbose"] = max(0, int(clf.verbose) - 1)
     return shared
 
