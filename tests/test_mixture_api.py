@@ -33,10 +33,14 @@ SKLEARN_PARAMS = {
 }
 
 
+# partial_fit's step sizes and averaging (tests/test_partial_fit.py).
+STREAM_DEFAULTS = {"learning_decay": 0.6, "learning_offset": 0.0, "averaging": None}
+
+
 def test_get_params_has_sklearn_params_plus_dtype_and_threads():
     """get_params exposes sklearn's parameters (same defaults) plus dtype and n_threads."""
     params = GaussianMixture().get_params()
-    assert set(params) == SKLEARN_PARAMS | {"dtype", "n_threads"}
+    assert set(params) == SKLEARN_PARAMS | {"dtype", "n_threads"} | set(STREAM_DEFAULTS)
     sk_defaults = SkGM().get_params()
     for name in SKLEARN_PARAMS:
         assert params[name] == sk_defaults[name], name

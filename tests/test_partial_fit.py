@@ -633,3 +633,11 @@ def test_classifier_errors(datasets):
     with pytest.raises(ValueError, match="spans|density is 0"):
         clf.partial_fit(X[:3] + 1e200, y[:3])
     assert (clf.estimators_, clf.class_count_, clf._stream) == state
+
+
+def test_stream_parameter_defaults():
+    for estimator in (GaussianMixture(), GMMClassifier()):
+        params = estimator.get_params()
+        assert params["learning_decay"] == 0.6
+        assert params["learning_offset"] == 0.0
+        assert params["averaging"] is None
