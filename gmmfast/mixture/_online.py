@@ -54,12 +54,7 @@ import numpy as np
 
 from ..utils._estimator import NotFittedError
 from ..utils._model_files import require
-from ..utils._validation import (
-    check_array,
-    check_compute_dtype,
-    check_random_state,
-    check_scalar,
-)
+from ..utils._validation import check_array, check_compute_dtype, check_random_state, check_scalar
 from . import _gaussian, _missing_em
 from ._missing import _UNIT_ROWS, has_nan, mask_units, split_observed
 from ._stats import SufficientStats, scatter_shape
@@ -212,7 +207,9 @@ def partial_fit(model: Any, X: Any, observed: Any = None) -> Any:
     """
     start = time.perf_counter()
     fitted = hasattr(model, "means_")
-    data = batch_data(model, X, observed, model.n_features_in_ if fitted else None)
+    data = batch_data(
+        model, X, observed, getattr(model, "n_features_in_", None) if fitted else None
+    )
     n_samples, n_features = data.shape
     if fitted:  # the *_init guesses serve the first call only: not checked again at every batch
         checked = copy.copy(model)
@@ -339,10 +336,13 @@ def _initial_parameters(
             f"{model.init_params!r}). Pass a larger first batch (much larger than "
             "n_components is best), or all of weights_init, means_init and precisions_init."
         )
-    names = ("weights_", "means_", "covariances_", "precisions_cholesky_")
-    scratch = copy.copy(model)  # _initialize sets attributes: on a copy, so a failure leaves none
-    scratch._initialize(_init_samples(data), check_random_state(model.random_state))
-    return tuple(getattr(scratch, name) for name in names)
+    # fit with max_iter=0 initialises and stops; on a copy, so that the model changes only
+    # once the whole first step has succeeded.
+    scratch = copy.copy(model)
+    scratch.__dict__.pop("_stream", None)
+    scratch.set_params(max_iter=0, n_init=1, warm_start=False, verbose=0)
+    scratch.fit(_init_samples(data))
+    return scratch._get_parameters()
 
 
 # ----------------------------------------------------------- model files
