@@ -641,3 +641,23 @@ def test_stream_parameter_defaults():
         assert params["learning_decay"] == 0.6
         assert params["learning_offset"] == 0.0
         assert params["averaging"] is None
+
+
+def test_classifier_init_size(datasets, tmp_model):
+    data = datasets["anisotropic"]
+    X, y = data.X, data.y
+    clf = GMMClassifier(2, random_state=0, init_size=40)
+    clf.partial_fit(X[:60], y[:60], classes=[0, 1, 2])  # about 20 of each class: all held
+    assert not any(hasattr(e, "means_") for e in clf.estimators_)
+    clf.save(tmp_model)
+    loaded = GMMClassifier.load(tmp_model)
+    assert loaded.init_size == 40
+    for model in (clf, loaded):
+        model.partial_fit(X[60:150], y[60:150])
+    for c, (a, b) in enumerate(zip(clf.estimators_, loaded.estimators_)):
+        assert hasattr(a, "means_") == (np.sum(y[:150] == c) >= 40)
+        if hasattr(a, "means_"):
+            _assert_params_equal(a, b)
+    for bad in (0, 2.5, "all"):
+        with pytest.raises(ValueError, match="init_size"):
+            GMMClassifier(init_size=bad).partial_fit(X, y, classes=[0, 1, 2])

@@ -189,7 +189,9 @@ def parse_extra(specs: list[str]) -> list[tuple[str, int, dict]]:
         params = {}
         for item in filter(None, rest.split(",")):
             key, _, value = item.partition("=")
-            params[key] = int(value) if key in ("averaging", "first_batch") else float(value)
+            params[key] = (
+                int(value) if key in ("averaging", "first_batch", "init_size") else float(value)
+            )
         name = f"stepwise_b{batch_text}_" + "_".join(f"{k}{v:g}" for k, v in params.items())
         runs.append((name, int(batch_text), params))
     return runs
@@ -328,6 +330,7 @@ def stage_classifier(args, X, y, X_test, y_test, work: Path) -> dict:
             "partial_fit_seconds": t.seconds,
         }
         print(f"classifier partial_fit {extra}: {record[key]}", flush=True)
+        record = {**load_json(record_path), **record}  # another run may have added variants
         save_json(record_path, record)
     return record
 

@@ -93,6 +93,10 @@ class GMMClassifier(BaseEstimator):
     learning_decay, learning_offset, averaging
         Stepwise EM of each class's mixture in :meth:`partial_fit` (see
         :class:`~gmmfast.GaussianMixture`).
+    init_size : int or None, default=None
+        :meth:`partial_fit` gathers this many rows of a class (at least its
+        ``n_components``; None: exactly that) before it initialises the
+        class's mixture from them: a start from more rows is a better one.
 
     Attributes
     ----------
@@ -164,6 +168,7 @@ class GMMClassifier(BaseEstimator):
         learning_decay: float = 0.6,
         learning_offset: float = 0.0,
         averaging: int | None = None,
+        init_size: int | None = None,
         dtype: Any = np.float64,
         n_threads: int | None = None,
     ) -> None:
@@ -182,6 +187,7 @@ class GMMClassifier(BaseEstimator):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.averaging = averaging
+        self.init_size = init_size
         self.dtype = dtype
         self.n_threads = n_threads
 
@@ -276,6 +282,7 @@ class GMMClassifier(BaseEstimator):
         check_compute_dtype(self.dtype)
         effective_n_threads(self.n_threads)
         _online.check_parameters(self)
+        _online.check_init_size(self)
 
     @limits_blas
     def partial_fit(
@@ -316,16 +323,19 @@ class GMMClassifier(BaseEstimator):
 
         Notes
         -----
-        A class's mixture starts when the class has ``n_components`` samples
-        (the fewest its k-means initialisation takes): the rows of a class
-        seen before that are held back (at most ``n_components - 1`` rows,
-        copied, saved by :meth:`save`), then the mixture is initialised from
-        all of them together, as :meth:`GaussianMixture.partial_fit
-        <gmmfast.GaussianMixture.partial_fit>` initialises from a first batch,
-        and takes its first step on them. Until then the class cannot be
-        predicted (probability 0; the other classes' priors are renormalised)
-        although its samples count in ``class_count_``. More samples per
-        class in the first batches make a better start.
+        A class's mixture starts when the class has ``max(n_components,
+        init_size)`` samples (``n_components`` is the fewest its k-means
+        initialisation takes): the rows of a class seen before that are held
+        back (copied, and saved by :meth:`save`), then the mixture is
+        initialised from all of them together, as
+        :meth:`GaussianMixture.partial_fit <gmmfast.GaussianMixture.partial_fit>`
+        initialises from a first batch, and takes its first step on them.
+        Until then the class cannot be predicted (probability 0; the other
+        classes' priors are renormalised) although its samples count in
+        ``class_count_``. A start from more rows is a better one: on MNIST
+        (K = 10 per digit, batches of 1,000), starting each digit from
+        about 100 rows gives 0.75 points less accuracy than ``fit``, from
+        about 1,000 (``init_size=1000``, or a first batch of 10,000) 0.3.
 
         After ``fit``, ``partial_fit`` continues every class's fitted mixture
         (see :class:`~gmmfast.GaussianMixture`) and ``fit``'s class counts;
@@ -693,7 +703,7 @@ class GMMClassifier(BaseEstimator):
         check_is_fitted(self, "estimators_")
         params = {
             name: getattr(self, name)
-            for name in _SHARED_PARAMS + ("selection", "validation_fraction")
+            for name in _SHARED_PARAMS + ("selection", "validation_fraction", "init_size")
         }
         params = {
             name: value.item() if isinstance(value, np.generic) else value

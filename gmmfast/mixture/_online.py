@@ -579,7 +579,7 @@ def classifier_partial_fit(
             held = Xc[rows] if obs is None else np.where(obs[rows], Xc[rows], np.nan)
             if c in pending:
                 held = np.concatenate([pending[c], held])
-            if len(held) < ks[c]:
+            if len(held) < init_rows(clf, ks[c]):
                 pending[c] = np.array(held)
                 continue
             est.set_params(**_shared_params(clf, shared_params))
@@ -612,6 +612,18 @@ def classifier_partial_fit(
             f"{len(pending)} class(es) waiting for their first n_components samples"
         )
     return clf
+
+
+def check_init_size(clf: Any) -> None:
+    """``init_size``: None or an int >= 1 (``ValueError``)."""
+    if clf.init_size is not None:
+        check_scalar(clf.init_size, "init_size", (int, np.integer), min_value=1)
+
+
+def init_rows(clf: Any, n_components: int) -> int:
+    """Rows of a class gathered before its mixture starts: ``init_size``, and at
+    least ``n_components`` (the fewest its initialisation takes)."""
+    return max(int(n_components), int(clf.init_size or 0))
 
 
 def _shared_params(clf: Any, names: tuple[str, ...]) -> dict[str, Any]:
@@ -731,7 +743,7 @@ def restore_classifier(clf: Any, arrays: dict[str, np.ndarray], path: Any) -> No
         raise ValueError(f"{path}: stream members without {CLASS_COUNT!r}.")
     D = clf.n_features_in_
     for c, rows in pending.items():
-        k = clf.estimators_[c].n_components
+        k = init_rows(clf, clf.estimators_[c].n_components)
         if rows.dtype != check_compute_dtype(clf.dtype) or rows.shape[1] != D or len(rows) >= k:
             raise ValueError(
                 f"{path}: {f'class{c}.{PENDING}'!r} must hold fewer than {k} rows of {D} "
