@@ -80,6 +80,13 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=50, help="features")
     parser.add_argument("--k", type=int, default=10, help="components (true and fitted)")
     parser.add_argument("--batch", type=int, default=1000, help="samples per partial_fit call")
+    parser.add_argument(
+        "--first-batch",
+        type=int,
+        default=10_000,
+        help="samples of the first call, which initialises the mixture (k-means on them): "
+        "much more than --k, so that small clusters are found",
+    )
     parser.add_argument("--learning-decay", type=float, default=0.6)
     parser.add_argument("--dir", help="where the .npy goes (default: a temporary directory)")
     parser.add_argument("--checkpoint", help="model file to save to and resume from")
@@ -114,10 +121,14 @@ def main() -> None:
             with bar(
                 total=len(X), initial=done, desc="partial_fit", unit="sample", unit_scale=True
             ) as progress:
-                for lo in range(done, len(X), args.batch):
-                    gm.partial_fit(X[lo : lo + args.batch])  # reads this batch from disk only
-                    seen += len(X[lo : lo + args.batch])
-                    progress.update(len(X[lo : lo + args.batch]))
+                lo = done
+                while lo < len(X):
+                    size = args.first_batch if lo == 0 else args.batch
+                    batch = X[lo : lo + size]  # a view: read from disk by partial_fit only
+                    gm.partial_fit(batch)
+                    lo += len(batch)
+                    seen += len(batch)
+                    progress.update(len(batch))
                     progress.set_postfix_str(f"batch ll {gm.lower_bound_:.3f}", refresh=False)
                     if args.checkpoint and gm.n_batches_seen_ % args.checkpoint_every == 0:
                         gm.save(args.checkpoint)
@@ -132,7 +143,8 @@ def main() -> None:
         del X  # close the memory map before the directory goes
 
     print(
-        f"streamed {seen:,} samples in {gm.n_batches_seen_:,} batches of {args.batch}: "
+        f"streamed {seen:,} samples in {gm.n_batches_seen_:,} batches (first {args.first_batch:,}, "
+        f"then {args.batch:,}): "
         f"{seconds:.1f} s, {seen / max(seconds, 1e-9):,.0f} samples/s"
     )
     print(

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils import _progress
 from ..utils._estimator import NotFittedError
 from ..utils._model_files import require
 from ..utils._validation import check_array, check_compute_dtype, check_random_state, check_scalar
@@ -341,7 +342,8 @@ def _initial_parameters(
     scratch = copy.copy(model)
     scratch.__dict__.pop("_stream", None)
     scratch.set_params(max_iter=0, n_init=1, warm_start=False, verbose=0)
-    scratch.fit(_init_samples(data))
+    with _progress.progress_bars(False):  # no empty EM bar inside the caller's
+        scratch.fit(_init_samples(data))
     return scratch._get_parameters()
 
 
