@@ -236,7 +236,6 @@ def test_save_load_mid_stream_resumes_identically(
             random_state=0,
             averaging=averaging,
             learning_offset=1.5,
-            n_threads=2,
         )
 
     straight = model()
@@ -566,7 +565,7 @@ def test_classifier_class_first_seen_with_few_samples_is_held_back(datasets, tmp
 def test_classifier_nan_batches_and_save_load(datasets, tmp_model):
     data = datasets["anisotropic"]
     X, y = _with_nan(data.X, 0.3), data.y
-    clf = GMMClassifier(2, random_state=0, averaging=2, n_threads=2)
+    clf = GMMClassifier(2, random_state=0, averaging=2)
     batches = _class_batches(X, y, 40)
     for Xb, yb in batches[:3]:
         clf.partial_fit(Xb, yb, classes=[0, 1, 2])
