@@ -333,9 +333,10 @@ class GMMClassifier(BaseEstimator):
         Until then the class cannot be predicted (probability 0; the other
         classes' priors are renormalised) although its samples count in
         ``class_count_``. A start from more rows is a better one: on MNIST
-        (K = 10 per digit, batches of 1,000), starting each digit from
-        about 100 rows gives 0.75 points less accuracy than ``fit``, from
-        about 1,000 (``init_size=1000``, or a first batch of 10,000) 0.3.
+        (K = 10 per digit, one pass in batches of 1,000), starting each digit
+        from the ~100 rows of the first batch gives 0.75 points less test
+        accuracy than ``fit``, from ~1,000 rows 0.40 (``init_size=1000``) or
+        0.26 (a first batch of 10,000).
 
         After ``fit``, ``partial_fit`` continues every class's fitted mixture
         (see :class:`~gmmfast.GaussianMixture`) and ``fit``'s class counts;
