@@ -660,3 +660,27 @@ def test_classifier_init_size(datasets, tmp_model):
     for bad in (0, 2.5, "all"):
         with pytest.raises(ValueError, match="init_size"):
             GMMClassifier(init_size=bad).partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_forged_classifier_stream_members_are_refused(datasets, tmp_model):
+    data = datasets["anisotropic"]
+    X, y = data.X, data.y
+    clf = GMMClassifier(3, random_state=0).partial_fit(X[:60], y[:60], classes=[0, 1, 2, 7])
+    clf.save(tmp_model)  # class 7: never seen, held back with no rows
+    with np.load(tmp_model) as archive:
+        members = dict(archive)
+    assert members["class3.stream_pending"].shape == (0, 3)
+    cases = {
+        "too many rows": lambda m: m.__setitem__("class3.stream_pending", np.zeros((3, 3))),
+        "wrong width": lambda m: m.__setitem__("class3.stream_pending", np.zeros((1, 4))),
+        "pending and a mixture": lambda m: m.__setitem__("class0.stream_pending", np.zeros((1, 3))),
+        "negative counts": lambda m: m.__setitem__("class_count_", -m["class_count_"]),
+        "seeds missing": lambda m: m.pop("stream_seeds"),
+        "counters missing": lambda m: m.pop("stream_classifier_counters"),
+    }
+    for what, forge in cases.items():
+        forged = {k: v.copy() for k, v in members.items()}
+        forge(forged)
+        np.savez(tmp_model, **forged)
+        with pytest.raises(ValueError, match="model.npz"):
+            GMMClassifier.load(tmp_model)

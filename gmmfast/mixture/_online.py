@@ -689,15 +689,27 @@ def classifier_members(
     headers: dict[str, tuple[np.dtype, tuple[int, ...]]], n_classes: int
 ) -> dict[str, tuple[int, ...]]:
     """Shapes of the classifier-wide stream members (the per-class mixture's own come
-    with its members). Pending rows: at most 2^31 rows of the classes' feature count."""
+    with its members). Rows held back must have the classes' feature count; their
+    number is checked against the class's threshold once read (``restore_classifier``),
+    and bounded before reading by the file's total size, as every member is."""
     shapes = {CLASS_COUNT: (n_classes,), CLASSIFIER_COUNTERS: (2,), SEEDS: (n_classes,)}
+    widths = {
+        header[1][1]
+        for name, header in headers.items()
+        if name.endswith(".means_") and len(header[1]) == 2
+    }
     for c in range(n_classes):
         name = f"class{c}.{PENDING}"
         if name in headers:
             shape = headers[name][1]
-            if len(shape) != 2 or f"class{c}.means_" in headers:
+            if len(shape) != 2 or f"class{c}.means_" in headers or shape[1] < 1:
                 raise ValueError(f"malformed or unexpected array {name!r}.")
+            widths.add(shape[1])
             shapes[name] = tuple(shape)
+    if len(widths) > 1:
+        raise ValueError(
+            f"the classes' arrays disagree on the number of features {sorted(widths)}."
+        )
     return shapes
 
 
