@@ -339,7 +339,8 @@ def markdown(args, payload: dict) -> str:
     lines = [
         "# Stepwise (online) EM on MNIST (`benchmarks/experiments/mnist_stream.py`)",
         "",
-        f"Machine: {payload['machine']}. Command: `{payload['command']}`.",
+        f"Machine: {payload['machine']}. Command: `{payload['command']}`. Seconds are wall "
+        "time on the machine's 2 cores, shared with other jobs during these runs.",
         "",
     ]
     if "mixture" in payload:
