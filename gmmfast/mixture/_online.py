@@ -704,12 +704,13 @@ def classifier_members(
             shape = headers[name][1]
             if len(shape) != 2 or f"class{c}.means_" in headers or shape[1] < 1:
                 raise ValueError(f"malformed or unexpected array {name!r}.")
+            if widths and shape[1] not in widths:  # the mixtures' own disagreements: theirs
+                raise ValueError(
+                    f"{name!r} holds rows of {shape[1]} features; the classes' means have "
+                    f"{sorted(widths)}."
+                )
             widths.add(shape[1])
             shapes[name] = tuple(shape)
-    if len(widths) > 1:
-        raise ValueError(
-            f"the classes' arrays disagree on the number of features {sorted(widths)}."
-        )
     return shapes
 
 
