@@ -85,6 +85,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Images in the NumPy-loop missing-data EM iteration (default 10; ~1-4 s each).",
     )
     group.addoption(
+        "--stream-batch",
+        type=int,
+        default=1000,
+        help="Batch size of partial_fit in the stepwise-EM comparison (default 1000).",
+    )
+    group.addoption(
+        "--stream-d50-n",
+        type=int,
+        default=100_000,
+        help="Synthetic 50-feature samples of the stepwise-EM comparison (default 100000).",
+    )
+    group.addoption(
         "--bench-fit-iter",
         type=int,
         default=3,

@@ -33,11 +33,17 @@ SKLEARN_PARAMS = {
 }
 
 
-def test_get_params_has_sklearn_params_plus_dtype_threads_and_floor():
-    """get_params exposes sklearn's parameters (same defaults) plus dtype, n_threads
-    and resp_floor."""
+# partial_fit's step sizes and averaging (tests/test_partial_fit.py).
+STREAM_DEFAULTS = {"learning_decay": 0.6, "learning_offset": 0.0, "averaging": None}
+
+
+def test_get_params_has_sklearn_params_plus_dtype_threads_floor_and_stream():
+    """get_params exposes sklearn's parameters (same defaults) plus dtype, n_threads,
+    resp_floor and partial_fit's step parameters."""
     params = GaussianMixture().get_params()
-    assert set(params) == SKLEARN_PARAMS | {"dtype", "n_threads", "resp_floor"}
+    assert set(params) == (
+        SKLEARN_PARAMS | {"dtype", "n_threads", "resp_floor"} | set(STREAM_DEFAULTS)
+    )
     sk_defaults = SkGM().get_params()
     for name in SKLEARN_PARAMS:
         assert params[name] == sk_defaults[name], name

@@ -124,3 +124,22 @@ def test_round_trip_and_checks():
         SufficientStats.from_arrays(arrays, "diag")
     with pytest.raises(ValueError, match="different mixtures"):
         stats.combine(SufficientStats.zeros("full", 3, 4))
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_mix_inplace_equals_blend(kind):
+    rng = np.random.default_rng(3)
+    X, resp = _data(rng)
+    a = sufficient_statistics(X[:100], resp[:100], kind, n_threads=1).scaled(0.01).copy()
+    b = sufficient_statistics(X[100:] + 2.0, resp[100:], kind, n_threads=1)
+    b_before = b.copy()
+    expected = a.blend(b.scaled(1 / 200), 0.3)
+    mixed = a.mix_inplace(0.7, b, 0.3 / 200)
+    assert mixed is a  # written over a
+    _assert_same(mixed, expected, 1e-12)
+    _assert_same(b, b_before, 0)  # other is only read
+    # Mixed into empty statistics: the other's, scaled.
+    empty = SufficientStats.zeros(kind, 3, 4).mix_inplace(0.2, b, 0.5)
+    _assert_same(empty, b.scaled(0.5), 1e-13)
+    with pytest.raises(ValueError, match="different mixtures"):
+        a.mix_inplace(0.5, SufficientStats.zeros(kind, 2, 4), 0.5)

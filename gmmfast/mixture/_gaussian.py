@@ -317,9 +317,13 @@ def logsumexp(a: np.ndarray, axis: int | None = None) -> np.ndarray:
     """log(sum(exp(a))) along ``axis`` without overflow (scipy.special's would
     cost a fifth of a second of import for this one line of arithmetic).
 
-    A slice of -inf gives -inf; +inf gives +inf; NaN propagates.
+    A slice of -inf gives -inf, and so does an empty one (the log of an empty
+    sum); +inf gives +inf; NaN propagates.
     """
     a = np.asarray(a, dtype=np.float64)
+    if a.size == 0 or (axis is not None and a.shape[axis] == 0):
+        shape = () if axis is None else np.delete(a.shape, axis)
+        return np.full(shape, -np.inf)
     top = np.max(a, axis=axis, keepdims=True)
     top[~np.isfinite(top)] = 0.0
     with np.errstate(divide="ignore"):

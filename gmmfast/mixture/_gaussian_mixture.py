@@ -21,7 +21,7 @@ from ..utils._validation import (
     check_random_state,
     check_scalar,
 )
-from . import _gaussian, _missing_em
+from . import _gaussian, _missing_em, _online
 from ._kmeans import kmeans, kmeans_plusplus
 from ._missing import conditional_samples, has_nan, missing_log_prob, split_observed
 
@@ -66,6 +66,19 @@ class GaussianMixture(BaseEstimator):
         1 prints each initialisation and every ``verbose_interval``-th
         iteration; 2 adds timings and lower-bound changes.
     verbose_interval : int, default=10
+    learning_decay : float, default=0.6
+        Stepwise EM (:meth:`partial_fit`): the step size of step t is
+        ``eta_t = (t + learning_offset) ** -learning_decay``; in (0.5, 1].
+        1 with ``learning_offset=0`` weights every batch equally.
+    learning_offset : float, default=0.0
+        t0 >= 0 in the step size above; larger values take smaller steps
+        (a model continued from ``fit`` or from a large first batch keeps
+        more of it).
+    averaging : int or None, default=None
+        Polyak-Ruppert averaging in :meth:`partial_fit`: from step
+        ``averaging`` on, the reported parameters are the M-step of the
+        running statistics averaged over the steps since then (the E-steps
+        still use the latest iterate). None: no averaging.
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
         Compute precision of the kernels. Parameters are always stored in
         float64; with float32, samples and triangular factors are float32
@@ -102,6 +115,10 @@ class GaussianMixture(BaseEstimator):
     lower_bounds_ : list of float
         Lower bound at every iteration of the best initialisation.
     n_features_in_ : int
+    n_batches_seen_ : int
+        Batches passed to :meth:`partial_fit` in the current stream.
+    n_samples_seen_ : int
+        Samples in those batches.
 
     Notes
     -----
@@ -150,6 +167,9 @@ class GaussianMixture(BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_decay: float = 0.6,
+        learning_offset: float = 0.0,
+        averaging: int | None = None,
         dtype: Any = np.float64,
         n_threads: int | None = None,
         resp_floor: float = 1e-12,
@@ -168,6 +188,9 @@ class GaussianMixture(BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.averaging = averaging
         self.dtype = dtype
         self.n_threads = n_threads
         self.resp_floor = resp_floor
@@ -193,6 +216,7 @@ class GaussianMixture(BaseEstimator):
             raise ValueError(f"init_params must be one of {INIT_PARAMS}; got {self.init_params!r}.")
         check_compute_dtype(self.dtype)
         effective_n_threads(self.n_threads)
+        _online.check_parameters(self)
         K, D = int(self.n_components), n_features
         checked: dict[str, np.ndarray | None] = dict.fromkeys(("weights", "means", "prec_chol"))
         if self.weights_init is not None:
@@ -609,6 +633,80 @@ class GaussianMixture(BaseEstimator):
     def _print(self, level: int, message: str, detail: str = "") -> None:
         _progress.say(self.verbose, message + (detail if self.verbose >= 2 else ""), level)
 
+    @limits_blas
+    def partial_fit(self, X: Any, y: Any = None, *, observed: Any = None) -> "GaussianMixture":
+        """One step of stepwise (online) EM on a batch of samples.
+
+        For data that arrive in batches, or are read once from a file too
+        large for batch EM to pass over at every iteration. Each call runs
+        the E-step on the batch at the current parameters, blends the
+        batch's sufficient statistics into running ones,
+        ``s <- (1 - eta_t) s + eta_t s_batch`` with
+        ``eta_t = (t + learning_offset) ** -learning_decay``, and takes the
+        M-step from them (Cappé and Moulines 2009; Liang and Klein 2009).
+        The statistics are kept centred and in float64, as averages per
+        sample. Parameters are valid after every call (covariances positive
+        definite with ``reg_covar``, weights on the simplex), and a call that
+        raises leaves the model as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The batch (a slice of a memory-mapped array is fine; it is read,
+            never written). NaN marks a missing value: the step then uses the
+            exact expected statistics of missing-data EM (see :meth:`fit`), and
+            a feature may be missing in every sample of a batch.
+        y : ignored
+        observed : bool array of X's shape, optional
+            Alternative to NaN: False marks a missing value.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Invalid samples or parameters; a feature count other than the
+            model's; a first batch with fewer samples than ``n_components``
+            (unless all ``*_init`` parameters are given); samples that no
+            component explains (density 0 under every component).
+
+        Notes
+        -----
+        The first call initialises the mixture from the first batch as
+        :meth:`fit` would (``weights_init``/``means_init``/``precisions_init``
+        where given, else ``init_params`` on the batch; with missing values,
+        on the batch with each missing value replaced by its feature's
+        mean), so a first batch much larger than ``n_components`` helps.
+        The running statistics of a new model start empty, so the first
+        step keeps that batch's statistics alone whatever ``eta_1`` is: one
+        call on all the data is exactly one batch EM iteration from the
+        initial parameters.
+
+        ``n_batches_seen_`` and ``n_samples_seen_`` count the calls and
+        samples; ``n_iter_`` is the step t of the last call; ``lower_bound_``
+        the batch's mean log-likelihood at the parameters before the call;
+        ``converged_`` is False (stepwise EM does not test convergence).
+
+        With ``fit`` (``warm_start`` only matters to ``fit``):
+
+        * ``partial_fit`` after ``fit`` (or on a model loaded from a file
+          written after ``fit``) continues from the fitted parameters: the
+          statistics whose M-step gives them, with mass 1, count as step 1,
+          and the next call is step 2. Raise ``learning_offset`` to keep
+          more of the fitted model.
+        * ``fit`` after ``partial_fit`` ends the stream: with
+          ``warm_start=True`` EM starts from the stream's parameters, else
+          afresh; a later ``partial_fit`` continues from the fitted
+          parameters as above.
+
+        :meth:`save` keeps the running statistics (and the Polyak-Ruppert
+        average, see ``averaging``), so ``load`` then ``partial_fit`` gives
+        what the uninterrupted stream gives, bit for bit.
+        """
+        return _online.partial_fit(self, X, observed)
+
     # ------------------------------------------------------------- inference
     @limits_blas
     def _inference(
@@ -842,6 +940,7 @@ class GaussianMixture(BaseEstimator):
                 "converged_": np.array(bool(getattr(self, "converged_", False))),
                 "n_iter_": np.array(int(getattr(self, "n_iter_", 0))),
                 "lower_bound_": np.array(float(getattr(self, "lower_bound_", np.nan))),
+                **_online.state_arrays(self),  # running statistics of partial_fit
             },
         )
 
@@ -901,6 +1000,7 @@ class GaussianMixture(BaseEstimator):
         self.n_iter_ = int(_fit_scalar(arrays, "n_iter_", "biu", 0, path))
         self.lower_bound_ = float(_fit_scalar(arrays, "lower_bound_", "biuf", np.nan, path))
         self._fitted_covariance_type = self.covariance_type
+        _online.restore_state(self, arrays, path)
 
 
 def _fit_scalar(
@@ -1018,6 +1118,7 @@ def _expected_members(
     }
     if not prefix:
         shapes.update({"converged_": (), "n_iter_": (), "lower_bound_": ()})
+    shapes.update(_online.expected_members(covariance_type, K, D))  # partial_fit's, optional
     return {prefix + name: shape for name, shape in shapes.items()}
 
 

@@ -132,6 +132,59 @@ class SufficientStats:
             scatter = self.scatter + other.scatter + coef[:, None] * delta**2
         return SufficientStats(kind, n, means, scatter)
 
+    def mix_inplace(
+        self, self_weight: float, other: "SufficientStats", other_weight: float
+    ) -> "SufficientStats":
+        """``self_weight * self`` combined with ``other_weight * other``, written over self.
+
+        The same statistics as ``self.scaled(self_weight).combine(other.scaled(other_weight))``
+        (to rounding), without the five temporary scatter arrays those make: the
+        scatter is scaled in place, ``other``'s added by one BLAS ``axpy`` and the
+        rank-one corrections by ``ger``, so a K x D x D update reads and writes each
+        matrix three times and allocates nothing of its size. Stepwise EM runs this
+        once per batch (``blend`` is ``mix_inplace(1 - step, other, step)``).
+
+        ``self`` must own its three arrays (a fresh :meth:`zeros`, a
+        :meth:`copy`, or what a statistics kernel returned), since they are
+        overwritten; ``other`` is only read. Returns ``self``.
+        """
+        if other.covariance_type != self.covariance_type or other.means.shape != self.means.shape:
+            raise ValueError("cannot combine statistics of different mixtures")
+        from scipy.linalg import blas
+
+        a, b = float(self_weight), float(other_weight)
+        n_a, n_b = self.counts * a, other.counts * b
+        n = n_a + n_b
+        sums = self.means * (n_a + MASS_FLOOR)[:, None] + other.means * (n_b + MASS_FLOOR)[:, None]
+        means = sums / (n + MASS_FLOOR)[:, None]
+        delta = other.means - self.means
+        with np.errstate(invalid="ignore", divide="ignore"):
+            coef = np.where(n > 0, n_a * n_b / n, 0.0)
+        scatter = self.scatter
+        if not (scatter.flags.c_contiguous and scatter.flags.writeable):
+            raise ValueError("mix_inplace needs statistics that own C-contiguous arrays")
+        scatter *= a
+        if b != 0.0:
+            blas.daxpy(np.ascontiguousarray(other.scatter).ravel(), scatter.ravel(), a=b)
+        kind = self.covariance_type
+        if kind == "full":
+            for k in np.flatnonzero(coef):
+                # scatter[k].T is the same symmetric matrix, Fortran-ordered: updated in place.
+                blas.dger(coef[k], delta[k], delta[k], a=scatter[k].T, overwrite_a=1)
+        elif kind == "tied":
+            scatter += (delta.T * coef) @ delta
+        else:
+            scatter += coef[:, None] * delta**2
+        self.counts[...] = n
+        self.means[...] = means
+        return self
+
+    def copy(self) -> "SufficientStats":
+        """Statistics holding their own copies of the arrays."""
+        return SufficientStats(
+            self.covariance_type, self.counts.copy(), self.means.copy(), self.scatter.copy()
+        )
+
     def blend(self, other: "SufficientStats", step: float) -> "SufficientStats":
         """Stepwise-EM update ``(1 - step) * self + step * other`` (both as averages)."""
         return self.scaled(1.0 - step).combine(other.scaled(step))
