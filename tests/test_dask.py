@@ -280,3 +280,26 @@ def test_ctrl_c_keeps_last_iteration_and_cancels(client):
             complete = GaussianMixture(3, **{**params, "max_iter": gm.n_iter_}).fit(Xd)
         _assert_same_params(gm, complete, 0.0)
         assert gm.lower_bounds_ == complete.lower_bounds_
+
+
+# --------------------------------------------------------------------- classifier
+def test_classifier_equals_in_memory(scheduler):
+    from gmmfast import GMMClassifier
+
+    X = _data(n=900, seed=3)
+    y = (X[:, 0] > 0.5).astype(int) + 2 * (X[:, 1] > 2.0)
+    X[::11, 2] = np.nan
+    # random_from_data draws the same rows in memory and on Dask: the same initial parameters.
+    params = dict(n_components=2, init_params="random_from_data", random_state=0, max_iter=20)
+    memory = GMMClassifier(**params).fit(X, y)
+    Xd = da.from_array(X, chunks=((1, 199, 300, 400), 3))
+    fitted = GMMClassifier(**params).fit(Xd, da.from_array(y, chunks=300))
+    for a, b in zip(memory.estimators_, fitted.estimators_):
+        _assert_same(a, b, 1e-10)
+    labels = fitted.predict(Xd)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), memory.predict(X))
+    np.testing.assert_allclose(
+        fitted.predict_proba(Xd).compute(), memory.predict_proba(X), rtol=0, atol=1e-12
+    )
+    np.testing.assert_allclose(fitted.score_samples(Xd).compute(), memory.score_samples(X))

@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 
 from ..utils import _progress
-from ..utils._estimator import ConvergenceWarning
+from ..utils._estimator import ConvergenceWarning, check_is_fitted
 from ..utils._threads import effective_n_threads, single_threaded_blas
 from ..utils._validation import check_compute_dtype, check_random_state
 from . import _gaussian, _missing_em
@@ -652,6 +652,26 @@ def _initial_statistics(
     return stats
 
 
+# ------------------------------------------------------------------ classifier
+def classifier_data(X: Any, y: Any, observed: Any) -> tuple[Any, None, np.ndarray]:
+    """``(X, None, labels)`` for :meth:`GMMClassifier.fit` on a Dask array.
+
+    The labels (one value per sample, a Dask array or array-like) come to
+    the client; the samples stay in their blocks: each class's rows are a
+    lazy selection (``X[rows]``), and its mixture is fitted on them by the
+    Dask EM of this module, missing values (NaN) included. Each class's fit
+    makes its own passes over the blocks.
+    """
+    if observed is not None:
+        raise ValueError(
+            "observed is not supported with a Dask array: mark missing values with NaN."
+        )
+    X = as_samples_array(X)
+    if y is not None and is_dask_array(y):
+        y = _Runner().compute(y)
+    return X, None, y
+
+
 # ------------------------------------------------------------------ inference
 def _inference_block(block: Any, model: Any, method: str) -> np.ndarray:
     est = copy.copy(model)
@@ -668,18 +688,27 @@ def inference(estimator: Any, X: Any, method: str, observed: Any = None) -> Any:
         raise ValueError(
             "observed is not supported with a Dask array: mark missing values with NaN."
         )
-    estimator._check_fitted()
+    if hasattr(estimator, "classes_"):  # GMMClassifier
+        check_is_fitted(estimator, "estimators_")
+        n_columns = len(estimator.classes_)
+        labels_dtype = estimator.classes_.dtype
+    else:
+        estimator._check_fitted()
+        n_columns = len(estimator.weights_)
+        labels_dtype = np.dtype(np.intp)
     X = as_samples_array(X, estimator.n_features_in_, type(estimator).__name__)
     model = copy.copy(estimator)
     model.__dict__.pop("_missing_cache", None)
+    if "_joint" in model.__dict__:  # the classifier's joint mixture, with its own cache
+        model._joint = None
     model = dask.delayed(model, traverse=False)
-    if method == "predict_proba":
+    if method in ("predict_proba", "predict_log_proba"):
         return X.map_blocks(
             _inference_block,
             model,
             method,
             dtype=np.float64,
-            chunks=(X.chunks[0], (len(estimator.weights_),)),
+            chunks=(X.chunks[0], (n_columns,)),
         )
-    dtype = np.intp if method == "predict" else np.float64
+    dtype = labels_dtype if method == "predict" else np.float64
     return X.map_blocks(_inference_block, model, method, dtype=dtype, drop_axis=1)
