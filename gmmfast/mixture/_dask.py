@@ -219,20 +219,28 @@ class _Survey:
 
 def _survey_block(block: Any, dtype: Any) -> _Survey:
     arr = np.asarray(block)
-    nan = np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, dtype=bool)
-    cast = np.where(nan, 0, arr).astype(dtype)
-    has_inf = bool(arr.dtype.kind == "f" and np.isinf(arr).any())
-    observed = (~nan).sum(axis=0).astype(np.float64)
-    sums = cast.sum(axis=0, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(observed > 0, sums / observed, 0.0)
-    with np.errstate(invalid="ignore", over="ignore"):  # infinity is refused after the survey
-        dev = np.where(nan, 0.0, cast - means)
-        m2 = np.einsum("ij,ij->j", dev, dev) if len(arr) else np.zeros(arr.shape[1])
-    finite = np.where(np.isfinite(cast), cast, 0)
-    low = finite.min(axis=0).astype(np.float64) if len(arr) else np.full(arr.shape[1], np.inf)
-    high = finite.max(axis=0).astype(np.float64) if len(arr) else np.full(arr.shape[1], -np.inf)
-    return _Survey(len(arr), bool(nan.any()), has_inf, observed, means, m2, low, high)
+    n, d = arr.shape
+    if n == 0:
+        empty = np.zeros(d)
+        return _Survey(0, False, False, empty, empty, empty, empty + np.inf, empty - np.inf)
+    cast = np.asarray(arr, dtype=dtype)
+    nan = np.isnan(cast) if arr.dtype.kind == "f" else None
+    if nan is not None and nan.any():
+        cast = np.where(nan, 0, cast).astype(dtype, copy=False)  # 0 at missing, as in memory
+        observed = (n - nan.sum(axis=0)).astype(np.float64)
+    else:
+        nan = None
+        observed = np.full(d, float(n))
+    low = cast.min(axis=0).astype(np.float64)  # infinity shows in the extremes
+    high = cast.max(axis=0).astype(np.float64)
+    has_inf = bool(np.isinf(low).any() or np.isinf(high).any())
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        means = np.where(observed > 0, cast.sum(axis=0, dtype=np.float64) / observed, 0.0)
+        dev = cast - means.astype(dtype)  # for the spread only: the compute dtype will do
+        if nan is not None:
+            dev[nan] = 0
+        m2 = np.einsum("ij,ij->j", dev, dev, dtype=np.float64)
+    return _Survey(n, nan is not None, has_inf, observed, means, m2, low, high)
 
 
 def _merge_surveys(*parts: _Survey) -> _Survey:

@@ -392,7 +392,11 @@ class GaussianMixture(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training samples. NaN marks a missing value.
+            Training samples. NaN marks a missing value. A
+            ``dask.array.Array`` is fitted where its blocks are, one pass
+            over them per iteration, on the active ``dask.distributed``
+            client or Dask's default scheduler (see
+            :mod:`gmmfast.mixture._dask`; ``observed`` is then not supported).
         y : ignored
         observed : bool array of X's shape, optional
             Alternative to NaN: False marks a missing value (X's value
