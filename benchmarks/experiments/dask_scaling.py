@@ -47,12 +47,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_MNIST_DIR, RESULTS_DIR, machine, write_results  # noqa: E402
 
 from gmmfast import ConvergenceWarning, GaussianMixture  # noqa: E402
+from gmmfast.datasets import load_idx_dir  # noqa: E402
 
 
 def _machine() -> dict[str, Any]:
     """Machine notes, with the load average: the reference machine is shared."""
     return {**machine(), "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
-from gmmfast.datasets import load_idx_dir  # noqa: E402
 
 
 def _cluster(memory_limit: str | None = None):
