@@ -299,10 +299,10 @@ def out_of_core(args: argparse.Namespace) -> None:
     try:
         pids = {f"worker {i}": pid for i, pid in enumerate(client.run(os.getpid).values())}
         pids["client"] = os.getpid()
-        times = {}
+        times, cpu = {}, {}
         with PeakMemory(pids) as peak:
             for iters in (1, args.iters):
-                times[iters], _, gm = _timed_fit(X, iters, init, **params)
+                times[iters], cpu[iters], gm = _timed_fit(X, iters, init, client, **params)
                 print(f"out of core, {iters} iteration(s): {times[iters]:.1f} s", flush=True)
         limit = (
             cluster.workers[0].memory_manager.memory_limit
@@ -313,6 +313,7 @@ def out_of_core(args: argparse.Namespace) -> None:
         client.close()
         cluster.close()
     per_iteration = (times[args.iters] - times[1]) / (args.iters - 1)
+    cpu_per_iteration = (cpu[args.iters] - cpu[1]) / (args.iters - 1)
     results = {
         "n_samples": args.n,
         "n_features": 50,
@@ -322,6 +323,8 @@ def out_of_core(args: argparse.Namespace) -> None:
         "fit_seconds": times,
         "s_per_iteration": per_iteration,
         "samples_per_s": args.n / per_iteration,
+        "cpu_s_per_iteration": cpu_per_iteration,
+        "samples_per_cpu_s": args.n / cpu_per_iteration,
         "peak_rss_bytes": peak.peak,
         "worker_memory_limit_bytes": limit or 1e9,
         "lower_bound": gm.lower_bound_,
@@ -334,6 +337,9 @@ def out_of_core(args: argparse.Namespace) -> None:
         f"- seconds per iteration: {per_iteration:.2f} "
         f"(fits of 1 and {args.iters} iterations: {times[1]:.1f} s, {times[args.iters]:.1f} s)\n"
         f"- samples per second: {args.n / per_iteration / 1e6:.2f} M\n"
+        f"- CPU seconds per iteration (client and workers): {cpu_per_iteration:.2f}, "
+        f"{args.n / cpu_per_iteration / 1e6:.2f} M samples per CPU second "
+        f"(on 2 idle cores: {2 * args.n / cpu_per_iteration / 1e6:.2f} M samples/s)\n"
         + "".join(f"- peak RSS {name}: {rss / 2**20:.0f} MiB\n" for name, rss in peak.peak.items())
         + f"\nMachine: {results['machine']}\n\n"
         f"Command: `nice -n 10 python benchmarks/experiments/dask_scaling.py out-of-core "
