@@ -171,7 +171,7 @@ class _Params:
 
     weights: np.ndarray
     means: np.ndarray
-    covariances: np.ndarray
+    covariances: np.ndarray | None  # None when no block has missing values
     prec_chol: np.ndarray
 
 
@@ -502,7 +502,10 @@ def fit(estimator: Any, X: Any, observed: Any, *, labels: bool) -> Any:
             n_iter = 0
             for n_iter in range(1, int(estimator.max_iter) + 1):
                 previous = lower_bound
-                params = _Params(*estimator._get_parameters())
+                weights, means, covariances, prec_chol = estimator._get_parameters()
+                # Complete blocks need only the factors: not sending the covariances
+                # halves what a full-covariance broadcast carries.
+                params = _Params(weights, means, covariances if survey.has_nan else None, prec_chol)
                 shared = runner.share(params)
                 stats, total_ll, count = runner.compute(_pass(X, _em_block, shared, config))
                 del shared  # released on the workers with the pass's graph
