@@ -146,7 +146,7 @@ def efficiency(args: argparse.Namespace) -> None:
     images, _ = load_idx_dir(args.mnist_dir, "train")
     X = images.reshape(len(images), -1).astype(np.float32) / 255.0
     shifted = np.roll(images, 1, axis=2).reshape(len(images), -1).astype(np.float32) / 255.0
-    X = np.ascontiguousarray(np.vstack([X, shifted])[: args.n])
+    X = np.ascontiguousarray(np.vstack([X, shifted])[: args.n], dtype=args.dtype)
     K = 10
     print(f"X {X.shape} {X.dtype}; initial parameters from k-means++ on 10,000 rows", flush=True)
     rng = np.random.RandomState(args.seed)
@@ -158,7 +158,7 @@ def efficiency(args: argparse.Namespace) -> None:
         "means_init": ref.means_,
         "precisions_init": ref.precisions_,
     }
-    params = dict(n_components=K, covariance_type="full", dtype=np.float32, reg_covar=1e-3)
+    params = dict(n_components=K, covariance_type="full", dtype=args.dtype, reg_covar=1e-3)
     results: dict[str, Any] = {"n_samples": len(X), "n_features": X.shape[1], "K": K}
 
     memory, memory_cpu = {}, {}
@@ -200,6 +200,7 @@ def efficiency(args: argparse.Namespace) -> None:
     results.update(
         machine=_machine(),
         blocks=args.blocks,
+        dtype=args.dtype,
         iters=args.iters,
         in_memory_fit_seconds=memory,
         dask_fit_seconds=dask_times,
@@ -214,7 +215,7 @@ def efficiency(args: argparse.Namespace) -> None:
     )
     md = (
         "# EM on Dask arrays: cost against the in-memory fit\n\n"
-        f"MNIST train + one-pixel-shifted train, N = {len(X):,}, D = 784, float32, K = {K} full; "
+        f"MNIST train + one-pixel-shifted train, N = {len(X):,}, D = 784, {args.dtype}, K = {K} full; "
         f"{args.blocks} blocks on LocalCluster(2 workers x 1 thread, processes) with the data "
         "persisted; in memory with n_threads=2. "
         f"Per iteration: (t[{args.iters} iterations] - t[1]) / {args.iters - 1}.\n\n"
@@ -234,7 +235,7 @@ def efficiency(args: argparse.Namespace) -> None:
         f"max |means difference| Dask vs in memory: {agreement:.2e}\n\n"
         f"Machine: {results['machine']}\n\n"
         f"Command: `nice -n 10 python benchmarks/experiments/dask_scaling.py efficiency "
-        f"--iters {args.iters} --blocks {args.blocks}`\n"
+        f"--iters {args.iters} --blocks {args.blocks} --dtype {args.dtype}`\n"
     )
     print(md)
     write_results(args.out, "dask_efficiency", results, md)
@@ -357,7 +358,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iters", type=int, default=3, help="iterations of the longer fit")
     parser.add_argument("--n", type=int, default=None, help="samples (default 120,000 / 20M)")
-    parser.add_argument("--blocks", type=int, default=4, help="blocks (efficiency)")
+    parser.add_argument("--blocks", type=int, default=8, help="blocks (efficiency)")
+    parser.add_argument(
+        "--dtype", choices=["float32", "float64"], default="float32", help="(efficiency)"
+    )
     parser.add_argument("--chunk", type=int, default=250_000, help="rows per block (out of core)")
     parser.add_argument(
         "--path", default="/work/scratch-dask/oocore.npy", help=".npy file (out of core)"
