@@ -22,7 +22,17 @@ the scheduling), and only the merged K x D x D statistics reach the client,
 which runs the M-step and the Cholesky factorisations. The new parameters
 go to the workers once per iteration: broadcast to every worker with
 ``Client.scatter(..., broadcast=True)`` on a distributed cluster, or one
-key of the graph that every block task reads on the local schedulers.
+key of the graph that every block task reads on the local schedulers
+(weights, means and precision factors; the covariances too only when some
+block has missing values, whose E-step needs them).
+
+Each fit starts with one survey pass (samples, NaN, infinity, per-feature
+observed means, spread and extremes): the in-memory fit's data checks and
+the column means that fill missing values for initialisation.
+
+:class:`~gmmfast.GMMClassifier` brings only the labels to the client; each
+class's mixture is fitted by this EM on its rows of the blocks (a lazy
+selection), so each class makes its own passes.
 
 Scheduler: the active ``dask.distributed`` client when there is one
 (``Client(LocalCluster(...))``, ``Client("tcp://scheduler:8786")``), else
