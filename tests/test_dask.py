@@ -303,3 +303,4 @@ def test_classifier_equals_in_memory(scheduler):
         fitted.predict_proba(Xd).compute(), memory.predict_proba(X), rtol=0, atol=1e-12
     )
     np.testing.assert_allclose(fitted.score_samples(Xd).compute(), memory.score_samples(X))
+    assert fitted.score(Xd, y) == pytest.approx(memory.score(X, y))

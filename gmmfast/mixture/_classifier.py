@@ -487,7 +487,7 @@ class GMMClassifier(BaseEstimator):
 
     def score(self, X: Any, y: Any, observed: Any = None) -> float:
         """Accuracy of ``predict(X)`` against ``y``."""
-        labels = _check_labels(y, len(np.asarray(X)))
+        labels = _check_labels(y, np.shape(X)[0])  # np.shape: a Dask array is not computed
         return float(np.mean(self.predict(X, observed) == labels))
 
     def score_samples(self, X: Any, observed: Any = None) -> np.ndarray:
