@@ -32,7 +32,7 @@ from ..utils._validation import (
     check_random_state,
     check_scalar,
 )
-from . import _gaussian, _online
+from . import _dask, _gaussian, _online
 from ._gaussian_mixture import GaussianMixture
 from ._gaussian_mixture import _check_saved_params as _check_mixture_params
 from ._gaussian_mixture import _expected_members as _mixture_members
@@ -214,8 +214,9 @@ class GMMClassifier(BaseEstimator):
         """
         self._check_parameters()
         dtype = check_compute_dtype(self.dtype)
-        missing = observed is not None or has_nan(X)
-        if missing:
+        if _dask.is_dask_array(X):  # each class's mixture fitted on its rows of the blocks
+            Xc, obs, y = _dask.classifier_data(X, y, observed)
+        elif observed is not None or has_nan(X):
             Xc, obs = split_observed(X, observed, dtype=dtype, n_features=None)
             obs = obs.astype(bool)
         else:
@@ -565,26 +566,34 @@ class GMMClassifier(BaseEstimator):
         Missing values (NaN, or False in ``observed``) are marginalised
         exactly in every class's likelihood.
         """
+        if _dask.is_dask_array(X):  # a lazy Dask array, block by block
+            return _dask.inference(self, X, "predict_log_proba", observed)
         weighted, log_norm, _ = self._joint_component_log_prob(*self._validated(X, observed))
         _gaussian.check_explained(log_norm)
         return self._class_log_joint(weighted) - log_norm[:, None]
 
     def predict_proba(self, X: Any, observed: Any = None) -> np.ndarray:
         """Posterior class probabilities, shape (n_samples, n_classes)."""
+        if _dask.is_dask_array(X):  # a lazy Dask array, block by block
+            return _dask.inference(self, X, "predict_proba", observed)
         return np.exp(self.predict_log_proba(X, observed))
 
     def predict(self, X: Any, observed: Any = None) -> np.ndarray:
         """Most probable class of each sample (labels from ``classes_``)."""
+        if _dask.is_dask_array(X):  # a lazy Dask array, block by block
+            return _dask.inference(self, X, "predict", observed)
         best = self.predict_log_proba(X, observed).argmax(axis=1)  # checks fitted first
         return self.classes_[best]
 
     def score(self, X: Any, y: Any, observed: Any = None) -> float:
         """Accuracy of ``predict(X)`` against ``y``."""
-        labels = _check_labels(y, len(np.asarray(X)))
+        labels = _check_labels(y, np.shape(X)[0])  # np.shape: a Dask array is not computed
         return float(np.mean(self.predict(X, observed) == labels))
 
     def score_samples(self, X: Any, observed: Any = None) -> np.ndarray:
         """Log marginal likelihood log p(x_o) = log sum_c p(c) p(x_o | c)."""
+        if _dask.is_dask_array(X):  # a lazy Dask array, block by block
+            return _dask.inference(self, X, "score_samples", observed)
         return self._joint_component_log_prob(*self._validated(X, observed))[1]
 
     def impute(

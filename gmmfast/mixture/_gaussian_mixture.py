@@ -21,7 +21,7 @@ from ..utils._validation import (
     check_random_state,
     check_scalar,
 )
-from . import _gaussian, _missing_em, _online
+from . import _dask, _gaussian, _missing_em, _online
 from ._kmeans import kmeans, kmeans_plusplus
 from ._missing import conditional_samples, has_nan, missing_log_prob, split_observed
 
@@ -416,7 +416,11 @@ class GaussianMixture(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training samples. NaN marks a missing value.
+            Training samples. NaN marks a missing value. A
+            ``dask.array.Array`` is fitted where its blocks are, one pass
+            over them per iteration, on the active ``dask.distributed``
+            client or Dask's default scheduler (see
+            :mod:`gmmfast.mixture._dask`; ``observed`` is then not supported).
         y : ignored
         observed : bool array of X's shape, optional
             Alternative to NaN: False marks a missing value (X's value
@@ -499,6 +503,8 @@ class GaussianMixture(BaseEstimator):
     def _fit(self, X: Any, observed: Any, *, labels: bool) -> np.ndarray | None:
         """EM; with ``labels``, a final E-step at the fitted parameters gives each
         sample's component (``fit`` alone skips it: nothing it returns needs it)."""
+        if _dask.is_dask_array(X):  # EM one pass per iteration on the blocks (mixture/_dask.py)
+            return _dask.fit(self, X, observed, labels=labels)
         data = self._fit_data(X, observed)
         n_samples, n_features = data.shape
         checked = self._check_parameters(n_features)
@@ -754,6 +760,8 @@ class GaussianMixture(BaseEstimator):
             Alternative to NaN: False marks a missing value (X's value
             there is ignored).
         """
+        if _dask.is_dask_array(X):  # a lazy Dask array, block by block
+            return _dask.inference(self, X, "score_samples", observed)
         return self._inference(X, observed, _gaussian.MODE_WEIGHTED_LOG_PROB)[1]
 
     def score(self, X: Any, y: Any = None, observed: Any = None) -> float:
@@ -765,6 +773,8 @@ class GaussianMixture(BaseEstimator):
 
         Raises ``ValueError`` for a sample whose density is 0 under every component.
         """
+        if _dask.is_dask_array(X):  # a lazy Dask array, block by block
+            return _dask.inference(self, X, "predict", observed)
         weighted, log_norm, _ = self._inference(X, observed, _gaussian.MODE_WEIGHTED_LOG_PROB)
         _gaussian.check_explained(log_norm)
         return weighted.argmax(axis=1)
@@ -780,6 +790,8 @@ class GaussianMixture(BaseEstimator):
             For a sample whose density underflows to 0 under every component
             (its posterior is undefined): values far outside the fitted data.
         """
+        if _dask.is_dask_array(X):  # a lazy Dask array, block by block
+            return _dask.inference(self, X, "predict_proba", observed)
         resp, log_norm, _ = self._inference(X, observed, _gaussian.MODE_RESP)
         _gaussian.check_explained(log_norm)
         return resp
@@ -900,12 +912,12 @@ class GaussianMixture(BaseEstimator):
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on X (lower is better)."""
-        n = np.asarray(X).shape[0]
+        n = np.shape(X)[0]  # np.shape: a Dask array is not computed
         return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on X (lower is better)."""
-        n = np.asarray(X).shape[0]
+        n = np.shape(X)[0]  # np.shape: a Dask array is not computed
         return -2 * self.score(X) * n + 2 * self._n_parameters()
 
     # ----------------------------------------------------------- persistence
