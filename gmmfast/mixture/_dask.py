@@ -74,14 +74,13 @@ from __future__ import annotations
 import copy
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..utils import _progress
-from ..utils._estimator import ConvergenceWarning, check_is_fitted
+from ..utils._estimator import check_is_fitted
 from ..utils._threads import effective_n_threads, single_threaded_blas
 from ..utils._validation import check_compute_dtype, check_random_state
 from . import _gaussian, _missing_em
@@ -549,19 +548,7 @@ def fit(estimator: Any, X: Any, observed: Any, *, labels: bool) -> Any:
             if best is None or lower_bound > best[0]:
                 best = (lower_bound, estimator._get_parameters(), n_iter, lower_bounds, converged)
 
-    lower_bound, params, n_iter, lower_bounds, converged = best
-    if not converged and estimator.max_iter > 0:
-        warnings.warn(
-            "Best performing initialization did not converge. Try different init "
-            "parameters, or increase max_iter, tol, or check for degenerate data.",
-            ConvergenceWarning,
-        )
-    estimator._set_parameters(params)
-    estimator.converged_ = converged
-    estimator.n_iter_ = n_iter
-    estimator.lower_bound_ = lower_bound
-    estimator.lower_bounds_ = lower_bounds
-    estimator._fitted_covariance_type = estimator.covariance_type
+    estimator._keep_best(best)
     if not labels:
         return None
     return inference(estimator, X, "predict")

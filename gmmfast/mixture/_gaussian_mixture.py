@@ -597,6 +597,17 @@ class GaussianMixture(BaseEstimator):
                 if best is None or lower_bound > best[0]:
                     best = (lower_bound, self._get_parameters(), n_iter, lower_bounds, converged)
 
+        self._keep_best(best)
+        if not labels:
+            return None
+        # Labels from a final E-step, consistent with predict().
+        weighted, _ = self._log_prob(data, _gaussian.MODE_WEIGHTED_LOG_PROB)
+        return weighted.argmax(axis=1)
+
+    def _keep_best(self, best: tuple) -> None:
+        """Install the best initialisation's ``(lower_bound, params, n_iter,
+        lower_bounds, converged)``, warning if it did not converge (every fit path
+        ends here, in memory or on Dask)."""
         lower_bound, params, n_iter, lower_bounds, converged = best
         if not converged and self.max_iter > 0:
             warnings.warn(
@@ -610,11 +621,6 @@ class GaussianMixture(BaseEstimator):
         self.lower_bound_ = lower_bound
         self.lower_bounds_ = lower_bounds
         self._fitted_covariance_type = self.covariance_type
-        if not labels:
-            return None
-        # Labels from a final E-step, consistent with predict().
-        weighted, _ = self._log_prob(data, _gaussian.MODE_WEIGHTED_LOG_PROB)
-        return weighted.argmax(axis=1)
 
     def _fit_data(self, X: Any, observed: Any) -> np.ndarray | _missing_em.MissingData:
         """Validated training data: an array when complete (ordinary EM),
