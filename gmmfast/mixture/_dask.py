@@ -287,40 +287,17 @@ def _em_block(block: Any, params: _Params, config: _Config) -> _Result:
     kind = config.covariance_type
     n_threads = _task_threads(config.n_threads)
     with single_threaded_blas():
-        if isinstance(data, _missing_em.MissingData):
-            resp, log_norm = _missing_em.log_prob(
-                data,
-                params.weights,
-                params.means,
-                params.covariances,
-                params.prec_chol,
-                kind,
-                mode=_gaussian.MODE_RESP,
-                n_threads=n_threads,
-            )
-            _gaussian.floor_responsibilities(resp, config.resp_floor)
-            stats = _missing_em.expected_statistics(
-                data,
-                resp,
-                params.means,
-                params.covariances,
-                params.prec_chol,
-                kind,
-                config.reg_covar,
-                n_threads=n_threads,
-            )
-        else:
-            resp, log_norm = _gaussian.estimate_log_prob(
-                data,
-                params.weights,
-                params.means,
-                params.prec_chol,
-                kind,
-                mode=_gaussian.MODE_RESP,
-                n_threads=n_threads,
-            )
-            _gaussian.floor_responsibilities(resp, config.resp_floor)
-            stats = _gaussian.sufficient_statistics(data, resp, kind, n_threads=n_threads)
+        stats, log_norm = _missing_em.em_statistics(
+            data,
+            params.weights,
+            params.means,
+            params.covariances,
+            params.prec_chol,
+            kind,
+            config.reg_covar,
+            config.resp_floor,
+            n_threads=n_threads,
+        )
     return stats, float(np.sum(log_norm)), n
 
 

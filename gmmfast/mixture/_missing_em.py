@@ -156,6 +156,59 @@ def estimate_parameters(
     return stats.parameters(reg_covar, overwrite=True)
 
 
+def em_statistics(
+    data: np.ndarray | MissingData,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    prec_chol: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    resp_floor: float,
+    *,
+    n_threads: int,
+) -> tuple[SufficientStats, np.ndarray]:
+    """One E-step's statistics: ``(stats, log_norm)`` of a batch or block under the
+    given parameters, complete data by the ordinary kernels, missing values by the
+    exact ones, with the M-step's responsibility floor applied in between (what
+    ``fit`` does per iteration; the streaming and Dask paths call this)."""
+    if isinstance(data, MissingData):
+        resp, log_norm = log_prob(
+            data,
+            weights,
+            means,
+            covariances,
+            prec_chol,
+            covariance_type,
+            mode=_gaussian.MODE_RESP,
+            n_threads=n_threads,
+        )
+        _gaussian.floor_responsibilities(resp, resp_floor)
+        stats = expected_statistics(
+            data,
+            resp,
+            means,
+            covariances,
+            prec_chol,
+            covariance_type,
+            reg_covar,
+            n_threads=n_threads,
+        )
+    else:
+        resp, log_norm = _gaussian.estimate_log_prob(
+            data,
+            weights,
+            means,
+            prec_chol,
+            covariance_type,
+            mode=_gaussian.MODE_RESP,
+            n_threads=n_threads,
+        )
+        _gaussian.floor_responsibilities(resp, resp_floor)
+        stats = _gaussian.sufficient_statistics(data, resp, covariance_type, n_threads=n_threads)
+    return stats, log_norm
+
+
 def expected_statistics(
     data: MissingData,
     resp: np.ndarray,

@@ -246,30 +246,18 @@ def partial_fit(model: Any, X: Any, observed: Any = None) -> Any:
         )
 
     weights, means, covariances, prec_chol = params
-    if isinstance(data, _missing_em.MissingData):
-        resp, log_norm = _missing_em.log_prob(
-            data,
-            weights,
-            means,
-            covariances,
-            prec_chol,
-            cov_type,
-            mode=_gaussian.MODE_RESP,
-            n_threads=n_threads,
-        )
-        _gaussian.check_explained(log_norm)
-        _gaussian.floor_responsibilities(resp, float(model.resp_floor))  # as fit does
-        batch = _missing_em.expected_statistics(
-            data, resp, means, covariances, prec_chol, cov_type, reg, n_threads=n_threads
-        )
-    else:
-        resp, log_norm = _gaussian.estimate_log_prob(
-            data, weights, means, prec_chol, cov_type, mode=_gaussian.MODE_RESP, n_threads=n_threads
-        )
-        _gaussian.check_explained(log_norm)
-        _gaussian.floor_responsibilities(resp, float(model.resp_floor))  # as fit does
-        batch = _gaussian.sufficient_statistics(data, resp, cov_type, n_threads=n_threads)
-    del resp
+    batch, log_norm = _missing_em.em_statistics(
+        data,
+        weights,
+        means,
+        covariances,
+        prec_chol,
+        cov_type,
+        reg,
+        float(model.resp_floor),
+        n_threads=n_threads,
+    )
+    _gaussian.check_explained(log_norm)
 
     step = state.step + 1
     eta = step_size(step, model.learning_offset, model.learning_decay)
