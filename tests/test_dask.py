@@ -304,3 +304,18 @@ def test_classifier_equals_in_memory(scheduler):
     )
     np.testing.assert_allclose(fitted.score_samples(Xd).compute(), memory.score_samples(X))
     assert fitted.score(Xd, y) == pytest.approx(memory.score(X, y))
+
+
+def test_diverse_starts_on_dask_find_stripes():
+    """init_params='diverse' on a Dask array: agglomerative and broad starts come from the
+    in-memory sample, k-means from the blocks; the most likely start wins, as in memory."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([np.c_[rng.normal(0, 6, 500), rng.normal(c, 0.3, 500)] for c in (-2, 0, 2)])
+    y = np.repeat([0, 1, 2], 500)
+    dX = da.from_array(X, chunks=(400, 2))
+    kmeans_only = GaussianMixture(3, init_params="kmeans", n_init=4, random_state=0).fit(dX)
+    diverse = GaussianMixture(3, n_init=4, random_state=0).fit(dX)
+    assert adjusted_rand_score(y, kmeans_only.predict(X)) < 0.6
+    assert adjusted_rand_score(y, diverse.predict(X)) > 0.99

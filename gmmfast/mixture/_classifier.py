@@ -159,7 +159,7 @@ class GMMClassifier(BaseEstimator):
         reg_covar: float = 1e-6,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "diverse",
         priors: Any = None,
         selection: str = "bic",
         validation_fraction: float = 0.2,

@@ -83,7 +83,7 @@ from ..utils import _progress
 from ..utils._estimator import check_is_fitted
 from ..utils._threads import effective_n_threads, single_threaded_blas
 from ..utils._validation import check_compute_dtype, check_random_state
-from . import _gaussian, _missing_em
+from . import _gaussian, _missing_em, _starts
 from ._kmeans import kmeans, kmeans_plusplus, nearest_centers
 from ._missing import _UNIT_ROWS, mask_units, split_observed
 from ._stats import SufficientStats, combine_all
@@ -93,6 +93,8 @@ SAMPLE_PER_COMPONENT = 100
 MIN_SAMPLE = 10_000
 #: Most full-data Lloyd passes after k-means on the sample.
 LLOYD_PASSES = 10
+#: Starts computed on the blocks; the other kinds of start use the in-memory sample.
+BLOCKWISE_STARTS = ("kmeans", "k-means++", "random", "random_from_data")
 #: Results merged by one task of the reduction tree.
 FAN_IN = 8
 
@@ -481,7 +483,7 @@ def fit(estimator: Any, X: Any, observed: Any, *, labels: bool) -> Any:
             estimator._print(1, f"Initialization {init}")
             start = time.perf_counter()
             if do_init:
-                _initialize(estimator, X, runner, survey, config, checked, random_state)
+                _initialize(estimator, X, runner, survey, config, checked, random_state, init)
             lower_bound = -np.inf if do_init else estimator.lower_bound_
             lower_bounds: list[float] = []
             last.update(completed=0, lower_bound=lower_bound, lower_bounds=lower_bounds)
@@ -558,16 +560,37 @@ def _initialize(
     config: _Config,
     checked: dict,
     random_state: np.random.RandomState,
+    init_index: int = 0,
 ) -> None:
-    """Initial parameters as :meth:`GaussianMixture._initialize`, without the data on the client."""
+    """Initial parameters as :meth:`GaussianMixture._initialize`, without the data on the client.
+
+    k-means, k-means++, random and random_from_data starts work on the
+    blocks as described in the module docstring; the other kinds of start
+    (agglomeration, broad seeds) are computed on the uniform sample of
+    ``max(100 K, 10,000)`` rows that k-means starts from.
+    """
     n_samples = survey.n_samples
     n_threads = estimator._n_threads()
     kind = config.covariance_type
     weights, means, prec_chol = checked["weights"], checked["means"], checked["prec_chol"]
     covariances = None
     if weights is None or means is None or prec_chol is None:
-        stats = _initial_statistics(estimator, X, runner, survey, config, random_state)
-        nk, fitted_means, covariances = stats.parameters(config.reg_covar, overwrite=True)
+        start = _starts.start_kind(estimator.init_params, init_index)
+        if start in BLOCKWISE_STARTS:
+            stats = _initial_statistics(estimator, X, runner, survey, config, random_state, start)
+            nk, fitted_means, covariances = stats.parameters(config.reg_covar, overwrite=True)
+        else:
+            sample = _initial_sample(estimator, X, runner, survey, config, random_state)
+            nk, fitted_means, covariances = _starts.initial_parameters(
+                sample,
+                start,
+                int(estimator.n_components),
+                kind,
+                config.reg_covar,
+                random_state,
+                n_threads=n_threads,
+            )
+            nk = nk * (n_samples / len(sample))
         weights = nk / n_samples if weights is None else weights
         means = fitted_means if means is None else means
     if prec_chol is None:
@@ -586,14 +609,14 @@ def _initial_statistics(
     survey: _Survey,
     config: _Config,
     random_state: np.random.RandomState,
+    init: str,
 ) -> SufficientStats:
-    """Sufficient statistics of ``init_params``'s initial responsibilities."""
+    """Sufficient statistics of the initial responsibilities of start ``init``."""
     n_samples = survey.n_samples
     K = int(estimator.n_components)
     n_threads = estimator._n_threads()
     kind = config.covariance_type
     column_means = survey.means
-    init = estimator.init_params
 
     def fill(rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.float64)
@@ -616,9 +639,7 @@ def _initial_statistics(
         task = dask.delayed(_random_block)
         leaves = [task(b, int(s), K, config, column_means) for b, s in zip(_blocks(X), seeds)]
         return runner.compute(_tree(leaves, _merge_results))[0]
-    size = min(n_samples, max(SAMPLE_PER_COMPONENT * K, MIN_SAMPLE))
-    indices = np.sort(random_state.choice(n_samples, size=size, replace=False))
-    sample = np.ascontiguousarray(fill(runner.compute(X[indices])), dtype=config.dtype)
+    sample = _initial_sample(estimator, X, runner, survey, config, random_state)
     if init == "k-means++":
         centers, _ = kmeans_plusplus(sample, K, random_state, n_threads=n_threads)
         return seeds_only(centers)
@@ -636,6 +657,23 @@ def _initial_statistics(
         if shift <= threshold:
             break
     return stats
+
+
+def _initial_sample(
+    estimator: Any,
+    X: Any,
+    runner: _Runner,
+    survey: _Survey,
+    config: _Config,
+    random_state: np.random.RandomState,
+) -> np.ndarray:
+    """A uniform sample of ``max(100 K, 10,000)`` rows on the client, NaN filled with column means."""
+    n_samples = survey.n_samples
+    size = min(n_samples, max(SAMPLE_PER_COMPONENT * int(estimator.n_components), MIN_SAMPLE))
+    indices = np.sort(random_state.choice(n_samples, size=size, replace=False))
+    rows = np.asarray(runner.compute(X[indices]), dtype=np.float64)
+    rows = np.where(np.isnan(rows), survey.means, rows)
+    return np.ascontiguousarray(rows, dtype=config.dtype)
 
 
 # ------------------------------------------------------------------ classifier

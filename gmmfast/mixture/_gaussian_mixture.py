@@ -21,11 +21,10 @@ from ..utils._validation import (
     check_random_state,
     check_scalar,
 )
-from . import _dask, _gaussian, _missing_em, _online
-from ._kmeans import kmeans, kmeans_plusplus
+from . import _dask, _gaussian, _missing_em, _online, _starts
 from ._missing import conditional_samples, has_nan, missing_log_prob, split_observed
 
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_PARAMS = ("diverse", "kmeans", "agglomerative", "k-means++", "random", "random_from_data")
 
 
 class GaussianMixture(BaseEstimator):
@@ -51,9 +50,17 @@ class GaussianMixture(BaseEstimator):
         EM iterations per initialisation.
     n_init : int, default=1
         Initialisations to try; the one with the best lower bound is kept.
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-        Initial responsibilities: gmmfast's own k-means (k-means++ seeding
-        then Lloyd iterations), k-means++ seeds alone, random
+    init_params : {'diverse', 'kmeans', 'agglomerative', 'k-means++', 'random', 'random_from_data'}, default='diverse'
+        How each initialisation starts. 'diverse' rotates through several
+        kinds of start over the ``n_init`` initialisations: k-means, then
+        model-based agglomeration of k-means micro-clusters (mclust's
+        start, which finds elongated clusters k-means cuts across), then
+        k-means++ seeds and random samples each carrying the data's
+        covariance; the most likely result is kept. Its first start is
+        k-means, so with ``n_init=1`` it fits exactly as 'kmeans' (and as
+        scikit-learn's default). The others are single kinds: gmmfast's own
+        k-means (k-means++ seeding then Lloyd iterations), the
+        agglomeration alone, k-means++ seeds alone, random
         responsibilities, or random samples as centres.
     weights_init : array of shape (n_components,), optional
     means_init : array of shape (n_components, n_features), optional
@@ -159,7 +166,7 @@ class GaussianMixture(BaseEstimator):
         reg_covar: float = 1e-6,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "diverse",
         weights_init: Any = None,
         means_init: Any = None,
         precisions_init: Any = None,
@@ -356,15 +363,21 @@ class GaussianMixture(BaseEstimator):
         X: np.ndarray,
         random_state: np.random.RandomState,
         checked: dict[str, np.ndarray | None],
+        init_index: int = 0,
     ) -> None:
         """Initial parameters: the checked ``*_init`` arrays where given, the
-        M-step of ``init_params``'s responsibilities for the rest."""
+        start of ``init_params`` (of initialisation ``init_index``) for the rest."""
         n_samples = len(X)
         weights, means, prec_chol = checked["weights"], checked["means"], checked["prec_chol"]
         if weights is None or means is None or prec_chol is None:
-            resp = self._initial_resp(X, random_state)
-            nk, fitted_means, covariances = _gaussian.estimate_gaussian_parameters(
-                X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
+            nk, fitted_means, covariances = _starts.initial_parameters(
+                X,
+                _starts.start_kind(self.init_params, init_index),
+                int(self.n_components),
+                self.covariance_type,
+                float(self.reg_covar),
+                random_state,
+                n_threads=self._n_threads(),
             )
             weights = nk / n_samples if weights is None else weights
             means = fitted_means if means is None else means
@@ -382,26 +395,6 @@ class GaussianMixture(BaseEstimator):
         # Copies: the checked arrays serve every initialisation of n_init.
         self.weights_, self.means_ = weights.copy(), means.copy()
         self.covariances_, self.precisions_cholesky_ = covariances, prec_chol.copy()
-
-    def _initial_resp(self, X: np.ndarray, random_state: np.random.RandomState) -> np.ndarray:
-        n_samples, K = len(X), int(self.n_components)
-        n_threads = self._n_threads()
-        if self.init_params == "kmeans":
-            labels, _ = kmeans(X, K, random_state, n_threads=n_threads)
-            resp = np.zeros((n_samples, K))
-            resp[np.arange(n_samples), labels] = 1.0
-        elif self.init_params == "k-means++":
-            _, indices = kmeans_plusplus(X, K, random_state, n_threads=n_threads)
-            resp = np.zeros((n_samples, K))
-            resp[indices, np.arange(K)] = 1.0
-        elif self.init_params == "random":
-            resp = random_state.uniform(size=(n_samples, K))
-            resp /= resp.sum(axis=1, keepdims=True)
-        else:  # random_from_data
-            indices = random_state.choice(n_samples, size=K, replace=False)
-            resp = np.zeros((n_samples, K))
-            resp[indices, np.arange(K)] = 1.0
-        return resp
 
     def _get_parameters(self) -> tuple[np.ndarray, ...]:
         return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
@@ -550,7 +543,7 @@ class GaussianMixture(BaseEstimator):
                 self._print(1, f"Initialization {init}")
                 start = time.perf_counter()
                 if do_init:
-                    self._initialize(init_X, random_state, checked)
+                    self._initialize(init_X, random_state, checked, init)
                 lower_bound = -np.inf if do_init else self.lower_bound_
                 lower_bounds: list[float] = []
                 last.update(completed=0, lower_bound=lower_bound, lower_bounds=lower_bounds)

@@ -13,6 +13,10 @@ Needs PyTorch (``pip install 'gmmfast[vae]'``); ``import gmmfast`` does not.
   space, trained jointly (Jiang et al., 2017) from a pretrained
   :class:`ConvVAE` and a diagonal :class:`~gmmfast.GaussianMixture` fitted on
   its latents; clusters by ``argmax_c q(c | x)``.
+* :class:`DeepClustering` -- clustering on a CPU: a dense autoencoder
+  (DEC/VaDE/N2D's 784-500-500-2000-10 network, seconds per epoch), UMAP
+  (the ``umap`` extra) and a :class:`~gmmfast.GaussianMixture`; nothing in
+  it looks at labels.
 * :func:`cluster_mapping`, :func:`clustering_scores`,
   :func:`classification_scores` -- re-exported from :mod:`gmmfast.metrics`,
   where these general clustering scores live.
@@ -23,7 +27,7 @@ history), read back with ``torch.load(..., weights_only=True)``: nothing is
 ever unpickled beyond tensors and builtin containers.
 
 Layout: ``_nets`` (torch modules and losses), ``_engine`` (the training loop
-shared by both models), ``_conv_vae``, ``_vade``, ``_model_files``, ``_plots``
+shared by the models), ``_conv_vae``, ``_vade``, ``_deep_clustering``, ``_model_files``, ``_plots``
 (latent-space figures). May import :mod:`gmmfast.mixture`,
 :mod:`gmmfast.metrics` and :mod:`gmmfast.utils`; never :mod:`gmmfast.image`
 or :mod:`gmmfast.cli`.
@@ -41,11 +45,13 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
 
 from ..metrics import classification_scores, cluster_mapping, clustering_scores
 from ._conv_vae import ConvVAE
+from ._deep_clustering import DeepClustering
 from ._engine import check_images
 from ._vade import VaDE
 
 __all__ = [
     "ConvVAE",
+    "DeepClustering",
     "VaDE",
     "check_images",
     "classification_scores",

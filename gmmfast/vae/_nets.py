@@ -210,3 +210,39 @@ def add_noise(x: torch.Tensor, noise: float) -> torch.Tensor:
     """The encoder's input: Gaussian noise of standard deviation ``noise``
     added, clipped to [0, 1] (the target stays the clean image)."""
     return (x + noise * torch.randn_like(x)).clamp(0.0, 1.0) if noise > 0 else x
+
+
+class MLPAutoencoder(nn.Module):
+    """A dense autoencoder (DEC / VaDE / N2D's 784-500-500-2000-10 shape by default).
+
+    ReLU between layers; the embedding and the reconstruction are linear
+    (the loss is the squared error on pixels). Takes (n, 1, H, W) or (n, H * W)
+    images.
+    """
+
+    def __init__(self, n_pixels: int, hidden: Sequence[int], embedding_size: int) -> None:
+        super().__init__()
+        sizes = [int(n_pixels), *[int(h) for h in hidden], int(embedding_size)]
+        self.encoder = _dense_stack(sizes)
+        self.decoder = _dense_stack(sizes[::-1])
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encode(x))
+
+
+def _dense_stack(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers through ``sizes`` with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def squared_error(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over pixels, per image (n,)."""
+    return (reconstruction - target.flatten(1)).pow(2).sum(1)

@@ -1,0 +1,195 @@
+"""Model-based agglomeration of k-means micro-clusters: a start for EM that finds elongated clusters.
+
+mclust starts EM from a model-based hierarchical clustering (Banfield and
+Raftery, 1993; Fraley, 1998): begin with tiny groups and repeatedly merge
+the pair whose union loses the least classification likelihood under a
+Gaussian model, i.e. the smallest increase of
+``n log det(S)`` (``S`` the group's maximum-likelihood covariance). Unlike
+k-means (Ward's criterion, which only knows round groups), this criterion
+happily chains small groups along a thin, long cluster.
+
+Here the tiny groups are k-means micro-clusters (``10 * K`` of them, at
+least ``2 * K + D``, at most 2,000 unless K is larger), which keeps the merging at O(M^2) small determinants
+whatever the number of samples. A micro-cluster with few points has a
+singular covariance, so every ``S`` gets a ridge of 1% of the data's
+variance shrunk to the size of one micro-cluster (a weak prior, as mclust's
+conjugate prior does). Beyond :data:`FULL_CRITERION_MAX_FEATURES` features
+the criterion uses diagonal covariances (O(D) per pair instead of O(D^3)).
+
+The merges reuse the centred statistics' exact union
+(:meth:`SufficientStats.combine`'s Chan-Golub-LeVeque formula).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kmeans import kmeans
+
+#: Micro-clusters per component.
+MICRO_CLUSTERS_PER_COMPONENT = 10
+#: At most this many micro-clusters (the pairwise cost matrix is M x M).
+MAX_MICRO_CLUSTERS = 2000
+#: Above this many features the merge criterion uses diagonal covariances.
+FULL_CRITERION_MAX_FEATURES = 64
+#: The ridge: this fraction of the data's variance at one micro-cluster's scale.
+RIDGE_FRACTION = 1e-2
+
+
+def agglomerative_labels(
+    X: np.ndarray,
+    n_components: int,
+    covariance_type: str,
+    random_state: np.random.RandomState,
+    *,
+    n_threads: int,
+) -> np.ndarray:
+    """Labels in ``range(n_components)`` from merging k-means micro-clusters.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    n_components : int
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+        'full' and 'tied' merge by ``log det`` of full covariances (diagonal
+        beyond :data:`FULL_CRITERION_MAX_FEATURES` features), 'diag' by the
+        diagonal, 'spherical' by the mean variance.
+    random_state : RandomState
+        Seeds the micro-clusters' k-means.
+    n_threads : int
+    """
+    n_samples, n_features = X.shape
+    K = int(n_components)
+    wanted = max(MICRO_CLUSTERS_PER_COMPONENT * K, 2 * K + n_features)
+    n_micro = min(n_samples, max(min(wanted, MAX_MICRO_CLUSTERS), K))
+    micro, _ = kmeans(X, n_micro, random_state, n_threads=n_threads)
+    shape = covariance_type
+    if covariance_type in ("full", "tied") and n_features > FULL_CRITERION_MAX_FEATURES:
+        shape = "diag"
+    if shape == "tied":
+        shape = "full"
+    counts, means, scatter = _micro_statistics(X, micro, n_micro, shape)
+    occupied = counts > 0  # k-means may leave a centre without samples
+    counts, means, scatter = counts[occupied], means[occupied], scatter[occupied]
+    relabel = np.full(n_micro, -1)
+    relabel[occupied] = np.arange(occupied.sum())
+    variance = np.var(X, axis=0)
+    ridge = RIDGE_FRACTION * variance / max(len(counts), 1) ** (2.0 / n_features)
+    groups = _merge(counts, means, scatter, shape, ridge, K)
+    return groups[relabel[micro]]
+
+
+def _micro_statistics(
+    X: np.ndarray, labels: np.ndarray, n_groups: int, shape: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts, means and centred scatter (D x D for 'full', D otherwise) per group."""
+    X = np.asarray(X, dtype=np.float64)
+    counts = np.bincount(labels, minlength=n_groups).astype(np.float64)
+    sums = np.zeros((n_groups, X.shape[1]))
+    np.add.at(sums, labels, X)
+    means = sums / np.maximum(counts, 1.0)[:, None]
+    centred = X - means[labels]
+    if shape == "full":
+        scatter = np.zeros((n_groups, X.shape[1], X.shape[1]))
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(n_groups + 1))
+        for g in range(n_groups):
+            rows = centred[order[bounds[g] : bounds[g + 1]]]
+            scatter[g] = rows.T @ rows
+    else:
+        scatter = np.zeros((n_groups, X.shape[1]))
+        np.add.at(scatter, labels, centred**2)
+    return counts, means, scatter
+
+
+def _cost(counts: np.ndarray, scatter: np.ndarray, shape: str, ridge: np.ndarray) -> np.ndarray:
+    """``n log det(S + ridge)`` of groups (vectorised over the first axis)."""
+    n = counts.reshape(-1)
+    if shape == "full":
+        cov = scatter / n[:, None, None]
+        cov = cov + np.diag(ridge)
+        return n * np.linalg.slogdet(cov)[1]
+    var = scatter / n[:, None] + ridge
+    if shape == "spherical":
+        return n * var.shape[1] * np.log(var.mean(axis=1))
+    return n * np.log(var).sum(axis=1)
+
+
+def _union(
+    na: float,
+    ma: np.ndarray,
+    sa: np.ndarray,
+    nb: np.ndarray,
+    mb: np.ndarray,
+    sb: np.ndarray,
+    shape: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact statistics of group a joined with each group b (centred pieces)."""
+    n = na + nb
+    delta = mb - ma
+    mean = ma + delta * (nb / n)[:, None]
+    factor = na * nb / n
+    if shape == "full":
+        scatter = sa + sb + factor[:, None, None] * delta[:, :, None] * delta[:, None, :]
+    else:
+        scatter = sa + sb + factor[:, None] * delta**2
+    return n, mean, scatter
+
+
+def _merge(
+    counts: np.ndarray,
+    means: np.ndarray,
+    scatter: np.ndarray,
+    shape: str,
+    ridge: np.ndarray,
+    n_components: int,
+) -> np.ndarray:
+    """Greedy model-based agglomeration to ``n_components`` groups; the group of each input."""
+    M = len(counts)
+    alone = _cost(counts, scatter, shape, ridge)
+    # delta[a, b] for a < b: the cost of merging a and b; inf elsewhere and for merged-away groups.
+    delta = np.full((M, M), np.inf)
+    for a in range(M - 1):
+        delta[a, a + 1 :] = _merge_costs(
+            a, np.arange(a + 1, M), counts, means, scatter, alone, shape, ridge
+        )
+    owner = np.arange(M)  # the surviving group each input now belongs to
+    alive = np.ones(M, dtype=bool)
+    for _ in range(M - min(n_components, M)):
+        a, b = np.unravel_index(np.argmin(delta), delta.shape)
+        n, mean, joined = _union(
+            counts[a], means[a], scatter[a], counts[[b]], means[[b]], scatter[[b]], shape
+        )
+        counts[a], means[a], scatter[a] = n[0], mean[0], joined[0]
+        alone[a] = _cost(counts[a : a + 1], scatter[a : a + 1], shape, ridge)[0]
+        alive[b] = False
+        owner[owner == b] = a
+        delta[b, :] = np.inf
+        delta[:, b] = np.inf
+        others = np.flatnonzero(alive)
+        others = others[others != a]
+        if len(others):
+            costs = _merge_costs(a, others, counts, means, scatter, alone, shape, ridge)
+            lower, upper = others < a, others > a
+            delta[others[lower], a] = costs[lower]
+            delta[a, others[upper]] = costs[upper]
+    survivors = np.flatnonzero(alive)
+    index = np.full(M, -1)
+    index[survivors] = np.arange(len(survivors))
+    return index[owner]
+
+
+def _merge_costs(
+    a: int,
+    others: np.ndarray,
+    counts: np.ndarray,
+    means: np.ndarray,
+    scatter: np.ndarray,
+    alone: np.ndarray,
+    shape: str,
+    ridge: np.ndarray,
+) -> np.ndarray:
+    n, _, joined = _union(
+        counts[a], means[a], scatter[a], counts[others], means[others], scatter[others], shape
+    )
+    return _cost(n, joined, shape, ridge) - alone[a] - alone[others]
