@@ -31,6 +31,7 @@ _PUBLIC = {
     "GMMClassifier": "gmmfast.mixture",
     "ShiftInvariantClassifier": "gmmfast.mixture",
     "PatchDenoiser": "gmmfast.image",
+    "select_mixture": "gmmfast.mixture",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
@@ -48,6 +49,7 @@ _SUBMODULES = (
     "mixture",
     "patches",
     "shifts",
+    "synthetic",
     "utils",
     "vae",
 )

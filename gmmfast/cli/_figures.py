@@ -89,3 +89,56 @@ def figure_lines(
         plt.close(fig)
     print(f"wrote {path}")
     return True
+
+
+def figure_clusters(path, settings: Sequence[dict]) -> bool:
+    """Per setting a column: k-means' labels, the mixture's soft assignment with its
+    components' 2-sigma ellipses, and BIC against K. ``settings``: dicts with ``name``,
+    ``X``, ``kmeans_labels``, ``kmeans_ari``, ``resp``, ``means``, ``covariances`` (K x 2 x 2),
+    ``gmm_ari`` and ``bic`` ({K: BIC})."""
+    plt = pyplot(required=False)
+    if plt is None:
+        print(f"no figure: matplotlib is not installed ({PLOT_HINT})")
+        return False
+    from matplotlib.patches import Ellipse
+
+    palette = np.array([[0.12, 0.47, 0.71], [1.0, 0.5, 0.05], [0.17, 0.63, 0.17]])
+    fig, axes = plt.subplots(3, len(settings), figsize=(4.2 * len(settings), 10.5), squeeze=False)
+    for col, s in enumerate(settings):
+        X = s["X"]
+        ax = axes[0, col]
+        ax.scatter(X[:, 0], X[:, 1], s=3, c=palette[s["kmeans_labels"] % len(palette)])
+        ax.set_title(f"{s['name']}: k-means, ARI {s['kmeans_ari']:.2f}", fontsize=9)
+        ax = axes[1, col]
+        # Colour = responsibilities mixing the components' colours: overlap shows as blends.
+        colours = np.clip(s["resp"][:, : len(palette)] @ palette[: s["resp"].shape[1]], 0, 1)
+        ax.scatter(X[:, 0], X[:, 1], s=3, c=colours)
+        for mean, cov in zip(s["means"], s["covariances"]):
+            values, vectors = np.linalg.eigh(cov)
+            angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+            width, height = 2 * 2 * np.sqrt(values[::-1])  # 2 standard deviations each way
+            ax.add_patch(
+                Ellipse(mean, width, height, angle=angle, fill=False, color="black", linewidth=1.2)
+            )
+        ax.set_title(f"full-covariance mixture, ARI {s['gmm_ari']:.2f}", fontsize=9)
+        for ax in axes[:2, col]:
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax = axes[2, col]
+        ks = sorted(s["bic"])
+        ax.plot(ks, [s["bic"][k] for k in ks], marker="o", markersize=3)
+        best = min(ks, key=s["bic"].get)
+        ax.axvline(best, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("number of components K")
+        ax.set_ylabel("BIC (lower is better)")
+        ax.set_title(f"BIC chooses K = {best}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    try:
+        savefig_atomic(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
+    print(f"wrote {path}")
+    return True

@@ -9,10 +9,18 @@ centres' counts and sums in the same sweep.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .._kernels import _kmeans, check_status
-from ..utils._threads import chunk_size_for, single_threaded_blas, threads_for_work
+from ..utils._threads import (
+    chunk_size_for,
+    effective_n_threads,
+    single_threaded_blas,
+    threads_for_work,
+)
+from ..utils._validation import check_array, check_random_state, check_scalar
 
 
 def _centers_for(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,3 +163,49 @@ def kmeans(
             break
     labels = nearest_centers(X, centers, n_threads=n_threads)[0]
     return labels.astype(np.intp), centers
+
+
+def k_means(
+    X: Any,
+    n_clusters: int,
+    *,
+    random_state: Any = None,
+    n_threads: int | None = None,
+    max_iter: int = 300,
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means clustering (k-means++ seeding, then Lloyd's algorithm) on gmmfast's kernels.
+
+    The k-means that starts :class:`GaussianMixture`, for comparisons and
+    quick clusterings: round clusters split half-way between centres.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Complete samples (float32 stays float32).
+    n_clusters : int
+    random_state : int, RandomState, Generator or None, default=None
+    n_threads : int or None, default=None
+        OpenMP threads (None: all cores, sized to the work).
+    max_iter : int, default=300
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,)
+    centers : ndarray of shape (n_clusters, n_features), float64
+
+    Raises
+    ------
+    ValueError
+        Bad ``X`` (NaN, not 2-d, fewer samples than clusters) or parameters.
+    """
+    check_scalar(n_clusters, "n_clusters", (int, np.integer), min_value=1)
+    check_scalar(max_iter, "max_iter", (int, np.integer), min_value=1)
+    dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
+    X = check_array(X, dtype=dtype, min_samples=int(n_clusters))
+    return kmeans(
+        X,
+        int(n_clusters),
+        check_random_state(random_state),
+        n_threads=effective_n_threads(n_threads),
+        max_iter=int(max_iter),
+    )

@@ -308,11 +308,13 @@ class DeepClustering(_TorchEstimator):
 
     def predict(self, images: Any) -> np.ndarray:
         """Cluster of new images (UMAP places them next to their training neighbours)."""
-        return self.mixture_.predict(self.transform(images))
+        codes = self.transform(images)
+        return self.mixture_.predict(codes)
 
     def predict_proba(self, images: Any) -> np.ndarray:
         """Responsibilities of the clusters for new images."""
-        return self.mixture_.predict_proba(self.transform(images))
+        codes = self.transform(images)
+        return self.mixture_.predict_proba(codes)
 
 
 def _import_umap():
