@@ -4,7 +4,8 @@ Clusters are matched to labels with the Hungarian algorithm
 (:func:`scipy.optimize.linear_sum_assignment`) on the contingency table;
 normalised mutual information (arithmetic mean of the entropies, as
 scikit-learn's default) and the adjusted Rand index are computed from the
-same table.
+same table. Without labels, :func:`mixture_scores` scores a fitted
+mixture by BIC, AIC and (held-out) log-likelihood.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["classification_scores", "cluster_mapping", "clustering_scores", "contingency"]
+__all__ = [
+    "classification_scores",
+    "cluster_mapping",
+    "clustering_scores",
+    "contingency",
+    "mixture_scores",
+]
 
 
 def _labels(values: Any, name: str) -> np.ndarray:
@@ -165,3 +172,33 @@ def classification_scores(y_true: Any, y_pred: Any) -> dict[str, float]:
         "recall": float(np.mean(recall)),
         "f1": float(np.mean(f1)),
     }
+
+
+def mixture_scores(model: Any, X: Any, X_heldout: Any = None) -> dict[str, float]:
+    """Label-free scores of a fitted mixture: how well it explains the data.
+
+    Parameters
+    ----------
+    model : fitted GaussianMixture (or any estimator with ``bic``, ``aic``,
+        ``score`` and ``_n_parameters``)
+    X : array-like of shape (n_samples, n_features)
+        The data it was fitted on (BIC and AIC are defined there).
+    X_heldout : array-like, optional
+        Samples kept out of the fit.
+
+    Returns
+    -------
+    dict
+        ``bic`` and ``aic`` (lower is better), ``log_likelihood`` (mean per
+        sample on ``X``), ``n_parameters``, and ``heldout_log_likelihood``
+        (mean per sample on ``X_heldout``, higher is better) when given.
+    """
+    scores = {
+        "bic": float(model.bic(X)),
+        "aic": float(model.aic(X)),
+        "log_likelihood": float(model.score(X)),
+        "n_parameters": int(model._n_parameters()),
+    }
+    if X_heldout is not None:
+        scores["heldout_log_likelihood"] = float(model.score(X_heldout))
+    return scores

@@ -151,3 +151,17 @@ def test_example_script_runs(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "stripes" in out.stdout and "BIC chooses K = 3" in out.stdout
+
+
+def test_mixture_scores_without_labels():
+    from gmmfast.metrics import mixture_scores
+
+    X, _ = make_noncircular("anisotropic", 600, random_state=0)
+    model = GaussianMixture(3, random_state=0).fit(X[:500])
+    scores = mixture_scores(model, X[:500], X[500:])
+    assert scores["bic"] == pytest.approx(model.bic(X[:500]))
+    assert scores["aic"] == pytest.approx(model.aic(X[:500]))
+    assert scores["log_likelihood"] == pytest.approx(model.score(X[:500]))
+    assert scores["heldout_log_likelihood"] == pytest.approx(model.score(X[500:]))
+    assert scores["n_parameters"] == 3 * (2 + 3) + 2
+    assert "heldout_log_likelihood" not in mixture_scores(model, X[:500])

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import mixture_scores
 from ..utils import _progress
 from ..utils._validation import check_random_state, check_scalar
 from ._gaussian_mixture import GaussianMixture
@@ -181,15 +182,10 @@ def select_mixture(
             row = {
                 "n_components": k,
                 "covariance_type": kind,
-                "bic": float(model.bic(train)),
-                "aic": float(model.aic(train)),
-                "log_likelihood": float(model.score(train)),
-                "n_parameters": int(model._n_parameters()),
+                **mixture_scores(model, train, val),
                 "converged": bool(model.converged_),
                 "n_iter": int(model.n_iter_),
             }
-            if val is not None:
-                row["heldout_log_likelihood"] = float(model.score(val))
             row["seconds"] = time.perf_counter() - start
             results.append(row)
             fitted[(k, kind)] = model
