@@ -227,6 +227,7 @@ def test_ctrl_c_during_a_refit_is_a_keyboard_interrupt(stage, monkeypatch):
     """Interrupted before the first EM iteration of a second fit: KeyboardInterrupt
     (once an UnboundLocalError from the handler), the model left as the first fit made it."""
     import gmmfast.mixture._gaussian_mixture as module
+    import gmmfast.mixture._starts as starts
 
     X = np.random.RandomState(0).standard_normal((300, 4))
     gm = GaussianMixture(3, random_state=0).fit(X)
@@ -236,7 +237,7 @@ def test_ctrl_c_during_a_refit_is_a_keyboard_interrupt(stage, monkeypatch):
         raise KeyboardInterrupt
 
     if stage == "kmeans":
-        monkeypatch.setattr(module, "kmeans", interrupt)
+        monkeypatch.setattr(starts, "kmeans", interrupt)  # the k-means start
     else:
         monkeypatch.setattr(module._gaussian, "precision_cholesky_from_covariances", interrupt)
     with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
