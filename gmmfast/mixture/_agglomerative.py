@@ -8,7 +8,8 @@ Gaussian model, i.e. the smallest increase of
 k-means (Ward's criterion, which only knows round groups), this criterion
 happily chains small groups along a thin, long cluster.
 
-Here the tiny groups are k-means micro-clusters (``10 * K`` of them, at
+Here the tiny groups are k-means micro-clusters (centres from a few Lloyd
+passes on a sample, every sample then assigned to its nearest) (``10 * K`` of them, at
 least ``2 * K + D``, at most 2,000 unless K is larger), which keeps the merging at O(M^2) small determinants
 whatever the number of samples. A micro-cluster with few points has a
 singular covariance, so every ``S`` gets a ridge of 1% of the data's
@@ -24,10 +25,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kmeans import kmeans
+from ._kmeans import kmeans, nearest_centers
 
 #: Micro-clusters per component.
 MICRO_CLUSTERS_PER_COMPONENT = 10
+#: The micro-clusters' k-means: a sample of this many rows per micro-cluster (at least
+#: MIN_MICRO_SAMPLE), and this many Lloyd passes.
+MICRO_SAMPLE_PER_CLUSTER = 50
+MIN_MICRO_SAMPLE = 10_000
+MICRO_LLOYD_ITERATIONS = 10
 #: At most this many micro-clusters (the pairwise cost matrix is M x M).
 MAX_MICRO_CLUSTERS = 2000
 #: Above this many features the merge criterion uses diagonal covariances.
@@ -62,7 +68,7 @@ def agglomerative_labels(
     K = int(n_components)
     wanted = max(MICRO_CLUSTERS_PER_COMPONENT * K, 2 * K + n_features)
     n_micro = min(n_samples, max(min(wanted, MAX_MICRO_CLUSTERS), K))
-    micro, _ = kmeans(X, n_micro, random_state, n_threads=n_threads)
+    micro = _micro_clusters(X, n_micro, random_state, n_threads=n_threads)
     shape = covariance_type
     if covariance_type in ("full", "tied") and n_features > FULL_CRITERION_MAX_FEATURES:
         shape = "diag"
@@ -77,6 +83,29 @@ def agglomerative_labels(
     ridge = RIDGE_FRACTION * variance / max(len(counts), 1) ** (2.0 / n_features)
     groups = _merge(counts, means, scatter, shape, ridge, K)
     return groups[relabel[micro]]
+
+
+def _micro_clusters(
+    X: np.ndarray, n_micro: int, random_state: np.random.RandomState, *, n_threads: int
+) -> np.ndarray:
+    """Labels of small local groups: k-means centres from a sample, every sample to its nearest.
+
+    The groups need to be small and local, not a converged k-means: so the
+    centres come from a few Lloyd passes on a sample of at most
+    ``max(MICRO_SAMPLE_PER_CLUSTER * n_micro, MIN_MICRO_SAMPLE)`` rows, and
+    all samples are then assigned in one pass.
+    """
+    size = min(len(X), max(MICRO_SAMPLE_PER_CLUSTER * n_micro, MIN_MICRO_SAMPLE))
+    sample = X
+    if size < len(X):
+        sample = X[np.sort(random_state.choice(len(X), size=size, replace=False))]
+    labels, centers = kmeans(
+        sample, n_micro, random_state, n_threads=n_threads, max_iter=MICRO_LLOYD_ITERATIONS
+    )
+    if sample is X:
+        return labels
+    labels, _, _, _ = nearest_centers(X, centers, n_threads=n_threads)
+    return labels.astype(np.intp)
 
 
 def _micro_statistics(
