@@ -127,3 +127,17 @@ def test_diverse_input_not_modified_and_reproducible():
 def test_unknown_init_params_named():
     with pytest.raises(ValueError, match="init_params"):
         GaussianMixture(init_params="whitened").fit(np.zeros((10, 2)) + np.arange(10)[:, None])
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_agglomerative_with_a_constant_feature_and_identical_points(covariance_type):
+    """Zero variance (a constant feature, or all points equal) merges finitely."""
+    X, y = stripes(0, n=100)
+    X = np.c_[X, np.full(len(X), 3.0)]
+    labels = agglomerative_labels(X, 3, covariance_type, np.random.RandomState(0), n_threads=1)
+    assert set(np.unique(labels)) == {0, 1, 2}
+    same = np.ones((50, 2))
+    labels = agglomerative_labels(same, 2, covariance_type, np.random.RandomState(0), n_threads=1)
+    assert labels.shape == (50,) and set(np.unique(labels)) <= {0, 1}
+    model = GaussianMixture(3, covariance_type=covariance_type, n_init=2, random_state=0).fit(X)
+    assert np.isfinite(model.lower_bound_)

@@ -79,7 +79,9 @@ def agglomerative_labels(
     counts, means, scatter = counts[occupied], means[occupied], scatter[occupied]
     relabel = np.full(n_micro, -1)
     relabel[occupied] = np.arange(occupied.sum())
-    variance = np.var(X, axis=0)
+    variance = np.var(X, axis=0, dtype=np.float64)
+    # Constant features would give log(0): they get a floor far below any real spread.
+    variance = np.maximum(variance, 1e-12 * max(float(variance.max()), np.finfo(np.float64).tiny))
     ridge = RIDGE_FRACTION * variance / max(len(counts), 1) ** (2.0 / n_features)
     groups = _merge(counts, means, scatter, shape, ridge, K)
     return groups[relabel[micro]]
