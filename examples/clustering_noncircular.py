@@ -34,7 +34,7 @@ def main() -> None:
         # n_init=5 with the default init_params='diverse': k-means, agglomerative and broad
         # starts, the most likely kept (five k-means starts would all cut the stripes).
         gmm = GaussianMixture(3, n_init=5, random_state=args.seed).fit(X)
-        km_labels, _ = k_means(X, 3, random_state=args.seed)
+        _, km_labels, _ = k_means(X, 3, random_state=args.seed)
         selection = select_mixture(X, range(1, 7), n_init=5, random_state=args.seed)
         gmm_ari = clustering_scores(y, gmm.predict(X))["ari"]
         km_ari = clustering_scores(y, km_labels)["ari"]

@@ -86,20 +86,30 @@ def make_noncircular(
         raise ValueError(f"n_samples must be an int; got {n_samples!r}.")
     if n_samples < len(centers):
         raise ValueError(f"n_samples must be at least {len(centers)}; got {n_samples}.")
-    rng = (
-        random_state
-        if isinstance(random_state, np.random.Generator)
-        else np.random.default_rng(
-            random_state.randint(2**31 - 1)
-            if isinstance(random_state, np.random.RandomState)
-            else random_state
-        )
-    )
+    rng = _generator(random_state)
     shares = np.asarray(setting["shares"], dtype=np.float64)
     counts = np.floor(shares * n_samples).astype(int)
     counts[: n_samples - counts.sum()] += 1  # the remainder, one each from the first cluster
+    while (counts == 0).any():  # tiny n: every cluster keeps a point, taken from the largest
+        counts[np.argmax(counts)] -= 1
+        counts[np.argmin(counts)] += 1
     std = np.asarray(setting["std"], dtype=np.float64)
     X = np.vstack([c + s * rng.standard_normal((n, 2)) for c, s, n in zip(centers, std, counts)])
     X = X @ np.asarray(setting["transform"], dtype=np.float64).T
     y = np.repeat(np.arange(len(centers)), counts)
     return X, y
+
+
+def _generator(random_state: Any) -> np.random.Generator:
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31 - 1))
+    if random_state is None or (
+        isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)
+    ):
+        return np.random.default_rng(random_state)
+    raise ValueError(
+        "random_state must be None, an int, a numpy Generator or RandomState; "
+        f"got {random_state!r}."
+    )

@@ -42,6 +42,8 @@ def test_make_noncircular_shapes_counts_and_reproducibility():
     X, y = make_noncircular("unequal", 1001, random_state=5)
     assert X.shape == (1001, 2) and y.shape == (1001,)
     assert np.bincount(y).tolist() == [801, 100, 100]
+    _, tiny = make_noncircular("unequal", 3, random_state=0)
+    assert np.bincount(tiny).tolist() == [1, 1, 1]  # never an empty cluster
     X2, _ = make_noncircular("unequal", 1001, random_state=5)
     np.testing.assert_array_equal(X, X2)
     X3, _ = make_noncircular("unequal", 1001, random_state=np.random.default_rng(5))
@@ -54,6 +56,7 @@ def test_make_noncircular_shapes_counts_and_reproducibility():
         (dict(kind="round"), "kind must be one of"),
         (dict(kind="stripes", n_samples=2), "at least 3"),
         (dict(kind="stripes", n_samples=10.5), "n_samples must be an int"),
+        (dict(kind="stripes", random_state="x"), "random_state must be"),
     ],
 )
 def test_make_noncircular_bad_input(kwargs, message):
@@ -122,12 +125,17 @@ def test_public_k_means():
     from gmmfast.mixture import k_means
 
     X, y = make_noncircular("anisotropic", 300, random_state=0)
-    labels, centers = k_means(X, 3, random_state=0)
+    centers, labels, inertia = k_means(X, 3, random_state=0)
     assert labels.shape == (300,) and centers.shape == (3, 2)
-    again, _ = k_means(X, 3, random_state=0)
+    np.testing.assert_allclose(inertia, ((X - centers[labels]) ** 2).sum())
+    _, again, _ = k_means(X, 3, random_state=0)
     np.testing.assert_array_equal(labels, again)
-    labels32, _ = k_means(X.astype(np.float32), 3, random_state=0)
+    _, labels32, _ = k_means(X.astype(np.float32), 3, random_state=0)
     assert clustering_scores(labels, labels32)["ari"] > 0.99
+    with pytest.warns(UserWarning, match="distinct clusters"):
+        k_means(np.repeat(X[:2], 10, axis=0), 5, random_state=0)
+    with pytest.raises(ValueError, match="tol"):
+        k_means(X, 3, tol=-1.0)
     with pytest.raises(ValueError, match="at least 3"):
         k_means(X[:2], 3)
     with pytest.raises(ValueError, match="n_clusters"):

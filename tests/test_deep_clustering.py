@@ -85,6 +85,7 @@ def test_umap_missing_names_the_extra(digits, monkeypatch):
     [
         (dict(n_clusters=0), "n_clusters"),
         (dict(hidden_sizes=(64, -1)), "hidden_sizes"),
+        (dict(hidden_sizes=5), "hidden_sizes"),
         (dict(embedding_size=0), "embedding_size"),
         (dict(manifold="tsne"), "manifold"),
         (dict(manifold_size=0), "manifold_size"),

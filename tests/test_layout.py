@@ -221,7 +221,7 @@ def test_import_gmmfast_imports_no_optional_dependency():
     code = (
         "import sys, gmmfast, gmmfast.cli, gmmfast.datasets; gmmfast.cli.build_parser(); "
         "print(sorted(m for m in ('torch', 'dask', 'distributed', 'matplotlib', 'sklearn', "
-        "'pooch', 'requests') if m in sys.modules))"
+        "'pooch', 'requests', 'umap', 'numba') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],

@@ -101,8 +101,16 @@ def test_each_start_gives_valid_parameters(covariance_type, kind):
     assert means.shape == (3, 2) and np.isfinite(means).all()
     expected = {"full": (3, 2, 2), "tied": (2, 2), "diag": (3, 2), "spherical": (3,)}
     assert covariances.shape == expected[covariance_type]
-    model = GaussianMixture(3, covariance_type=covariance_type, n_init=4, random_state=0).fit(X)
-    assert np.isfinite(model.lower_bound_)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("init_params", ["agglomerative", "diverse"])
+def test_fits_from_the_new_starts(covariance_type, init_params):
+    X, _ = stripes(2, n=100)
+    model = GaussianMixture(
+        3, covariance_type=covariance_type, init_params=init_params, n_init=4, random_state=0
+    ).fit(X)
+    assert np.isfinite(model.lower_bound_) and np.isclose(model.weights_.sum(), 1.0)
 
 
 def test_broad_start_carries_the_data_covariance():

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..metrics import clustering_scores
 from ..mixture import GaussianMixture, select_mixture
-from ..mixture._kmeans import kmeans
+from ..mixture import k_means
 from ..synthetic import NONCIRCULAR_SETTINGS, make_noncircular
 from ._figures import figure_clusters
 
@@ -28,7 +28,7 @@ def cluster_settings(
         start = time.perf_counter()
         gmm = GaussianMixture(3, n_init=n_init, random_state=seed, n_threads=n_threads).fit(X)
         gmm_seconds = time.perf_counter() - start
-        labels, _ = kmeans(X, 3, np.random.RandomState(seed), n_threads=n_threads or 1)
+        _, labels, _ = k_means(X, 3, random_state=seed, n_threads=n_threads)
         selection = select_mixture(
             X, K_CANDIDATES, n_init=n_init, random_state=seed, n_threads=n_threads
         )

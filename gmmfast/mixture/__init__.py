@@ -9,7 +9,8 @@ image translations); kinds of start for EM (``_starts``,
 ``_agglomerative``) and :func:`select_mixture` (the number of components
 by BIC, AIC or held-out likelihood, ``_selection``).
 
-May import :mod:`gmmfast.utils` and the compiled kernels only; never
+May import :mod:`gmmfast.utils`, :mod:`gmmfast.metrics` and the compiled
+kernels only; never
 :mod:`gmmfast.image`, :mod:`gmmfast.vae` or :mod:`gmmfast.cli`.
 """
 

@@ -10,7 +10,9 @@ happily chains small groups along a thin, long cluster.
 
 Here the tiny groups are k-means micro-clusters (centres from a few Lloyd
 passes on a sample, every sample then assigned to its nearest) (``10 * K`` of them, at
-least ``2 * K + D``, at most 2,000 unless K is larger), which keeps the merging at O(M^2) small determinants
+most 500, and fewer in more dimensions so that
+the O(M^2) determinants stay within :data:`MERGE_FLOP_BUDGET`; never fewer
+than K), which keeps the merging at O(M^2) small determinants
 whatever the number of samples. A micro-cluster with few points has a
 singular covariance, so every ``S`` gets a ridge of 1% of the data's
 variance shrunk to the size of one micro-cluster (a weak prior, as mclust's
@@ -34,8 +36,10 @@ MICRO_CLUSTERS_PER_COMPONENT = 10
 MICRO_SAMPLE_PER_CLUSTER = 50
 MIN_MICRO_SAMPLE = 10_000
 MICRO_LLOYD_ITERATIONS = 10
-#: At most this many micro-clusters (the pairwise cost matrix is M x M).
-MAX_MICRO_CLUSTERS = 2000
+#: At most this many micro-clusters (M x M pairwise costs; M merges, each an argmin over them).
+MAX_MICRO_CLUSTERS = 500
+#: Flops the pair costs may take (about a second): fewer micro-clusters in more dimensions.
+MERGE_FLOP_BUDGET = 2e9
 #: Above this many features the merge criterion uses diagonal covariances.
 FULL_CRITERION_MAX_FEATURES = 64
 #: The ridge: this fraction of the data's variance at one micro-cluster's scale.
@@ -66,14 +70,17 @@ def agglomerative_labels(
     """
     n_samples, n_features = X.shape
     K = int(n_components)
-    wanted = max(MICRO_CLUSTERS_PER_COMPONENT * K, 2 * K + n_features)
-    n_micro = min(n_samples, max(min(wanted, MAX_MICRO_CLUSTERS), K))
-    micro = _micro_clusters(X, n_micro, random_state, n_threads=n_threads)
     shape = covariance_type
     if covariance_type in ("full", "tied") and n_features > FULL_CRITERION_MAX_FEATURES:
         shape = "diag"
     if shape == "tied":
         shape = "full"
+    wanted = MICRO_CLUSTERS_PER_COMPONENT * K
+    # The merging evaluates about 1.5 M^2 pair costs: keep them within the budget.
+    per_pair = n_features**3 / 3.0 + n_features**2 if shape == "full" else 4.0 * n_features
+    affordable = int(np.sqrt(MERGE_FLOP_BUDGET / per_pair))
+    n_micro = min(n_samples, max(min(wanted, MAX_MICRO_CLUSTERS, affordable), K))
+    micro = _micro_clusters(X, n_micro, random_state, n_threads=n_threads)
     counts, means, scatter = _micro_statistics(X, micro, n_micro, shape)
     occupied = counts > 0  # k-means may leave a centre without samples
     counts, means, scatter = counts[occupied], means[occupied], scatter[occupied]
@@ -113,23 +120,25 @@ def _micro_clusters(
 def _micro_statistics(
     X: np.ndarray, labels: np.ndarray, n_groups: int, shape: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Counts, means and centred scatter (D x D for 'full', D otherwise) per group."""
-    X = np.asarray(X, dtype=np.float64)
-    counts = np.bincount(labels, minlength=n_groups).astype(np.float64)
-    sums = np.zeros((n_groups, X.shape[1]))
-    np.add.at(sums, labels, X)
-    means = sums / np.maximum(counts, 1.0)[:, None]
-    centred = X - means[labels]
+    """Counts, means and centred scatter (D x D for 'full', D otherwise) per group.
+
+    One group at a time (its rows in float64), so the extra memory is one
+    group's rows, not copies of all of ``X``.
+    """
+    n_features = X.shape[1]
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_groups + 1))
+    counts = np.diff(bounds).astype(np.float64)
+    means = np.zeros((n_groups, n_features))
     if shape == "full":
-        scatter = np.zeros((n_groups, X.shape[1], X.shape[1]))
-        order = np.argsort(labels, kind="stable")
-        bounds = np.searchsorted(labels[order], np.arange(n_groups + 1))
-        for g in range(n_groups):
-            rows = centred[order[bounds[g] : bounds[g + 1]]]
-            scatter[g] = rows.T @ rows
+        scatter = np.zeros((n_groups, n_features, n_features))
     else:
-        scatter = np.zeros((n_groups, X.shape[1]))
-        np.add.at(scatter, labels, centred**2)
+        scatter = np.zeros((n_groups, n_features))
+    for g in np.flatnonzero(counts):
+        rows = np.asarray(X[order[bounds[g] : bounds[g + 1]]], dtype=np.float64)
+        means[g] = rows.mean(axis=0)
+        rows -= means[g]
+        scatter[g] = rows.T @ rows if shape == "full" else np.einsum("ij,ij->j", rows, rows)
     return counts, means, scatter
 
 

@@ -66,7 +66,10 @@ rows uniformly from all N; ``'random'`` draws each block's random
 responsibilities on its worker from a seed per block (drawn from
 ``random_state``), so the result depends on the chunking. Missing values
 are filled with their feature's observed mean for initialisation, as in
-memory.
+memory. ``'diverse'`` (the default) rotates its kinds of start over
+``n_init`` as in memory: its k-means start is the one above; its
+agglomerative and broad starts (and ``'agglomerative'``) are computed on
+the same uniform sample (they shape the start; EM then runs on all N).
 """
 
 from __future__ import annotations

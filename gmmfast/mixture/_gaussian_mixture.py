@@ -57,8 +57,8 @@ class GaussianMixture(BaseEstimator):
         start, which finds elongated clusters k-means cuts across), then
         k-means++ seeds and random samples each carrying the data's
         covariance; the most likely result is kept. Its first start is
-        k-means, so with ``n_init=1`` it fits exactly as 'kmeans' (and as
-        scikit-learn's default). The others are single kinds: gmmfast's own
+        k-means, so with ``n_init=1`` it fits exactly as 'kmeans' (the kind
+        of start scikit-learn's default uses). The others are single kinds: gmmfast's own
         k-means (k-means++ seeding then Lloyd iterations), the
         agglomeration alone, k-means++ seeds alone, random
         responsibilities, or random samples as centres.

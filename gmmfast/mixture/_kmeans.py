@@ -9,6 +9,7 @@ centres' counts and sums in the same sweep.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -172,11 +173,13 @@ def k_means(
     random_state: Any = None,
     n_threads: int | None = None,
     max_iter: int = 300,
-) -> tuple[np.ndarray, np.ndarray]:
+    tol: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """k-means clustering (k-means++ seeding, then Lloyd's algorithm) on gmmfast's kernels.
 
     The k-means that starts :class:`GaussianMixture`, for comparisons and
     quick clusterings: round clusters split half-way between centres.
+    Returns in scikit-learn's ``k_means`` order.
 
     Parameters
     ----------
@@ -187,25 +190,51 @@ def k_means(
     n_threads : int or None, default=None
         OpenMP threads (None: all cores, sized to the work).
     max_iter : int, default=300
+        Most Lloyd iterations.
+    tol : float, default=1e-4
+        Stop when the centres move (squared, summed) by less than ``tol``
+        times the mean per-feature variance; Lloyd also stops when no
+        label changes. 0 runs until then or ``max_iter``.
 
     Returns
     -------
-    labels : ndarray of shape (n_samples,)
     centers : ndarray of shape (n_clusters, n_features), float64
+    labels : ndarray of shape (n_samples,)
+    inertia : float
+        Sum of squared distances of the samples to their centre.
 
     Raises
     ------
     ValueError
         Bad ``X`` (NaN, not 2-d, fewer samples than clusters) or parameters.
+
+    Warns
+    -----
+    UserWarning
+        When fewer distinct clusters than ``n_clusters`` are found (fewer
+        distinct points than clusters): some centres then have no samples.
     """
     check_scalar(n_clusters, "n_clusters", (int, np.integer), min_value=1)
     check_scalar(max_iter, "max_iter", (int, np.integer), min_value=1)
+    check_scalar(tol, "tol", (int, float), min_value=0)
     dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
     X = check_array(X, dtype=dtype, min_samples=int(n_clusters))
-    return kmeans(
+    threads = effective_n_threads(n_threads)
+    labels, centers = kmeans(
         X,
         int(n_clusters),
         check_random_state(random_state),
-        n_threads=effective_n_threads(n_threads),
+        n_threads=threads,
         max_iter=int(max_iter),
+        tol=float(tol),
     )
+    _, distances, _, _ = nearest_centers(X, centers, n_threads=threads)
+    found = len(np.unique(labels))
+    if found < n_clusters:
+        warnings.warn(
+            f"k_means found {found} distinct clusters, fewer than n_clusters={n_clusters}: "
+            "the data have fewer distinct points; some centres have no samples.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return centers, labels, float(distances.sum())

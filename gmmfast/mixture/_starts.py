@@ -13,7 +13,7 @@ can grow components in any direction. The best lower bound picks among
 them, as for any ``n_init``.
 
 The first start of the rotation is plain k-means, so ``n_init=1`` fits
-exactly as ``init_params='kmeans'`` (and as scikit-learn).
+exactly as ``init_params='kmeans'`` (the kind of start scikit-learn uses).
 """
 
 from __future__ import annotations

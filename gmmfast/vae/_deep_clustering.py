@@ -55,12 +55,13 @@ class DeepClustering(_TorchEstimator):
     n_clusters : int, default=10
     hidden_sizes : tuple of int, default=(500, 500, 2000)
         Encoder layer widths (the decoder mirrors them): DEC, VaDE and N2D's
-        network.
+        network; ``()`` makes a linear autoencoder.
     embedding_size : int, default=10
         Autoencoder bottleneck.
     manifold : {'umap', None}, default='umap'
     manifold_size : int, optional
-        UMAP's output dimension; None uses ``n_clusters`` (N2D).
+        UMAP's output dimension; None uses ``n_clusters`` (N2D). Unused
+        without a manifold step.
     n_neighbors : int, default=20
         UMAP's neighbourhood size (N2D); its ``min_dist`` is 0 (packed
         clusters, which is what a clustering wants).
@@ -79,7 +80,8 @@ class DeepClustering(_TorchEstimator):
         As in :class:`ConvVAE` (defaults 0.5, 5, 10, 0, False, 0).
     device : str or None, default=None
     n_threads : int or None, default=None
-        torch threads; None leaves torch's setting.
+        Threads of torch and of the mixture; None leaves torch's setting
+        and gives the mixture all cores.
     random_state : int, RandomState or None, default=None
         Seeds training, UMAP (which then runs on one thread) and the mixture.
     verbose : int, default=0
@@ -169,7 +171,10 @@ class DeepClustering(_TorchEstimator):
     # ------------------------------------------------------------ checks
     def _check_params(self) -> None:
         check_scalar(self.n_clusters, "n_clusters", (int, np.integer), min_value=1)
-        hidden = list(self.hidden_sizes)
+        try:
+            hidden = list(self.hidden_sizes)
+        except TypeError:
+            hidden = [None]  # not a sequence: refused below
         if not all(
             isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0 for h in hidden
         ):
@@ -269,6 +274,7 @@ class DeepClustering(_TorchEstimator):
             n_init=int(self.gmm_n_init),
             init_params="diverse",
             random_state=seed,
+            n_threads=self.n_threads,
             verbose=max(int(self.verbose) - 1, 0),
         )
         self.labels_ = self.mixture_.fit_predict(codes)
