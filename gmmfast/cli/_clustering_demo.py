@@ -5,11 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-import numpy as np
-
 from ..metrics import clustering_scores
-from ..mixture import GaussianMixture, select_mixture
-from ..mixture import k_means
+from ..mixture import GaussianMixture, k_means, select_mixture
 from ..synthetic import NONCIRCULAR_SETTINGS, make_noncircular
 from ._figures import figure_clusters
 
