@@ -31,7 +31,6 @@ from ._nets import (
     reconstruction_loss,
 )
 
-
 #: The networks ConvVAE builds (``architecture``).
 ARCHITECTURES = ("conv", "dense")
 
@@ -246,7 +245,9 @@ class ConvVAE(_TorchEstimator):
             float(self.dropout),
         )
 
-    def _loss(self, net: VAENet | DenseVAENet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _loss(
+        self, net: VAENet | DenseVAENet
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         beta = float(self.beta)
 
         def batch_loss(inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
