@@ -8,18 +8,25 @@ Stages:
   digits148  For each seed and each KL weight beta in --betas:
              ConvVAE(architecture='dense', latent_dim=2) on the training
              images of 1, 4 and 8 (80:20 split; best validation epoch kept).
-             On the latent means of the training images: GaussianMixture
-             (K = 3; full, tied, diag, spherical covariances; n_init 10,
-             the default diverse starts) and k-means (K = 3, n_init 10).
-             Label-free selection, per seed:
+             Two representations of the training images' latent means z:
+             z itself, and its direction z / |z| (the N(0, I) prior packs
+             every class around the origin: the class is in the direction,
+             the distance from the origin is how typical the digit is).
+             On each: GaussianMixture (K = 3; full, tied, diag, spherical
+             covariances; n_init 10, the default diverse starts); k-means
+             (K = 3, n_init 10) on both for comparison.
+             Label-free selection, per trained VAE:
                * the covariance type by ICL (BIC plus twice the entropy of
                  the responsibilities: the classification likelihood of
                  Biernacki et al., 2000), which, unlike BIC, charges
                  components that overlap -- a dense core inside a broad halo;
-               * beta by the mean entropy of the selected mixture's
-                 responsibilities on the training latents, the part of ICL
-                 that does not depend on the latent space's scale (BIC
-                 values of different latent spaces are not comparable).
+               * the representation by the least mean entropy of the
+                 responsibilities (the part of ICL that does not depend on
+                 the space's scale: BIC values of different spaces are not
+                 comparable);
+             and per seed, beta by the validation negative ELBO (beta = 1:
+             the VAE's own likelihood bound, on the held-out 20%); the
+             beta the least entropy would choose is recorded too.
              Labels only score: accuracy after Hungarian matching, NMI and
              ARI on all 3,091 test images of those digits, for every row.
   vade       ConvVAE(architecture='dense', latent --latent-dim) pretrained
@@ -84,6 +91,15 @@ def entropy(resp: np.ndarray) -> float:
     return float(-(resp * np.log(np.clip(resp, 1e-300, None))).sum(1).mean())
 
 
+def directions(Z: np.ndarray) -> np.ndarray:
+    """z / |z| (a zero row stays zero)."""
+    norm = np.linalg.norm(Z, axis=1, keepdims=True)
+    return Z / np.where(norm > 0, norm, 1.0)
+
+
+REPRESENTATIONS = {"latent means": lambda Z: Z, "directions": directions}
+
+
 def mixtures(Z, Z_test, y_test, seed, n_threads):
     """GMMs of every covariance type on Z (ICL, BIC, entropy), scored on the test latents."""
     rows = {}
@@ -146,9 +162,20 @@ def stage_digits148(args, data, results, save):
                 vae.save(path)
                 seconds = t.seconds
             Z, Z_test = vae.encode(X_train), vae.encode(X_test)
-            gmms, _ = mixtures(Z, Z_test, y_test, seed, args.n_threads)
-            chosen = min(gmms, key=lambda c: gmms[c]["icl"])
-            km_scores, _, _ = kmeans_row(Z, Z_test, y_test, seed)
+            reps = {}
+            for rep_name, transform in REPRESENTATIONS.items():
+                R, R_test = transform(Z), transform(Z_test)
+                gmms, _ = mixtures(R, R_test, y_test, seed, args.n_threads)
+                cov = min(gmms, key=lambda c: gmms[c]["icl"])
+                reps[rep_name] = {
+                    "gmm": gmms,
+                    "icl_covariance_type": cov,
+                    "entropy": gmms[cov]["mean_entropy"],
+                    "kmeans": kmeans_row(R, R_test, y_test, seed)[0],
+                }
+            rep_chosen = min(reps, key=lambda r: reps[r]["entropy"])
+            gmms, chosen = reps[rep_chosen]["gmm"], reps[rep_chosen]["icl_covariance_type"]
+            km_scores = reps["latent means"]["kmeans"]
             stage["runs"][key] = {
                 "seed": seed,
                 "beta": beta,
@@ -157,17 +184,20 @@ def stage_digits148(args, data, results, save):
                 "best_epoch": vae.best_epoch_,
                 "seconds_per_epoch": vae.seconds_per_epoch_,
                 "val_negative_elbo": negative_elbo(vae, X_val, seed),
+                "representations": reps,
+                "representation": rep_chosen,
                 "gmm": gmms,
                 "icl_covariance_type": chosen,
                 "selected_entropy": gmms[chosen]["mean_entropy"],
                 "kmeans": km_scores,
+                "kmeans_directions": reps["directions"]["kmeans"],
                 "n_train": len(X_train),
                 "n_test": len(X_test),
             }
             print(
-                f"digits148 {key}: {vae.n_epochs_} epochs, {seconds / 60:.1f} min; GMM ({chosen}, by ICL) "
-                f"accuracy {gmms[chosen]['accuracy']:.4f}, full {gmms['full']['accuracy']:.4f}, "
-                f"k-means {km_scores['accuracy']:.4f}; entropy {gmms[chosen]['mean_entropy']:.4f}",
+                f"digits148 {key}: {vae.n_epochs_} epochs, {seconds / 60:.1f} min; GMM on {rep_chosen} "
+                f"({chosen}, by ICL) accuracy {gmms[chosen]['accuracy']:.4f}; k-means "
+                f"{km_scores['accuracy']:.4f}; entropy {gmms[chosen]['mean_entropy']:.4f}",
                 flush=True,
             )
             save()
@@ -176,12 +206,14 @@ def stage_digits148(args, data, results, save):
 
 
 def select_digits148(args, stage, data):
-    """Per seed: beta with the least responsibility entropy of its ICL mixture (labels unused)."""
-    stage["selected"] = {}
+    """Per seed: beta with the best validation ELBO (labels unused); the least-entropy choice noted."""
+    stage["selected"], stage["selected_by_entropy"] = {}, {}
     for seed in sorted({r["seed"] for r in stage["runs"].values()}):
         runs = {k: r for k, r in stage["runs"].items() if r["seed"] == seed}
-        key = min(runs, key=lambda k: runs[k]["selected_entropy"])
-        stage["selected"][str(seed)] = key
+        stage["selected"][str(seed)] = min(runs, key=lambda k: runs[k]["val_negative_elbo"])
+        stage["selected_by_entropy"][str(seed)] = min(
+            runs, key=lambda k: runs[k]["selected_entropy"]
+        )
     stage["command"] = f"{SCRIPT} --stages digits148{args.command_options}"
     if args.no_figure or not stage["selected"]:
         return
@@ -197,16 +229,17 @@ def select_digits148(args, stage, data):
     )
     X_train, _ = split(X, run["seed"])
     Z, Z_test = vae.encode(X_train), vae.encode(X_test)
-    _, models = mixtures(Z, Z_test, y_test, run["seed"], args.n_threads)
+    transform = REPRESENTATIONS[run["representation"]]
+    _, models = mixtures(transform(Z), transform(Z_test), y_test, run["seed"], args.n_threads)
     gm = models[run["icl_covariance_type"]]
     km_scores, km, km_clusters = kmeans_row(Z, Z_test, y_test, run["seed"])
     path = Path(args.out) / "vae_dense_148_gmm_vs_kmeans.png"
-    vae_plots.plot_gmm_vs_kmeans(
+    vae_plots.plot_gmm_vs_kmeans(  # the GMM's ellipses live in its space (the unit circle for directions)
         path,
         Z_test,
         y_test,
         gm,
-        gm.predict(Z_test),
+        gm.predict(transform(Z_test)),
         km.cluster_centers_,
         km_clusters,
         {"GMM": run["gmm"][run["icl_covariance_type"]], "k-means": km_scores},
@@ -286,24 +319,45 @@ def markdown(results) -> str:
             "",
             f"Command: `{st.get('command', SCRIPT + ' --stages digits148')}`",
             "",
-            "Scores on the 3,091 test images of those digits. The GMM's covariance type is chosen",
-            "by ICL, beta by the least mean responsibility entropy of that mixture (per seed,",
-            "marked **selected**); labels score only. Entropy in nats; negative ELBO per image.",
+            "Scores on the 3,091 test images of those digits. Per trained VAE, the GMM's",
+            "covariance type is chosen by ICL on each representation (latent means z, directions",
+            "z / |z|) and the representation by the least mean responsibility entropy; per seed, beta",
+            "by the validation negative ELBO (marked **selected**; the least-entropy choice is marked",
+            "*entropy*). Labels score only. Entropy in nats; negative ELBO per image (beta = 1).",
             "",
-            "| seed | beta | epochs | min | val. -ELBO | GMM (ICL) | acc. / NMI / ARI | full GMM acc. | "
-            "k-means acc. / NMI / ARI | entropy | |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| seed | beta | epochs | min | val. -ELBO | chosen GMM | its acc. / NMI / ARI | "
+            "full GMM on z: acc. | k-means on z: acc. / NMI / ARI | k-means on directions: acc. | entropy | |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         selected = set(st.get("selected", {}).values())
+        by_entropy = set(st.get("selected_by_entropy", {}).values())
         for key, r in st["runs"].items():
             g, k = r["gmm"][r["icl_covariance_type"]], r["kmeans"]
+            full = r.get("representations", {}).get("latent means", r)["gmm"]["full"]
+            kd = r.get("kmeans_directions")
+            mark = " ".join(
+                m
+                for m, on in (("**selected**", key in selected), ("*entropy*", key in by_entropy))
+                if on
+            )
             lines.append(
                 f"| {r['seed']} | {r['beta']:g} | {r['epochs_run']} (best {r['best_epoch']}) | "
-                f"{r['train_seconds'] / 60:.1f} | {r['val_negative_elbo']:.1f} | {r['icl_covariance_type']} | "
-                f"{pct(g['accuracy'])} / {g['nmi']:.3f} / {g['ari']:.3f} | {pct(r['gmm']['full']['accuracy'])} | "
-                f"{pct(k['accuracy'])} / {k['nmi']:.3f} / {k['ari']:.3f} | {r['selected_entropy']:.4f} | "
-                f"{'**selected**' if key in selected else ''} |"
+                f"{r['train_seconds'] / 60:.1f} | {r['val_negative_elbo']:.1f} | "
+                f"{r.get('representation', 'latent means')}, {r['icl_covariance_type']} | "
+                f"{pct(g['accuracy'])} / {g['nmi']:.3f} / {g['ari']:.3f} | {pct(full['accuracy'])} | "
+                f"{pct(k['accuracy'])} / {k['nmi']:.3f} / {k['ari']:.3f} | "
+                f"{pct(kd['accuracy']) if kd else ''} | {r['selected_entropy']:.4f} | {mark} |"
             )
+        sel = [st["runs"][k] for k in st.get("selected", {}).values()]
+        if sel:
+            accs = [r["gmm"][r["icl_covariance_type"]]["accuracy"] for r in sel]
+            kms = [r["kmeans"]["accuracy"] for r in sel]
+            lines += [
+                "",
+                f"Selected, over {len(sel)} seed(s): GMM accuracy {pct(np.mean(accs))} (from "
+                f"{pct(min(accs))} to {pct(max(accs))}); k-means on the same latents "
+                f"{pct(np.mean(kms))} (from {pct(min(kms))} to {pct(max(kms))}).",
+            ]
         lines.append("")
         if st.get("figure"):
             lines += [f"Figure: `{st['figure']}` (the selected model of the first seed).", ""]
