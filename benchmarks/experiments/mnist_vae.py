@@ -459,9 +459,10 @@ def markdown(results, out: str | os.PathLike | None = None) -> str:
             f"{r['gmm_clustering']['nmi']:.3f} / {r['gmm_clustering']['ari']:.3f} | |",
             f"| before: k-means (K = 3): accuracy / NMI / ARI | {pct(r['kmeans_clustering']['accuracy'])} / "
             f"{r['kmeans_clustering']['nmi']:.3f} / {r['kmeans_clustering']['ari']:.3f} | |",
+            f"| training (the convolutional VAE of the rows above) | {r['epochs_run']} epochs (best "
+            f"{r['best_epoch']}), {r['seconds_per_epoch']:.0f} s per epoch, {r['train_seconds'] / 60:.1f} min, "
+            f"{r['torch_threads']} thread(s) | |",
             *dense_digits148_lines(out, pct),
-            f"| training | {r['epochs_run']} epochs (best {r['best_epoch']}), {r['seconds_per_epoch']:.0f} s per "
-            f"epoch, {r['train_seconds'] / 60:.1f} min, {r['torch_threads']} thread(s) | |",
             "",
         ]
     if "all10" in results:
