@@ -422,8 +422,9 @@ def dense_digits148_lines(out: str | os.PathLike | None, pct) -> list[str]:
         r = stage["runs"][key]
         g, k = r["gmm"][r["icl_covariance_type"]], r["kmeans"]
         lines += [
-            f"| after, seed {seed}: dense VAE, beta {r['beta']:g} (chosen by least responsibility "
-            f"entropy), GMM {r['icl_covariance_type']} (chosen by ICL): accuracy / NMI / ARI | "
+            f"| after, seed {seed}: dense VAE, beta {r['beta']:g} (chosen by validation ELBO), GMM "
+            f"{r['icl_covariance_type']} (by ICL) on the {r.get('representation', 'latent means')} "
+            f"(by least responsibility entropy): accuracy / NMI / ARI | "
             f"**{pct(g['accuracy'])}** / {g['nmi']:.3f} / {g['ari']:.3f} | 97.00% |",
             f"| after, seed {seed}: k-means on the same latents | {pct(k['accuracy'])} / "
             f"{k['nmi']:.3f} / {k['ari']:.3f} | |",

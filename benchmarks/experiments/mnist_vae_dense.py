@@ -243,6 +243,12 @@ def select_digits148(args, stage, data):
         km.cluster_centers_,
         km_clusters,
         {"GMM": run["gmm"][run["icl_covariance_type"]], "k-means": km_scores},
+        gmm_title=f"GMM on the {run['representation']}"
+        + (
+            " z / |z| (ellipses on the unit circle)"
+            if run["representation"] == "directions"
+            else ""
+        ),
     )
     stage["figure"] = path.name
     print(f"wrote {path}")
