@@ -289,7 +289,7 @@ def stage_vade(args, data, results, save):
     model.save(Path(args.models_dir) / f"dense_vade_latent{args.latent_dim}_seed{seed}.pt")
     scores = clustering_scores(y_test, model.predict(X_test))
     init = clustering_scores(y_test, model.init_mixture_.predict(vae.encode(X_test)))
-    results["vade"] = {
+    row = {
         "seed": seed,
         "latent_dim": args.latent_dim,
         "n_train": len(X_train),
@@ -304,6 +304,11 @@ def stage_vade(args, data, results, save):
         "initial_diag_gmm_clustering": init,
         "command": f"{SCRIPT} --stages vade{args.command_options}",
     }
+    results["vade"] = row  # the latest; every run, by its epochs, in vade_runs
+    runs = results.setdefault("vade_runs", {})
+    runs[
+        f"seed {seed}, latent {args.latent_dim}, {args.pretrain_epochs} + {args.vade_epochs} epochs"
+    ] = row
     print(f"vade: {scores} (started from {init})", flush=True)
     save()
 
@@ -367,8 +372,9 @@ def markdown(results) -> str:
         lines.append("")
         if st.get("figure"):
             lines += [f"Figure: `{st['figure']}` (the selected model of the first seed).", ""]
-    if "vade" in results:
-        r = results["vade"]
+    for r in results.get(
+        "vade_runs", {"latest": results["vade"]} if "vade" in results else {}
+    ).values():
         c, i = r["clustering"], r["initial_diag_gmm_clustering"]
         lines += [
             f"## VaDE with the dense encoder, all ten digits, latent size {r['latent_dim']}",
