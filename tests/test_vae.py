@@ -451,3 +451,120 @@ def test_scores_agree_with_scikit_learn():
     assert c["accuracy"] == pytest.approx(metrics.accuracy_score(y, pred))
     with pytest.raises(ValueError, match="400 labels but"):
         clustering_scores(y, pred[:-1])
+
+
+# ------------------------------------------------------- dense architecture
+DENSE = dict(architecture="dense", dense_sizes=(32, 16), batch_size=64, n_threads=1)
+
+
+@pytest.fixture(scope="module")
+def dense_vae(digits):
+    return ConvVAE(latent_dim=2, epochs=1, random_state=0, **DENSE).fit(digits[0])
+
+
+def test_dense_architecture_is_the_dec_vade_mlp():
+    net = ConvVAE(latent_dim=10, architecture="dense")._build((28, 28))
+    linears = [m for m in net.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (784, 500),
+        (500, 500),
+        (500, 2000),
+        (2000, 10),
+        (2000, 10),
+    ]
+    linears = [m for m in net.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (10, 2000),
+        (2000, 500),
+        (500, 500),
+        (500, 784),
+    ]
+    assert not any(isinstance(m, torch.nn.Dropout) for m in net.modules())
+    assert ConvVAE().architecture == "conv"
+
+
+def test_dense_fit_encode_decode(dense_vae, digits):
+    X, X_test = digits[0], digits[2]
+    assert dense_vae.n_epochs_ == 1 and np.isfinite(dense_vae.best_val_loss_)
+    Z, log_sigma = dense_vae.encode(X_test, return_log_sigma=True)
+    assert Z.shape == log_sigma.shape == (100, 2) and Z.dtype == np.float64
+    images = dense_vae.decode(Z)
+    assert images.shape == (100, 28, 28) and images.min() >= 0 and images.max() <= 1
+    assert dense_vae.reconstruct(X_test).shape == X_test.shape
+    assert dense_vae.sample(4, random_state=0).shape == (4, 28, 28)
+    again = ConvVAE(latent_dim=2, epochs=1, random_state=0, **DENSE).fit(X)
+    assert np.array_equal(again.encode(X_test), Z)  # seeded: repeatable
+
+
+def test_dense_save_load_round_trip(dense_vae, digits, tmp_path):
+    path = tmp_path / "dense.pt"
+    dense_vae.save(path)
+    loaded = ConvVAE.load(path, device="cpu")
+    assert loaded.architecture == "dense" and loaded.dense_sizes == (32, 16)
+    assert loaded.get_params() == dense_vae.get_params() | {"device": "cpu", "n_threads": None}
+    X = digits[2]
+    assert np.array_equal(loaded.encode(X), dense_vae.encode(X))
+    assert np.array_equal(loaded.decode(loaded.encode(X)), dense_vae.decode(dense_vae.encode(X)))
+
+
+def test_files_without_architecture_load_as_conv(tiny_vae, digits, tmp_path):
+    tiny_vae.save(tmp_path / "ok.pt")
+
+    def drop(p):
+        p["config"].pop("architecture")
+        p["config"].pop("dense_sizes")
+
+    old = ConvVAE.load(_rewrite(tmp_path / "ok.pt", tmp_path / "old.pt", drop))
+    assert old.architecture == "conv"
+    assert np.array_equal(old.encode(digits[2]), tiny_vae.encode(digits[2]))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p: p["config"].update(architecture="mlp"), "architecture"),
+        (lambda p: p["config"].update(architecture=["dense"]), "architecture"),
+        (lambda p: p["config"].update(dense_sizes=[32, 17]), "do not match"),
+        (lambda p: p["config"].update(dense_sizes=[10**9]), "dense_sizes"),
+        (lambda p: p["config"].update(dense_sizes=[8] * 17), "dense_sizes"),
+        (lambda p: p["config"].update(dense_sizes="32"), "dense_sizes"),
+        (lambda p: p["config"].update(architecture="conv"), "do not match"),
+    ],
+)
+def test_load_rejects_bad_dense_files(dense_vae, tmp_path, change, message):
+    dense_vae.save(tmp_path / "ok.pt")
+    bad = _rewrite(tmp_path / "ok.pt", tmp_path / "bad.pt", change)
+    with pytest.raises(ValueError, match=message):
+        ConvVAE.load(bad)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"architecture": "mlp"}, "architecture"),
+        ({"architecture": None}, "architecture"),
+        ({"dense_sizes": ()}, "dense_sizes"),
+        ({"dense_sizes": (32, 0)}, "dense_sizes"),
+        ({"dense_sizes": (32, 1.5)}, "dense_sizes"),
+        ({"dense_sizes": 32}, "dense_sizes"),
+    ],
+)
+def test_bad_dense_parameters(digits, params, message):
+    with pytest.raises(ValueError, match=message):
+        ConvVAE(**(DENSE | params)).fit(digits[0][:40])
+
+
+def test_vade_from_a_dense_vae(dense_vae, digits, tmp_path):
+    X, X_test = digits[0], digits[2]
+    model = VaDE(dense_vae, n_clusters=3, epochs=1, random_state=0, n_threads=1, batch_size=64)
+    model.fit(X)
+    assert model.vae_.architecture == "dense" and model.n_epochs_ == 1
+    assert dense_vae.n_epochs_ == 1  # the given VAE is copied, not trained further
+    proba = model.predict_proba(X_test)
+    assert proba.shape == (100, 3) and np.allclose(proba.sum(1), 1)
+    model.save(tmp_path / "vade.pt")
+    loaded = VaDE.load(tmp_path / "vade.pt")
+    assert loaded.vae_.architecture == "dense"
+    assert np.array_equal(loaded.predict(X_test), model.predict(X_test))
+    unfitted = VaDE(ConvVAE(2, epochs=1, random_state=0, **DENSE), n_clusters=3, epochs=1)
+    assert unfitted.set_params(random_state=0, n_threads=1).fit(X).vae_.architecture == "dense"

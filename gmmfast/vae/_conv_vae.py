@@ -24,22 +24,34 @@ from ._model_files import (
     _write_model,
 )
 from ._nets import (
+    DenseVAENet,
     VAENet,
     feature_shape,
     gaussian_kl,
     reconstruction_loss,
 )
 
+#: The networks ConvVAE builds (``architecture``).
+ARCHITECTURES = ("conv", "dense")
+
 
 class ConvVAE(_TorchEstimator):
-    """Convolutional variational autoencoder for images with pixels in [0, 1].
+    """Variational autoencoder for images with pixels in [0, 1], convolutional or dense.
 
-    The default is the reference architecture: convolutions of 32, 64, 128,
+    The default is the reference convolutional architecture: convolutions of 32, 64, 128,
     128 and 256 channels (3 x 3, ReLU, stride 2 at the second and fourth),
     a 512-unit dense layer to the latent mean and log standard deviation,
     a decoder mirroring it with transposed convolutions, dropout 0.2 after
     the dense layers. The loss per image is the binary cross-entropy summed
     over pixels plus ``beta`` times KL(q(z | x) || N(0, I)).
+
+    ``architecture='dense'`` is the much faster dense VAE of DEC and VaDE
+    (Xie et al., 2016; Jiang et al., 2017): the flattened image through
+    dense layers of ``dense_sizes`` units (500, 500, 2000 by default; ReLU)
+    to the latent mean and log standard deviation, and a decoder mirroring
+    them to pixel logits, without dropout (``channels``, ``strides``,
+    ``hidden_units`` and ``dropout`` are then unused). On MNIST it trains
+    an epoch about ten times faster on the CPU than the convolutional one.
 
     Training: Adam, the learning rate halved (``lr_factor``) after
     ``lr_patience`` epochs without a better validation loss, early stopping
@@ -51,6 +63,11 @@ class ConvVAE(_TorchEstimator):
     Parameters
     ----------
     latent_dim : int, default=2
+    architecture : {'conv', 'dense'}, default='conv'
+        The convolutional reference network, or the dense DEC / VaDE one.
+    dense_sizes : sequence of int, default=(500, 500, 2000)
+        Widths of the dense architecture's hidden layers, input side first
+        (the decoder mirrors them). Unused by ``architecture='conv'``.
     channels : sequence of int, default=(32, 64, 128, 128, 256)
         Output channels of the encoder's convolutions (the decoder mirrors them).
     strides : sequence of {1, 2} or None, default=None
@@ -124,6 +141,8 @@ class ConvVAE(_TorchEstimator):
         self,
         latent_dim: int = 2,
         *,
+        architecture: str = "conv",
+        dense_sizes: tuple[int, ...] = (500, 500, 2000),
         channels: tuple[int, ...] = (32, 64, 128, 128, 256),
         strides: tuple[int, ...] | None = None,
         hidden_units: int = 512,
@@ -145,6 +164,8 @@ class ConvVAE(_TorchEstimator):
         verbose: int = 0,
     ) -> None:
         self.latent_dim = latent_dim
+        self.architecture = architecture
+        self.dense_sizes = dense_sizes
         self.channels = channels
         self.strides = strides
         self.hidden_units = hidden_units
@@ -173,6 +194,20 @@ class ConvVAE(_TorchEstimator):
         if self.dropout >= 1:
             raise ValueError(f"dropout must be < 1; got {self.dropout!r}.")
         check_scalar(self.beta, "beta", (int, float), min_value=0)
+        if not isinstance(self.architecture, str) or self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {ARCHITECTURES}; got {self.architecture!r}."
+            )
+        try:
+            sizes = list(self.dense_sizes)
+        except TypeError:
+            sizes = []
+        if not sizes or not all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0 for c in sizes
+        ):
+            raise ValueError(
+                f"dense_sizes must be a non-empty sequence of positive ints; got {self.dense_sizes!r}."
+            )
         channels = list(self.channels)
         if not channels or not all(
             isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0 for c in channels
@@ -196,7 +231,11 @@ class ConvVAE(_TorchEstimator):
             return [1 + i % 2 for i in range(len(self.channels))]
         return list(self.strides)
 
-    def _build(self, image_shape: tuple[int, int]) -> VAENet:
+    def _build(self, image_shape: tuple[int, int]) -> VAENet | DenseVAENet:
+        if self.architecture == "dense":
+            return DenseVAENet(
+                image_shape, [int(c) for c in self.dense_sizes], int(self.latent_dim)
+            )
         return VAENet(
             image_shape,
             [int(c) for c in self.channels],
@@ -206,7 +245,9 @@ class ConvVAE(_TorchEstimator):
             float(self.dropout),
         )
 
-    def _loss(self, net: VAENet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _loss(
+        self, net: VAENet | DenseVAENet
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         beta = float(self.beta)
 
         def batch_loss(inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -247,7 +288,8 @@ class ConvVAE(_TorchEstimator):
         X = check_images(
             images, min_images=2 if validation_images is not None else MIN_TRAIN_IMAGES
         )
-        feature_shape(X.shape[1:], self.channels, self._strides())  # image size fits the strides
+        if self.architecture == "conv":  # the image size fits the strides
+            feature_shape(X.shape[1:], self.channels, self._strides())
         seed = _seed(self.random_state)
         device = self._device()
         X_train, X_val = self._split(X, validation_images, seed)
@@ -402,7 +444,7 @@ class ConvVAE(_TorchEstimator):
             _check_config(payload.get("config"), shape, path)
         )  # bounds first: nothing built yet
         try:
-            for key in ("channels", "strides"):
+            for key in ("channels", "strides", "dense_sizes"):
                 if isinstance(config.get(key), list):
                     config[key] = tuple(config[key])
             model.set_params(**config)

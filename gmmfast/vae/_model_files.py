@@ -110,6 +110,7 @@ CONFIG_BOUNDS = {
     "n_convolutions": 16,
     "image_side": 4096,
     "n_clusters": 10000,
+    "n_dense_layers": 16,
 }
 
 
@@ -257,6 +258,23 @@ def _check_config(config: Any, image_shape: Any, path: Any) -> dict:
             f"{path}: bad configuration: strides must be None or 1 or 2 per convolution; "
             f"got {reprlib.repr(strides)}."
         )
+    architecture = config.get("architecture", "conv")  # files from before the option: conv
+    if architecture not in ("conv", "dense"):
+        raise ValueError(
+            f"{path}: bad configuration: architecture must be 'conv' or 'dense'; "
+            f"got {reprlib.repr(architecture)}."
+        )
+    sizes = config.get("dense_sizes", (500, 500, 2000))
+    if (
+        not isinstance(sizes, (list, tuple))
+        or not 1 <= len(sizes) <= CONFIG_BOUNDS["n_dense_layers"]
+    ):
+        raise ValueError(
+            f"{path}: bad configuration: dense_sizes must be a list of 1 to "
+            f"{CONFIG_BOUNDS['n_dense_layers']} integers; got {reprlib.repr(sizes)}."
+        )
+    for size in sizes:
+        _bounded_int(size, "dense_sizes", CONFIG_BOUNDS["hidden_units"], path)
     dropout = config.get("dropout", 0.2)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(

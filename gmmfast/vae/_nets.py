@@ -134,6 +134,59 @@ class VAENet(nn.Module):
         return self.decoder(z), mu, log_sigma, z
 
 
+class DenseEncoder(nn.Module):
+    """Images (n, 1, H, W) -> latent mean and log standard deviation, through dense layers."""
+
+    def __init__(self, n_pixels: int, sizes: Sequence[int], latent_dim: int) -> None:
+        super().__init__()
+        widths = [int(n_pixels), *[int(s) for s in sizes]]
+        self.features = nn.Sequential(nn.Flatten(), _dense_stack(widths), nn.ReLU())
+        self.mu = nn.Linear(widths[-1], latent_dim)
+        self.log_sigma = nn.Linear(widths[-1], latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        return self.mu(h), self.log_sigma(h)
+
+
+class DenseDecoder(nn.Module):
+    """Latent points (n, d) -> pixel logits (n, 1, H, W), the dense encoder mirrored."""
+
+    def __init__(self, image_shape: Sequence[int], sizes: Sequence[int], latent_dim: int) -> None:
+        super().__init__()
+        self.image_shape = (1, int(image_shape[0]), int(image_shape[1]))
+        n_pixels = self.image_shape[1] * self.image_shape[2]
+        self.layers = _dense_stack([int(latent_dim), *[int(s) for s in sizes[::-1]], n_pixels])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.layers(z).view(-1, *self.image_shape)
+
+
+class DenseVAENet(nn.Module):
+    """The dense VAE of DEC and VaDE (784-500-500-2000-latent, the decoder mirrored).
+
+    Same interface as :class:`VAENet` (``encoder``, ``decoder``, ``forward``);
+    no dropout. Layers followed by a ReLU get He initialisation with zero biases.
+    """
+
+    def __init__(self, image_shape, sizes, latent_dim):
+        super().__init__()
+        n_pixels = int(image_shape[0]) * int(image_shape[1])
+        self.encoder = DenseEncoder(n_pixels, sizes, latent_dim)
+        self.decoder = DenseDecoder(image_shape, sizes, latent_dim)
+        for part in (self.encoder.features[1], self.decoder.layers):
+            layers = list(part) + ([nn.ReLU()] if part is self.encoder.features[1] else [])
+            for layer, after in zip(layers, layers[1:] + [None]):
+                if isinstance(layer, nn.Linear) and isinstance(after, nn.ReLU):
+                    nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+                    nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, sample: bool = True):
+        mu, log_sigma = self.encoder(x)
+        z = mu + torch.randn_like(mu) * log_sigma.exp() if sample else mu
+        return self.decoder(z), mu, log_sigma, z
+
+
 class GMMPrior(nn.Module):
     """Learnable diagonal Gaussian mixture p(c) p(z | c) in latent space (VaDE)."""
 

@@ -199,9 +199,13 @@ def plot_gmm_vs_kmeans(
     kmeans_clusters: np.ndarray,
     scores: dict[str, dict[str, float]] | None = None,
     max_points: int = 5000,
+    gmm_title: str = "GMM",
 ) -> str:
     """Two panels on 2-d latents: the GMM's clusters and ellipses, k-means'
-    clusters and centres (with their accuracy, NMI, ARI when given)."""
+    clusters and centres (with their accuracy, NMI, ARI when given: ``scores``
+    keyed 'GMM' and 'k-means'). ``gmm_title`` names the first panel (a GMM
+    fitted on a transform of the latents, e.g. their directions, draws its
+    ellipses in that space)."""
     plt = pyplot()
     latents = np.asarray(latents)
     if latents.shape[1] != 2:
@@ -223,7 +227,7 @@ def plot_gmm_vs_kmeans(
         )
         s = (scores or {}).get(name)
         ax.set_title(
-            name
+            (gmm_title if name == "GMM" else name)
             + (
                 f": accuracy {s['accuracy']:.1%}, NMI {s['nmi']:.3f}, ARI {s['ari']:.3f}"
                 if s

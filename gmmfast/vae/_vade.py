@@ -27,6 +27,7 @@ from ._model_files import (
     _write_model,
 )
 from ._nets import (
+    DenseVAENet,
     GMMPrior,
     VAENet,
     reconstruction_loss,
@@ -34,7 +35,7 @@ from ._nets import (
 
 
 class _VaDEModule(nn.Module):
-    def __init__(self, net: VAENet, prior: GMMPrior) -> None:
+    def __init__(self, net: VAENet | DenseVAENet, prior: GMMPrior) -> None:
         super().__init__()
         self.vae = net
         self.prior = prior
@@ -61,7 +62,9 @@ class VaDE(_TorchEstimator):
     vae : ConvVAE
         A fitted ConvVAE to start from (copied, never modified), or an
         unfitted one, which ``fit`` first trains (a copy) on the same
-        training and validation split.
+        training and validation split. Either architecture: a
+        ``ConvVAE(architecture='dense')`` is the original VaDE's network and
+        trains far faster on the CPU.
     n_clusters : int, default=10
     beta : float or None, default=None
         Weight of the KL term; None uses the VAE's ``beta``.
