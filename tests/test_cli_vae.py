@@ -304,3 +304,30 @@ def test_vae_commands_without_torch(tmp_path):
         and "gmmfast[vae]" in out.stderr
         and out.stderr.count("\n") == 1
     )
+
+
+def test_train_dense_architecture(files, capsys, tmp_path, torch):
+    """--architecture dense trains the DEC/VaDE dense network and saves it as such."""
+    from gmmfast.vae import ConvVAE
+
+    code, out, err = run(
+        capsys,
+        "vae",
+        "train",
+        "--train",
+        files / "train.npz",
+        "--architecture",
+        "dense",
+        "--epochs",
+        "1",
+        "--save-model",
+        tmp_path / "dense.pt",
+        "--n-threads",
+        "1",
+    )
+    assert code == 0, err
+    assert ConvVAE.load(tmp_path / "dense.pt").architecture == "dense"
+    code, _, err = run(
+        capsys, "vae", "train", "--train", files / "train.npz", "--architecture", "mlp"
+    )
+    assert code != 0 and "architecture" in err
