@@ -10,6 +10,17 @@ from ..utils._atomic import savefig_atomic
 from ..utils._plotting import PLOT_HINT, pyplot
 
 
+def _save(plt, fig, path) -> bool:
+    """Lay out, write atomically, close, say so."""
+    fig.tight_layout()
+    try:
+        savefig_atomic(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
+    print(f"wrote {path}")
+    return True
+
+
 def image_grid(path, rows: Sequence[tuple[str, np.ndarray]]) -> bool:
     """One row of images per (title, images); NaN pixels in red. False (with a note) without matplotlib."""
     plt = pyplot(required=False)
@@ -36,13 +47,7 @@ def image_grid(path, rows: Sequence[tuple[str, np.ndarray]]) -> bool:
                 ax.axis("off")
             if c == 0:
                 ax.set_ylabel(title, fontsize=7)
-    fig.tight_layout()
-    try:
-        savefig_atomic(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
-    print(f"wrote {path}")
-    return True
+    return _save(plt, fig, path)
 
 
 def figure_inpainting(
@@ -82,13 +87,7 @@ def figure_lines(
         if len(series) > 1:
             ax.legend(fontsize=7, ncol=2)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.tight_layout()
-    try:
-        savefig_atomic(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
-    print(f"wrote {path}")
-    return True
+    return _save(plt, fig, path)
 
 
 def figure_clusters(path, settings: Sequence[dict]) -> bool:
@@ -135,10 +134,4 @@ def figure_clusters(path, settings: Sequence[dict]) -> bool:
         ax.set_title(f"BIC chooses K = {best}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.tight_layout()
-    try:
-        savefig_atomic(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
-    print(f"wrote {path}")
-    return True
+    return _save(plt, fig, path)
