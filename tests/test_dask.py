@@ -263,8 +263,13 @@ def test_ctrl_c_keeps_last_iteration_and_cancels(client):
     with client.as_current():
 
         def interrupt_during_fit():
-            if _wait_until(lambda: any(client.processing().values()), 30):
-                time.sleep(1.0)
+            # After the first complete EM iteration, whatever the machine's load: the
+            # initialisation sets means_, and each M-step installs a new means_ array.
+            if not _wait_until(lambda: hasattr(gm, "means_"), 60):
+                return
+            initial = gm.means_
+            if _wait_until(lambda: gm.means_ is not initial, 60):
+                time.sleep(0.2)
                 os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered to the main thread
 
         threading.Thread(target=interrupt_during_fit, daemon=True).start()
