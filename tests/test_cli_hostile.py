@@ -169,6 +169,14 @@ def _command(*argv):
     return [sys.executable, "-m", "gmmfast", *argv]
 
 
+def _ctrl_c_reaches_the_child() -> None:
+    """Run in the child before exec: SIGINT at its default disposition, as a terminal
+    gives it. A process started in the background by a non-interactive shell (nohup
+    ... &, some CI runners) inherits SIGINT *ignored*, and Python then installs no
+    KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interpreter_startup_seconds() -> float:
     """How long this machine takes to start a bare Python (median of 3, now).
 
@@ -211,6 +219,7 @@ def test_ctrl_c_at_any_moment_is_status_130_and_one_line(digits, tmp_path, delay
         stderr=subprocess.PIPE,
         text=True,
         cwd=tempfile.gettempdir(),
+        preexec_fn=_ctrl_c_reaches_the_child,
     )
     time.sleep(startup + delay)
     proc.send_signal(signal.SIGINT)
@@ -251,6 +260,7 @@ def test_ctrl_c_during_vae_training_saves_nothing(digits, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         cwd=tempfile.gettempdir(),
+        preexec_fn=_ctrl_c_reaches_the_child,
     )
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until training has started

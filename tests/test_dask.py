@@ -254,7 +254,16 @@ def test_killed_worker_does_not_change_the_fit(client):
     _assert_same(reference, disturbed, 0.0)  # same graph, same reduction tree: the same bits
 
 
-def test_ctrl_c_keeps_last_iteration_and_cancels(client):
+@pytest.fixture
+def ctrl_c_raises():
+    """KeyboardInterrupt on SIGINT for the test, even where the runner was started with
+    SIGINT ignored (in the background by a non-interactive shell: nohup ... &)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_keeps_last_iteration_and_cancels(client, ctrl_c_raises):
     Xd = _lazy_data(n_blocks=16, rows=2000, n_features=12, seed=7)
     params = dict(
         covariance_type="full", tol=0.0, max_iter=500, random_state=0, init_params="k-means++"
