@@ -173,3 +173,9 @@ def test_mixture_scores_without_labels():
     assert scores["heldout_log_likelihood"] == pytest.approx(model.score(X[500:]))
     assert scores["n_parameters"] == 3 * (2 + 3) + 2
     assert "heldout_log_likelihood" not in mixture_scores(model, X[:500])
+
+
+def test_select_mixture_huge_range_is_not_materialised():
+    X, _ = make_noncircular("stripes", 30, random_state=0)
+    selection = select_mixture(X, range(1, 10**12), n_init=1, max_iter=5, random_state=0)
+    assert [r["n_components"] for r in selection.results_][-1] == 30

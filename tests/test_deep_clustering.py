@@ -119,3 +119,28 @@ def test_unfitted_model_raises():
 
     with pytest.raises(NotFittedError):
         DeepClustering().predict(np.zeros((2, 784)))
+
+
+def test_ctrl_c_in_training_keeps_the_autoencoder_and_stops(digits, monkeypatch, capsys):
+    """Ctrl-C in epoch 2: the epoch-1 autoencoder is kept, no clustering is made, and the
+    interrupt reaches the caller."""
+    import gmmfast.vae._engine as engine
+
+    X = digits[0][:120]
+    calls = {"n": 0}
+    real = engine.augment
+
+    def interrupt_in_second_epoch(x, rotation, flip):
+        calls["n"] += 1
+        if calls["n"] > 2:  # 108 training images at batch 64: two batches per epoch
+            raise KeyboardInterrupt
+        return real(x, rotation, flip)
+
+    monkeypatch.setattr(engine, "augment", interrupt_in_second_epoch)
+    model = DeepClustering(epochs=5, manifold=None, random_state=0, **SMALL)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X)
+    assert model.interrupted_ and model.best_epoch_ == 1
+    assert not hasattr(model, "labels_") and not hasattr(model, "mixture_")
+    assert model.encode(X).shape == (120, 5)
+    assert "interrupted during epoch 2" in capsys.readouterr().err

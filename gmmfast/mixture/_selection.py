@@ -140,6 +140,11 @@ def select_mixture(
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}.")
+    if isinstance(n_components, range) and n_components.step > 0:
+        # Candidates above the number of samples are skipped anyway: never materialise
+        # range(1, 10**12).
+        n_rows = len(X) if hasattr(X, "__len__") else 0
+        n_components = n_components[: max(n_rows + 1, 1)]
     candidates = _candidates(n_components)
     types = [covariance_types] if isinstance(covariance_types, str) else list(covariance_types)
     if not types or any(t not in COVARIANCE_TYPES for t in types):

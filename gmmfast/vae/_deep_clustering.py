@@ -104,6 +104,11 @@ class DeepClustering(_TorchEstimator):
 
     Notes
     -----
+    Ctrl-C during training keeps the autoencoder's best epoch so far
+    (``autoencoder_``, :meth:`encode`, ``interrupted_``) and stops the fit
+    with ``KeyboardInterrupt``: no clustering is made from a cut-short
+    training. Ctrl-C in the UMAP or mixture step propagates as usual.
+
     The model is not saved to a file: UMAP's fitted state is made of Python
     objects that only pickle can store, and gmmfast never unpickles. Keep
     ``labels_``, or save ``mixture_`` (:meth:`GaussianMixture.save`) with
@@ -249,6 +254,11 @@ class DeepClustering(_TorchEstimator):
                 "autoencoder",
             )
             timings["training"] = _since(stage)
+        if self.interrupted_:
+            # Ctrl-C: the autoencoder keeps its best epoch (encode works), but the
+            # user asked to stop: no minute of UMAP and mixture after it.
+            self.timings_ = timings
+            raise KeyboardInterrupt
         stage = _clock()
         codes = self.encode(X)
         timings["embedding"] = _since(stage)
