@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import check_images, check_kernel, to_input_dtype
+
 
 def gaussian_kernel(sigma_px: float = 1.0, radius: int | None = None) -> np.ndarray:
     """A normalised 2-d Gaussian blur kernel of standard deviation ``sigma_px`` pixels
@@ -36,15 +38,19 @@ def blur(images: Any, kernel: Any, adjoint: bool = False) -> np.ndarray:
     """K x (or K^T x) for an image or a batch: 2-d convolution with zero
     padding (``scipy.ndimage.convolve``, ``mode='constant'``), the
     observation model of :meth:`PatchDenoiser.deblur`. The adjoint of a
-    zero-padded convolution is the zero-padded correlation."""
+    zero-padded convolution is the zero-padded correlation.
+
+    Float images give float64; uint8/uint16 images are scaled as their dtype
+    implies, blurred, and returned in their dtype (rounded), as
+    :meth:`PatchDenoiser.deblur` reads them.
+    """
     from scipy.ndimage import convolve, correlate
 
-    arr = np.asarray(images, dtype=np.float64)
-    k = np.asarray(kernel, dtype=np.float64)
+    batch = check_images(images)
+    k = check_kernel(kernel)
     op = correlate if adjoint else convolve
-    if arr.ndim == 2:
-        return op(arr, k, mode="constant")
-    return op(arr, k[None], mode="constant")
+    out = to_input_dtype(op(batch, k[None], mode="constant"), np.asarray(images).dtype)
+    return out[0] if np.ndim(images) == 2 else out
 
 
 def solve_deblur_step(Kty, kernel, lam, beta, counts, patch_mean, x0, cg_iter):

@@ -34,16 +34,66 @@ def check_kernel(kernel: Any) -> np.ndarray:
     return k
 
 
-def check_images(images: Any) -> np.ndarray:
-    arr = np.asarray(images)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"images must hold real numbers; got dtype {arr.dtype}.")
+def check_images(images: Any, name: str = "images") -> np.ndarray:
+    """Images as a C-contiguous float64 batch (n, H, W), intensities on gmmfast's scale.
+
+    Float images are taken as they are (the denoiser's defaults, e.g. ``clip``,
+    assume [0, 1]). Unsigned integer images are scaled as their dtype implies,
+    scikit-image's convention: uint8 by 1/255, uint16 by 1/65535 (so 255 is 1.0).
+    Signed integers and booleans have no such range and are refused with the
+    reason (an int64 array is what a Python list of numbers becomes).
+    """
+    if isinstance(images, np.ma.MaskedArray) and np.ma.getmaskarray(images).any():
+        raise ValueError(
+            f"{name} is a masked array with masked pixels: restoration needs every pixel "
+            "(to fill missing pixels, see GMMClassifier.impute / GaussianMixture.impute)."
+        )
+    arr = np.asarray(np.ma.getdata(images))
+    top = intensity_range(arr.dtype, name)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
-        raise ValueError(f"images must have shape (n, H, W) or (H, W); got {np.shape(images)}.")
+        raise ValueError(
+            f"{name} must have shape (n, H, W) or (H, W); got {np.shape(images)}. "
+            "Colour images are not supported: denoise each channel, or convert to grey."
+        )
     if arr.size == 0:
-        raise ValueError(f"images must not be empty; got shape {np.shape(images)}.")
-    if not np.isfinite(arr).all():
-        raise ValueError("images contain NaN or infinity.")
-    return np.ascontiguousarray(arr, dtype=np.float64)
+        raise ValueError(f"{name} must not be empty; got shape {np.shape(images)}.")
+    out = np.ascontiguousarray(arr, dtype=np.float64)
+    if top != 1.0:
+        out = out / top  # a new array: the input is never written
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} contain NaN or infinity.")
+    return out
+
+
+def intensity_range(dtype: np.dtype, name: str = "images") -> float:
+    """The value that images of ``dtype`` divide by to reach gmmfast's intensity scale
+    (divided, not multiplied by a reciprocal: 255 / 255 is exactly 1)."""
+    kind = np.dtype(dtype).kind
+    if kind == "u":
+        return float(np.iinfo(dtype).max)
+    if kind == "f":
+        return 1.0
+    if kind == "b":
+        raise ValueError(
+            f"{name} are boolean: a restoration needs intensities; convert them to float "
+            "(e.g. images.astype(float))."
+        )
+    if kind == "i":
+        raise ValueError(
+            f"{name} have the signed integer dtype {np.dtype(dtype)}, which implies no "
+            "intensity range (uint8 means 0-255, uint16 0-65535; a Python list of numbers "
+            "becomes int64): pass uint8/uint16 images, or float images scaled to [0, 1] "
+            "(e.g. images / 255)."
+        )
+    raise ValueError(f"{name} must hold real numbers; got dtype {np.dtype(dtype)}.")
+
+
+def to_input_dtype(restored: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Restored float images back in the input's dtype: unsigned integer images are
+    rescaled, rounded and clipped to their dtype's range; float images stay float64."""
+    if np.dtype(dtype).kind != "u":
+        return restored
+    top = float(np.iinfo(dtype).max)
+    return np.clip(np.rint(restored * top), 0.0, top).astype(dtype)

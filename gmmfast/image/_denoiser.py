@@ -50,12 +50,12 @@ from ..mixture import _gaussian
 from ..mixture._gaussian_mixture import GaussianMixture
 from ..mixture._gaussian_mixture import _expected_members as _mixture_members
 from ..utils import _progress
-from ..utils._estimator import BaseEstimator, check_is_fitted
+from ..utils._estimator import BaseEstimator, check_is_fitted, restores_state_on_error
 from ..utils._model_files import load_npz, save_npz
 from ..utils._threads import effective_n_threads, limits_blas
 from ..utils._validation import check_clip, check_compute_dtype, check_random_state, check_scalar
 from ._blur import blur, blur_matrix, solve_deblur_step
-from ._checks import check_images, check_kernel, check_positive_sequence
+from ._checks import check_images, check_kernel, check_positive_sequence, to_input_dtype
 from ._patches import average_patches, extract_patches, patch_positions
 from .metrics import estimate_noise_sigma
 
@@ -221,6 +221,7 @@ class PatchDenoiser(BaseEstimator):
         self.verbose = verbose
 
     # ---------------------------------------------------------------- fitting
+    @restores_state_on_error
     @limits_blas
     def fit(self, images: Any, y: Any = None) -> "PatchDenoiser":
         """Fit the patch mixture on clean images.
@@ -311,7 +312,17 @@ class PatchDenoiser(BaseEstimator):
 
         Returns
         -------
-        ndarray of the input's shape, float64, clipped to ``clip``
+        ndarray of the input's shape, clipped to ``clip``
+            float64 for float images; for uint8/uint16 images, the input's
+            dtype (rounded), see below.
+
+        Notes
+        -----
+        Unsigned integer images are scaled as their dtype implies (uint8 by
+        1/255, uint16 by 1/65535), restored on that [0, 1] scale, where
+        ``sigma`` is given too (sigma 0.1 of a uint8 image is 25.5 grey
+        levels), and returned in their dtype. Signed integer and boolean
+        images are refused (no implied intensity range).
         """
         self._check_fitted()
         _check_method(method)
@@ -321,7 +332,7 @@ class PatchDenoiser(BaseEstimator):
             out = self._epll(imgs, sigma, betas)
         else:
             out = self._one_pass(imgs, sigma**2, posterior_mean=method == "posterior_mean")
-        out = self._clip(out)
+        out = to_input_dtype(self._clip(out), np.asarray(images).dtype)
         return out[0] if np.ndim(images) == 2 else out
 
     @limits_blas
@@ -368,7 +379,17 @@ class PatchDenoiser(BaseEstimator):
 
         Returns
         -------
-        ndarray of the input's shape, float64, clipped to ``clip``
+        ndarray of the input's shape, clipped to ``clip``
+            float64 for float images; for uint8/uint16 images, the input's
+            dtype (rounded), see below.
+
+        Notes
+        -----
+        Unsigned integer images are scaled as their dtype implies (uint8 by
+        1/255, uint16 by 1/65535), restored on that [0, 1] scale, where
+        ``sigma`` is given too (sigma 0.1 of a uint8 image is 25.5 grey
+        levels), and returned in their dtype. Signed integer and boolean
+        images are refused (no implied intensity range).
         """
         self._check_fitted()
         _check_method(method)
@@ -382,7 +403,7 @@ class PatchDenoiser(BaseEstimator):
         else:
             W = blur_matrix(k, self.patch_size, self.blur_boundary)
             out = self._one_pass(imgs, sigma**2, posterior_mean=method == "posterior_mean", blur=W)
-        out = self._clip(out)
+        out = to_input_dtype(self._clip(out), np.asarray(images).dtype)
         return out[0] if np.ndim(images) == 2 else out
 
     # ------------------------------------------------------------ internals

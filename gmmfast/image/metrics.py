@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_images
+from ._checks import check_images, intensity_range
 
 __all__ = ["estimate_noise_sigma", "psnr", "psnr_per_image"]
 
@@ -49,27 +49,47 @@ def estimate_noise_sigma(images: Any) -> float:
     return float(np.median(np.abs(hh)) * MAD_TO_SIGMA)
 
 
-def psnr_per_image(clean: Any, restored: Any, data_range: float = 1.0) -> np.ndarray:
+def psnr_per_image(clean: Any, restored: Any, data_range: float | None = None) -> np.ndarray:
     """Peak signal-to-noise ratio of each image, in dB: 10 log10(data_range^2 / MSE).
 
     ``clean`` and ``restored`` have the same shape, (n, H, W) or
     (n, pixels): the first axis indexes images. Identical images give ``inf``.
+
+    Intensities are on gmmfast's scale: float images as they are, uint8/uint16
+    images scaled as their dtype implies (255 -> 1.0), so a uint8 image and its
+    float restoration compare directly. ``data_range`` (default 1.0) is the
+    range of float images; with an integer image it must be left at its default
+    (its range is its dtype's, already mapped to 1.0).
     """
-    a = np.asarray(clean, dtype=np.float64)
-    b = np.asarray(restored, dtype=np.float64)
+    a = _intensities(clean, "clean", data_range)
+    b = _intensities(restored, "restored", data_range)
     if a.shape != b.shape:
         raise ValueError(f"clean and restored shapes differ: {a.shape} and {b.shape}.")
     if a.ndim < 2:
         raise ValueError(f"expected images along the first axis, got shape {a.shape}.")
+    peak = 1.0 if data_range is None else float(data_range)
+    if not (np.isfinite(peak) and peak > 0):
+        raise ValueError(f"data_range must be a positive number; got {data_range!r}.")
     mse = np.mean((a - b) ** 2, axis=tuple(range(1, a.ndim)))
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(data_range**2 / mse)
+        return 10.0 * np.log10(peak**2 / mse)
 
 
-def psnr(clean: Any, restored: Any, data_range: float = 1.0) -> float:
+def psnr(clean: Any, restored: Any, data_range: float | None = None) -> float:
     """Mean over images of :func:`psnr_per_image`, in dB; a 2-d array is one image."""
-    a = np.asarray(clean, dtype=np.float64)
-    b = np.asarray(restored, dtype=np.float64)
+    a = _intensities(clean, "clean", data_range)
+    b = _intensities(restored, "restored", data_range)
     if a.ndim == 2:
         a, b = a[None], b[None]
     return float(np.mean(psnr_per_image(a, b, data_range)))
+
+
+def _intensities(images: Any, name: str, data_range: float | None) -> np.ndarray:
+    arr = np.asarray(images)
+    top = intensity_range(arr.dtype, name)
+    if top != 1.0 and data_range is not None:
+        raise ValueError(
+            f"{name} has the integer dtype {arr.dtype}, whose range is mapped to [0, 1] "
+            f"(as everywhere in gmmfast.image); leave data_range at its default (got {data_range!r})."
+        )
+    return arr.astype(np.float64) / top

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..utils import _progress
-from ..utils._estimator import BaseEstimator, check_is_fitted
+from ..utils._estimator import BaseEstimator, check_is_fitted, restores_state_on_error
 from ..utils._model_files import load_npz, require, save_npz
 from ..utils._threads import effective_n_threads, limits_blas
 from ..utils._validation import (
@@ -194,6 +194,7 @@ class GMMClassifier(BaseEstimator):
         self.resp_floor = resp_floor
 
     # --------------------------------------------------------------- fitting
+    @restores_state_on_error
     @limits_blas
     def fit(self, X: Any, y: Any, *, observed: Any = None) -> "GMMClassifier":
         """Fit one Gaussian mixture per class.
@@ -287,6 +288,7 @@ class GMMClassifier(BaseEstimator):
         _online.check_parameters(self)
         _online.check_init_size(self)
 
+    @restores_state_on_error
     @limits_blas
     def partial_fit(
         self, X: Any, y: Any, classes: Any = None, *, observed: Any = None

@@ -11,7 +11,12 @@ import numpy as np
 from scipy.linalg import lapack, solve_triangular
 
 from ..utils import _progress
-from ..utils._estimator import BaseEstimator, ConvergenceWarning, check_is_fitted
+from ..utils._estimator import (
+    BaseEstimator,
+    ConvergenceWarning,
+    check_is_fitted,
+    restores_state_on_error,
+)
 from ..utils._model_files import load_npz, require, save_npz
 from ..utils._threads import effective_n_threads, limits_blas, single_threaded_blas
 from ..utils._validation import (
@@ -492,6 +497,7 @@ class GaussianMixture(BaseEstimator):
         """
         return self._fit(X, observed, labels=True)
 
+    @restores_state_on_error
     @limits_blas
     def _fit(self, X: Any, observed: Any, *, labels: bool) -> np.ndarray | None:
         """EM; with ``labels``, a final E-step at the fitted parameters gives each
@@ -638,6 +644,7 @@ class GaussianMixture(BaseEstimator):
     def _print(self, level: int, message: str, detail: str = "") -> None:
         _progress.say(self.verbose, message + (detail if self.verbose >= 2 else ""), level)
 
+    @restores_state_on_error
     @limits_blas
     def partial_fit(self, X: Any, y: Any = None, *, observed: Any = None) -> "GaussianMixture":
         """One step of stepwise (online) EM on a batch of samples.

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._kernels import _missing_estep, check_status
 from ..utils._threads import single_threaded_blas, threads_for_work
-from ..utils._validation import check_array, check_matrix
+from ..utils._validation import check_array, check_matrix, masked_count
 from . import _gaussian
 
 _UNIT_ROWS = 256  # most rows per missing-data work unit (bounds per-thread memory)
@@ -35,15 +35,21 @@ def split_observed(
     0 (they are never used), ``observed`` a C-contiguous uint8 mask. The
     input is never modified.
     """
-    arr = check_matrix(X, name=name, n_features=n_features, estimator=estimator)
+    # A masked entry of a NumPy masked array is a missing value: its value is never read.
+    unmasked = np.ma.getmaskarray(X) if isinstance(X, np.ma.MaskedArray) else None
+    arr = check_matrix(np.ma.getdata(X), name=name, n_features=n_features, estimator=estimator)
     if observed is None:
         mask = ~np.isnan(arr) if arr.dtype.kind == "f" else np.ones(arr.shape, dtype=bool)
+        if unmasked is not None:
+            mask &= ~unmasked
     else:
         mask = np.asarray(observed)
         if mask.dtype != bool:
             raise ValueError(f"observed must be a boolean array; got dtype {mask.dtype}.")
         if mask.shape != arr.shape:
             raise ValueError(f"observed has shape {mask.shape}, but {name} has shape {arr.shape}.")
+        if unmasked is not None:
+            mask = mask & ~unmasked
         if arr.dtype.kind == "f" and np.isnan(arr[mask]).any():
             raise ValueError(f"{name} has NaN at positions that observed marks as observed.")
     filled = np.where(mask, arr, 0).astype(dtype, order="C")
@@ -343,9 +349,26 @@ def check_possibly_missing(
     return split_observed(X, observed, dtype=dtype, n_features=n_features, estimator=estimator)
 
 
+def refuse_infinity(X: Any) -> None:
+    """Infinity is refused anywhere in training data, also where ``observed`` is False
+    (a value there is a corrupted one, not a missing one); a masked entry of a masked
+    array is a missing value whose value is never read."""
+    arr = np.ma.getdata(X) if isinstance(X, np.ma.MaskedArray) else np.asarray(X)
+    if arr.dtype.kind != "f":
+        return
+    inf = np.isinf(arr)
+    if isinstance(X, np.ma.MaskedArray):
+        inf &= ~np.ma.getmaskarray(X)
+    if inf.any():
+        raise ValueError("X contains infinity.")
+
+
 def has_nan(X: Any) -> bool:
-    """True if X is a float array with a NaN (cheap test before validation)."""
-    arr = np.asarray(X)
+    """True if X has a missing value: a NaN, or a masked entry of a masked array
+    (cheap test before validation)."""
+    if masked_count(X):
+        return True
+    arr = np.asarray(np.ma.getdata(X))
     return arr.dtype.kind == "f" and bool(np.isnan(arr.sum()) and np.isnan(arr).any())
 
 

@@ -39,7 +39,14 @@ import numpy as np
 from .._kernels import _missing_mstep, check_status
 from ..utils._threads import single_threaded_blas, threads_for_work
 from . import _gaussian
-from ._missing import _UNIT_ROWS, mask_units, missing_log_prob, split_observed, uncoupled_features
+from ._missing import (
+    _UNIT_ROWS,
+    mask_units,
+    missing_log_prob,
+    refuse_infinity,
+    split_observed,
+    uncoupled_features,
+)
 from ._stats import MASS_FLOOR, SufficientStats
 
 
@@ -80,11 +87,9 @@ def prepare(
         where ``observed`` is False), or a feature missing in every sample.
     """
     Xf, obs = split_observed(X, observed, dtype=dtype, n_features=None)
-    arr = np.asarray(X)
-    if arr.shape[1] == 0:
+    if Xf.shape[1] == 0:
         raise ValueError("X has 0 features.")
-    if arr.dtype.kind == "f" and np.isinf(arr).any():
-        raise ValueError("X contains infinity.")
+    refuse_infinity(X)
     if obs.all():
         return None
     seen = obs.any(axis=0)

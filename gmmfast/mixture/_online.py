@@ -57,7 +57,7 @@ from ..utils._estimator import NotFittedError
 from ..utils._model_files import require
 from ..utils._validation import check_array, check_compute_dtype, check_random_state, check_scalar
 from . import _gaussian, _missing_em
-from ._missing import _UNIT_ROWS, has_nan, mask_units, split_observed
+from ._missing import _UNIT_ROWS, has_nan, mask_units, refuse_infinity, split_observed
 from ._stats import SufficientStats, scatter_shape
 
 #: Members of a model file that hold a stream's state (each behind the model's prefix).
@@ -169,12 +169,17 @@ def batch_data(
         _gaussian.check_data_scale(data)
         return data
     Xf, obs = split_observed(X, observed, dtype=dtype, n_features=n_features, estimator=name)
-    arr = np.asarray(X)
-    if arr.dtype.kind == "f" and np.isinf(arr).any():
-        raise ValueError("X contains infinity.")
+    refuse_infinity(X)
     _gaussian.check_data_scale(Xf)
     if obs.all():
         return Xf
+    if not obs.any():
+        # Nothing to learn from: a step on it would only pull the statistics
+        # towards the current parameters (and a first step has none to pull to).
+        raise ValueError(
+            f"X has no observed value (all {obs.size} entries are NaN, masked or marked "
+            "unobserved): a batch must observe at least one value."
+        )
     order, unit_ptr = mask_units(obs, _UNIT_ROWS)
     return _missing_em.MissingData(Xf, obs, order, unit_ptr, _UNIT_ROWS)
 
@@ -318,9 +323,13 @@ def _initial_parameters(
         and model.means_init is not None
         and model.precisions_init is not None
     )
-    if len(data.X if isinstance(data, _missing_em.MissingData) else data) < n_components and (
-        not user_all
-    ):
+    scratch = copy.copy(model)
+    scratch.__dict__.pop("_stream", None)
+    if user_all:  # the given parameters, whatever the batch's size (even one sample)
+        checked = scratch._check_parameters(data.shape[1])
+        scratch._initialize(_init_samples(data), check_random_state(None), checked)
+        return scratch._get_parameters()
+    if len(data.X if isinstance(data, _missing_em.MissingData) else data) < n_components:
         raise ValueError(
             f"The first batch has {data.shape[0]} samples, fewer than n_components="
             f"{n_components}: partial_fit initialises the mixture from it (init_params="
@@ -329,8 +338,6 @@ def _initial_parameters(
         )
     # fit with max_iter=0 initialises and stops; on a copy, so that the model changes only
     # once the whole first step has succeeded.
-    scratch = copy.copy(model)
-    scratch.__dict__.pop("_stream", None)
     scratch.set_params(max_iter=0, n_init=1, warm_start=False, verbose=0)
     with _progress.progress_bars(False):  # no empty EM bar inside the caller's
         scratch.fit(_init_samples(data))
@@ -383,11 +390,27 @@ def restore_state(model: Any, arrays: dict[str, np.ndarray], path: Any) -> None:
     if counters.dtype.kind not in "iu" or counters.shape != (4,) or np.any(counters < 0):
         raise ValueError(f"{path}: malformed array {COUNTERS!r}.")
     step, n_batches, n_samples, n_averaged = (int(v) for v in counters)
-    if step < 1 or n_batches > step or n_samples < n_batches:
+    # A stream's step is its batch count, plus 1 when it continued a fitted model (whose
+    # parameters count as step 1); every batch holds a sample; counts beyond 2**53 are
+    # not a stream that ran (nor exact in the float64 statistics).
+    if (
+        step < 1
+        or step - n_batches not in (0, 1)
+        or n_samples < n_batches
+        or n_samples > _MAX_STREAM_SAMPLES
+    ):
         raise ValueError(
             f"{path}: {COUNTERS!r} is inconsistent (step {step}, {n_batches} batches, "
-            f"{n_samples} samples)."
+            f"{n_samples} samples): a stream's step is its number of batches (plus 1 when it "
+            f"continued a fitted model), at most {_MAX_STREAM_SAMPLES} samples."
         )
+    if model.averaging is not None:
+        expected = max(0, step - int(model.averaging) + 1)
+        if n_averaged != expected:
+            raise ValueError(
+                f"{path}: {COUNTERS!r} says {n_averaged} steps averaged, but averaging="
+                f"{model.averaging} from step {step} means {expected}."
+            )
     cov_type, reg = model.covariance_type, float(model.reg_covar)
     K, D = model.means_.shape
     try:
@@ -399,17 +422,32 @@ def restore_state(model: Any, arrays: dict[str, np.ndarray], path: Any) -> None:
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    for what in (stats, average):
-        if what is not None and what.means.shape != (K, D):
-            raise ValueError(f"{path}: stream statistics disagree with the means' shape {(K, D)}.")
+    for prefix, what in ((STATS_PREFIX, stats), (AVERAGE_PREFIX, average)):
+        if what is not None:
+            _check_saved_stats(what, prefix, (K, D), path)
     if (average is None) != (n_averaged == 0) or (average is not None and model.averaging is None):
         raise ValueError(
             f"{path}: the Polyak-Ruppert average ({n_averaged} steps) disagrees with "
             f"averaging={model.averaging!r}."
         )
     iterate = None
-    if average is not None:  # the E-step's parameters, recomputed as the last step computed them
+    try:
         iterate = _parameters(stats, cov_type, reg, model._n_threads())
+        public = iterate if average is None else _parameters(average, cov_type, reg, 1)
+    except (ValueError, np.linalg.LinAlgError) as exc:  # FactorizationError is a ValueError
+        raise ValueError(f"{path}: the stream statistics give no valid mixture: {exc}") from None
+    # The saved parameters are the M-step of the saved statistics: anything else is a
+    # file whose statistics were changed (the stream would jump or freeze on its next step).
+    for name, saved, derived in zip(("weights_", "means_"), model._get_parameters(), public):
+        scale = max(1.0, float(np.max(np.abs(derived))))
+        if not np.allclose(saved, derived, rtol=1e-5, atol=1e-6 * scale):
+            raise ValueError(
+                f"{path}: {name} is not the M-step of the saved stream statistics "
+                f"({STATS_PREFIX if average is None else AVERAGE_PREFIX}*): the file's "
+                "statistics or parameters were changed."
+            )
+    if average is None:  # the model's own parameters are the E-step's
+        iterate = None
     model.n_batches_seen_, model.n_samples_seen_ = n_batches, n_samples
     model._stream = StreamState(
         stats,
@@ -421,6 +459,47 @@ def restore_state(model: Any, arrays: dict[str, np.ndarray], path: Any) -> None:
         iterate,
         (model.means_, model.weights_.copy()),
     )
+
+
+#: Most samples a saved stream may count (float64 counts are exact up to 2**53).
+_MAX_STREAM_SAMPLES = 2**53
+
+
+def _check_saved_stats(
+    stats: SufficientStats, prefix: str, means_shape: tuple[int, int], path: Any
+) -> None:
+    """Saved running statistics are averages per sample: counts sum to a mass in (0, 1]
+    (``(1 - eta) s + eta s_B`` keeps it there), and each scatter is symmetric positive
+    semi-definite, as a sum of outer products is (``ValueError`` naming the member)."""
+    if stats.means.shape != means_shape:
+        raise ValueError(
+            f"{path}: {prefix}means has shape {stats.means.shape}; the model's means_ "
+            f"{means_shape}."
+        )
+    mass = float(stats.counts.sum())
+    if not 0.0 < mass <= 1.0 + 1e-9:
+        raise ValueError(
+            f"{path}: {prefix}counts sum to {mass:.6g}; running statistics are averages per "
+            "sample, with counts summing to a mass in (0, 1]."
+        )
+    scatter = stats.scatter
+    if stats.covariance_type in ("diag", "spherical"):
+        if np.any(scatter < 0):
+            raise ValueError(f"{path}: {prefix}scatter has negative variances.")
+        return
+    mats = scatter.reshape(-1, *scatter.shape[-2:])
+    top = float(np.max(np.abs(mats))) if mats.size else 0.0
+    if not np.allclose(mats, np.swapaxes(mats, -1, -2), rtol=0.0, atol=1e-9 * max(top, 1e-300)):
+        raise ValueError(f"{path}: {prefix}scatter is not symmetric.")
+    # Positive semi-definite up to rounding: a Cholesky factorisation after a shift of
+    # 1e-9 of the largest entry (a scatter of data has no negative eigenvalue).
+    shift = 1e-9 * max(top, 1e-300) * np.eye(mats.shape[-1])
+    try:
+        np.linalg.cholesky(mats + shift)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            f"{path}: {prefix}scatter is not positive semi-definite (no data gives it)."
+        ) from None
 
 
 # ------------------------------------------------------------ the classifier
@@ -495,6 +574,11 @@ def classifier_partial_fit(
             obs = None
     else:
         Xc, obs = check_array(X, dtype=dtype, n_features=n_features, estimator=name), None
+    if obs is not None and not obs.any():
+        raise ValueError(
+            f"X has no observed value (all {obs.size} entries are NaN, masked or marked "
+            "unobserved): a batch must observe at least one value."
+        )
     if y is None:
         raise ValueError(f"{name} requires y to be passed, but the target y is None.")
     labels = _check_labels(y, len(Xc))
@@ -565,13 +649,15 @@ def classifier_partial_fit(
         rows = np.flatnonzero(y_index == c)
         est = copy.copy(estimators[c])
         if hasattr(est, "means_"):
+            if obs is not None and not obs[rows].any():
+                continue  # this class's rows observe nothing: no step (they still count)
             est.set_params(**_shared_params(clf, shared_params))
             est.partial_fit(Xc[rows], observed=None if obs is None else obs[rows])
         else:
             held = Xc[rows] if obs is None else np.where(obs[rows], Xc[rows], np.nan)
             if c in pending:
                 held = np.concatenate([pending[c], held])
-            if len(held) < init_rows(clf, ks[c]):
+            if not ready_to_start(held, init_rows(clf, ks[c])):
                 pending[c] = np.array(held)
                 continue
             est.set_params(**_shared_params(clf, shared_params))
@@ -610,6 +696,13 @@ def check_init_size(clf: Any) -> None:
     """``init_size``: None or an int >= 1 (``ValueError``)."""
     if clf.init_size is not None:
         check_scalar(clf.init_size, "init_size", (int, np.integer), min_value=1)
+
+
+def ready_to_start(held: np.ndarray, n_rows: int) -> bool:
+    """A class's mixture starts from its held rows (NaN where missing) once there are
+    ``n_rows`` of them and they observe at least one value (a batch that observes
+    nothing is refused: its first step would start the mixture from nothing)."""
+    return len(held) >= n_rows and not bool(np.isnan(held).all())
 
 
 def init_rows(clf: Any, n_components: int) -> int:
@@ -749,13 +842,18 @@ def restore_classifier(clf: Any, arrays: dict[str, np.ndarray], path: Any) -> No
     D = clf.n_features_in_
     for c, rows in pending.items():
         k = init_rows(clf, clf.estimators_[c].n_components)
-        if rows.dtype != check_compute_dtype(clf.dtype) or rows.shape[1] != D or len(rows) >= k:
+        if rows.dtype != check_compute_dtype(clf.dtype) or rows.shape[1] != D:
             raise ValueError(
-                f"{path}: {f'class{c}.{PENDING}'!r} must hold fewer than {k} rows of {D} "
+                f"{path}: {f'class{c}.{PENDING}'!r} must hold rows of {D} "
                 f"{np.dtype(check_compute_dtype(clf.dtype)).name} features."
             )
         if np.isinf(rows).any():
             raise ValueError(f"{path}: {f'class{c}.{PENDING}'!r} contains infinity.")
+        if ready_to_start(rows, k):  # partial_fit would have started this class's mixture
+            raise ValueError(
+                f"{path}: {f'class{c}.{PENDING}'!r} holds {len(rows)} rows with observed values, "
+                f"enough to start the class's mixture (at {k}); a stream never saves that."
+            )
         clf.estimators_[c].set_params(random_state=int(seeds[c]))
     clf._stream = ClassifierStream(
         held, seeds.astype(np.int64), int(counters[0]), int(counters[1]), clf.estimators_

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils._estimator import BaseEstimator, check_is_fitted
+from ..utils._estimator import BaseEstimator, check_is_fitted, restores_state_on_error
 from ..utils._model_files import load_npz, save_npz
 from ..utils._threads import limits_blas
 from ..utils._validation import check_compute_dtype
@@ -215,6 +215,7 @@ class ShiftInvariantClassifier(BaseEstimator):
         return images.reshape(n, -1), (None if mask.all() else mask)
 
     # ------------------------------------------------------------ fitting
+    @restores_state_on_error
     @limits_blas
     def fit(self, X: Any, y: Any, *, observed: Any = None) -> "ShiftInvariantClassifier":
         """Fit the classifier on the images (and, with ``augment``, their shifts).

@@ -2,8 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def restores_state_on_error(method: _Method) -> _Method:
+    """A fitting method that raises an error leaves the estimator as it was before
+    the call (unfitted, or the previous fit).
+
+    The estimator's attribute dictionary is snapshotted (a shallow copy: the
+    fitting code replaces arrays and nested estimators, never writes into the
+    ones it holds) and put back on any ``Exception``. ``KeyboardInterrupt`` is
+    not an ``Exception``: Ctrl-C keeps what the loop's interrupt handler kept
+    (the last complete iteration), as documented by each ``fit``.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        before = dict(self.__dict__)
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ConvergenceWarning(UserWarning):

@@ -45,7 +45,14 @@ def check_matrix(
             f"{name} is a sparse matrix: sparse input is not supported (full covariances "
             "need dense samples); convert it with X.toarray()."
         )
-    arr = np.asarray(X)
+    n_masked = masked_count(X)
+    if n_masked:
+        raise ValueError(
+            f"{name} is a masked array with {n_masked} masked entries, and this operation needs "
+            "complete data (gmmfast never reads the values under a mask as data); fill them "
+            f"({name}.filled(value)) or use a method that accepts missing values."
+        )
+    arr = np.asarray(np.ma.getdata(X))
     if arr.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} must hold real numbers.")
     if arr.dtype.kind not in "biuf":
@@ -68,6 +75,18 @@ def check_matrix(
             f"{n_features} features as input (the number it was fitted with)."
         )
     return arr
+
+
+def masked_count(X: Any) -> int:
+    """Number of masked entries of a NumPy masked array (0 for anything else).
+
+    One rule for masked arrays everywhere: a masked entry is a missing value.
+    Methods that marginalise missing values treat it as NaN; every other
+    check refuses it, so the value under the mask is never used as data.
+    """
+    if not isinstance(X, np.ma.MaskedArray):
+        return 0
+    return int(np.count_nonzero(np.ma.getmaskarray(X)))
 
 
 def check_array(
@@ -180,3 +199,26 @@ def check_clip(clip: Any, name: str = "clip") -> tuple[float, float] | None:
             f"{name} must be a pair (low, high) of numbers, neither NaN, with low < high; got {clip!r}."
         )
     return low, high
+
+
+def check_seed(random_state: Any, name: str = "random_state") -> np.random.RandomState:
+    """:func:`check_random_state` with scikit-learn's rule for ints and the argument named.
+
+    An int seed must lie in ``[0, 2**32 - 1]`` (what ``RandomState`` accepts;
+    scikit-learn's ``check_random_state`` passes it on and NumPy's message
+    names no argument); bools, floats, strings and other objects are refused.
+    """
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if not 0 <= int(random_state) <= 2**32 - 1:
+            raise ValueError(
+                f"{name} must be None, an int in [0, 2**32 - 1], a numpy RandomState or "
+                f"Generator; got {random_state!r}."
+            )
+    elif random_state is not None and not isinstance(
+        random_state, (np.random.RandomState, np.random.Generator)
+    ):
+        raise ValueError(
+            f"{name} must be None, an int in [0, 2**32 - 1], a numpy RandomState or "
+            f"Generator; got {random_state!r}."
+        )
+    return check_random_state(random_state)
