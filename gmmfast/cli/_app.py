@@ -17,10 +17,11 @@ import numpy as np
 
 from .._version import __version__
 from ..utils import _progress
+from ..utils._atomic import npz_out_path
 from ..utils._estimator import ConvergenceWarning
 from ..utils._interrupt import interrupted_by_user
 from . import bench, classify, demo, denoise, inpaint, vae
-from ._common import UsageError, check_output
+from ._common import UsageError, check_distinct_files, check_output, record_given_options
 from ._data import data_keys
 
 COMMANDS = (demo, classify, inpaint, denoise, bench)
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add_parser(sub)
     vae.add_parser(sub)  # `gmmfast vae ...`; imports torch only when a command runs
+    record_given_options(parser)  # which options were typed: see _common.refuse_given
     return parser
 
 
@@ -71,12 +73,42 @@ _OUTPUTS = {
 _DIRECTORY_OUTPUTS = {("demo", "out"), ("train", "figures")}
 
 
+# Input options: no output may be one of these files.
+_INPUTS = {
+    "train": "--train",
+    "test": "--test",
+    "model": "--model",
+    "gmm": "--gmm",
+    "images": "--images",
+    "reference": "--reference",
+}
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output writable, no two outputs one file, no output an input; then the
+    command's own checks of its options (``args.check``): all before any work."""
     command = getattr(args, "vae_command", None) or args.command
+    written: list[tuple[str, str]] = []
     for attribute, option in _OUTPUTS.items():
         value = getattr(args, attribute, None)
-        if value:
-            check_output(value, option, directory=(command, attribute) in _DIRECTORY_OUTPUTS)
+        if value is None:
+            continue
+        directory = (command, attribute) in _DIRECTORY_OUTPUTS
+        check_output(value, option, directory=directory)
+        if attribute == "out" and not directory:
+            value = npz_out_path(value)  # the name the command writes
+        if not directory:
+            written.append((option, value))
+    written += vae.implied_outputs(args)
+    inputs = [
+        (option, str(getattr(args, attribute)))
+        for attribute, option in _INPUTS.items()
+        if getattr(args, attribute, None)
+    ]
+    check_distinct_files(written, inputs)
+    check = getattr(args, "check", None)
+    if check is not None:
+        check(args)
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:

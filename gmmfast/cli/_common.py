@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -42,6 +42,28 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not (np.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share in [0, 1) (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
     return value
 
 
@@ -104,8 +126,10 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 def check_output(path: str | None, what: str, *, directory: bool = False) -> None:
     """Fail before any long work if ``path`` cannot be written: its folder must exist
     and be writable, and a file output must not name a directory."""
-    if not path:
+    if path is None:
         return
+    if not str(path).strip():
+        raise UsageError(f"{what}: an empty name; give a file name")
     target = Path(path)
     if directory:
         if target.exists() and not target.is_dir():
@@ -137,3 +161,86 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="progress bars and fitting messages even when stderr is not a terminal",
     )
+
+
+# ------------------------------------------------- options the user gave
+# argparse fills in defaults without a trace; these record which options
+# were typed, so an option that does not apply can be refused rather than
+# silently ignored (only when given: a default never applies by accident).
+_GIVEN = "_given_options"
+
+
+def record_given_options(parser: argparse.ArgumentParser) -> None:
+    """Make every optional action of ``parser`` and its subparsers record, when used,
+    its dest and long option name (read back with :func:`given_options`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                record_given_options(sub)
+        elif action.option_strings and not isinstance(
+            action, (argparse._HelpAction, argparse._VersionAction)
+        ):
+            action.__class__ = _recording(type(action))
+
+
+_RECORDING: dict[type, type] = {}
+
+
+def _recording(cls: type) -> type:
+    if getattr(cls, "_records_given", False):
+        return cls
+    if cls not in _RECORDING:
+
+        def __call__(self, parser, namespace, values, option_string=None):  # noqa: N807
+            vars(namespace).setdefault(_GIVEN, {})[self.dest] = self.option_strings[-1]
+            cls.__call__(self, parser, namespace, values, option_string)
+
+        _RECORDING[cls] = type(cls.__name__, (cls,), {"__call__": __call__, "_records_given": True})
+    return _RECORDING[cls]
+
+
+def given_options(args: argparse.Namespace) -> dict[str, str]:
+    """{dest: option name} of the options given on the command line."""
+    return dict(getattr(args, _GIVEN, {}))
+
+
+def refuse_given(args: argparse.Namespace, dests: Iterable[str], reason: str) -> None:
+    """A ``UsageError`` naming the first of ``dests`` the user gave: it ``reason``."""
+    given = given_options(args)
+    for dest in dests:
+        if dest in given:
+            raise UsageError(f"{given[dest]} {reason}")
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: the same resolved path (symlinks, ./ and ..),
+    or, for existing files, the same inode (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_distinct_files(
+    outputs: Sequence[tuple[str, str]], inputs: Sequence[tuple[str, str]]
+) -> None:
+    """Refuse, before any work, two outputs that are one file, or an output that is an input.
+
+    ``outputs`` and ``inputs`` are (option, path) pairs, outputs with the
+    names that will really be written (``.npz`` added, defaults filled in).
+    """
+    for i, (option, path) in enumerate(outputs):
+        for other, other_path in outputs[:i]:
+            if _same_file(path, other_path):
+                raise UsageError(
+                    f"{option} {path} and {other} {other_path} are the same file; the second "
+                    "would overwrite the first: give each output its own name"
+                )
+        for other, other_path in inputs:
+            if os.path.isfile(other_path) and _same_file(path, other_path):
+                raise UsageError(
+                    f"{option} {path} is the input {other} {other_path}; writing it would "
+                    "destroy the input: give the output another name"
+                )

@@ -13,6 +13,7 @@ from ._common import (
     UsageError,
     add_common_options,
     positive_int,
+    refuse_given,
 )
 
 
@@ -25,6 +26,21 @@ def _benchmark_suite(given: str | None) -> Path | None:
         return suite
     suite = Path(__file__).resolve().parents[2] / "benchmarks"
     return suite if (suite / "conftest.py").is_file() and any(suite.glob("bench_*.py")) else None
+
+
+def check(args: argparse.Namespace) -> None:
+    """Options of the quick comparison only with --quick, pytest's only without it."""
+    if args.quick:
+        if [a for a in args.pytest_args if a != "--"]:
+            raise UsageError(
+                f"arguments after -- ({' '.join(args.pytest_args)}) go to pytest, which --quick does not run"
+            )
+    else:
+        refuse_given(
+            args,
+            ("n_components", "repeats", "n_threads"),
+            "applies to --quick; the benchmark suite sets its own",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,4 +142,4 @@ def add_parser(sub: Any) -> None:
     )
     bench.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     add_common_options(bench)
-    bench.set_defaults(func=run)
+    bench.set_defaults(func=run, check=check)

@@ -13,9 +13,13 @@ from ..utils._atomic import npz_out_path, save_npz_atomic
 from ._common import (
     UsageError,
     add_common_options,
+    bounded_int,
+    fraction,
     int_list,
     load_or_fit,
+    nonnegative_float,
     positive_int,
+    refuse_given,
 )
 from ._data import MASKS, load_images, make_observed
 
@@ -64,12 +68,43 @@ def load_or_fit_classifier(args: argparse.Namespace, *, train_shifts: bool = Fal
     return load_or_fit(args, load, fit, "to fit a model")
 
 
-def run(args: argparse.Namespace) -> None:
+#: The options of fitting a classifier (refused with --model, which loads one).
+FIT_OPTIONS = ("n_components", "selection", "reg_covar", "max_iter", "float32", "save_model")
 
+
+def check_model_options(args: argparse.Namespace) -> None:
+    """classify and inpaint: one source of the model, only the options that apply to it."""
+    if args.model and args.train:
+        raise UsageError("give --model FILE or --train DATA (to fit a model), not both")
+    if args.model:
+        refuse_given(
+            args,
+            FIT_OPTIONS,
+            "applies to fitting a model with --train, not to one loaded with --model",
+        )
+    elif not isinstance(args.n_components, list):
+        refuse_given(
+            args,
+            ("selection",),
+            "chooses K from a list of --n-components (such as 1,2,4); one K was given",
+        )
+    if args.mask != "random":
+        refuse_given(args, ("fraction",), "is the share of pixels removed by --mask random")
+        if args.model:
+            refuse_given(
+                args, ("seed",), "seeds fitting with --train or --mask random; neither is used"
+            )
+
+
+def check(args: argparse.Namespace) -> None:
+    check_model_options(args)
     if args.shifts == "train" and args.model:
         raise UsageError(
             "--shifts train fits on shifted copies: give --train DATA, or --shifts test with --model"
         )
+
+
+def run(args: argparse.Namespace) -> None:
     if args.out:  # the name written and printed, settled before any work (a directory is refused)
         args.out = npz_out_path(args.out, note=print)
     clf = load_or_fit_classifier(args, train_shifts=args.shifts == "train")
@@ -117,14 +152,20 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="how K is chosen from a list: BIC, or held-out log-likelihood (default bic)",
     )
     g.add_argument(
-        "--reg-covar", type=float, default=0.05, help="added to covariance diagonals (default 0.05)"
+        "--reg-covar",
+        type=nonnegative_float,
+        default=0.05,
+        help="added to covariance diagonals (default 0.05)",
     )
     g.add_argument(
         "--max-iter", type=positive_int, default=100, help="EM iterations at most (default 100)"
     )
     g.add_argument("--float32", action="store_true", help="compute in float32 (faster)")
     g.add_argument(
-        "--seed", type=int, default=0, help="seed for initialisation and masks (default 0)"
+        "--seed",
+        type=bounded_int(0, 2**32 - 1),
+        default=0,
+        help="seed for initialisation and masks (default 0)",
     )
 
 
@@ -150,7 +191,7 @@ def add_parser(sub: Any) -> None:
     )
     classify.add_argument(
         "--fraction",
-        type=float,
+        type=fraction,
         default=0.5,
         help="share of pixels removed by --mask random (default 0.5)",
     )
@@ -166,4 +207,4 @@ def add_parser(sub: Any) -> None:
         "a model saved with 'train' shifts by itself (default none)",
     )
     add_common_options(classify)
-    classify.set_defaults(func=run)
+    classify.set_defaults(func=run, check=check)

@@ -33,13 +33,21 @@ from ._data import (
 from ._figures import figure_inpainting, figure_lines, image_grid
 
 
+def check(args: argparse.Namespace) -> None:
+    """Options that do not go together, refused before --out is created."""
+    if args.no_checksum and not args.data_dir:
+        raise UsageError("--no-checksum reads --data-dir DIR: give the directory")
+    if args.no_checksum and args.download:
+        raise UsageError(
+            "--download fetches MNIST with its checksums; --no-checksum reads --data-dir as it is"
+        )
+
+
 def run(args: argparse.Namespace) -> None:
     demo_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     full = bool(args.data_dir or args.download)
-    if args.no_checksum and not args.data_dir:
-        raise UsageError("--no-checksum reads --data-dir DIR: give the directory")
     if full:
         if args.no_checksum:
             X, y, X_test, y_test = load_idx_set(args.data_dir)
@@ -333,4 +341,4 @@ def add_parser(sub: Any) -> None:
         "full MNIST; 'none' to skip; each K adds a classifier fit, e.g. 1,3,4)",
     )
     add_common_options(demo)
-    demo.set_defaults(func=run)
+    demo.set_defaults(func=run, check=check)

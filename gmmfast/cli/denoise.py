@@ -14,9 +14,12 @@ from ..utils._atomic import npz_out_path, save_npz_atomic
 from ._common import (
     UsageError,
     add_common_options,
+    bounded_int,
     load_or_fit,
+    nonnegative_float,
     positive_float,
     positive_int,
+    refuse_given,
 )
 from ._data import load_image_stack
 from ._figures import image_grid
@@ -55,6 +58,40 @@ def _denoiser(args: argparse.Namespace) -> Any:
         return model
 
     return load_or_fit(args, PatchDenoiser.load, fit, "(clean images) to fit a denoiser")
+
+
+#: The options of fitting a denoiser (refused with --model, which loads one).
+FIT_OPTIONS = (
+    "patch_size",
+    "n_components",
+    "stride",
+    "max_patches",
+    "max_train_images",
+    "reg_covar",
+    "max_iter",
+    "float32",
+    "save_model",
+)
+
+
+def check(args: argparse.Namespace) -> None:
+    """One source of the model, and only the options that apply, before any work."""
+    if args.model and args.train:
+        raise UsageError("give --model FILE or --train DATA (to fit a denoiser), not both")
+    if args.model:
+        refuse_given(
+            args,
+            FIT_OPTIONS,
+            "applies to fitting a denoiser with --train, not to one loaded with --model",
+        )
+        if not args.add_noise:
+            refuse_given(
+                args, ("seed",), "seeds fitting with --train or --add-noise; neither is used"
+            )
+    if args.reference and args.add_noise:
+        raise UsageError(
+            "--reference is for inputs that are already noisy; with --add-noise the inputs are the reference"
+        )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -177,14 +214,20 @@ def add_parser(sub: Any) -> None:
         help="use the first N training images only",
     )
     g.add_argument(
-        "--reg-covar", type=float, default=1e-4, help="added to covariance diagonals (default 1e-4)"
+        "--reg-covar",
+        type=nonnegative_float,
+        default=1e-4,
+        help="added to covariance diagonals (default 1e-4)",
     )
     g.add_argument(
         "--max-iter", type=positive_int, default=30, help="EM iterations at most (default 30)"
     )
     g.add_argument("--float32", action="store_true", help="compute in float32 (faster)")
     g.add_argument(
-        "--seed", type=int, default=0, help="seed for fitting and for --add-noise (default 0)"
+        "--seed",
+        type=bounded_int(0, 2**32 - 1),
+        default=0,
+        help="seed for fitting and for --add-noise (default 0)",
     )
     denoise.add_argument(
         "--images",
@@ -237,4 +280,4 @@ def add_parser(sub: Any) -> None:
         "--figure", metavar="PNG", help="write clean / noisy / restored examples (.png)"
     )
     add_common_options(denoise)
-    denoise.set_defaults(func=run)
+    denoise.set_defaults(func=run, check=check)

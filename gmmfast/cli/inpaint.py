@@ -11,10 +11,11 @@ import numpy as np
 from ..utils._atomic import npz_out_path, save_npz_atomic
 from ._common import (
     add_common_options,
+    fraction,
 )
 from ._data import MASKS, load_images, make_observed
 from ._figures import figure_inpainting
-from .classify import add_model_options, load_or_fit_classifier
+from .classify import add_model_options, check_model_options, load_or_fit_classifier
 
 
 def run(args: argparse.Namespace) -> None:
@@ -58,7 +59,7 @@ def add_parser(sub: Any) -> None:
     )
     inpaint.add_argument(
         "--fraction",
-        type=float,
+        type=fraction,
         default=0.5,
         help="share of pixels removed by --mask random (default 0.5)",
     )
@@ -69,4 +70,4 @@ def add_parser(sub: Any) -> None:
         "--figure", metavar="PNG", help="write original / masked / inpainted examples (.png)"
     )
     add_common_options(inpaint)
-    inpaint.set_defaults(func=run)
+    inpaint.set_defaults(func=run, check=check_model_options)

@@ -31,8 +31,40 @@ from ..metrics import classification_scores, clustering_scores
 from ..mixture import GaussianMixture, GMMClassifier
 from ..utils._atomic import npz_out_path, save_npz_atomic
 from ..utils._threads import effective_n_threads
-from ._common import UsageError, bounded_int, nonzero_int
+from ._common import (
+    UsageError,
+    bounded_int,
+    nonnegative_float,
+    nonzero_int,
+    positive_float,
+    positive_int,
+    refuse_given,
+)
 from ._data import data_keys, load_image_stack
+
+#: Seeds: what numpy's generators take (``vae sample`` adds the class index).
+SEED = bounded_int(0, 2**31 - 1)
+#: The files ``gmmfast vae train --figures DIR`` writes in DIR.
+FIGURE_FILES = ("reconstructions.png", "samples.png", "latent_space.png", "manifold.png")
+#: Bounds of the network options, as gmmfast.vae's (checked before anything is built).
+LATENT_DIM_MAX, HIDDEN_UNITS_MAX, CHANNEL_MAX, N_CONVOLUTIONS_MAX = 4096, 65536, 4096, 16
+_GMM_OPTIONS = ("gmm_components", "covariance_type", "reg_covar", "save_gmm")
+
+
+def gmm_path(args: argparse.Namespace) -> str:
+    """Where ``vae train`` saves the latent classifier: --save-gmm, or beside --save-model."""
+    return args.save_gmm or str(Path(args.save_model).with_suffix("")) + "-gmm.npz"
+
+
+def implied_outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Files a command writes that no output option names (option, path): ``vae train``'s
+    default --save-gmm and the figures in --figures; checked against the other files."""
+    if getattr(args, "vae_command", None) != "train":
+        return []
+    out = [] if args.save_gmm else [("--save-gmm (default)", gmm_path(args))]
+    if args.figures:
+        out += [("--figures", str(Path(args.figures) / name)) for name in FIGURE_FILES]
+    return out
 
 
 def load_data(
@@ -122,10 +154,55 @@ def _cluster_report(Z: np.ndarray, y: np.ndarray, seed: int, n_threads: int | No
 
 
 # ------------------------------------------------------------ commands
+def check_train(args: argparse.Namespace) -> None:
+    """``vae train``'s options that need no data: refused when they do not apply."""
+    if args.architecture == "dense":
+        refuse_given(
+            args,
+            ("hidden_units", "channels"),
+            "applies to --architecture conv; the dense network does not use it",
+        )
+    if len(args.channels) > N_CONVOLUTIONS_MAX:
+        raise UsageError(
+            f"--channels: {len(args.channels)} values; at most {N_CONVOLUTIONS_MAX} convolutions"
+        )
+
+
+def _check_labels_for_gmm(args: argparse.Namespace, y: np.ndarray | None, what: str) -> None:
+    """Before any training: the latent classifier can be fitted on these labels."""
+    if y is None:
+        refuse_given(
+            args,
+            (*_GMM_OPTIONS, "test"),
+            f"needs labels in {what}, which has none: no latent GMM classifier is fitted",
+        )
+        return
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise UsageError(
+            f"{what}: images of one class ({classes.tolist()}); the latent GMM classifier needs at "
+            "least 2 (see --digits)"
+        )
+    if counts.min() < args.gmm_components:
+        raise UsageError(
+            f"--gmm-components {args.gmm_components}: class {classes[counts.argmin()].item()!r} of {what} "
+            f"has only {counts.min()} image(s); give fewer components per class or more images"
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     vae = _torch()
     _threads(args)
     X, y = load_data(args.train, "train", need_labels=False, digits=args.digits)
+    _check_labels_for_gmm(args, y, args.train)
+    X_test = y_test = None
+    if args.test:  # read now: a bad test file fails before the training, not after
+        X_test, y_test = load_data(args.test, "test", need_labels=True, digits=args.digits)
+        if X_test.shape[1:] != X.shape[1:]:
+            raise UsageError(
+                f"{args.test}: images of {X_test.shape[1]} x {X_test.shape[2]}; the training "
+                f"images are {X.shape[1]} x {X.shape[2]}"
+            )
     model = vae.ConvVAE(
         args.latent_dim,
         architecture=args.architecture,
@@ -143,6 +220,15 @@ def cmd_train(args: argparse.Namespace) -> None:
         random_state=args.seed,
         verbose=int(args.verbose),
     )
+    try:  # every parameter and the network's size, before anything is allocated
+        model._check_network(tuple(X.shape[1:]), model._check_params(), len(X))
+    except ValueError as exc:
+        options = (
+            "--latent-dim"
+            if args.architecture == "dense"
+            else "--channels, --hidden-units, --latent-dim"
+        )
+        raise UsageError(f"{options}: {exc}") from None
     print(
         f"training a VAE (latent size {args.latent_dim}) on {len(X)} images, at most {args.epochs} epochs"
     )
@@ -169,15 +255,10 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"latent GMM classifier ({args.gmm_components} Gaussian(s) per class): training accuracy "
             f"{clf.score(Z, y):.2%}"
         )
-        gmm_path = args.save_gmm or str(Path(args.save_model).with_suffix("")) + "-gmm.npz"
-        clf.save(gmm_path)
-        print(f"saved the latent GMM classifier to {gmm_path}")
-    if args.test:
-        X_test, y_test = load_data(
-            args.test, "test", need_labels=clf is not None, digits=args.digits
-        )
-        if clf is not None:
-            _report(y_test, clf.predict(model.encode(X_test)))
+        clf.save(gmm_path(args))
+        print(f"saved the latent GMM classifier to {gmm_path(args)}")
+    if clf is not None and X_test is not None:
+        _report(y_test, clf.predict(model.encode(X_test)))
     if args.figures:
         _figures(Path(args.figures), model, X, y, clf)
 
@@ -242,30 +323,49 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
             print(f"no figure: {exc}")
 
 
+def check_classify(args: argparse.Namespace) -> None:
+    """``vae classify``: one source of the classifier, and only its options."""
+    if args.gmm and args.train:
+        raise UsageError("give --gmm FILE or --train DATA (to fit a classifier), not both")
+    if args.gmm:
+        refuse_given(
+            args,
+            _GMM_OPTIONS,
+            "applies to fitting a classifier with --train, not to one loaded with --gmm",
+        )
+        if not args.cluster:
+            refuse_given(
+                args, ("seed",), "seeds fitting with --train or --cluster; neither is asked for"
+            )
+    elif not args.train:
+        raise UsageError("give --gmm FILE (saved by gmmfast vae train), or --train DATA to fit one")
+
+
 def cmd_classify(args: argparse.Namespace) -> None:
     _threads(args)
     if args.out:  # the name written and printed, settled before any work (a directory is refused)
         args.out = npz_out_path(args.out, note=print)
     model = _load_vae(args.model, args.device)
+    X, y = load_data(args.test, "test", need_labels=False, digits=args.digits)
+    if args.cluster and y is None:
+        raise UsageError(f"--cluster scores the clustering against labels; {args.test} has none")
     if args.gmm:
         if not Path(args.gmm).exists():
             raise UsageError(f"{args.gmm}: no such model file")
         clf = GMMClassifier.load(args.gmm)
-    elif args.train:
+        if clf.n_features_in_ != model.latent_dim:
+            raise UsageError(
+                f"{args.gmm}: the classifier has {clf.n_features_in_} features, the VAE's latent "
+                f"space {model.latent_dim} dimensions"
+            )
+    else:
         X_train, y_train = load_data(args.train, "train", need_labels=True, digits=args.digits)
+        _check_labels_for_gmm(args, y_train, args.train)
         clf = _fit_classifier(model.encode(X_train), y_train, args)
         print(f"fitted a latent GMM classifier on {len(X_train)} images")
         if args.save_gmm:
             clf.save(args.save_gmm)
             print(f"saved it to {args.save_gmm}")
-    else:
-        raise UsageError("give --gmm FILE (saved by gmmfast vae train), or --train DATA to fit one")
-    if clf.n_features_in_ != model.latent_dim:
-        raise UsageError(
-            f"{args.gmm}: the classifier has {clf.n_features_in_} features, the VAE's latent space "
-            f"{model.latent_dim} dimensions"
-        )
-    X, y = load_data(args.test, "test", need_labels=False, digits=args.digits)
     Z = model.encode(X)
     log_proba = clf.predict_log_proba(Z)
     predicted = clf.classes_[log_proba.argmax(axis=1)]
@@ -338,10 +438,15 @@ def add_parser(sub: Any) -> None:
     )
     vsub = vae.add_subparsers(dest="vae_command", required=True, metavar="VAE_COMMAND")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--digits", type=int, nargs="+", help="keep only images of these labels (e.g. 1 4 8)"
-        )
+    def common(p: argparse.ArgumentParser, *, digits: bool = True, seed: bool = True) -> None:
+        # Only the options a command uses: --digits reads data, --seed draws something.
+        if digits:
+            p.add_argument(
+                "--digits",
+                type=int,
+                nargs="+",
+                help="keep only images of these labels (e.g. 1 4 8)",
+            )
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
         p.add_argument(
             "--n-threads",
@@ -349,7 +454,8 @@ def add_parser(sub: Any) -> None:
             default=None,
             help="torch CPU threads (default: torch's; -1 all usable CPUs)",
         )
-        p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+        if seed:
+            p.add_argument("--seed", type=SEED, default=0, help="seed (default 0)")
         p.add_argument(
             "-v", "--verbose", action="store_true", help="progress bar and a line per epoch"
         )
@@ -357,14 +463,17 @@ def add_parser(sub: Any) -> None:
     def gmm_options(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("latent GMM classifier")
         g.add_argument(
-            "--gmm-components", type=int, default=1, help="Gaussians per class (default 1)"
+            "--gmm-components",
+            type=bounded_int(1, 10_000),
+            default=1,
+            help="Gaussians per class (default 1)",
         )
         g.add_argument(
             "--covariance-type", default="full", choices=("full", "tied", "diag", "spherical")
         )
         g.add_argument(
             "--reg-covar",
-            type=float,
+            type=nonnegative_float,
             default=1e-6,
             help="added to covariance diagonals (default 1e-6)",
         )
@@ -380,7 +489,12 @@ def add_parser(sub: Any) -> None:
     train.add_argument("--train", required=True, help="training images (.npz or IDX directory)")
     train.add_argument("--test", help="test images with labels to evaluate on")
     train.add_argument("--save-model", default="vae.pt", help="VAE model file (default vae.pt)")
-    train.add_argument("--latent-dim", type=int, default=2, help="latent size (default 2)")
+    train.add_argument(
+        "--latent-dim",
+        type=bounded_int(1, LATENT_DIM_MAX),
+        default=2,
+        help=f"latent size (default 2, at most {LATENT_DIM_MAX})",
+    )
     train.add_argument(
         "--architecture",
         choices=("conv", "dense"),
@@ -390,38 +504,44 @@ def add_parser(sub: Any) -> None:
     )
     train.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         default=50,
         help="most epochs (default 50; early stopping after --patience)",
     )
     train.add_argument(
-        "--patience", type=int, default=15, help="early-stopping patience in epochs (default 15)"
+        "--patience",
+        type=positive_int,
+        default=15,
+        help="early-stopping patience in epochs (default 15)",
     )
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--batch-size", type=positive_int, default=128)
+    train.add_argument("--learning-rate", type=positive_float, default=1e-3)
     train.add_argument(
-        "--beta", type=float, default=0.5, help="weight of the KL term (default 0.5)"
+        "--beta", type=nonnegative_float, default=0.5, help="weight of the KL term (default 0.5)"
     )
     train.add_argument(
         "--channels",
-        type=int,
+        type=bounded_int(1, CHANNEL_MAX),
         nargs="+",
         default=[32, 64, 128, 128, 256],
-        help="encoder channels, five values (default 32 64 128 128 256)",
+        help="encoder channels, one value per convolution (default 32 64 128 128 256; conv only)",
     )
     train.add_argument(
-        "--hidden-units", type=int, default=512, help="dense layer width (default 512)"
+        "--hidden-units",
+        type=bounded_int(1, HIDDEN_UNITS_MAX),
+        default=512,
+        help="dense layer width (default 512; conv only)",
     )
     train.add_argument(
         "--rotation",
-        type=float,
+        type=nonnegative_float,
         default=0.0,
         help="augmentation: rotations up to this many degrees",
     )
     train.add_argument("--flip", action="store_true", help="augmentation: random horizontal flips")
     train.add_argument(
         "--input-noise",
-        type=float,
+        type=nonnegative_float,
         default=0.0,
         help="std of Gaussian noise on the encoder's input",
     )
@@ -430,7 +550,7 @@ def add_parser(sub: Any) -> None:
     )
     gmm_options(train)
     common(train)
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=cmd_train, check=check_train)
 
     rec = vsub.add_parser(
         "reconstruct", help="encode and decode images; write the reconstructions (.npz)"
@@ -443,7 +563,7 @@ def add_parser(sub: Any) -> None:
         "--out", required=True, help="output .npz (keys reconstructions, latents, labels)"
     )
     rec.add_argument("--figure", help="originals above reconstructions (.png)")
-    common(rec)
+    common(rec, seed=False)
     rec.set_defaults(func=cmd_reconstruct)
 
     cls = vsub.add_parser(
@@ -469,7 +589,7 @@ def add_parser(sub: Any) -> None:
     cls.add_argument("--out", help="write predictions, log-probabilities and latents (.npz)")
     gmm_options(cls)
     common(cls)
-    cls.set_defaults(func=cmd_classify)
+    cls.set_defaults(func=cmd_classify, check=check_classify)
 
     smp = vsub.add_parser(
         "sample", help="generate images from the prior or from each class's latent GMM"
@@ -486,5 +606,5 @@ def add_parser(sub: Any) -> None:
     )
     smp.add_argument("--out", required=True, help="output .npz (keys images, labels)")
     smp.add_argument("--figure", help="the generated images (.png)")
-    common(smp)
+    common(smp, digits=False)
     smp.set_defaults(func=cmd_sample)

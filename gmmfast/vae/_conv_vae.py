@@ -9,10 +9,21 @@ import numpy as np
 import torch
 
 from ..mixture._gaussian import full_covariances
-from ..utils._estimator import check_is_fitted
+from ..utils._estimator import check_is_fitted, restores_state_on_error
 from ..utils._validation import check_array, check_random_state, check_scalar
-from ._engine import MIN_TRAIN_IMAGES, _seed, _seeded, _threads, _TorchEstimator, check_images
+from ._engine import (
+    MIN_TRAIN_IMAGES,
+    _seed,
+    _seeded,
+    _threads,
+    _TorchEstimator,
+    check_images,
+    check_network_size,
+    check_size,
+    int_sequence,
+)
 from ._model_files import (
+    CONFIG_BOUNDS,
     _build_checked,
     _check_config,
     _fit_results,
@@ -187,9 +198,17 @@ class ConvVAE(_TorchEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------ checks
-    def _check_params(self) -> None:
-        check_scalar(self.latent_dim, "latent_dim", (int, np.integer), min_value=1)
-        check_scalar(self.hidden_units, "hidden_units", (int, np.integer), min_value=1)
+    def _check_params(self) -> dict[str, tuple[int, ...]]:
+        """Validate the parameters; return the sequence parameters, each read once, as tuples.
+
+        Network sizes are bounded before anything is built: ``latent_dim``
+        up to 4096, ``hidden_units`` and each of ``dense_sizes`` up to
+        65536, each of ``channels`` up to 4096, at most 16 convolutions or
+        dense layers; ``fit`` then bounds the whole network for the image
+        size (:data:`~gmmfast.vae._engine.MAX_PARAMETERS`, about 2 GB to train).
+        """
+        check_size(self.latent_dim, "latent_dim", CONFIG_BOUNDS["latent_dim"])
+        check_size(self.hidden_units, "hidden_units", CONFIG_BOUNDS["hidden_units"])
         check_scalar(self.dropout, "dropout", (int, float), min_value=0)
         if self.dropout >= 1:
             raise ValueError(f"dropout must be < 1; got {self.dropout!r}.")
@@ -198,51 +217,65 @@ class ConvVAE(_TorchEstimator):
             raise ValueError(
                 f"architecture must be one of {ARCHITECTURES}; got {self.architecture!r}."
             )
-        try:
-            sizes = list(self.dense_sizes)
-        except TypeError:
-            sizes = []
-        if not sizes or not all(
-            isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0 for c in sizes
-        ):
-            raise ValueError(
-                f"dense_sizes must be a non-empty sequence of positive ints; got {self.dense_sizes!r}."
-            )
-        channels = list(self.channels)
-        if not channels or not all(
-            isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0 for c in channels
-        ):
-            raise ValueError(
-                f"channels must be a non-empty sequence of positive ints; got {self.channels!r}."
-            )
-        strides = self._strides()
-        if len(strides) != len(channels) or not all(
-            s in (1, 2) and not isinstance(s, bool) for s in strides
-        ):
-            raise ValueError(
-                f"strides must give 1 or 2 for each of the {len(channels)} convolutions; "
-                f"got {self.strides!r}."
-            )
-        self._check_training_params()
-
-    def _strides(self) -> list:
-        """The strides in use: as given, or 1, 2, 1, 2, ... over the convolutions."""
+        dense_sizes = int_sequence(
+            self.dense_sizes,
+            "dense_sizes",
+            upper=CONFIG_BOUNDS["hidden_units"],
+            max_len=CONFIG_BOUNDS["n_dense_layers"],
+        )
+        channels = int_sequence(
+            self.channels,
+            "channels",
+            upper=CONFIG_BOUNDS["channel"],
+            max_len=CONFIG_BOUNDS["n_convolutions"],
+        )
         if self.strides is None:
-            return [1 + i % 2 for i in range(len(self.channels))]
-        return list(self.strides)
+            strides = tuple(1 + i % 2 for i in range(len(channels)))
+        else:
+            try:
+                strides = int_sequence(self.strides, "strides", upper=2, max_len=len(channels))
+            except ValueError:
+                strides = ()
+            if len(strides) != len(channels):
+                raise ValueError(
+                    f"strides must give 1 or 2 for each of the {len(channels)} convolutions; "
+                    f"got {self.strides!r}."
+                )
+        self._check_training_params()
+        return {"dense_sizes": dense_sizes, "channels": channels, "strides": strides}
 
-    def _build(self, image_shape: tuple[int, int]) -> VAENet | DenseVAENet:
+    def _build(
+        self, image_shape: tuple[int, int], spec: dict[str, tuple[int, ...]] | None = None
+    ) -> VAENet | DenseVAENet:
+        spec = self._check_params() if spec is None else spec
         if self.architecture == "dense":
-            return DenseVAENet(
-                image_shape, [int(c) for c in self.dense_sizes], int(self.latent_dim)
-            )
+            return DenseVAENet(image_shape, list(spec["dense_sizes"]), int(self.latent_dim))
         return VAENet(
             image_shape,
-            [int(c) for c in self.channels],
-            [int(s) for s in self._strides()],
+            list(spec["channels"]),
+            list(spec["strides"]),
             int(self.hidden_units),
             int(self.latent_dim),
             float(self.dropout),
+        )
+
+    def _check_network(
+        self, image_shape: tuple[int, int], spec: dict[str, tuple[int, ...]], n_train: int
+    ) -> None:
+        """The network for ``image_shape`` within the size budget (built on the meta device)."""
+        if self.architecture == "conv":  # the image size fits the strides
+            feature_shape(image_shape, spec["channels"], spec["strides"])
+        what = (
+            f"dense_sizes={spec['dense_sizes']}, latent_dim={self.latent_dim}"
+            if self.architecture == "dense"
+            else f"channels={spec['channels']}, hidden_units={self.hidden_units}, "
+            f"latent_dim={self.latent_dim}"
+        )
+        check_network_size(
+            lambda: self._build(image_shape, spec),
+            image_shape,
+            max(1, min(int(self.batch_size), n_train)),
+            what,
         )
 
     def _loss(
@@ -257,6 +290,7 @@ class ConvVAE(_TorchEstimator):
         return batch_loss
 
     # ----------------------------------------------------------- fitting
+    @restores_state_on_error
     def fit(
         self,
         images: Any,
@@ -281,20 +315,26 @@ class ConvVAE(_TorchEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            Bad parameters or images, or a network over the size budget
+            (checked before anything is allocated). A fit that raises leaves
+            the model as it was (unfitted, or the previous fit).
         """
-        self._check_params()
+        spec = self._check_params()
         epochs = self.epochs if epochs is None else epochs
         check_scalar(epochs, "epochs", (int, np.integer), min_value=1)
         X = check_images(
             images, min_images=2 if validation_images is not None else MIN_TRAIN_IMAGES
         )
-        if self.architecture == "conv":  # the image size fits the strides
-            feature_shape(X.shape[1:], self.channels, self._strides())
+        self._check_network(tuple(X.shape[1:]), spec, len(X))  # before anything is allocated
         seed = _seed(self.random_state)
         device = self._device()
         X_train, X_val = self._split(X, validation_images, seed)
         with _threads(self.n_threads), _seeded(seed, device):
-            net = self._build(X.shape[1:]).to(device)
+            net = self._build(X.shape[1:], spec).to(device)
             self.network_, self.image_shape_, self.device_ = net, tuple(X.shape[1:]), device
             self._train(net, self._loss(net), X_train, X_val, int(epochs), seed, device, "VAE")
         return self

@@ -29,10 +29,21 @@ import numpy as np
 import torch
 
 from ..mixture._gaussian_mixture import GaussianMixture
-from ..utils._estimator import check_is_fitted
+from ..utils._estimator import check_is_fitted, restores_state_on_error
 from ..utils._progress import say
 from ..utils._validation import check_scalar
-from ._engine import MIN_TRAIN_IMAGES, _seed, _seeded, _threads, _TorchEstimator, check_images
+from ._engine import (
+    MIN_TRAIN_IMAGES,
+    _seed,
+    _seeded,
+    _threads,
+    _TorchEstimator,
+    check_images,
+    check_network_size,
+    check_size,
+    int_sequence,
+)
+from ._model_files import CONFIG_BOUNDS
 from ._nets import MLPAutoencoder, squared_error
 
 MANIFOLDS = ("umap", None)
@@ -174,23 +185,28 @@ class DeepClustering(_TorchEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------ checks
-    def _check_params(self) -> None:
-        check_scalar(self.n_clusters, "n_clusters", (int, np.integer), min_value=1)
-        try:
-            hidden = list(self.hidden_sizes)
-        except TypeError:
-            hidden = [None]  # not a sequence: refused below
-        if not all(
-            isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0 for h in hidden
-        ):
-            raise ValueError(
-                f"hidden_sizes must be a sequence of positive ints; got {self.hidden_sizes!r}."
-            )
-        check_scalar(self.embedding_size, "embedding_size", (int, np.integer), min_value=1)
+    def _check_params(self) -> tuple[int, ...]:
+        """Validate the parameters; return ``hidden_sizes``, read once, as a tuple.
+
+        Network sizes are bounded before anything is built: each of
+        ``hidden_sizes`` up to 65536 (at most 16 layers), ``embedding_size``
+        and ``manifold_size`` up to 4096, ``n_clusters`` up to 10000; ``fit``
+        then bounds the whole network for the image size
+        (:data:`~gmmfast.vae._engine.MAX_PARAMETERS`, about 2 GB to train).
+        """
+        check_size(self.n_clusters, "n_clusters", CONFIG_BOUNDS["n_clusters"])
+        hidden = int_sequence(
+            self.hidden_sizes,
+            "hidden_sizes",
+            upper=CONFIG_BOUNDS["hidden_units"],
+            max_len=CONFIG_BOUNDS["n_dense_layers"],
+            allow_empty=True,
+        )
+        check_size(self.embedding_size, "embedding_size", CONFIG_BOUNDS["latent_dim"])
         if self.manifold not in MANIFOLDS:
             raise ValueError(f"manifold must be 'umap' or None; got {self.manifold!r}.")
         if self.manifold_size is not None:
-            check_scalar(self.manifold_size, "manifold_size", (int, np.integer), min_value=1)
+            check_size(self.manifold_size, "manifold_size", CONFIG_BOUNDS["latent_dim"])
         check_scalar(self.n_neighbors, "n_neighbors", (int, np.integer), min_value=2)
         if self.covariance_type not in ("full", "tied", "diag", "spherical"):
             raise ValueError(
@@ -199,11 +215,13 @@ class DeepClustering(_TorchEstimator):
             )
         check_scalar(self.gmm_n_init, "gmm_n_init", (int, np.integer), min_value=1)
         self._check_training_params()
+        return hidden
 
     def _manifold_size(self) -> int:
         return int(self.n_clusters if self.manifold_size is None else self.manifold_size)
 
     # ----------------------------------------------------------- fitting
+    @restores_state_on_error
     def fit(self, images: Any, y: Any = None, *, validation_images: Any = None) -> "DeepClustering":
         """Train the autoencoder, embed the images, and cluster them.
 
@@ -220,8 +238,15 @@ class DeepClustering(_TorchEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            Bad parameters or images, too few images, or a network over the
+            size budget (checked before anything is allocated). A fit that
+            raises leaves the model as it was (unfitted, or the previous fit).
         """
-        self._check_params()
+        hidden = self._check_params()
         umap = _import_umap() if self.manifold == "umap" else None
         X = check_images(
             images, min_images=2 if validation_images is not None else MIN_TRAIN_IMAGES
@@ -232,15 +257,24 @@ class DeepClustering(_TorchEstimator):
                 + (f" and n_neighbors={self.n_neighbors}" if umap else "")
                 + "; give more images."
             )
+        n_pixels = X.shape[1] * X.shape[2]
+
+        def build() -> MLPAutoencoder:
+            return MLPAutoencoder(n_pixels, hidden, int(self.embedding_size))
+
+        check_network_size(
+            build,
+            tuple(X.shape[1:]),
+            max(1, min(int(self.batch_size), len(X))),
+            f"hidden_sizes={hidden}, embedding_size={self.embedding_size}",
+        )
         seed = _seed(self.random_state)
         device = self._device()
         X_train, X_val = self._split(X, validation_images, seed)
         timings: dict[str, dict[str, float]] = {}
         start = _clock()
         with _threads(self.n_threads), _seeded(seed, device):
-            net = MLPAutoencoder(
-                X.shape[1] * X.shape[2], self.hidden_sizes, int(self.embedding_size)
-            ).to(device)
+            net = build().to(device)
             self.autoencoder_, self.image_shape_, self.device_ = net, tuple(X.shape[1:]), device
             stage = _clock()
             self._train(
@@ -256,7 +290,10 @@ class DeepClustering(_TorchEstimator):
             timings["training"] = _since(stage)
         if self.interrupted_:
             # Ctrl-C: the autoencoder keeps its best epoch (encode works), but the
-            # user asked to stop: no minute of UMAP and mixture after it.
+            # user asked to stop: no minute of UMAP and mixture after it. A previous
+            # fit's clustering belongs to another autoencoder: dropped, not mixed in.
+            for name in ("manifold_", "mixture_", "labels_", "embedding_"):
+                self.__dict__.pop(name, None)
             self.timings_ = timings
             raise KeyboardInterrupt
         stage = _clock()

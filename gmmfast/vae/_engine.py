@@ -7,7 +7,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -23,6 +23,100 @@ from ._nets import (
 )
 
 MIN_TRAIN_IMAGES = 10
+
+#: Budget of a network's size, checked before any of it is allocated.
+#: Weights: at most 100 million parameters (400 MB of float32); training
+#: holds about five copies of them (weights, gradients, Adam's two moments,
+#: the best epoch's), so about 2 GB.
+MAX_PARAMETERS = 100_000_000
+#: Activations of one training batch: at most 2**28 floats (1 GiB) over the
+#: network's layers, counted for ``min(batch_size, training images)`` images;
+#: the backward pass about doubles it.
+MAX_ACTIVATIONS = 1 << 28
+
+
+def int_sequence(
+    value: Any, name: str, *, upper: int, max_len: int, allow_empty: bool = False
+) -> tuple[int, ...]:
+    """A sequence parameter of positive ints, read exactly once, as a tuple.
+
+    Generators, iterators and sets are refused: a generator is empty once
+    read (a second ``fit`` or ``clone`` would build another network) and a
+    set has no order. Each value must lie in 1..``upper``, the length in
+    0 (if ``allow_empty``) or 1..``max_len``.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        if isinstance(value, Iterator):
+            got = f"a {type(value).__name__}, which can be read only once; pass tuple(...) instead"
+        else:
+            got = f"{value!r}"
+        raise ValueError(f"{name} must be a tuple or list of positive ints; got {got}.")
+    items = tuple(value)  # materialised once: this tuple is what is used
+    low = 0 if allow_empty else 1
+    if not low <= len(items) <= max_len:
+        raise ValueError(
+            f"{name} must hold {low} to {max_len} values; got {len(items)} ({value!r})."
+        )
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be a tuple or list of positive ints; got {value!r}.")
+        if not 1 <= v <= upper:
+            raise ValueError(f"{name} values must be integers in 1..{upper}; got {int(v)}.")
+    return tuple(int(v) for v in items)
+
+
+def check_size(value: Any, name: str, upper: int) -> None:
+    """A network size: an int in 1..``upper``."""
+    check_scalar(value, name, (int, np.integer), min_value=1, max_value=upper)
+
+
+def check_network_size(
+    build: Callable[[], nn.Module],
+    image_shape: tuple[int, int],
+    batch_images: int,
+    what: str,
+) -> None:
+    """Refuse a network over :data:`MAX_PARAMETERS` or :data:`MAX_ACTIVATIONS`.
+
+    ``build()`` runs on torch's meta device (shapes only, no memory), and a
+    forward pass of one meta image counts the floats every layer outputs.
+    ``what`` names the parameters that size the network, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameters, the count and the bound.
+    """
+    h, w = image_shape
+    with torch.device("meta"):
+        net = build()
+        n_params = sum(p.numel() for p in net.parameters())
+        if n_params > MAX_PARAMETERS:
+            raise ValueError(
+                f"{what} make a network of {n_params:,} parameters for {h} x {w} images, over "
+                f"the limit of {MAX_PARAMETERS:,} (about 2 GB to train); choose smaller sizes."
+            )
+        floats = [0]
+
+        def count(module: nn.Module, inputs: Any, output: Any) -> None:
+            outputs = output if isinstance(output, tuple) else (output,)
+            floats[0] += sum(t.numel() for t in outputs if isinstance(t, torch.Tensor))
+
+        leaves = [m for m in net.modules() if not list(m.children())]
+        hooks = [m.register_forward_hook(count) for m in leaves]
+        try:
+            net(torch.empty(1, 1, h, w))
+        finally:
+            for hook in hooks:
+                hook.remove()
+    if floats[0] * batch_images > MAX_ACTIVATIONS:
+        raise ValueError(
+            f"{what} make {floats[0]:,} activations per {h} x {w} image, "
+            f"{floats[0] * batch_images:,} for a batch of {batch_images}, over the limit of "
+            f"{MAX_ACTIVATIONS:,} (1 GiB); lower batch_size or the network's sizes."
+        )
 
 
 def check_images(

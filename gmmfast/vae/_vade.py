@@ -12,11 +12,20 @@ import torch
 from torch import nn
 
 from ..mixture._gaussian_mixture import GaussianMixture
-from ..utils._estimator import check_is_fitted
+from ..utils._estimator import check_is_fitted, restores_state_on_error
 from ..utils._progress import say
 from ..utils._validation import check_random_state, check_scalar
 from ._conv_vae import ConvVAE, _draw_latents
-from ._engine import MIN_TRAIN_IMAGES, _seed, _seeded, _threads, _TorchEstimator, check_images
+from ._engine import (
+    MAX_ACTIVATIONS,
+    MIN_TRAIN_IMAGES,
+    _seed,
+    _seeded,
+    _threads,
+    _TorchEstimator,
+    check_images,
+    check_size,
+)
 from ._model_files import (
     CONFIG_BOUNDS,
     _fit_results,
@@ -148,7 +157,9 @@ class VaDE(_TorchEstimator):
                 "VaDE needs vae=ConvVAE(...): a pretrained one, or one for fit to pretrain; "
                 f"got {self.vae!r}."
             )
-        check_scalar(self.n_clusters, "n_clusters", (int, np.integer), min_value=1)
+        check_size(self.n_clusters, "n_clusters", CONFIG_BOUNDS["n_clusters"])
+        if not hasattr(self.vae, "network_"):  # to be pretrained: its parameters checked now
+            self.vae._check_params()
         if self.beta is not None:
             check_scalar(self.beta, "beta", (int, float), min_value=0)
         check_scalar(self.gmm_n_init, "gmm_n_init", (int, np.integer), min_value=1)
@@ -157,6 +168,7 @@ class VaDE(_TorchEstimator):
         )
         self._check_training_params(min_epochs=0)
 
+    @restores_state_on_error
     def fit(
         self,
         images: Any,
@@ -179,25 +191,48 @@ class VaDE(_TorchEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            Bad parameters or images, images of another size than the
+            pretrained VAE's, or a network or prior over the size budget
+            (``n_clusters`` up to 10000; the VAE's sizes as in
+            :meth:`ConvVAE.fit`; ``n_clusters * latent_dim`` floats per image
+            of a batch within :data:`~gmmfast.vae._engine.MAX_ACTIVATIONS`),
+            all checked before any training. A fit that raises leaves the
+            model as it was (unfitted, or the previous fit).
         """
         self._check_params()
         epochs = self.epochs if epochs is None else epochs
         check_scalar(epochs, "epochs", (int, np.integer), min_value=0)
         X = check_images(images, min_images=max(self.n_clusters, MIN_TRAIN_IMAGES))
+        pretrained = hasattr(self.vae, "network_")
+        if pretrained and tuple(self.vae.image_shape_) != tuple(X.shape[1:]):
+            raise ValueError(
+                f"images are {X.shape[1]} x {X.shape[2]}; the VAE was fitted on "
+                f"{self.vae.image_shape_[0]} x {self.vae.image_shape_[1]} images."
+            )
+        if not pretrained:
+            self.vae._check_network(tuple(X.shape[1:]), self.vae._check_params(), len(X))
+        # The prior's KL makes a few (batch, n_clusters, latent_dim) tensors.
+        batch = max(1, min(int(self.batch_size), len(X)))
+        prior_floats = 4 * batch * int(self.n_clusters) * int(self.vae.latent_dim)
+        if prior_floats > MAX_ACTIVATIONS:
+            raise ValueError(
+                f"n_clusters={self.n_clusters} with latent_dim={self.vae.latent_dim} and a batch of "
+                f"{batch} make {prior_floats:,} floats in the prior's KL, over the limit of "
+                f"{MAX_ACTIVATIONS:,} (1 GiB); lower n_clusters, latent_dim or batch_size."
+            )
         seed = _seed(self.random_state)
         device = self._device()
         vae = copy.deepcopy(self.vae)
         # One split for pretraining and joint training: the images that pick
         # the best epoch are never trained on.
         X_train, X_val = self._split(X, validation_images, seed)
-        if not hasattr(vae, "network_"):
+        if not pretrained:
             say(self.verbose, "VaDE: pretraining the VAE")
             vae.fit(X_train, validation_images=X_val)
-        if tuple(vae.image_shape_) != tuple(X.shape[1:]):
-            raise ValueError(
-                f"images are {X.shape[1]} x {X.shape[2]}; the VAE was fitted on "
-                f"{vae.image_shape_[0]} x {vae.image_shape_[1]} images."
-            )
         vae.device, vae.n_threads = self.device, self.n_threads
         vae.network_, vae.device_ = vae.network_.to(device), device
         Z, log_sigma = vae.encode(X_train, return_log_sigma=True)
