@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from typing import Any
 
@@ -26,7 +25,7 @@ from ..utils._validation import (
     check_random_state,
     check_scalar,
 )
-from . import _dask, _gaussian, _missing_em, _online, _starts
+from . import _dask, _em, _gaussian, _missing_em, _online, _starts
 from ._missing import conditional_samples, has_nan, missing_log_prob, split_observed
 
 INIT_PARAMS = ("diverse", "kmeans", "agglomerative", "k-means++", "random", "random_from_data")
@@ -512,90 +511,21 @@ class GaussianMixture(BaseEstimator):
                 f"Expected n_samples >= n_components; got n_samples={n_samples} and "
                 f"n_components={self.n_components}."
             )
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        if not do_init:
-            try:
-                self._check_fitted()
-            except ValueError as exc:
-                raise ValueError(
-                    f"{exc} With warm_start=True, fit continues from the fitted "
-                    "parameters: set warm_start=False to fit afresh."
-                ) from None
-            if self.means_.shape != (int(self.n_components), n_features):
-                raise ValueError(
-                    f"warm_start continues from the fitted {self.means_.shape[0]} components of "
-                    f"{self.means_.shape[1]} features, but the data have {n_features} features and "
-                    f"n_components={self.n_components}; set warm_start=False to fit afresh."
-                )
+        afresh = _em.starts_afresh(self, self.n_components, n_features)
         self.n_features_in_ = n_features
-        n_init = int(self.n_init) if do_init else 1
         random_state = check_random_state(self.random_state)
-        init_X = self._init_data(data) if do_init else None
+        init_X = self._init_data(data) if afresh else None
 
-        best = None  # (lower_bound, params, n_iter, lower_bounds, converged)
-        last = {"completed": 0, "lower_bound": -np.inf, "lower_bounds": []}  # what Ctrl-C keeps
+        def initialize(init: int) -> None:
+            self._initialize(init_X, random_state, checked, init)
 
-        def keep_last_iteration() -> str:
-            # A usable model on Ctrl-C: the last completed iteration, marked unconverged.
-            if hasattr(self, "means_"):
-                self.converged_ = False
-                self.n_iter_ = last["completed"]
-                self.lower_bound_ = last["lower_bound"]
-                self.lower_bounds_ = last["lower_bounds"]
-            return "EM interrupted; the model holds the last completed iteration."
+        def em_pass() -> float:
+            resp, log_norm = self._log_prob(data, _gaussian.MODE_RESP)
+            _gaussian.floor_responsibilities(resp, float(self.resp_floor))
+            self._m_step(data, resp)
+            return float(np.mean(log_norm))
 
-        with _progress.on_interrupt(keep_last_iteration):
-            for init in range(n_init):
-                self._print(1, f"Initialization {init}")
-                start = time.perf_counter()
-                if do_init:
-                    self._initialize(init_X, random_state, checked, init)
-                lower_bound = -np.inf if do_init else self.lower_bound_
-                lower_bounds: list[float] = []
-                last.update(completed=0, lower_bound=lower_bound, lower_bounds=lower_bounds)
-                converged = False
-                n_iter = 0
-                desc = f"EM K={self.n_components}" + (
-                    f" init {init + 1}/{n_init}" if n_init > 1 else ""
-                )
-                with _progress.bar(
-                    total=int(self.max_iter), desc=desc, unit="iter", leave=False
-                ) as progress:
-                    for n_iter in range(1, int(self.max_iter) + 1):
-                        previous = lower_bound
-                        resp, log_norm = self._log_prob(data, _gaussian.MODE_RESP)
-                        _gaussian.floor_responsibilities(resp, float(self.resp_floor))
-                        self._m_step(data, resp)
-                        del resp  # its memory goes back before the next E-step
-                        lower_bound = float(np.mean(log_norm))
-                        lower_bounds.append(lower_bound)
-                        last.update(completed=n_iter, lower_bound=lower_bound)
-                        change = lower_bound - previous
-                        progress.set_postfix_str(
-                            f"ll {lower_bound:.6g}"
-                            + (f", change {change:.2e}" if n_iter > 1 else ""),
-                            refresh=False,
-                        )
-                        progress.update(1)
-                        if n_iter % int(self.verbose_interval) == 0:
-                            self._print(
-                                1,
-                                f"  Iteration {n_iter}",
-                                f"\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}",
-                            )
-                        if abs(change) < self.tol:
-                            converged = True
-                            break
-                if self.max_iter > 0:
-                    state = "converged" if converged else "did not converge"
-                    self._print(
-                        1,
-                        f"Initialization {state}.",
-                        f" time lapse {time.perf_counter() - start:.5f}s\t lower bound {lower_bound:.5f}",
-                    )
-                if best is None or lower_bound > best[0]:
-                    best = (lower_bound, self._get_parameters(), n_iter, lower_bounds, converged)
-
+        best = _em.run(self, afresh=afresh, initialize=initialize, em_pass=em_pass)
         self._keep_best(best)
         if not labels:
             return None
@@ -603,11 +533,12 @@ class GaussianMixture(BaseEstimator):
         weighted, _ = self._log_prob(data, _gaussian.MODE_WEIGHTED_LOG_PROB)
         return weighted.argmax(axis=1)
 
-    def _keep_best(self, best: tuple) -> None:
-        """Install the best initialisation's ``(lower_bound, params, n_iter,
-        lower_bounds, converged)``, warning if it did not converge (every fit path
-        ends here, in memory or on Dask)."""
-        lower_bound, params, n_iter, lower_bounds, converged = best
+    def _keep_best(self, best: _em.Outcome) -> None:
+        """Install the best initialisation, warning if it did not converge (every fit
+        path ends here, in memory or on Dask)."""
+        if isinstance(best, tuple):  # TODO(em-driver): the Dask path moves to _em.run
+            best = _em.Outcome(*best)
+        lower_bound, params, n_iter, lower_bounds, converged = best.as_tuple()
         if not converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
