@@ -25,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from .utils._validation import check_seed
+
 __all__ = ["NONCIRCULAR_SETTINGS", "make_noncircular"]
+
+#: Bytes per sample of the returned X (two float64) and y (int64), and the most samples
+#: drawn (8 GiB): a larger request is a typo, refused before NumPy tries to allocate it.
+BYTES_PER_SAMPLE = 24
+MAX_SAMPLES = 2**33 // BYTES_PER_SAMPLE
 
 #: Generator parameters of each setting (centres, per-cluster standard
 #: deviations along x and y, sample shares, and the linear map applied last).
@@ -65,7 +72,7 @@ def make_noncircular(
         mapped by ``transform`` (``x -> transform @ x``).
     n_samples : int, default=1500
         Total number of points (at least one per cluster).
-    random_state : int, numpy Generator, RandomState or None
+    random_state : int in [0, 2**32 - 1], numpy Generator, RandomState or None
 
     Returns
     -------
@@ -76,9 +83,11 @@ def make_noncircular(
     Raises
     ------
     ValueError
-        For an unknown ``kind`` or fewer samples than clusters.
+        For an unknown ``kind``, an ``n_samples`` that is not an int, below
+        the number of clusters or above :data:`MAX_SAMPLES`, or a bad
+        ``random_state``.
     """
-    if kind not in NONCIRCULAR_SETTINGS:
+    if not isinstance(kind, str) or kind not in NONCIRCULAR_SETTINGS:
         raise ValueError(f"kind must be one of {sorted(NONCIRCULAR_SETTINGS)}; got {kind!r}.")
     setting = NONCIRCULAR_SETTINGS[kind]
     centers = np.asarray(setting["centers"], dtype=np.float64)
@@ -86,6 +95,12 @@ def make_noncircular(
         raise ValueError(f"n_samples must be an int; got {n_samples!r}.")
     if n_samples < len(centers):
         raise ValueError(f"n_samples must be at least {len(centers)}; got {n_samples}.")
+    if n_samples > MAX_SAMPLES:
+        raise ValueError(
+            f"n_samples must be at most {MAX_SAMPLES} ({BYTES_PER_SAMPLE * MAX_SAMPLES / 2**30:.0f} "
+            f"GiB of samples and labels); got {n_samples}."
+        )
+    n_samples = int(n_samples)
     rng = _generator(random_state)
     shares = np.asarray(setting["shares"], dtype=np.float64)
     counts = np.floor(shares * n_samples).astype(int)
@@ -101,15 +116,10 @@ def make_noncircular(
 
 
 def _generator(random_state: Any) -> np.random.Generator:
+    """A Generator from ``random_state``, checked as everywhere in gmmfast (:func:`check_seed`)."""
     if isinstance(random_state, np.random.Generator):
         return random_state
+    check_seed(random_state)  # None, an int in [0, 2**32 - 1] or a RandomState; named if not
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(2**31 - 1))
-    if random_state is None or (
-        isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)
-    ):
-        return np.random.default_rng(random_state)
-    raise ValueError(
-        "random_state must be None, an int, a numpy Generator or RandomState; "
-        f"got {random_state!r}."
-    )
+    return np.random.default_rng(None if random_state is None else int(random_state))

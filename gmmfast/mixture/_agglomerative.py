@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kmeans import kmeans, nearest_centers
+from ._kmeans import kmeans, nearest_centers, scaled
 
 #: Micro-clusters per component.
 MICRO_CLUSTERS_PER_COMPONENT = 10
@@ -68,6 +68,7 @@ def agglomerative_labels(
         Seeds the micro-clusters' k-means.
     n_threads : int
     """
+    X, _ = scaled(X)  # a power of two: the merge order is unchanged, no square overflows
     n_samples, n_features = X.shape
     K = int(n_components)
     shape = covariance_type

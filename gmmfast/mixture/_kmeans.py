@@ -5,6 +5,13 @@ Used to initialise EM. Distances come from the k-means kernel
 terms from one GEMM per chunk, in the samples' dtype. A Lloyd iteration is
 one pass over the data that assigns every sample and accumulates the new
 centres' counts and sums in the same sweep.
+
+Squares of the samples must neither overflow nor underflow the working
+dtype (float32 overflows from 1.8e19, underflows below 1e-19): data whose
+largest norm lies outside :data:`SAFE_NORMS` is clustered as ``X * 2**e``,
+a power of two that brings it to about 1. Scaling by a power of two is
+exact, k-means is equivariant to it, so labels are those of exact
+arithmetic and the centres and inertia are scaled back in float64.
 """
 
 from __future__ import annotations
@@ -21,7 +28,42 @@ from ..utils._threads import (
     single_threaded_blas,
     threads_for_work,
 )
-from ..utils._validation import check_array, check_random_state, check_scalar
+from ..utils._validation import check_array, check_scalar, check_seed
+
+#: The largest sample norm for which k-means runs on the data as given; outside,
+#: on the data times a power of two (squares within 2**-80 .. 2**80 fit float32).
+SAFE_NORMS = (2.0**-40, 2.0**40)
+
+
+def scale_exponent(X: np.ndarray) -> int:
+    """0, or the ``e`` for which ``X * 2**e`` has its largest norm in (0.25, 1], when
+    X's lies outside :data:`SAFE_NORMS` (two reductions over X, no copy)."""
+    if X.size == 0:
+        return 0
+    peak = max(abs(float(X.max())), abs(float(X.min())))
+    if peak == 0.0 or not np.isfinite(peak):
+        return 0
+    root_d = np.sqrt(X.shape[1])  # peak * root_d bounds the norms
+    if SAFE_NORMS[0] <= peak <= SAFE_NORMS[1] / root_d:
+        return 0
+    return -(int(np.frexp(peak)[1]) + int(np.ceil(np.log2(root_d))))
+
+
+def scaled(X: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(X * 2**e, e)`` with :func:`scale_exponent`'s ``e`` (X itself when 0).
+
+    In steps of at most 2**100, each a float32 normal: powers of two that
+    float32 (or float64) cannot hold in one factor still scale exactly.
+    """
+    exponent = scale_exponent(X)
+    if exponent == 0:
+        return X, 0
+    out, left = np.array(X, order="C", copy=True), exponent
+    while left:
+        step = max(-100, min(100, left))
+        out *= X.dtype.type(np.ldexp(1.0, step))
+        left -= step
+    return out, exponent
 
 
 def _centers_for(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +140,8 @@ def kmeans_plusplus(
     centers : (n_clusters, n_features) float64
     indices : (n_clusters,) int, rows of X used as centres
     """
+    original = X
+    X, _ = scaled(X)  # the potentials' squares stay within the dtype
     n_samples = len(X)
     n_trials = 2 + int(np.log(n_clusters))
     indices = np.empty(n_clusters, dtype=np.intp)
@@ -118,7 +162,7 @@ def kmeans_plusplus(
         indices[c] = candidates[best]
         closest = cand_dist[:, best]
         potential = potentials[best]
-    return X[indices].astype(np.float64), indices
+    return original[indices].astype(np.float64), indices
 
 
 def kmeans(
@@ -141,6 +185,14 @@ def kmeans(
     labels : (n_samples,) int
     centers : (n_clusters, n_features) float64
     """
+    X, exponent = scaled(X)  # the distances' squares stay within the dtype
+    labels, centers = _lloyd(
+        X, n_clusters, random_state, n_threads=n_threads, max_iter=max_iter, tol=tol
+    )
+    return labels, np.ldexp(centers, -exponent)
+
+
+def _lloyd(X, n_clusters, random_state, *, n_threads, max_iter, tol):
     centers, _ = kmeans_plusplus(X, n_clusters, random_state, n_threads=n_threads)
     threshold = tol * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
     previous = None
@@ -216,19 +268,20 @@ def k_means(
     """
     check_scalar(n_clusters, "n_clusters", (int, np.integer), min_value=1)
     check_scalar(max_iter, "max_iter", (int, np.integer), min_value=1)
-    check_scalar(tol, "tol", (int, float), min_value=0)
-    dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
-    X = check_array(X, dtype=dtype, min_samples=int(n_clusters))
+    check_scalar(tol, "tol", (int, float, np.integer, np.floating), min_value=0)
+    random_state = check_seed(random_state)
     threads = effective_n_threads(n_threads)
+    dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
+    X = check_array(X, dtype=dtype)
+    if n_clusters > len(X):
+        raise ValueError(
+            f"n_clusters={n_clusters} is more than the {len(X)} sample(s) of X; at least "
+            f"{n_clusters} samples are needed."
+        )
     labels, centers = kmeans(
-        X,
-        int(n_clusters),
-        check_random_state(random_state),
-        n_threads=threads,
-        max_iter=int(max_iter),
-        tol=float(tol),
+        X, int(n_clusters), random_state, n_threads=threads, max_iter=int(max_iter), tol=float(tol)
     )
-    _, distances, _, _ = nearest_centers(X, centers, n_threads=threads)
+    inertia = _inertia(X, centers, n_threads=threads)
     found = len(np.unique(labels))
     if found < n_clusters:
         warnings.warn(
@@ -237,4 +290,24 @@ def k_means(
             UserWarning,
             stacklevel=2,
         )
-    return centers, labels, float(distances.sum())
+    return centers, labels, inertia
+
+
+def _inertia(X: np.ndarray, centers: np.ndarray, *, n_threads: int) -> float:
+    """Sum of squared distances to the nearest centre, computed on the scaled data.
+
+    Raises ``ValueError`` when the true value is beyond float64's range (float64
+    data above about 1e154 or below 1e-154): never inf, NaN or a flushed 0.
+    """
+    Xs, exponent = scaled(X)
+    centers = np.ldexp(centers, exponent)  # exact, like the data's scaling
+    _, distances, _, _ = nearest_centers(Xs, centers, n_threads=n_threads)
+    total = float(distances.sum(dtype=np.float64))
+    inertia = float(np.ldexp(total, -2 * exponent))
+    if not np.isfinite(inertia) or (total > 0 and inertia < np.finfo(np.float64).tiny):
+        raise ValueError(
+            f"the inertia of X, about 2**{int(np.frexp(total)[1]) - 2 * exponent}, is beyond "
+            "float64's range (X's values are too large or too small to square); rescale X "
+            "(k-means is unchanged by multiplying X by a constant)."
+        )
+    return inertia

@@ -19,6 +19,7 @@ matching, NMI, ARI).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import numpy as np
 
 from ..metrics import mixture_scores
 from ..utils import _progress
-from ..utils._validation import check_random_state, check_scalar
+from ..utils._validation import check_array, check_compute_dtype, check_scalar, check_seed
 from ._gaussian_mixture import GaussianMixture
 
 CRITERIA = ("bic", "aic", "heldout")
@@ -111,7 +112,7 @@ def select_mixture(
     validation_fraction : float, default=0.2
         Share of the samples held out for ``'heldout'`` (a random split
         from ``random_state``).
-    random_state : int, RandomState or None, default=None
+    random_state : int, RandomState, Generator or None, default=None
         Seeds the split and every fit (the same seed for each candidate, so
         that candidates differ only in what is being chosen).
     **mixture_params
@@ -126,8 +127,11 @@ def select_mixture(
     ------
     ValueError
         An unknown criterion or covariance type, no candidate, a candidate
-        that is not a positive int, NaN in ``X``, or too few samples for
-        every candidate.
+        that is not a positive int, more than :data:`MAX_CANDIDATES` from an
+        iterator, an unknown or bad mixture parameter (or one that fixes the
+        number of components), a bad ``random_state``, ``X`` that is not a
+        complete 2-d numeric array (NaN, infinity), or too few samples for
+        every candidate. Everything is checked before the first fit.
 
     Examples
     --------
@@ -140,44 +144,29 @@ def select_mixture(
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}.")
-    if isinstance(n_components, range) and n_components.step > 0:
-        # Candidates above the number of samples are skipped anyway: never materialise
-        # range(1, 10**12).
-        n_rows = len(X) if hasattr(X, "__len__") else 0
-        n_components = n_components[: max(n_rows + 1, 1)]
-    candidates = _candidates(n_components)
-    types = [covariance_types] if isinstance(covariance_types, str) else list(covariance_types)
-    if not types or any(t not in COVARIANCE_TYPES for t in types):
-        raise ValueError(
-            f"covariance_types must name some of {COVARIANCE_TYPES}; got {covariance_types!r}."
-        )
-    for name in ("n_components", "covariance_type", "random_state"):
-        if name in mixture_params:
-            raise ValueError(f"{name} is chosen by select_mixture; do not pass it.")
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-d (n_samples, n_features); got shape {X.shape}.")
-    if X.dtype.kind in "fc" and np.isnan(X).any():
-        raise ValueError("X contains NaN: select_mixture scores complete samples only.")
-    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    types = _covariance_types(covariance_types)
+    _check_mixture_params(mixture_params)
+    X = _check_X(X, mixture_params.get("dtype", np.float64))
+    GaussianMixture(1, covariance_type=types[0], **mixture_params)._check_parameters(X.shape[1])
+    seed = int(check_seed(random_state).randint(np.iinfo(np.int32).max))
     train, val = X, None
     if criterion == "heldout":
         check_scalar(
-            validation_fraction, "validation_fraction", (int, float), min_value=0, include_min=False
+            validation_fraction,
+            "validation_fraction",
+            (int, float, np.integer, np.floating),
+            min_value=0,
+            include_min=False,
         )
         if validation_fraction >= 1:
             raise ValueError(f"validation_fraction must be < 1; got {validation_fraction!r}.")
         order = np.random.RandomState(seed).permutation(len(X))
         n_val = max(1, int(round(validation_fraction * len(X))))
         train, val = X[order[n_val:]], X[order[:n_val]]
+    candidates = _candidates(n_components, len(train))
     results: list[dict[str, Any]] = []
     fitted: dict[tuple[int, str], GaussianMixture] = {}
-    grid = [(k, t) for t in types for k in candidates if k <= len(train)]
-    if not grid:
-        raise ValueError(
-            f"{len(train)} training sample(s): fewer than every candidate n_components "
-            f"{candidates}."
-        )
+    grid = [(k, t) for t in types for k in candidates]
     with _progress.bar(grid, desc="mixture selection", unit="fit", leave=False) as search:
         for k, kind in search:
             start = time.perf_counter()
@@ -213,18 +202,97 @@ def select_mixture(
     )
 
 
-def _candidates(n_components: Iterable[int]) -> list[int]:
+#: At most this many candidates are read from an iterator (an endless one is refused).
+MAX_CANDIDATES = 100_000
+#: Parameters of GaussianMixture that fix the number of components: not for a search.
+FIXED_K_PARAMS = ("weights_init", "means_init", "precisions_init")
+
+
+def _covariance_types(covariance_types: Any) -> list[str]:
+    message = f"covariance_types must name some of {COVARIANCE_TYPES}; got {covariance_types!r}."
+    if isinstance(covariance_types, str):
+        covariance_types = [covariance_types]
+    try:
+        types = list(itertools.islice(covariance_types, len(COVARIANCE_TYPES) * 4 + 1))
+    except TypeError:
+        raise ValueError(message) from None
+    if not types or any(not isinstance(t, str) or t not in COVARIANCE_TYPES for t in types):
+        raise ValueError(message)
+    return list(dict.fromkeys(types))  # each once, in the order given
+
+
+def _check_mixture_params(mixture_params: dict[str, Any]) -> None:
+    for name in ("n_components", "covariance_type", "random_state"):
+        if name in mixture_params:
+            raise ValueError(f"{name} is chosen by select_mixture; do not pass it.")
+    for name in FIXED_K_PARAMS:
+        if mixture_params.get(name) is not None:
+            raise ValueError(
+                f"{name} fixes the number of components, which select_mixture chooses; "
+                "do not pass it."
+            )
+    known = GaussianMixture().get_params()
+    unknown = sorted(set(mixture_params) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown GaussianMixture parameter(s) {', '.join(map(repr, unknown))} passed "
+            f"to select_mixture; the parameters are {', '.join(sorted(known))}."
+        )
+
+
+def _check_X(X: Any, dtype: Any) -> np.ndarray:
+    """X as a complete 2-d array of the fits' dtype (a read-only view or a copy)."""
+    return check_array(X, dtype=check_compute_dtype(dtype))
+
+
+def _candidates(n_components: Any, n_train: int) -> list[int]:
+    """The sorted distinct candidates up to ``n_train`` (larger ones are skipped).
+
+    A ``range`` is clipped arithmetically (``range(1, 10**12)`` is never
+    materialised); another iterable is read to at most :data:`MAX_CANDIDATES`.
+    """
     if isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool):
         n_components = [n_components]
+    if isinstance(n_components, range):
+        if len(n_components) == 0:
+            raise ValueError("n_components: no candidate given.")
+        ascending = n_components if n_components.step > 0 else n_components[::-1]
+        if ascending[0] < 1:
+            raise ValueError(
+                f"n_components candidates must be positive ints; got {ascending[0]!r}."
+            )
+        if ascending[0] > n_train:
+            raise ValueError(
+                f"{n_train} training sample(s): fewer than every candidate n_components "
+                f"(the smallest is {ascending[0]})."
+            )
+        return list(ascending[: (n_train - ascending[0]) // ascending.step + 1])
+    if isinstance(n_components, (str, bytes, dict)):
+        raise ValueError(
+            f"n_components candidates must be positive ints; got the {type(n_components).__name__} "
+            f"{n_components!r}."
+        )
     try:
-        values = list(n_components)
+        values = list(itertools.islice(n_components, MAX_CANDIDATES + 1))
     except TypeError:
         raise ValueError(
             f"n_components must be an int or an iterable of ints; got {n_components!r}."
         ) from None
     if not values:
         raise ValueError("n_components: no candidate given.")
+    if len(values) > MAX_CANDIDATES:
+        raise ValueError(
+            f"n_components gives more than {MAX_CANDIDATES} candidates (an endless iterator?); "
+            "pass a range or a list."
+        )
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"n_components candidates must be positive ints; got {v!r}.")
-    return sorted({int(v) for v in values})
+    candidates = sorted({int(v) for v in values})
+    kept = [k for k in candidates if k <= n_train]
+    if not kept:
+        raise ValueError(
+            f"{n_train} training sample(s): fewer than every candidate n_components "
+            f"(the smallest is {candidates[0]})."
+        )
+    return kept
