@@ -1,4 +1,6 @@
-"""Clusters that are not round: a full-covariance Gaussian mixture against k-means.
+"""
+Clusters that are not round: a full-covariance mixture against k-means
+======================================================================
 
 Three settings from gmmfast.synthetic (sheared blobs, a broad cluster beside
 two tight ones, long parallel stripes). k-means splits space half-way
@@ -7,6 +9,8 @@ cluster's own shape, and BIC chooses the number of components without
 labels. With matplotlib installed, the figure shows k-means' labels, the
 mixture's soft assignment with its components' 2-sigma ellipses, and BIC
 against K.
+
+Run it yourself (``--out`` also writes the figure to a file)::
 
     python examples/clustering_noncircular.py [--out clustering.png]
 """
@@ -24,8 +28,10 @@ from gmmfast.synthetic import NONCIRCULAR_SETTINGS, make_noncircular
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="clustering.png", help="figure file (needs matplotlib)")
+    parser = argparse.ArgumentParser(
+        description="Clusters that are not round: a full-covariance mixture against k-means"
+    )
+    parser.add_argument("--out", help="also write the figure to this file (needs matplotlib)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     panels = []
@@ -77,8 +83,9 @@ def main() -> None:
         for ax in axes[:2, col]:
             ax.set_aspect("equal", adjustable="datalim")
     fig.tight_layout()
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
+    if args.out:
+        fig.savefig(args.out, dpi=110)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -41,14 +41,10 @@ __all__ = sorted(_PUBLIC) + ["__version__"]
 # after a plain ``import gmmfast``), as when the package imported them eagerly
 _SUBMODULES = (
     "cli",
-    "classifier",
     "datasets",
-    "denoise",
     "image",
     "metrics",
     "mixture",
-    "patches",
-    "shifts",
     "synthetic",
     "utils",
     "vae",

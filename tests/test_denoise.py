@@ -10,7 +10,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from gmmfast import ConvergenceWarning
-from gmmfast.denoise import PatchDenoiser
+from gmmfast.image import PatchDenoiser
 
 
 def smooth_images(n, size, rng):
@@ -137,7 +137,7 @@ def test_bad_input(fitted):
 def test_blur_matrix_is_the_patch_convolution():
     from scipy.ndimage import convolve
 
-    from gmmfast.denoise import blur_matrix, gaussian_kernel
+    from gmmfast.image import blur_matrix, gaussian_kernel
 
     k = gaussian_kernel(1.0)
     assert k.shape == (7, 7) and np.isclose(k.sum(), 1.0)
@@ -154,7 +154,7 @@ def test_blur_matrix_is_the_patch_convolution():
 @pytest.mark.parametrize("method", ["map", "posterior_mean"])
 def test_patch_deblur_matches_brute_force(fitted, method, boundary):
     """Per-patch deblurring: N(y | W mu_k, W Sigma_k W^T + s^2 I) and mu + Sigma W^T S^-1 (y - W mu)."""
-    from gmmfast.denoise import blur_matrix, gaussian_kernel
+    from gmmfast.image import blur_matrix, gaussian_kernel
 
     dn, _, noisy = fitted
     k = gaussian_kernel(0.7, radius=1)
@@ -189,8 +189,8 @@ def test_patch_deblur_matches_brute_force(fitted, method, boundary):
 
 def test_epll_deblur_step_solves_its_linear_system(fitted):
     """With one beta, the EPLL deblur output solves (lam K^T K + beta C) x = lam K^T y + beta C p."""
-    from gmmfast.denoise import blur as _blur
-    from gmmfast.denoise import gaussian_kernel
+    from gmmfast.image import blur as _blur
+    from gmmfast.image import gaussian_kernel
 
     dn, _, noisy = fitted
     k = gaussian_kernel(0.7, radius=1)
@@ -251,7 +251,7 @@ def test_epll_bad_options(fitted):
 
 
 def test_estimate_noise_sigma():
-    from gmmfast.denoise import estimate_noise_sigma
+    from gmmfast.image import estimate_noise_sigma
 
     rng = np.random.default_rng(0)
     for sigma in (0.05, 0.1, 0.2):
@@ -271,7 +271,7 @@ def test_estimate_noise_sigma():
 
 
 def test_sigma_none_uses_the_estimate(fitted):
-    from gmmfast.denoise import estimate_noise_sigma
+    from gmmfast.image import estimate_noise_sigma
 
     dn, _, noisy = fitted
     sigma = estimate_noise_sigma(noisy)
@@ -286,7 +286,7 @@ def test_sigma_none_uses_the_estimate(fitted):
 
 
 def test_select_patch_prior_picks_by_validation_psnr():
-    from gmmfast.denoise import psnr, select_patch_prior
+    from gmmfast.image import psnr, select_patch_prior
 
     rng = np.random.default_rng(2)
     train, val = smooth_images(40, 16, rng), smooth_images(6, 16, rng)
@@ -332,7 +332,7 @@ def test_select_patch_prior_picks_by_validation_psnr():
 
 
 def test_fit_draws_max_patches_real_patches():
-    from gmmfast.patches import extract_patches
+    from gmmfast.image import extract_patches
 
     rng = np.random.default_rng(3)
     clean = smooth_images(10, 12, rng)
@@ -455,7 +455,7 @@ def test_epll_deblur_beats_patchwise_deblurring():
     with the unscaled weight 1 / sigma^2 (64 or 25 covering patches per pixel
     against one data term) the image step barely moves from the blurred patch
     average, which was the cause of the weak EPLL deblurring before."""
-    from gmmfast.denoise import blur, gaussian_kernel, psnr
+    from gmmfast.image import blur, gaussian_kernel, psnr
 
     rng = np.random.default_rng(6)
     clean = smooth_images(80, 16, rng)
@@ -484,7 +484,7 @@ def test_epll_deblur_beats_patchwise_deblurring():
 
 
 def test_blur_adjoint():
-    from gmmfast.denoise import blur, gaussian_kernel
+    from gmmfast.image import blur, gaussian_kernel
 
     rng = np.random.default_rng(7)
     k = rng.random((3, 5))  # not symmetric: convolution and correlation differ
@@ -498,7 +498,7 @@ def test_blur_adjoint():
 
 
 def test_fit_on_images_of_different_sizes():
-    from gmmfast.patches import extract_patches
+    from gmmfast.image import extract_patches
 
     rng = np.random.default_rng(8)
     a, b = smooth_images(1, 20, rng)[0], smooth_images(1, 13, rng)[0][:, :11]
@@ -525,7 +525,7 @@ def test_fit_on_images_of_different_sizes():
 
 
 def test_select_patch_prior_for_deblurring():
-    from gmmfast.denoise import gaussian_kernel, select_patch_prior
+    from gmmfast.image import gaussian_kernel, select_patch_prior
 
     rng = np.random.default_rng(9)
     train, val = smooth_images(30, 14, rng), smooth_images(4, 14, rng)
@@ -549,7 +549,7 @@ def test_select_patch_prior_for_deblurring():
 def test_default_epll_improves_on_one_pass():
     """The default schedule (start from the one-pass MAP estimate, betas 16..128 / sigma^2)
     must improve on it: EPLL's consistency between overlapping patches is its point."""
-    from gmmfast.denoise import psnr
+    from gmmfast.image import psnr
 
     rng = np.random.default_rng(1)
     clean = smooth_images(60, 14, rng)
@@ -566,9 +566,9 @@ def test_default_epll_improves_on_one_pass():
 
 
 def test_patch_denoiser_is_exported_at_top_level():
-    """The issue's spelling, gmmfast.PatchDenoiser, is the class in gmmfast.denoise."""
+    """The issue's spelling, gmmfast.PatchDenoiser, is the class in gmmfast.image."""
     import gmmfast
-    from gmmfast.denoise import PatchDenoiser as Direct
+    from gmmfast.image import PatchDenoiser as Direct
 
     assert gmmfast.PatchDenoiser is Direct
     assert "PatchDenoiser" in gmmfast.__all__
@@ -576,7 +576,7 @@ def test_patch_denoiser_is_exported_at_top_level():
 
 @pytest.mark.parametrize("sigma", [True, 0.0, -0.1, float("nan"), "0.1"])
 def test_select_patch_prior_rejects_bad_sigma(sigma):
-    from gmmfast.denoise import select_patch_prior
+    from gmmfast.image import select_patch_prior
 
     images = np.random.RandomState(0).rand(4, 12, 12)
     with pytest.raises(ValueError, match="sigma"):

@@ -162,7 +162,7 @@ def _reachable(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_layers_import_only_what_lies_below(layer):
-    """Through any chain of imports (an alias module such as gmmfast.denoise included)."""
+    """Through any chain of imports."""
     bad = [
         f"{module} imports {target}"
         for module, targets in _reachable(import_graph()).items()
@@ -193,7 +193,7 @@ def test_every_module_imports():
 
 
 def test_public_names_import_as_before():
-    """The names of the README, from where they have always been imported."""
+    """The names of the README, from their one home each."""
     from gmmfast import (  # noqa: F401
         ConvergenceWarning,
         GaussianMixture,
@@ -203,18 +203,52 @@ def test_public_names_import_as_before():
         ShiftInvariantClassifier,
         __version__,
     )
-    from gmmfast.classifier import GMMClassifier as classifier_alias
     from gmmfast.datasets import load_idx_dir, load_mnist, load_mnist_sample, read_idx  # noqa: F401
-    from gmmfast.denoise import select_patch_prior  # noqa: F401
-    from gmmfast.patches import average_patches, extract_patches  # noqa: F401
-    from gmmfast.shifts import ShiftInvariantClassifier as shifts_alias
+    from gmmfast.image import average_patches, extract_patches, select_patch_prior  # noqa: F401
+    from gmmfast.mixture import GMMClassifier as mixture_classifier
+    from gmmfast.mixture import ShiftInvariantClassifier as mixture_shifts
 
-    assert classifier_alias is GMMClassifier and shifts_alias is ShiftInvariantClassifier
+    assert mixture_classifier is GMMClassifier and mixture_shifts is ShiftInvariantClassifier
     import gmmfast
 
     assert (
         gmmfast.mixture.GaussianMixture is GaussianMixture
     )  # subpackages as attributes, as before
+
+
+def _is_alias_module(tree: ast.Module) -> bool:
+    """A module whose only statements (besides its docstring and ``__all__``) import."""
+    body = [
+        node
+        for node in tree.body
+        if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+        and not (
+            isinstance(node, ast.Assign)
+            and all(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+        )
+    ]
+    return bool(body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in body)
+
+
+def test_no_alias_module_is_left():
+    """One home per name: no module (other than a package's __init__) only re-exports
+    another's names, and the removed compatibility modules stay removed."""
+    aliases = [
+        name
+        for name, path in _modules().items()
+        if path.name != "__init__.py" and _is_alias_module(ast.parse(path.read_text(), str(path)))
+    ]
+    assert aliases == []
+    for removed in ("classifier", "denoise", "patches", "shifts"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"gmmfast.{removed}")
+        assert not hasattr(gmmfast, removed)
+
+
+def test_alias_detector_finds_an_alias():
+    alias = ast.parse('"""Alias."""\nfrom .image import blur  # noqa: F401\n__all__ = ["blur"]\n')
+    real = ast.parse('"""Real."""\nimport numpy as np\n\ndef f():\n    return np.zeros(1)\n')
+    assert _is_alias_module(alias) and not _is_alias_module(real)
 
 
 def test_import_gmmfast_imports_no_optional_dependency():

@@ -1,6 +1,6 @@
 """Overlapping-patch extraction and averaging against NumPy references.
 
-The references are written independently of ``gmmfast.patches``:
+The references are written independently of ``gmmfast.image``'s patch kernels:
 extraction indexes ``np.lib.stride_tricks.sliding_window_view`` at the
 positions ``range(0, L - m + 1, s)`` (+ ``L - m``), and averaging
 accumulates with ``np.add.at`` into sums and weight sums. float64 results
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.testing import assert_allclose, assert_array_equal
 
-from gmmfast.patches import average_patches, extract_patches, patch_positions
+from gmmfast.image import average_patches, extract_patches, patch_positions
 
 # (H, W, m, s): square and non-square images, strides that divide H - m and
 # strides that do not (so the last position is appended), m = 1 and m = H.

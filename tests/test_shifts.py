@@ -5,7 +5,7 @@ import pytest
 from scipy.special import logsumexp
 
 from gmmfast import GMMClassifier, ShiftInvariantClassifier
-from gmmfast.shifts import ONE_PIXEL_SHIFTS, shift_images
+from gmmfast.mixture import ONE_PIXEL_SHIFTS, shift_images
 
 SHAPE = (6, 5)
 

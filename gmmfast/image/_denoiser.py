@@ -28,7 +28,7 @@ W Sigma_k W^T + s^2 I per (component, noise level, blur), is cached, and is
 applied to all patches of the component at once with a matrix product
 (BLAS-3); responsibilities come from the compiled E-step kernel, and
 patches are extracted and averaged by the compiled kernels of
-:mod:`gmmfast.patches`, a chunk of images at a time into reused buffers.
+:mod:`gmmfast.image`, a chunk of images at a time into reused buffers.
 
 :func:`select_patch_prior` searches patch sizes, numbers of components and
 strides by held-out PSNR; :func:`estimate_noise_sigma` estimates the noise
@@ -223,6 +223,7 @@ class PatchDenoiser(BaseEstimator):
     # ---------------------------------------------------------------- fitting
     @restores_state_on_error
     @limits_blas
+    @_progress.shows_progress
     def fit(self, images: Any, y: Any = None) -> "PatchDenoiser":
         """Fit the patch mixture on clean images.
 
@@ -287,6 +288,7 @@ class PatchDenoiser(BaseEstimator):
 
     # -------------------------------------------------------------- inference
     @limits_blas
+    @_progress.shows_progress
     def denoise(
         self,
         images: Any,
@@ -336,6 +338,7 @@ class PatchDenoiser(BaseEstimator):
         return out[0] if np.ndim(images) == 2 else out
 
     @limits_blas
+    @_progress.shows_progress
     def deblur(
         self,
         images: Any,
@@ -590,17 +593,19 @@ class PatchDenoiser(BaseEstimator):
         if kernel is not None:
             Kty = blur(noisy, kernel, adjoint=True)
         pm = self.epll_patch_step == "posterior_mean"
-        for step, beta in enumerate(schedule):
-            start = time.perf_counter()
-            patch_mean = self._one_pass(x, 1.0 / beta, posterior_mean=pm)
-            if kernel is None:
-                x = (lam * noisy + beta * counts * patch_mean) / (lam + beta * counts)
-            else:
-                x = solve_deblur_step(Kty, kernel, lam, beta, counts, patch_mean, x, cg_iter)
-            self._say(
-                f"EPLL step {step + 1}/{len(schedule)}: beta sigma^2 = {beta * sigma**2:.4g}, "
-                f"{time.perf_counter() - start:.2f} s"
-            )
+        with _progress.bar(total=len(schedule), desc="EPLL", unit="step", leave=False) as progress:
+            for step, beta in enumerate(schedule):
+                start = time.perf_counter()
+                patch_mean = self._one_pass(x, 1.0 / beta, posterior_mean=pm)
+                if kernel is None:
+                    x = (lam * noisy + beta * counts * patch_mean) / (lam + beta * counts)
+                else:
+                    x = solve_deblur_step(Kty, kernel, lam, beta, counts, patch_mean, x, cg_iter)
+                progress.update(1)
+                self._say(
+                    f"EPLL step {step + 1}/{len(schedule)}: beta sigma^2 = {beta * sigma**2:.4g}, "
+                    f"{time.perf_counter() - start:.2f} s"
+                )
         return x
 
     def _say(self, message: str) -> None:

@@ -119,7 +119,7 @@ class ShiftInvariantClassifier(BaseEstimator):
     --------
     >>> import numpy as np
     >>> from gmmfast import GMMClassifier
-    >>> from gmmfast.shifts import ShiftInvariantClassifier
+    >>> from gmmfast import ShiftInvariantClassifier
     >>> rng = np.random.RandomState(0)
     >>> bars = np.zeros((2, 6, 6)); bars[0, :, 2] = 1; bars[1, 2, :] = 1
     >>> y = np.repeat([0, 1], 40)
