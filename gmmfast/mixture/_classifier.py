@@ -196,6 +196,7 @@ class GMMClassifier(BaseEstimator):
     # --------------------------------------------------------------- fitting
     @restores_state_on_error
     @limits_blas
+    @_progress.shows_progress
     def fit(self, X: Any, y: Any, *, observed: Any = None) -> "GMMClassifier":
         """Fit one Gaussian mixture per class.
 

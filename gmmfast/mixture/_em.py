@@ -94,7 +94,7 @@ def run(
             estimator.lower_bounds_ = last["lower_bounds"]
         return "EM interrupted; the model holds the last completed iteration."
 
-    with _progress.on_interrupt(keep_last_iteration):
+    with _progress.asked(estimator.verbose), _progress.on_interrupt(keep_last_iteration):
         for init in range(n_init):
             estimator._print(1, f"Initialization {init}")
             start = time.perf_counter()

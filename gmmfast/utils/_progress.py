@@ -6,14 +6,17 @@ output), :func:`notice` for what the user must know even when not verbose
 (standard error), and :func:`on_interrupt`, the one place where Ctrl-C is
 handled. tqdm is imported here and nowhere else.
 
-Progress bars are tqdm bars when asked for, silent otherwise.
+Progress bars are tqdm bars when asked for (an estimator's ``verbose >= 1``,
+or the command on a terminal or with ``--verbose``), and, outside the command,
+on a terminal for work that lasts more than :data:`AUTO_DELAY` seconds;
+silent otherwise (in a notebook, a log file, a test run).
 
 The estimators (EM iterations in :class:`gmmfast.GaussianMixture`, classes
 and K searches in :class:`gmmfast.GMMClassifier`) open their bars with
-:func:`bar`. Outside a :func:`progress_bars` block, or without tqdm
-installed, :func:`bar` returns a no-op object, so the library stays silent
-by default, as scikit-learn's estimators are (their ``verbose`` lines are
-unchanged). The ``gmmfast`` command turns the bars on for its whole run
+:func:`bar`. Without tqdm installed, inside ``progress_bars(False)``, or
+outside any :func:`progress_bars` block when standard error is not a
+terminal, :func:`bar` returns a no-op object (the ``verbose`` lines are
+scikit-learn's, unchanged). The ``gmmfast`` command turns the bars on for its whole run
 when standard error is a terminal or ``--verbose`` is given::
 
     from gmmfast.utils._progress import progress_bars
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import sys
 from typing import Any, Callable, Iterable, Iterator
 
@@ -40,6 +44,8 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching _tqdm
 
 __all__ = [
     "active",
+    "asked",
+    "shows_progress",
     "bar",
     "notice",
     "one_line",
@@ -50,8 +56,14 @@ __all__ = [
     "write",
 ]
 
-# Whether bars are shown in the current context (set by progress_bars).
-_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("gmmfast_progress", default=False)
+# Whether bars are shown in the current context (set by progress_bars); None: automatic
+# (a terminal), the default of a library call outside any progress_bars block.
+_ENABLED: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "gmmfast_progress", default=None
+)
+
+#: Seconds before an automatic bar appears: work shorter than this stays silent.
+AUTO_DELAY = 2.0
 
 
 def available() -> bool:
@@ -74,8 +86,33 @@ def wanted(verbose: bool = False, stream: Any = None) -> bool:
 
 
 def active() -> bool:
-    """Whether :func:`bar` shows bars here (inside an enabled :func:`progress_bars`)."""
-    return _ENABLED.get() and available()
+    """Whether :func:`bar` shows bars here: inside an enabled :func:`progress_bars`,
+    or, outside any, when standard error is a terminal (automatic bars, shown only
+    for work longer than :data:`AUTO_DELAY` seconds)."""
+    enabled = _ENABLED.get()
+    if enabled is None:
+        return wanted()
+    return enabled and available()
+
+
+def shows_progress(method: Callable) -> Callable:
+    """Decorate an estimator method whose work may be long: its bars show when the
+    estimator's ``verbose`` asks for them (see :func:`asked`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with asked(getattr(self, "verbose", 0)):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def asked(verbose: Any) -> contextlib.AbstractContextManager:
+    """Bars on for an estimator's work when its ``verbose`` is 1 or more (scikit-learn's
+    way of asking for output), else the caller's setting: wrap a ``fit`` in it."""
+    if int(verbose or 0) >= 1:
+        return progress_bars(True)
+    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -144,6 +181,8 @@ def bar(
     """
     if not active():
         return NullBar(iterable, total)
+    if _ENABLED.get() is None:  # automatic: only work that lasts shows a bar
+        kwargs.setdefault("delay", AUTO_DELAY)
     return _tqdm(
         iterable,
         total=total,
