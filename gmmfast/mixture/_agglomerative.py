@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kmeans import kmeans, nearest_centers, scaled
+from ._kmeans import kmeans, nearest_centers, prepared
 
 #: Micro-clusters per component.
 MICRO_CLUSTERS_PER_COMPONENT = 10
@@ -68,7 +68,8 @@ def agglomerative_labels(
         Seeds the micro-clusters' k-means.
     n_threads : int
     """
-    X, _ = scaled(X)  # a power of two: the merge order is unchanged, no square overflows
+    # Shifted and scaled exactly: the merge order is unchanged, no distance overflows or cancels.
+    X = prepared(X)[0]
     n_samples, n_features = X.shape
     K = int(n_components)
     shape = covariance_type

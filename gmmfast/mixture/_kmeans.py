@@ -6,16 +6,24 @@ terms from one GEMM per chunk, in the samples' dtype. A Lloyd iteration is
 one pass over the data that assigns every sample and accumulates the new
 centres' counts and sums in the same sweep.
 
-Squares of the samples must neither overflow nor underflow the working
-dtype (float32 overflows from 1.8e19, underflows below 1e-19): data whose
-largest norm lies outside :data:`SAFE_NORMS` is clustered as ``X * 2**e``,
-a power of two that brings it to about 1. Scaling by a power of two is
-exact, k-means is equivariant to it, so labels are those of exact
-arithmetic and the centres and inertia are scaled back in float64.
+The expansion is only as good as the working dtype allows. Squares must
+neither overflow nor underflow it (float32 overflows from 1.8e19,
+underflows below 1e-19), and data far from the origin compared with its
+extent loses the distances to cancellation (float32 data around 1e6 with a
+spread of 10: |x|^2 is 1e12, its rounding error 1e5, the distances 1e2).
+So k-means runs on ``(X - shift) * 2**e`` (:func:`prepared`): a shift
+towards the data's centre where the offset would cost more than a sixth of
+the dtype's bits, and a power of two that brings the largest norm near 1
+where it lies outside :data:`SAFE_NORMS`. Both are exact (the shift only
+on features where Sterbenz's lemma makes the subtraction exact) and
+k-means is equivariant to them, so the labels are those of the data as
+given, with the accuracy of data near the origin; the centres and the
+inertia are mapped back in float64. Ordinary data is used as it is.
 """
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
@@ -30,40 +38,74 @@ from ..utils._threads import (
 )
 from ..utils._validation import check_array, check_scalar, check_seed
 
-#: The largest sample norm for which k-means runs on the data as given; outside,
+#: The largest sample norm for which k-means runs on the data unscaled; outside,
 #: on the data times a power of two (squares within 2**-80 .. 2**80 fit float32).
 SAFE_NORMS = (2.0**-40, 2.0**40)
+#: Shift the data when its offset exceeds its extent by more than this (an offset
+#: ratio r costs about 2 log2(r) bits of the distances: a sixth of the mantissa).
+OFFSET_RATIOS = {np.dtype(np.float32): 2.0**4, np.dtype(np.float64): 2.0**9}
 
 
-def scale_exponent(X: np.ndarray) -> int:
-    """0, or the ``e`` for which ``X * 2**e`` has its largest norm in (0.25, 1], when
-    X's lies outside :data:`SAFE_NORMS` (two reductions over X, no copy)."""
+def frame(X: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """``(shift, e)`` of :func:`prepared` (shift None: none; two reductions, no copy).
+
+    The shift is the per-feature midrange in X's dtype, on features whose
+    values lie within a factor of two of it (so ``x - shift`` is exact),
+    and only when the offset is large against the extent.
+    """
     if X.size == 0:
-        return 0
-    peak = max(abs(float(X.max())), abs(float(X.min())))
-    if peak == 0.0 or not np.isfinite(peak):
-        return 0
+        return None, 0
+    lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        return None, 0
+    mid, half = 0.5 * lo + 0.5 * hi, 0.5 * hi - 0.5 * lo
+    shift = None
+    ratio = OFFSET_RATIOS.get(X.dtype, OFFSET_RATIOS[np.dtype(np.float64)])
+    if np.abs(mid).max() > ratio * half.max():
+        shift = np.where(np.abs(mid) >= 2.0 * half, mid, 0.0).astype(X.dtype)
+        lo, hi = lo - shift, hi - shift  # the shifted extremes, exactly
+    peak = max(float(np.abs(lo).max()), float(np.abs(hi).max()))
+    if peak == 0.0:
+        return shift, 0
     root_d = np.sqrt(X.shape[1])  # peak * root_d bounds the norms
     if SAFE_NORMS[0] <= peak <= SAFE_NORMS[1] / root_d:
-        return 0
-    return -(int(np.frexp(peak)[1]) + int(np.ceil(np.log2(root_d))))
+        return shift, 0
+    return shift, -(int(np.frexp(peak)[1]) + int(np.ceil(np.log2(root_d))))
 
 
-def scaled(X: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(X * 2**e, e)`` with :func:`scale_exponent`'s ``e`` (X itself when 0).
+def prepared(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``(Xp, shift, e)`` with ``Xp = (X - shift) * 2**e`` exactly; X itself when neither
+    applies (see the module docstring).
 
-    In steps of at most 2**100, each a float32 normal: powers of two that
-    float32 (or float64) cannot hold in one factor still scale exactly.
+    The power of two is applied in steps of at most 2**100, each a float32
+    normal, so that factors float32 (or float64) cannot hold still scale
+    exactly.
     """
-    exponent = scale_exponent(X)
-    if exponent == 0:
-        return X, 0
-    out, left = np.array(X, order="C", copy=True), exponent
+    shift, exponent = frame(X)
+    if shift is None and exponent == 0:
+        return X, None, 0
+    out = np.array(X, order="C", copy=True)
+    if shift is not None:
+        out -= shift
+    left = exponent
     while left:
         step = max(-100, min(100, left))
         out *= X.dtype.type(np.ldexp(1.0, step))
         left -= step
-    return out, exponent
+    return out, shift, exponent
+
+
+def to_frame(centers: np.ndarray, shift: np.ndarray | None, exponent: int) -> np.ndarray:
+    """Centres (float64) of the data as given, in :func:`prepared`'s frame."""
+    if shift is not None:
+        centers = centers - shift
+    return np.ldexp(centers, exponent)
+
+
+def from_frame(centers: np.ndarray, shift: np.ndarray | None, exponent: int) -> np.ndarray:
+    """Centres found in :func:`prepared`'s frame, back in the data's (float64)."""
+    centers = np.ldexp(centers, -exponent)
+    return centers if shift is None else centers + shift
 
 
 def _centers_for(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +183,7 @@ def kmeans_plusplus(
     indices : (n_clusters,) int, rows of X used as centres
     """
     original = X
-    X, _ = scaled(X)  # the potentials' squares stay within the dtype
+    X = prepared(X)[0]  # the potentials neither overflow nor cancel
     n_samples = len(X)
     n_trials = 2 + int(np.log(n_clusters))
     indices = np.empty(n_clusters, dtype=np.intp)
@@ -185,11 +227,11 @@ def kmeans(
     labels : (n_samples,) int
     centers : (n_clusters, n_features) float64
     """
-    X, exponent = scaled(X)  # the distances' squares stay within the dtype
+    X, shift, exponent = prepared(X)  # the distances neither overflow nor cancel
     labels, centers = _lloyd(
         X, n_clusters, random_state, n_threads=n_threads, max_iter=max_iter, tol=tol
     )
-    return labels, np.ldexp(centers, -exponent)
+    return labels, from_frame(centers, shift, exponent)
 
 
 def _lloyd(X, n_clusters, random_state, *, n_threads, max_iter, tol):
@@ -266,8 +308,8 @@ def k_means(
         When fewer distinct clusters than ``n_clusters`` are found (fewer
         distinct points than clusters): some centres then have no samples.
     """
-    check_scalar(n_clusters, "n_clusters", (int, np.integer), min_value=1)
-    check_scalar(max_iter, "max_iter", (int, np.integer), min_value=1)
+    _check_count(n_clusters, "n_clusters")
+    _check_count(max_iter, "max_iter")
     check_scalar(tol, "tol", (int, float, np.integer, np.floating), min_value=0)
     random_state = check_seed(random_state)
     threads = effective_n_threads(n_threads)
@@ -293,17 +335,27 @@ def k_means(
     return centers, labels, inertia
 
 
+def _check_count(value: Any, name: str) -> None:
+    """A positive int of any size (check_scalar's finiteness test fails on ints beyond int64)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a positive int; got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value!r}.")
+
+
 def _inertia(X: np.ndarray, centers: np.ndarray, *, n_threads: int) -> float:
-    """Sum of squared distances to the nearest centre, computed on the scaled data.
+    """Sum of squared distances to the nearest centre, computed in :func:`prepared`'s frame.
 
     Raises ``ValueError`` when the true value is beyond float64's range (float64
     data above about 1e154 or below 1e-154): never inf, NaN or a flushed 0.
     """
-    Xs, exponent = scaled(X)
-    centers = np.ldexp(centers, exponent)  # exact, like the data's scaling
-    _, distances, _, _ = nearest_centers(Xs, centers, n_threads=n_threads)
+    Xp, shift, exponent = prepared(X)
+    _, distances, _, _ = nearest_centers(
+        Xp, to_frame(centers, shift, exponent), n_threads=n_threads
+    )
     total = float(distances.sum(dtype=np.float64))
-    inertia = float(np.ldexp(total, -2 * exponent))
+    with np.errstate(over="ignore", under="ignore"):  # checked below
+        inertia = float(np.ldexp(total, -2 * exponent))
     if not np.isfinite(inertia) or (total > 0 and inertia < np.finfo(np.float64).tiny):
         raise ValueError(
             f"the inertia of X, about 2**{int(np.frexp(total)[1]) - 2 * exponent}, is beyond "
