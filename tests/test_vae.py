@@ -568,3 +568,219 @@ def test_vade_from_a_dense_vae(dense_vae, digits, tmp_path):
     assert np.array_equal(loaded.predict(X_test), model.predict(X_test))
     unfitted = VaDE(ConvVAE(2, epochs=1, random_state=0, **DENSE), n_clusters=3, epochs=1)
     assert unfitted.set_params(random_state=0, n_threads=1).fit(X).vae_.architecture == "dense"
+
+
+# ------------------------------------------- hostile parameters, round two
+from gmmfast.vae import DeepClustering  # noqa: E402
+
+DC = dict(hidden_sizes=(16,), embedding_size=3, manifold=None, batch_size=64, n_threads=1)
+
+
+def _dense_vade(**params):
+    return VaDE(ConvVAE(**DENSE), n_clusters=3, epochs=1, n_threads=1, batch_size=64, **params)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ConvVAE(latent_dim=10**8, **DENSE), r"latent_dim must be <= 4096"),
+        (lambda: ConvVAE(latent_dim=10**8), r"latent_dim must be <= 4096"),
+        (lambda: ConvVAE(hidden_units=10**8), r"hidden_units must be <= 65536"),
+        (lambda: ConvVAE(channels=(8, 10**8)), r"channels values must be integers in 1\.\.4096"),
+        (lambda: ConvVAE(channels=(4,) * 17), r"channels must hold 1 to 16"),
+        (
+            lambda: ConvVAE(**DENSE | {"dense_sizes": (10**8,)}),
+            "dense_sizes values must be integers",
+        ),
+        # Each size within its bound, the network over the parameter budget.
+        (
+            lambda: ConvVAE(hidden_units=60_000),
+            r"hidden_units=60000.*over the limit of 100,000,000",
+        ),
+        (
+            lambda: ConvVAE(channels=(4096, 4096, 4096)),
+            r"channels=\(4096, 4096, 4096\).*parameters",
+        ),
+        (lambda: ConvVAE(**DENSE | {"dense_sizes": (65536, 65536)}), r"dense_sizes=.*parameters"),
+        # Within the parameter budget, over the activation budget for one batch.
+        (
+            lambda: ConvVAE(channels=(4096,), strides=(1,), hidden_units=1, batch_size=4096),
+            r"activations.*lower batch_size",
+        ),
+        (lambda: DeepClustering(hidden_sizes=(10**8,)), r"hidden_sizes values must be integers"),
+        (lambda: DeepClustering(hidden_sizes=(65536, 65536)), r"hidden_sizes=.*parameters"),
+        (lambda: DeepClustering(hidden_sizes=(8,) * 17), r"hidden_sizes must hold 0 to 16"),
+        (lambda: DeepClustering(embedding_size=10**8), r"embedding_size must be <= 4096"),
+        (lambda: DeepClustering(manifold_size=10**8), r"manifold_size must be <= 4096"),
+        (lambda: DeepClustering(n_clusters=10**8), r"n_clusters must be <= 10000"),
+        (
+            lambda: VaDE(ConvVAE(latent_dim=10**8, **DENSE), n_clusters=3),
+            r"latent_dim must be <= 4096",
+        ),
+        (lambda: VaDE(ConvVAE(**DENSE), n_clusters=10**8), r"n_clusters must be <= 10000"),
+        (
+            lambda: VaDE(ConvVAE(latent_dim=4096, **DENSE), n_clusters=200, batch_size=128),
+            r"n_clusters=200 with latent_dim=4096.*prior's KL",
+        ),
+    ],
+)
+def test_network_sizes_are_bounded_before_anything_is_allocated(digits, monkeypatch, make, message):
+    """Every size parameter of every estimator: a ValueError naming it and its bound, raised
+    before a single real (non-meta) layer is made."""
+    real_linear = torch.nn.Linear.__init__
+
+    def no_real_layers(self, *args, **kwargs):
+        real_linear(self, *args, **kwargs)
+        assert self.weight.is_meta, "a real layer was allocated before the size check"
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", no_real_layers)
+    with pytest.raises(ValueError, match=message):
+        make().fit(digits[0])
+
+
+def test_size_budget_is_stated_in_the_docstrings():
+    for doc in (ConvVAE._check_params.__doc__, DeepClustering._check_params.__doc__):
+        assert "MAX_PARAMETERS" in doc and "2 GB" in doc
+    assert engine.MAX_PARAMETERS == 100_000_000 and engine.MAX_ACTIVATIONS == 1 << 28
+    assert "MAX_ACTIVATIONS" in VaDE.fit.__doc__
+
+
+_SEQUENCES = [
+    (lambda seq: ConvVAE(channels=seq, hidden_units=8, n_threads=1), "channels", (4, 8)),
+    (
+        lambda seq: ConvVAE(channels=(4, 8), strides=seq, hidden_units=8, n_threads=1),
+        "strides",
+        (2, 2),
+    ),
+    (lambda seq: ConvVAE(**DENSE | {"dense_sizes": seq}), "dense_sizes", (16, 8)),
+    (
+        lambda seq: DeepClustering(3, gmm_n_init=1, **{**DC, "hidden_sizes": seq}),
+        "hidden_sizes",
+        (16, 8),
+    ),
+]
+
+
+@pytest.mark.parametrize("make, name, sizes", _SEQUENCES, ids=[s[1] for s in _SEQUENCES])
+@pytest.mark.parametrize("form", ["generator", "iterator", "map", "set", "string"])
+def test_one_shot_and_unordered_sequence_parameters_are_refused(digits, make, name, sizes, form):
+    """A generator read while validating would leave nothing for the network (or for the next
+    fit): refused, with the parameter and the remedy named; a set has no order."""
+    value = {
+        "generator": (s for s in sizes),
+        "iterator": iter(sizes),
+        "map": map(int, sizes),
+        "set": set(sizes),
+        "string": "16,8",
+    }[form]
+    with pytest.raises(ValueError, match=name) as info:
+        make(value).fit(digits[0][:60], **({"epochs": 1} if name != "hidden_sizes" else {}))
+    if form in ("generator", "iterator", "map"):
+        assert "read only once" in str(info.value) and "tuple(" in str(info.value)
+
+
+def _layer_sizes(model) -> list:
+    net = getattr(model, "network_", None) or model.autoencoder_
+    shapes = [tuple(p.shape) for name, p in net.named_parameters() if name.endswith("weight")]
+    return shapes
+
+
+@pytest.mark.parametrize("make, name, sizes", _SEQUENCES, ids=[s[1] for s in _SEQUENCES])
+@pytest.mark.parametrize("form", [tuple, list, np.array])
+def test_sequence_parameters_in_any_sequence_form_build_the_same_network(
+    digits, make, name, sizes, form
+):
+    X = digits[0][:60]
+    fit = {"epochs": 1} if name != "hidden_sizes" else {}
+    kind = dict(epochs=1, random_state=0) if name == "hidden_sizes" else dict(random_state=0)
+    reference = make(tuple(sizes)).set_params(**kind).fit(X, **fit)
+    model = make(form(sizes)).set_params(**kind).fit(X, **fit)
+    assert _layer_sizes(model) == _layer_sizes(reference)
+    if name in ("dense_sizes", "hidden_sizes"):  # the hidden layers are there, in order
+        widths = [shape[0] for shape in _layer_sizes(model)][: len(sizes)]
+        assert widths == list(sizes)
+
+
+def _fitted_state(model) -> dict:
+    """What a fit leaves: every fitted attribute (the same objects) and the weights' values."""
+    attrs = {k: v for k, v in vars(model).items() if k.endswith("_") and not k.startswith("_")}
+    net = getattr(model, "network_", None) or getattr(model, "autoencoder_", None)
+    if net is None and hasattr(model, "vae_"):
+        net = model.vae_.network_
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    return {"attrs": attrs, "weights": weights, "params": model.get_params(deep=False)}
+
+
+def _same_state(model, before) -> bool:
+    after = _fitted_state(model)
+    return (
+        after["attrs"].keys() == before["attrs"].keys()
+        and all(after["attrs"][k] is v for k, v in before["attrs"].items())
+        and after["weights"].keys() == before["weights"].keys()
+        and all(torch.equal(after["weights"][k], v) for k, v in before["weights"].items())
+    )
+
+
+_ESTIMATORS = {
+    "ConvVAE": lambda: ConvVAE(latent_dim=2, epochs=1, random_state=0, **DENSE),
+    "VaDE": lambda: _dense_vade(random_state=0),
+    "DeepClustering": lambda: DeepClustering(3, epochs=1, random_state=0, gmm_n_init=1, **DC),
+}
+
+
+def _fail_mid_training(monkeypatch):
+    def broken(*args, **kwargs):
+        raise FloatingPointError("the training loss became nan at epoch 1; lower learning_rate.")
+
+    monkeypatch.setattr(engine._TorchEstimator, "_evaluate", broken)
+
+
+def _fail_in_the_mixture(monkeypatch):
+    import gmmfast.mixture._gaussian_mixture as gm_module
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("the mixture failed")
+
+    monkeypatch.setattr(gm_module.GaussianMixture, "fit", broken)
+    monkeypatch.setattr(gm_module.GaussianMixture, "fit_predict", broken)
+
+
+_FAILURES = {
+    "bad parameter": lambda model, X, mp: (model.set_params(learning_rate=-1.0), X)[1],
+    "NaN image": lambda model, X, mp: np.where(np.arange(X.shape[1]) == 5, np.nan, X),
+    "pixels above 1": lambda model, X, mp: X * 255,
+    "too few images": lambda model, X, mp: X[:3],
+    "error mid-training": lambda model, X, mp: (_fail_mid_training(mp), X)[1],
+    "error after training": lambda model, X, mp: (_fail_in_the_mixture(mp), X)[1],
+}
+
+
+@pytest.mark.parametrize(
+    "name, failure",
+    [
+        (name, failure)
+        for name in sorted(_ESTIMATORS)
+        for failure in sorted(_FAILURES)
+        if not (name == "ConvVAE" and failure == "error after training")  # no mixture in it
+    ],
+)
+def test_a_failed_fit_leaves_the_model_as_it_was(digits, monkeypatch, name, failure):
+    """Unfitted stays unfitted; a fitted model keeps its previous fit (the same attributes, the
+    same weights), whatever part of the second fit raised."""
+    X = digits[0][:120]
+    model = _ESTIMATORS[name]()
+    X_bad = _FAILURES[failure](model, X, monkeypatch)
+    with pytest.raises((ValueError, FloatingPointError)):
+        model.fit(X_bad)
+    assert not [k for k in vars(model) if k.endswith("_") and not k.startswith("_")]
+    monkeypatch.undo()
+
+    model = _ESTIMATORS[name]().fit(X)
+    before = _fitted_state(model)
+    X_bad = _FAILURES[failure](model, X, monkeypatch)
+    with pytest.raises((ValueError, FloatingPointError)):
+        model.fit(X_bad)
+    assert _same_state(model, before)
+    monkeypatch.undo()
+    model.set_params(**before["params"])
+    assert model.encode(X[:5]).shape[0] == 5  # still usable

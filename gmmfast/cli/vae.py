@@ -220,6 +220,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         random_state=args.seed,
         verbose=int(args.verbose),
     )
+    try:
+        model._device()
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from None
     try:  # every parameter and the network's size, before anything is allocated
         model._check_network(tuple(X.shape[1:]), model._check_params(), len(X))
     except ValueError as exc:

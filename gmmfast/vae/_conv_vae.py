@@ -232,10 +232,9 @@ class ConvVAE(_TorchEstimator):
         if self.strides is None:
             strides = tuple(1 + i % 2 for i in range(len(channels)))
         else:
-            try:
-                strides = int_sequence(self.strides, "strides", upper=2, max_len=len(channels))
-            except ValueError:
-                strides = ()
+            strides = int_sequence(
+                self.strides, "strides", upper=2, max_len=CONFIG_BOUNDS["n_convolutions"]
+            )
             if len(strides) != len(channels):
                 raise ValueError(
                     f"strides must give 1 or 2 for each of the {len(channels)} convolutions; "
