@@ -356,3 +356,261 @@ def test_float_pixels_outside_the_unit_range_are_named_in_a_warning(tmp_path, ca
     assert warnings and all(
         line.startswith("gmmfast: warning:") and "outside [0, 1]" in line for line in warnings
     )
+
+
+# ------------------------------------------- round two: one file, two roles
+def _names(d):
+    return sorted(p.name for p in d.iterdir())
+
+
+# Each case: a command line whose outputs (or an output and an input) are one file,
+# written with the placeholders {d} (a fresh directory) and {t} (a training .npz there).
+_SAME_FILE = {
+    "vae train: --save-gmm is --save-model (the issue)": [
+        "vae", "train", "--train", "{t}", "--architecture", "dense", "--epochs", "1",
+        "--save-model", "{d}/m.pt", "--save-gmm", "{d}/m.pt",
+    ],
+    "vae train: ./m.pt and m.pt": [
+        "vae", "train", "--train", "{t}", "--save-model", "{d}/m.pt", "--save-gmm", "{d}/./m.pt",
+    ],
+    "vae train: through a symlink": [
+        "vae", "train", "--train", "{t}", "--save-model", "{d}/m.pt", "--save-gmm", "{d}/link.pt",
+    ],
+    "vae train: through a hard link": [
+        "vae", "train", "--train", "{t}", "--save-model", "{d}/old.pt", "--save-gmm", "{d}/hard.pt",
+    ],
+    "vae train: a/../m.pt": [
+        "vae", "train", "--train", "{t}", "--save-model", "{d}/m.pt",
+        "--save-gmm", "{d}/sub/../m.pt",
+    ],
+    "vae train: --save-model over --train": [
+        "vae", "train", "--train", "{t}", "--save-model", "{t}",
+    ],
+    "vae train: the default --save-gmm over --train": [
+        "vae", "train", "--train", "{d}/x-gmm.npz", "--save-model", "{d}/x.pt",
+    ],
+    "vae train: a figure over --save-model": [
+        "vae", "train", "--train", "{t}", "--figures", "{d}/sub",
+        "--save-model", "{d}/sub/samples.png",
+    ],
+    "vae classify: --out is --gmm": [
+        "vae", "classify", "--model", "{d}/m.pt", "--gmm", "{d}/g.npz", "--test", "{t}",
+        "--out", "{d}/g",
+    ],
+    "vae classify: --save-gmm is --model": [
+        "vae", "classify", "--model", "{d}/m.npz", "--train", "{t}", "--test", "{t}",
+        "--save-gmm", "{d}/m.npz",
+    ],
+    "vae classify: --out is --save-gmm": [
+        "vae", "classify", "--model", "{d}/m.pt", "--train", "{t}", "--test", "{t}",
+        "--save-gmm", "{d}/g.npz", "--out", "{d}/g.npz",
+    ],
+    "vae reconstruct: --figure is --out": [
+        "vae", "reconstruct", "--model", "{d}/m.pt", "--images", "{t}", "--out", "{d}/r.npz",
+        "--figure", "{d}/r.npz",
+    ],
+    "vae reconstruct: --out (no .npz) is --images": [
+        "vae", "reconstruct", "--model", "{d}/m.pt", "--images", "{t}", "--out", "{d}/t",
+    ],
+    "vae sample: --figure is --out": [
+        "vae", "sample", "--model", "{d}/m.pt", "--out", "{d}/s.npz", "--figure", "{d}/s.npz",
+    ],
+    "vae sample: --out is --model": [
+        "vae", "sample", "--model", "{d}/m.npz", "--out", "{d}/m.npz",
+    ],
+    "classify: --out (no .npz) is --save-model": [
+        "classify", "--train", "{t}", "--test", "{t}", "--save-model", "{d}/c.npz",
+        "--out", "{d}/c",
+    ],
+    "classify: --save-model is --train": [
+        "classify", "--train", "{t}", "--test", "{t}", "--save-model", "{t}",
+    ],
+    "classify: --out is --test": ["classify", "--model", "{d}/c.npz", "--test", "{t}", "--out", "{t}"],
+    "inpaint: --figure is --out": [
+        "inpaint", "--model", "{d}/c.npz", "--images", "{t}", "--out", "{d}/f.npz",
+        "--figure", "{d}/f.npz",
+    ],
+    "inpaint: --out is --images": ["inpaint", "--model", "{d}/c.npz", "--images", "{t}", "--out", "{t}"],
+    "inpaint: --save-model is --out": [
+        "inpaint", "--train", "{t}", "--images", "{t}", "--save-model", "{d}/o.npz",
+        "--out", "{d}/o.npz",
+    ],
+    "denoise: --out is --train": [
+        "denoise", "--train", "{t}", "--images", "{d}/i.npz", "--sigma", "0.1", "--out", "{t}",
+    ],
+    "denoise: --save-model is --images": [
+        "denoise", "--train", "{t}", "--images", "{d}/i.npz", "--sigma", "0.1",
+        "--save-model", "{d}/i.npz",
+    ],
+    "denoise: --figure is --save-model": [
+        "denoise", "--train", "{t}", "--images", "{t}", "--sigma", "0.1",
+        "--save-model", "{d}/x.png", "--figure", "{d}/x.png",
+    ],
+    "denoise: --out is --reference": [
+        "denoise", "--model", "{d}/c.npz", "--images", "{t}", "--sigma", "0.1",
+        "--reference", "{d}/i.npz", "--out", "{d}/i.npz",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(_SAME_FILE))
+def test_outputs_that_are_one_file_or_an_input_are_refused_before_any_work(tmp_path, case):
+    """Two outputs that resolve to one file (same name, ./, .., a symlink, a hard link, the
+    .npz the command adds), or an output that is an input: one line, status 2, nothing read,
+    nothing written, every file as it was."""
+    d = tmp_path
+    (d / "sub").mkdir()
+    t = d / "t.npz"
+    np.savez(t, images=np.zeros((3, 4, 4), np.uint8), labels=np.arange(3))
+    for name in ("i.npz", "x-gmm.npz", "g.npz", "c.npz", "m.npz", "old.pt"):
+        (d / name).write_bytes(b"precious " + name.encode())
+    (d / "link.pt").symlink_to(d / "m.pt")  # dangling until m.pt is written
+    os.link(d / "old.pt", d / "hard.pt")
+    before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    argv = [a.format(d=d, t=t) for a in _SAME_FILE[case]]
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "gmmfast", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    err = result.stderr
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "same file" in err or "destroy the input" in err, err
+    assert result.stdout == ""  # nothing loaded, fitted or trained
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()} == before
+    assert _names(d / "sub") == []
+    assert time.perf_counter() - start < 60
+
+
+# ------------------------------------- round two: options that do not apply
+_NOT_APPLICABLE = [
+    (["vae", "train", "--train", "{t}", "--architecture", "dense", "--hidden-units", "100000000"], "--hidden-units"),
+    (["vae", "train", "--train", "{t}", "--architecture", "dense", "--hidden-units", "100"], "--hidden-units applies to --architecture conv"),
+    (["vae", "train", "--train", "{t}", "--architecture", "dense", "--channels", "4", "8"], "--channels applies to --architecture conv"),
+    (["vae", "classify", "--model", "m", "--gmm", "g", "--train", "{t}", "--test", "{t}"], "not both"),
+    (["vae", "classify", "--model", "m", "--gmm", "g", "--test", "{t}", "--gmm-components", "3"], "--gmm-components applies to fitting"),
+    (["vae", "classify", "--model", "m", "--gmm", "g", "--test", "{t}", "--reg-covar", "0.1"], "--reg-covar applies to fitting"),
+    (["vae", "classify", "--model", "m", "--gmm", "g", "--test", "{t}", "--covariance-type", "diag"], "--covariance-type applies"),
+    (["vae", "classify", "--model", "m", "--gmm", "g", "--test", "{t}", "--save-gmm", "x.npz"], "--save-gmm applies"),
+    (["vae", "classify", "--model", "m", "--gmm", "g", "--test", "{t}", "--seed", "3"], "--seed"),
+    (["vae", "sample", "--model", "m", "--out", "s.npz", "--digits", "1"], "--digits"),
+    (["vae", "reconstruct", "--model", "m", "--images", "{t}", "--out", "r.npz", "--seed", "1"], "--seed"),
+    (["classify", "--model", "m", "--train", "{t}", "--test", "{t}"], "not both"),
+    (["classify", "--model", "m", "--test", "{t}", "--n-components", "3"], "--n-components applies to fitting"),
+    (["classify", "--model", "m", "--test", "{t}", "--max-iter", "3"], "--max-iter applies to fitting"),
+    (["classify", "--model", "m", "--test", "{t}", "--float32"], "--float32 applies to fitting"),
+    (["classify", "--model", "m", "--test", "{t}", "--save-model", "x.npz"], "--save-model applies to fitting"),
+    (["classify", "--model", "m", "--test", "{t}", "--seed", "3"], "--seed"),
+    (["classify", "--train", "{t}", "--test", "{t}", "--selection", "heldout"], "--selection chooses K from a list"),
+    (["classify", "--model", "m", "--test", "{t}", "--fraction", "0.3"], "--fraction is the share of pixels removed by --mask random"),
+    (["classify", "--model", "m", "--test", "{t}", "--mask", "top", "--fraction", "0.3"], "--fraction"),
+    (["inpaint", "--model", "m", "--images", "{t}", "--mask", "left", "--fraction", "0.3"], "--fraction"),
+    (["inpaint", "--model", "m", "--images", "{t}", "--reg-covar", "1"], "--reg-covar applies to fitting"),
+    (["inpaint", "--model", "m", "--train", "{t}", "--images", "{t}"], "not both"),
+    (["denoise", "--model", "m", "--train", "{t}", "--images", "{t}", "--sigma", "0.1"], "not both"),
+    (["denoise", "--model", "m", "--images", "{t}", "--sigma", "0.1", "--patch-size", "4"], "--patch-size applies to fitting"),
+    (["denoise", "--model", "m", "--images", "{t}", "--sigma", "0.1", "--max-train-images", "4"], "--max-train-images applies"),
+    (["denoise", "--model", "m", "--images", "{t}", "--sigma", "0.1", "--seed", "4"], "--seed"),
+    (["denoise", "--images", "{t}", "--sigma", "0.1", "--reference", "{t}", "--add-noise"], "--reference"),
+    (["bench", "--repeats", "3"], "--repeats applies to --quick"),
+    (["bench", "--n-components", "3"], "--n-components applies to --quick"),
+    (["bench", "--n-threads", "3"], "--n-threads applies to --quick"),
+    (["bench", "--quick", "--", "-k", "x"], "go to pytest, which --quick does not run"),
+    (["demo", "--no-checksum", "--download", "--data-dir", "{d}"], "--download"),
+    (["demo", "--no-checksum", "--out", "{d}/demo"], "--no-checksum reads --data-dir"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv, message", _NOT_APPLICABLE, ids=[" ".join(a[:2] + [m]) for a, m in _NOT_APPLICABLE]
+)
+def test_an_option_that_does_not_apply_is_refused_by_name_before_any_work(
+    tmp_path, capsys, argv, message
+):
+    """Every command: an option given that the chosen mode, model source or architecture does
+    not use is named and refused (status 2, one line), not silently ignored; nothing is read."""
+    t = tmp_path / "t.npz"
+    np.savez(t, images=np.zeros((3, 4, 4), np.uint8), labels=np.arange(3))
+    code, out, err = run(capsys, *[a.format(d=tmp_path, t=t) for a in argv])
+    assert code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert out == "" and _names(tmp_path) == ["t.npz"]  # --out of the demo not even created
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["vae", "train", "--train", "{t}", "--hidden-units", "100"],  # conv: applies
+        ["classify", "--train", "{t}", "--test", "{t}", "--n-components", "1,2", "--selection", "heldout"],
+        ["classify", "--model", "m", "--test", "{t}", "--mask", "random", "--fraction", "0.3", "--seed", "2"],
+        ["denoise", "--model", "m", "--images", "{t}", "--sigma", "0.1", "--add-noise", "--seed", "2"],
+    ],
+)  # fmt: skip
+def test_an_option_that_applies_is_not_refused(tmp_path, capsys, argv):
+    """The other side of the rule: the same options where they apply get past the checks
+    (these fail later, on the missing model or the tiny data, not on the option)."""
+    t = tmp_path / "t.npz"
+    np.savez(t, images=np.zeros((3, 4, 4), np.uint8), labels=np.arange(3))
+    code, _, err = run(capsys, *[a.format(t=t) for a in argv])
+    assert "applies" not in err and "chooses K" not in err and "seeds" not in err, err
+    assert code in (0, 1, 2)
+
+
+# ---------------------------------------------- round two: hostile numbers
+_BAD_NUMBERS = [
+    ("vae train", "--latent-dim", ["0", "-2", "100000000"], "from 1 to 4096"),
+    ("vae train", "--latent-dim", ["nan", "1e3", ""], "expected an integer"),
+    ("vae train", "--hidden-units", ["0", "100000000"], "from 1 to 65536"),
+    ("vae train", "--channels", ["0", "100000000"], "from 1 to 4096"),
+    ("vae train", "--epochs", ["0", "-1", "x"], "--epochs"),
+    ("vae train", "--patience", ["0"], "--patience"),
+    ("vae train", "--batch-size", ["0", "-5"], "--batch-size"),
+    ("vae train", "--learning-rate", ["0", "-1", "nan", "inf"], "--learning-rate"),
+    ("vae train", "--beta", ["-1", "nan"], "--beta"),
+    ("vae train", "--rotation", ["-5", "inf"], "--rotation"),
+    ("vae train", "--input-noise", ["-0.1", "nan"], "--input-noise"),
+    ("vae train", "--gmm-components", ["0", "100000000"], "--gmm-components"),
+    ("vae train", "--reg-covar", ["-1", "nan"], "--reg-covar"),
+    ("vae train", "--seed", ["-1", "99999999999"], "--seed"),
+    ("vae sample", "--seed", ["-1"], "--seed"),
+    ("classify", "--seed", ["-1", "99999999999"], "--seed"),
+    ("classify", "--reg-covar", ["-1", "nan"], "--reg-covar"),
+    ("classify", "--fraction", ["-0.1", "1", "nan"], "--fraction"),
+    ("inpaint", "--fraction", ["1.5", "nan"], "--fraction"),
+    ("denoise", "--reg-covar", ["-1", "inf"], "--reg-covar"),
+    ("denoise", "--seed", ["-1"], "--seed"),
+]
+_BASE = {
+    "vae train": ["vae", "train", "--train", "t.npz"],
+    "vae sample": ["vae", "sample", "--model", "m.pt", "--out", "s.npz"],
+    "classify": ["classify", "--train", "t.npz", "--test", "t.npz"],
+    "inpaint": ["inpaint", "--train", "t.npz", "--images", "t.npz"],
+    "denoise": ["denoise", "--train", "t.npz", "--images", "t.npz", "--sigma", "0.1"],
+}
+
+
+@pytest.mark.parametrize(
+    "command, option, value, message",
+    [(c, o, v, m) for c, o, values, m in _BAD_NUMBERS for v in values],
+)
+def test_bad_numbers_are_refused_naming_the_option(capsys, command, option, value, message):
+    code, _, err = run(capsys, *_BASE[command], f"{option}={value}")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert option in err and message in err, err
+
+
+@pytest.mark.parametrize("option", ["--save-model", "--save-gmm", "--figures"])
+@pytest.mark.parametrize("problem", ["missing directory", "wrong kind", "empty name"])
+def test_vae_train_outputs_are_checked_before_any_work(tmp_path, capsys, option, problem):
+    """Every output option of vae train (the other commands' --out are above): an output in a
+    missing directory, a directory for a file (a file for --figures), an empty name."""
+    t = tmp_path / "t.npz"
+    np.savez(t, images=np.zeros((3, 4, 4), np.uint8), labels=np.arange(3))
+    (tmp_path / "plain").write_bytes(b"x")
+    value = {
+        "missing directory": str(tmp_path / "nope" / "f"),
+        "wrong kind": str(tmp_path / "plain") if option == "--figures" else str(tmp_path),
+        "empty name": "",
+    }[problem]
+    code, out, err = run(capsys, "vae", "train", "--train", str(t), option, value)
+    assert code == 2 and err.count("\n") == 1 and option in err and "Traceback" not in err, err
+    assert out == ""
