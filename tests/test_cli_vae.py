@@ -331,3 +331,86 @@ def test_train_dense_architecture(files, capsys, tmp_path, torch):
         capsys, "vae", "train", "--train", files / "train.npz", "--architecture", "mlp"
     )
     assert code != 0 and "architecture" in err
+
+
+# ------------------------------- round two: everything checked before training
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--gmm-components", "1000", "--save-model", "{d}/g.pt"], "--gmm-components 1000: class"),
+        (["--digits", "1", "--save-model", "{d}/g.pt"], "images of one class ([1])"),
+        (["--test", "{f}/garbage.npz", "--save-model", "{d}/g.pt"], "not a readable .npz"),
+        (["--test", "{f}/nolabels.npz", "--save-model", "{d}/g.pt"], "no labels"),
+        (["--device", "gpu", "--save-model", "{d}/g.pt"], "--device"),
+        (
+            ["--architecture", "conv", "--hidden-units", "65536", "--channels", "4096", "4096"],
+            "--channels, --hidden-units, --latent-dim: channels=(4096, 4096), hidden_units=65536",
+        ),
+        (["--latent-dim", "100000000"], "--latent-dim: expected an integer from 1 to 4096"),
+        (
+            ["--architecture", "conv", "--channels", *["4"] * 17],
+            "--channels: 17 values; at most 16",
+        ),
+    ],
+)
+def test_train_checks_everything_before_training(files, capsys, tmp_path, torch, extra, message):
+    """What only the data can tell (classes and their sizes, the test file, the network for
+    these images) is still checked before the first epoch: one line, status 2, no file."""
+    argv = ["vae", "train", "--train", files / "train.npz", "--architecture", "dense"]
+    if "--architecture" in extra:
+        argv = argv[:-2]
+    code, out, err = run(capsys, *argv, *[a.format(d=tmp_path, f=files) for a in extra])
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert "training a VAE" not in out and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--gmm-components", "2"),
+        ("--covariance-type", "diag"),
+        ("--reg-covar", "0.1"),
+        ("--save-gmm", "g.npz"),
+        ("--test", "test.npz"),
+    ],
+)
+def test_train_without_labels_refuses_the_classifier_options(
+    files, capsys, tmp_path, torch, option, value
+):
+    """Without labels no latent classifier is fitted: its options are refused, not ignored."""
+    if option == "--test":
+        value = str(files / "test.npz")
+    code, out, err = run(
+        capsys, "vae", "train", "--train", files / "nolabels.npz", "--architecture", "dense",
+        "--save-model", tmp_path / "m.pt", option, value,
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and f"{option} needs labels" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_with_distinct_outputs_writes_both(files, capsys, tmp_path, torch):
+    """The issue's command line with two names: both files written, each what it should be."""
+    from gmmfast import GMMClassifier
+    from gmmfast.vae import ConvVAE
+
+    code, _, err = run(
+        capsys, "vae", "train", "--train", files / "train.npz", "--architecture", "dense",
+        "--epochs", "1", "--save-model", tmp_path / "m.pt", "--save-gmm", tmp_path / "g.npz",
+        "--n-threads", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    assert ConvVAE.load(tmp_path / "m.pt").architecture == "dense"
+    assert GMMClassifier.load(tmp_path / "g.npz").n_features_in_ == 2
+
+
+def test_classify_checks_the_test_labels_and_components_before_fitting(trained, files, capsys):
+    code, out, err = run(
+        capsys, "vae", "classify", "--model", trained / "vae.pt", "--gmm", trained / "gmm.npz",
+        "--test", files / "nolabels.npz", "--cluster",
+    )  # fmt: skip
+    assert code == 2 and "--cluster" in err and "has none" in err and out == ""
+    code, out, err = run(
+        capsys, "vae", "classify", "--model", trained / "vae.pt", "--train", files / "train.npz",
+        "--test", files / "test.npz", "--gmm-components", "5000",
+    )  # fmt: skip
+    assert code == 2 and "--gmm-components 5000: class" in err and "fitted" not in out
