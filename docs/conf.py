@@ -78,6 +78,7 @@ html_css_files = ["gmmfast.css"]
 html_theme_options = {
     "github_url": "https://github.com/gmmfast/gmmfast",
     "navbar_align": "left",
+    "header_links_before_dropdown": 8,  # every top-level page in the bar, no "More" menu
     "show_toc_level": 2,
     "navigation_with_keys": False,
     "secondary_sidebar_items": ["page-toc"],
