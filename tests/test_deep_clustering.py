@@ -144,3 +144,27 @@ def test_ctrl_c_in_training_keeps_the_autoencoder_and_stops(digits, monkeypatch,
     assert not hasattr(model, "labels_") and not hasattr(model, "mixture_")
     assert model.encode(X).shape == (120, 5)
     assert "interrupted during epoch 2" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_a_refit_drops_the_previous_clustering(digits, monkeypatch):
+    """Ctrl-C in a second fit keeps the new autoencoder's best epoch: the first fit's mixture,
+    labels and embedding belong to another autoencoder and are dropped, not mixed with it."""
+    import gmmfast.vae._engine as engine
+
+    X = digits[0][:120]
+    model = DeepClustering(3, epochs=1, manifold=None, random_state=0, **SMALL).fit(X)
+    assert hasattr(model, "mixture_") and hasattr(model, "labels_")
+    real, calls = engine.augment, {"n": 0}
+
+    def interrupt_in_second_epoch(x, rotation, flip):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real(x, rotation, flip)
+
+    monkeypatch.setattr(engine, "augment", interrupt_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        model.set_params(epochs=5).fit(X)
+    assert model.interrupted_ and model.best_epoch_ == 1
+    for name in ("mixture_", "labels_", "embedding_", "manifold_"):
+        assert not hasattr(model, name), name
