@@ -74,6 +74,7 @@ the same uniform sample (they shape the start; EM then runs on all N).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 import time
@@ -100,6 +101,8 @@ LLOYD_PASSES = 10
 BLOCKWISE_STARTS = ("kmeans", "k-means++", "random", "random_from_data")
 #: Results merged by one task of the reduction tree.
 FAN_IN = 8
+#: Up to this many samples, random rows are drawn as in memory (a permutation of all of them).
+EXACT_CHOICE = 1_000_000
 
 
 def is_dask_array(X: Any) -> bool:
@@ -126,7 +129,12 @@ def _client() -> Any:
 
 
 class _Runner:
-    """Computes graphs on the active client (cancelling on interrupt) or Dask's default scheduler."""
+    """Computes graphs on the active client (cancelling on interrupt) or Dask's default scheduler.
+
+    Clean-up never hides what went wrong: a failure to cancel is suppressed
+    (the original error propagates), and an error while the client is closed
+    becomes one that says so, chained to the original.
+    """
 
     def __init__(self) -> None:
         self.client = _client()
@@ -136,9 +144,13 @@ class _Runner:
         the workers on a cluster, one graph key otherwise."""
         import dask
 
-        if self.client is not None:
+        if self.client is None:
+            return dask.delayed(value, traverse=False)
+        try:
             return self.client.scatter(value, broadcast=True, hash=False)
-        return dask.delayed(value, traverse=False)
+        except Exception as exc:
+            self._raise_if_closed(exc)
+            raise
 
     def compute(self, obj: Any) -> Any:
         """The value of a delayed object; on a cluster, a KeyboardInterrupt (or any
@@ -151,12 +163,26 @@ class _Runner:
 
         if self.client is None:
             return dask.compute(obj)[0]
-        future = self.client.compute(obj)
+        future = None
         try:
+            future = self.client.compute(obj)
             return future.result()
-        except BaseException:
-            self.client.cancel(future, force=True)
+        except BaseException as exc:
+            if future is not None:
+                # The cancel fails on a closed client; what stopped the pass is what matters.
+                with contextlib.suppress(Exception):
+                    self.client.cancel(future, force=True)
+            if isinstance(exc, Exception):
+                self._raise_if_closed(exc)
             raise
+
+    def _raise_if_closed(self, exc: Exception) -> None:
+        if getattr(self.client, "status", None) in ("closing", "closed"):
+            raise RuntimeError(
+                "The Dask client was closed while gmmfast was computing on it (for example by "
+                "client.close() from another thread); the computation did not complete and a "
+                "fit leaves the estimator as it was."
+            ) from exc
 
 
 def _task_threads(n_threads: int | None) -> int:
@@ -230,6 +256,7 @@ class _Survey:
     m2: np.ndarray  # sum of squared deviations per feature (observed values)
     low: np.ndarray  # min/max of the compute-dtype values, 0 at missing entries
     high: np.ndarray
+    block_rows: tuple = ()  # samples of each block, in order (sizes of unknown chunks)
 
 
 def _survey_block(block: Any, dtype: Any) -> _Survey:
@@ -237,7 +264,7 @@ def _survey_block(block: Any, dtype: Any) -> _Survey:
     n, d = arr.shape
     if n == 0:
         empty = np.zeros(d)
-        return _Survey(0, False, False, empty, empty, empty, empty + np.inf, empty - np.inf)
+        return _Survey(0, False, False, empty, empty, empty, empty + np.inf, empty - np.inf, (0,))
     cast = np.asarray(arr, dtype=dtype)
     nan = np.isnan(cast) if arr.dtype.kind == "f" else None
     if nan is not None and nan.any():
@@ -255,7 +282,7 @@ def _survey_block(block: Any, dtype: Any) -> _Survey:
         if nan is not None:
             dev[nan] = 0
         m2 = np.einsum("ij,ij->j", dev, dev, dtype=np.float64)
-    return _Survey(n, nan is not None, has_inf, observed, means, m2, low, high)
+    return _Survey(n, nan is not None, has_inf, observed, means, m2, low, high, (n,))
 
 
 def _merge_surveys(*parts: _Survey) -> _Survey:
@@ -276,6 +303,7 @@ def _merge_surveys(*parts: _Survey) -> _Survey:
             m2,
             np.minimum(a.low, b.low),
             np.maximum(a.high, b.high),
+            a.block_rows + b.block_rows,
         )
     return out
 
@@ -371,15 +399,29 @@ def _pass(X: Any, func: Any, *args: Any) -> Any:
 
 # ------------------------------------------------------------------ input
 def as_samples_array(X: Any, n_features: int | None = None, estimator: str | None = None) -> Any:
-    """Check a Dask array of samples; rechunk it to one chunk along the features."""
+    """Check a Dask array of samples from its metadata; return it with every block
+    checked on its worker (:func:`_checked_block`) and one chunk along the features.
+
+    The samples may have unknown chunk sizes (``nan``, as after boolean
+    indexing): inference works on them as they are; a fit learns the sizes
+    from its first pass. A masked Dask array (``_meta`` a ``np.ma.MaskedArray``)
+    comes out as floats with NaN at its masked entries: missing values.
+    """
     where = f" ({estimator})" if estimator else ""
     if X.ndim != 2:
+        hint = " Reshape it: a single feature with X.reshape(-1, 1)." if X.ndim == 1 else ""
         raise ValueError(
-            f"Expected a 2D Dask array of shape (n_samples, n_features); got {X.ndim} dimensions{where}."
+            f"Expected a 2D Dask array of shape (n_samples, n_features); got {X.ndim} "
+            f"dimensions (shape {X.shape}){where}.{hint}"
         )
-    if any(np.isnan(c) for c in X.chunks[0]) or np.isnan(X.shape[1]):
+    if np.isnan(X.shape[1]):
         raise ValueError(
-            "The Dask array has unknown chunk sizes; call X.compute_chunk_sizes() first."
+            "The Dask array has an unknown number of features (shape "
+            f"{X.shape}); call X.compute_chunk_sizes() first."
+        )
+    if X.dtype.kind == "c":
+        raise ValueError(
+            f"Complex data not supported: X must hold real numbers; got dtype {X.dtype}{where}."
         )
     if X.dtype.kind not in "biuf":
         raise ValueError(f"X must be numeric; got dtype {X.dtype}{where}.")
@@ -390,9 +432,93 @@ def as_samples_array(X: Any, n_features: int | None = None, estimator: str | Non
         )
     if X.shape[1] == 0:
         raise ValueError("X has 0 features.")
+    masked = isinstance(getattr(X, "_meta", None), np.ma.MaskedArray)
+    out_dtype = X.dtype if X.dtype.kind == "f" or not masked else np.dtype(np.float64)
+    X = X.map_blocks(
+        _checked_block, X.dtype, dtype=out_dtype, meta=np.empty((0, 0), dtype=out_dtype)
+    )
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     return X
+
+
+def _checked_block(block: Any, declared: np.dtype, block_info: Any = None) -> np.ndarray:
+    """A block as its array's metadata declare it (else a ValueError naming the block),
+    with masked entries as NaN. Runs on the block's worker, before any use."""
+    index, shape = "?", None
+    if block_info is not None:
+        index = tuple(block_info[0]["chunk-location"])
+        shape = tuple(block_info[None]["chunk-shape"])
+    what = f"Dask block {index}"
+    if not isinstance(block, np.ndarray):
+        raise ValueError(
+            f"{what} is a {type(block).__name__}, not a NumPy array: only NumPy blocks are supported."
+        )
+    if shape is not None and (
+        block.ndim != 2
+        or block.shape[1] != shape[1]
+        or (not np.isnan(shape[0]) and block.shape[0] != shape[0])
+    ):
+        raise ValueError(
+            f"{what} has shape {block.shape}, but the array's chunks declare {shape}: the block "
+            "is not what the array's metadata say (check how the blocks are built, e.g. the "
+            "chunks given to map_blocks)."
+        )
+    if block.dtype != declared:
+        raise ValueError(
+            f"{what} has dtype {block.dtype}, but the array declares dtype {declared}: the block "
+            "is not what the array's metadata say (check how the blocks are built, e.g. the "
+            "dtype given to map_blocks)."
+        )
+    if isinstance(block, np.ma.MaskedArray):
+        return _masked_as_missing(block)
+    return block
+
+
+def _masked_as_missing(block: np.ma.MaskedArray) -> np.ndarray:
+    """Masked entries as NaN (missing values), after a cast to float; a copy."""
+    data = np.ma.getdata(block)
+    out = np.array(data, dtype=data.dtype if data.dtype.kind == "f" else np.float64)
+    out[np.ma.getmaskarray(block)] = np.nan
+    return out
+
+
+def _with_rows(X: Any, block_rows: tuple) -> Any:
+    """X with its (unknown) row chunks set to the sizes its blocks were found to have."""
+    import dask.array as da
+
+    return da.Array(X.dask, X.name, chunks=(tuple(block_rows), X.chunks[1]), meta=X._meta)
+
+
+def _known_rows(X: Any, runner: _Runner) -> Any:
+    """X with known row chunks: counted in one pass over the blocks when unknown."""
+    if not any(np.isnan(c) for c in X.chunks[0]):
+        return X
+    import dask
+
+    counts = dask.delayed(tuple)([dask.delayed(len)(b) for b in _blocks(X)])
+    return _with_rows(X, runner.compute(counts))
+
+
+def in_memory(X: Any) -> Any:
+    """``X``, or a Dask array computed to a NumPy array (blocks checked, masked entries
+    NaN): for the methods that work on the data in memory (``partial_fit``, ``impute``)."""
+    if not is_dask_array(X):
+        return X
+    return np.asarray(_Runner().compute(as_samples_array(X)))
+
+
+def _uniform_indices(random_state: np.random.RandomState, n: int, size: int) -> np.ndarray:
+    """``size`` distinct indices below ``n``, a uniform random subset in random order,
+    in O(size) memory (``choice(n, replace=False)`` permutes all ``n``: 8 GB for 10^9
+    samples). Up to :data:`EXACT_CHOICE` samples, the draws of the in-memory fit."""
+    if n <= max(EXACT_CHOICE, 2 * size):
+        return random_state.choice(n, size=size, replace=False)
+    chosen = np.empty(0, dtype=np.int64)
+    while len(chosen) < size:  # at least half of each round's draws are new
+        draws = random_state.randint(0, n, size=size - len(chosen), dtype=np.int64)
+        chosen = np.union1d(chosen, draws)
+    return random_state.permutation(chosen)
 
 
 def _check_survey(survey: _Survey, dtype: Any) -> None:
@@ -425,23 +551,51 @@ def _check_survey(survey: _Survey, dtype: Any) -> None:
 # ------------------------------------------------------------------ fit
 def fit(estimator: Any, X: Any, observed: Any, *, labels: bool) -> Any:
     """:meth:`GaussianMixture.fit` (``labels`` False: returns None) or
-    :meth:`~GaussianMixture.fit_predict` (a lazy Dask array of labels) on a Dask array."""
+    :meth:`~GaussianMixture.fit_predict` (a lazy Dask array of labels) on a Dask array.
+
+    A fit that fails with an error leaves the estimator as it was before the
+    call (a KeyboardInterrupt keeps the last completed iteration instead).
+    """
     if observed is not None:
         raise ValueError(
-            "observed is not supported with a Dask array: mark missing values with NaN."
+            "observed is not supported with a Dask array: mark missing values with NaN "
+            "(or mask them: da.ma.masked_array)."
         )
+    before = dict(estimator.__dict__)  # fitted arrays are replaced, never written in place
+    try:
+        return _fit(estimator, X, labels)
+    except Exception:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(before)
+        raise
+
+
+def _check_n_samples(n_samples: float, K: int, shape: tuple) -> None:
+    if n_samples == 0:
+        raise ValueError(
+            f"X has 0 samples (a Dask array of shape {shape}); fit needs at least "
+            f"n_components={K} samples."
+        )
+    if n_samples < K:
+        raise ValueError(
+            f"Expected n_samples >= n_components; got n_samples={int(n_samples)} and "
+            f"n_components={K}."
+        )
+
+
+def _fit(estimator: Any, X: Any, labels: bool) -> Any:
     X = as_samples_array(X)
     runner = _Runner()
     dtype = check_compute_dtype(estimator.dtype)
     n_features = X.shape[1]
     checked = estimator._check_parameters(n_features)
-    n_samples = int(X.shape[0])
     K = int(estimator.n_components)
-    if n_samples < K:
-        raise ValueError(
-            f"Expected n_samples >= n_components; got n_samples={n_samples} and n_components={K}."
-        )
+    if not np.isnan(X.shape[0]):  # refused before any pass
+        _check_n_samples(X.shape[0], K, X.shape)
     survey = runner.compute(_tree([_delayed_survey(b, dtype) for b in _blocks(X)], _merge_surveys))
+    if np.isnan(X.shape[0]):  # unknown chunk sizes: the survey counted each block
+        X = _with_rows(X, survey.block_rows)
+        _check_n_samples(survey.n_samples, K, X.shape)
     _check_survey(survey, dtype)
     do_init = not (estimator.warm_start and hasattr(estimator, "converged_"))
     if not do_init:
@@ -633,7 +787,7 @@ def _initial_statistics(
         )
 
     if init == "random_from_data":
-        indices = random_state.choice(n_samples, size=K, replace=False)
+        indices = _uniform_indices(random_state, n_samples, K)
         return seeds_only(fill(_sample_rows(X, indices, runner)))
     if init == "random":
         seeds = random_state.randint(np.iinfo(np.int32).max, size=X.numblocks[0])
@@ -673,7 +827,7 @@ def _initial_sample(
     """A uniform sample of ``max(100 K, 10,000)`` rows on the client, NaN filled with column means."""
     n_samples = survey.n_samples
     size = min(n_samples, max(SAMPLE_PER_COMPONENT * int(estimator.n_components), MIN_SAMPLE))
-    indices = np.sort(random_state.choice(n_samples, size=size, replace=False))
+    indices = np.sort(_uniform_indices(random_state, n_samples, size))
     rows = np.asarray(runner.compute(X[indices]), dtype=np.float64)
     rows = np.where(np.isnan(rows), survey.means, rows)
     return np.ascontiguousarray(rows, dtype=config.dtype)
@@ -686,21 +840,26 @@ def classifier_data(X: Any, y: Any, observed: Any) -> tuple[Any, None, np.ndarra
     The labels (one value per sample, a Dask array or array-like) come to
     the client; the samples stay in their blocks: each class's rows are a
     lazy selection (``X[rows]``), and its mixture is fitted on them by the
-    Dask EM of this module, missing values (NaN) included. Each class's fit
-    makes its own passes over the blocks.
+    Dask EM of this module, missing values (NaN, masked entries) included.
+    Each class's fit makes its own passes over the blocks; unknown chunk
+    sizes cost one more pass, to count each block's samples.
     """
     if observed is not None:
         raise ValueError(
-            "observed is not supported with a Dask array: mark missing values with NaN."
+            "observed is not supported with a Dask array: mark missing values with NaN "
+            "(or mask them: da.ma.masked_array)."
         )
-    X = as_samples_array(X)
+    runner = _Runner()
+    X = _known_rows(as_samples_array(X), runner)
     if y is not None and is_dask_array(y):
-        y = _Runner().compute(y)
+        y = runner.compute(y)
     return X, None, y
 
 
 # ------------------------------------------------------------------ inference
-def _inference_block(block: Any, model: Any, method: str) -> np.ndarray:
+def _inference_block(block: Any, model: Any, method: str, empty: np.ndarray) -> np.ndarray:
+    if len(block) == 0:  # an empty block is valid input: its output is empty too
+        return empty.copy()
     est = copy.copy(model)
     est.n_threads = _task_threads(model.n_threads)
     return getattr(est, method)(np.asarray(block))
@@ -708,15 +867,18 @@ def _inference_block(block: Any, model: Any, method: str) -> np.ndarray:
 
 def inference(estimator: Any, X: Any, method: str, observed: Any = None) -> Any:
     """``predict``, ``predict_proba`` or ``score_samples`` of a Dask array: a lazy
-    Dask array computed block by block (the fitted model is one key of the graph)."""
+    Dask array computed block by block (the fitted model is one key of the graph).
+
+    Empty blocks give empty blocks; unknown chunk sizes stay unknown."""
     import dask
 
     if observed is not None:
         raise ValueError(
-            "observed is not supported with a Dask array: mark missing values with NaN."
+            "observed is not supported with a Dask array: mark missing values with NaN "
+            "(or mask them: da.ma.masked_array)."
         )
-    if hasattr(estimator, "classes_"):  # GMMClassifier
-        check_is_fitted(estimator, "estimators_")
+    if hasattr(estimator, "classes_") or hasattr(type(estimator), "predict_joint_log_proba"):
+        check_is_fitted(estimator, "estimators_")  # GMMClassifier
         n_columns = len(estimator.classes_)
         labels_dtype = estimator.classes_.dtype
     else:
@@ -730,12 +892,55 @@ def inference(estimator: Any, X: Any, method: str, observed: Any = None) -> Any:
         model._joint = None
     model = dask.delayed(model, traverse=False)
     if method in ("predict_proba", "predict_log_proba"):
+        empty = np.empty((0, n_columns))
         return X.map_blocks(
             _inference_block,
             model,
             method,
+            empty,
             dtype=np.float64,
             chunks=(X.chunks[0], (n_columns,)),
         )
     dtype = labels_dtype if method == "predict" else np.float64
-    return X.map_blocks(_inference_block, model, method, dtype=dtype, drop_axis=1)
+    empty = np.empty(0, dtype=dtype)
+    return X.map_blocks(_inference_block, model, method, empty, dtype=dtype, drop_axis=1)
+
+
+def _count(block: np.ndarray) -> np.ndarray:
+    return np.array([len(block)], dtype=np.float64)
+
+
+def mean_score(estimator: Any, X: Any, observed: Any = None) -> tuple[float, int]:
+    """``(mean log-likelihood, n_samples)`` of a Dask array in one pass, for
+    :meth:`~GaussianMixture.score`, ``bic`` and ``aic`` (whatever its chunk sizes)."""
+    import dask.array as da
+
+    scores = inference(estimator, X, "score_samples", observed)
+    counts = scores.map_blocks(_count, chunks=((1,) * scores.numblocks[0],), dtype=np.float64)
+    total, n = _Runner().compute(da.stack([scores.sum(), counts.sum()]))
+    if n == 0:
+        raise ValueError(
+            f"X has 0 samples (a Dask array of shape {X.shape}): the mean log-likelihood "
+            "of no samples is undefined."
+        )
+    return float(total / n), int(n)
+
+
+def accuracy(estimator: Any, X: Any, y: Any, observed: Any = None) -> float:
+    """:meth:`GMMClassifier.score` of a Dask array: the predictions (one label per
+    sample) come to the client and are compared with ``y``."""
+    from ._classifier import _check_labels
+
+    runner = _Runner()
+    if is_dask_array(y):
+        y = runner.compute(y)
+    if not np.isnan(X.shape[0]):  # a wrong y is refused before any pass
+        _check_labels(y, int(X.shape[0]))
+    predicted = np.asarray(runner.compute(inference(estimator, X, "predict", observed)))
+    labels = _check_labels(y, len(predicted))
+    if len(predicted) == 0:
+        raise ValueError(
+            f"X has 0 samples (a Dask array of shape {X.shape}): the accuracy of no "
+            "predictions is undefined."
+        )
+    return float(np.mean(predicted == labels))
