@@ -14,6 +14,7 @@ measurements run in subprocesses.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import pickle
@@ -30,7 +31,7 @@ import pytest
 
 from gmmfast import GaussianMixture, GMMClassifier
 from gmmfast.image import PatchDenoiser
-from gmmfast.mixture import ShiftInvariantClassifier
+from gmmfast.mixture import ShiftInvariantClassifier, _gaussian
 from gmmfast.utils import _model_files
 
 HERE = Path(__file__).resolve()
@@ -186,6 +187,24 @@ def _meta(members) -> dict:
 
 def _with_meta(members, meta) -> dict:
     return members | {"__meta__": np.array(json.dumps(meta))}
+
+
+def _legacy(members) -> dict:
+    """The members in the older format, on purpose: each mixture's precisions_cholesky_ beside
+    its covariances_ (as fit derives it), everything in float64."""
+    params = _meta(members)["params"]
+    covariance_type = params.get("classifier", params)["covariance_type"]
+    out = {
+        name: value.astype(np.float64) if value.dtype.kind == "f" else value
+        for name, value in members.items()
+    }
+    for name, cov in members.items():
+        if name.endswith("covariances_"):
+            factor = _gaussian.precision_cholesky_from_covariances(
+                cov.astype(np.float64), covariance_type
+            )
+            out[name[: -len("covariances_")] + "precisions_cholesky_"] = factor
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -491,7 +510,13 @@ def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
     def replaced(name, value):
         return members | {prefix + name: value}
 
+    legacy = _legacy(members)  # the older format: the factor checked against the covariances
+
+    def legacy_replaced(name, value):
+        return legacy | {prefix + name: value}
+
     cov = members[prefix + "covariances_"]
+    factor = legacy[prefix + "precisions_cholesky_"]
     cases = {
         "unknown numeric member": members | {"extra": np.zeros(3)},
         "object member": members | {"extra": np.array([1, "two"], dtype=object)},
@@ -515,12 +540,24 @@ def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
         "means_ of the wrong shape": replaced("means_", members[prefix + "means_"][:, :-1]),
         "means_ of rank 3": replaced("means_", members[prefix + "means_"][None]),
         "covariances_ of the wrong shape": replaced("covariances_", cov[..., :1]),
-        "factor disagrees with covariances_": replaced("covariances_", 2.0 * cov),
+        "factor disagrees with covariances_": legacy_replaced("covariances_", 2.0 * cov),
         "negative-definite covariances_": replaced("covariances_", -cov),
+        "negative-definite covariances_, legacy": legacy_replaced("covariances_", -cov),
         "weights_ off the simplex": replaced("weights_", members[prefix + "weights_"] * 0.5),
-        "missing precisions_cholesky_": {
-            k: v for k, v in members.items() if k != prefix + "precisions_cholesky_"
+        "missing covariances_": {k: v for k, v in members.items() if k != prefix + "covariances_"},
+        "precisions_cholesky_ without covariances_": {
+            k: v for k, v in legacy.items() if k != prefix + "covariances_"
         },
+        "NaN precisions_cholesky_": legacy_replaced("precisions_cholesky_", factor * np.nan),
+        "negative precisions_cholesky_": legacy_replaced("precisions_cholesky_", -factor),
+        "precisions_cholesky_ of the wrong shape": legacy_replaced(
+            "precisions_cholesky_", factor[..., :1]
+        ),
+        "float32 precisions_cholesky_": legacy_replaced(
+            "precisions_cholesky_", factor.astype(np.float32)
+        ),
+        "float32 covariances_ of a float64 model": replaced("covariances_", cov.astype(np.float32)),
+        "float16 means_": replaced("means_", members[prefix + "means_"].astype(np.float16)),
         "no header": {k: v for k, v in members.items() if k != "__meta__"},
         "header of bytes": members | {"__meta__": np.array(json.dumps(meta).encode())},
         "header is a list": _with_meta(members, [meta]),
@@ -573,7 +610,10 @@ def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
         }
         cases["class_log_prior_ of text"] = members | {"class_log_prior_": np.array(["a", "b"])}
         cases["members of a third class"] = members | {
-            f"class2.{n}": members[f"class0.{n}"]
+            f"class2.{n}": members[f"class0.{n}"] for n in ("weights_", "means_", "covariances_")
+        }
+        cases["members of a third class, legacy"] = legacy | {
+            f"class2.{n}": legacy[f"class0.{n}"]
             for n in ("weights_", "means_", "covariances_", "precisions_cholesky_")
         }
     if kind == "ShiftInvariantClassifier":
@@ -590,6 +630,10 @@ def _npz_cases(kind: str, path: Path, marker: Path) -> dict[str, dict]:
         asym = cov.copy()
         asym[0, 0, 1] += 0.5
         cases["non-symmetric covariances_"] = replaced("covariances_", asym)
+        cases["non-symmetric covariances_, legacy"] = legacy_replaced("covariances_", asym)
+        lower = factor.copy()
+        lower[0, 1, 0] = 0.25
+        cases["factor not upper-triangular"] = legacy_replaced("precisions_cholesky_", lower)
     return cases
 
 
@@ -622,10 +666,17 @@ def test_hostile_npz_files(models, loaders, tmp_path):
 
 def test_faithful_copies_still_load(models, loaders, tmp_path):
     """The checks do not refuse legitimate files: a model re-saved member by member, compressed
-    (np.savez_compressed), loads and equals the original."""
+    (np.savez_compressed), loads and equals the original; so does its copy in the older format
+    (precisions_cholesky_ beside covariances_), compressed or not."""
     for kind in NPZ_KINDS:
         path = _write_members(tmp_path / f"{kind}.npz", _members(models[kind]), compress=True)
         assert _outcome(loaders[kind], path, loaders[kind](models[kind]), kind) == "same", kind
+        for compress in (False, True):
+            legacy = _legacy(_members(models[kind]))
+            assert sum(name.endswith("precisions_cholesky_") for name in legacy) >= 1, kind
+            path = _write_members(tmp_path / f"{kind}-legacy.npz", legacy, compress=compress)
+            outcome = _outcome(loaders[kind], path, loaders[kind](models[kind]), kind)
+            assert outcome == "same", (kind, compress, outcome)
 
 
 def test_infinite_clip_bound_round_trips(tmp_path):
@@ -644,7 +695,9 @@ def test_infinite_clip_bound_round_trips(tmp_path):
 
 
 def test_symmetric_rounding_and_tied_models_load(tmp_path):
-    """Covariances that are symmetric only to rounding, and every covariance type, load."""
+    """Covariances that are symmetric only to rounding, and every covariance type, load: a
+    float64 model as it was, a float32 one as its float32 rounding (what its file holds, see
+    GaussianMixture.save), exactly; and both as they were from a file of the older format."""
     rng = np.random.RandomState(3)
     X = rng.randn(200, 6) @ rng.randn(6, 6)
     for ct in ("full", "tied", "diag", "spherical"):
@@ -654,7 +707,22 @@ def test_symmetric_rounding_and_tied_models_load(tmp_path):
             ).fit(X)
             gm.save(tmp_path / "m.npz")
             loaded = GaussianMixture.load(tmp_path / "m.npz")
-            np.testing.assert_array_equal(loaded.score_samples(X), gm.score_samples(X))
+            expected = copy.deepcopy(gm)
+            if dtype is np.float32:
+                expected.means_ = gm.means_.astype(np.float32).astype(np.float64)
+                expected.covariances_ = gm.covariances_.astype(np.float32).astype(np.float64)
+                expected.precisions_cholesky_ = _gaussian.precision_cholesky_from_covariances(
+                    expected.covariances_, ct
+                )
+            np.testing.assert_array_equal(loaded.score_samples(X), expected.score_samples(X))
+            _write_members(tmp_path / "legacy.npz", _legacy(_members(tmp_path / "m.npz")))
+            if dtype is np.float32:  # a legacy file of the float32 model itself
+                members = _members(tmp_path / "legacy.npz")
+                for name in ("means_", "covariances_", "precisions_cholesky_"):
+                    members[name] = getattr(gm, name)
+                _write_members(tmp_path / "legacy.npz", members)
+            legacy = GaussianMixture.load(tmp_path / "legacy.npz")
+            np.testing.assert_array_equal(legacy.score_samples(X), gm.score_samples(X))
 
 
 @pytest.mark.parametrize("reg_covar", [1e-4, 1e-6])
@@ -665,6 +733,13 @@ def test_ill_conditioned_models_load(tmp_path, reg_covar):
     gm = GaussianMixture(2, reg_covar=reg_covar, random_state=0, n_threads=1).fit(X)
     assert np.linalg.cond(gm.covariances_[0]) > 1e11
     gm.save(tmp_path / "m.npz")
+    members = _members(tmp_path / "m.npz")
+    assert "precisions_cholesky_" not in members  # derived on load: nothing to disagree with
+    np.testing.assert_array_equal(
+        GaussianMixture.load(tmp_path / "m.npz").precisions_cholesky_, gm.precisions_cholesky_
+    )
+    # the older format, both members: the agreement check must tolerate this rounding
+    _write_members(tmp_path / "m.npz", members | {"precisions_cholesky_": gm.precisions_cholesky_})
     for _ in range(5):  # fresh probe vectors at each load
         np.testing.assert_array_equal(GaussianMixture.load(tmp_path / "m.npz").means_, gm.means_)
 

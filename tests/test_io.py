@@ -8,12 +8,15 @@ import zipfile
 import numpy as np
 import pytest
 from conftest import COVARIANCE_TYPES
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
 
 from gmmfast import GaussianMixture
-from gmmfast.utils._model_files import FORMAT_VERSION
+from gmmfast.mixture import _gaussian
+from gmmfast.utils._model_files import FORMAT_VERSION, save_npz
 
 ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+#: What a file holds: one covariance representation (the factor is derived on load).
+STORED = ("weights_", "means_", "covariances_")
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +50,22 @@ def _write_raw(path, meta, arrays, **extra):
         np.savez(fh, __meta__=np.array(json.dumps(meta)), **arrays, **extra)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def _save_legacy(gm, path):
+    """The file ``save`` wrote before the factor was derived on load: both, in float64."""
+    params = gm._saved_params() | {"n_components": len(gm.weights_)}
+    arrays = {name: np.asarray(getattr(gm, name), dtype=np.float64) for name in ARRAYS}
+    arrays |= {
+        "converged_": np.array(bool(gm.converged_)),
+        "n_iter_": np.array(int(gm.n_iter_)),
+        "lower_bound_": np.array(float(gm.lower_bound_)),
+    }
+    save_npz(path, "GaussianMixture", params, arrays)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_round_trip_is_exact(tmp_path, fitted_models, io_data, covariance_type, dtype):
-    """A saved and reloaded model predicts exactly as the original."""
+def test_round_trip_is_exact(tmp_path, fitted_models, io_data, covariance_type):
+    """A saved and reloaded float64 model predicts exactly as the original."""
+    dtype = np.float64
     gm = fitted_models[covariance_type, dtype]
     path = tmp_path / "model.npz"
     gm.save(path)
@@ -71,6 +86,81 @@ def test_round_trip_is_exact(tmp_path, fitted_models, io_data, covariance_type, 
     assert_array_equal(loaded.predict_proba(X), gm.predict_proba(X))
     assert_array_equal(loaded.predict(X), gm.predict(X))
     assert_array_equal(loaded.precisions_, gm.precisions_)
+    with np.load(path) as archive:  # one covariance representation, in float64
+        assert "precisions_cholesky_" not in archive.files
+        assert all(archive[name].dtype == np.float64 for name in STORED)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_round_trip_rounds_to_float32(tmp_path, fitted_models, io_data, covariance_type):
+    """A float32 model's file holds its means and covariances in float32: the loaded model holds
+    exactly those values (in float64) and the factor fit would derive from them; it scores as
+    the original to float32 rounding and predicts the same components. Saving the loaded model
+    again changes nothing."""
+    gm = fitted_models[covariance_type, np.float32]
+    path = tmp_path / "model.npz"
+    gm.save(path)
+    with np.load(path) as archive:
+        assert "precisions_cholesky_" not in archive.files
+        assert archive["means_"].dtype == archive["covariances_"].dtype == np.float32
+        assert archive["weights_"].dtype == np.float64
+    loaded = GaussianMixture.load(path)
+    assert np.dtype(loaded.dtype) == np.float32
+    for name in ARRAYS:
+        assert getattr(loaded, name).dtype == np.float64, name
+    assert_array_equal(loaded.weights_, gm.weights_)
+    assert_array_equal(loaded.means_, gm.means_.astype(np.float32).astype(np.float64))
+    assert_array_equal(loaded.covariances_, gm.covariances_.astype(np.float32).astype(np.float64))
+    derived = _gaussian.precision_cholesky_from_covariances(loaded.covariances_, covariance_type)
+    assert_array_equal(loaded.precisions_cholesky_, derived)
+    X = np.vstack([io_data, io_data[:10] + 3.0])
+    assert_allclose(loaded.score_samples(X), gm.score_samples(X), rtol=1e-5)
+    assert_allclose(loaded.predict_proba(X), gm.predict_proba(X), atol=1e-5)
+    assert_array_equal(loaded.predict(X), gm.predict(X))
+    loaded.save(tmp_path / "again.npz")
+    again = GaussianMixture.load(tmp_path / "again.npz")
+    for name in ARRAYS:
+        assert_array_equal(getattr(again, name), getattr(loaded, name), err_msg=name)
+    assert_array_equal(again.score_samples(X), loaded.score_samples(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_legacy_file_loads_exactly(tmp_path, fitted_models, io_data, covariance_type, dtype):
+    """A file of the older format (covariances and factors, both float64) loads the model as it
+    was, float32 models included, with the factor checked against the covariances."""
+    gm = fitted_models[covariance_type, dtype]
+    path = tmp_path / "legacy.npz"
+    _save_legacy(gm, path)
+    loaded = GaussianMixture.load(path)
+    for name in ARRAYS:
+        assert_array_equal(getattr(loaded, name), getattr(gm, name), err_msg=name)
+    X = np.vstack([io_data, io_data[:10] + 3.0])
+    assert_array_equal(loaded.score_samples(X), gm.score_samples(X))
+    assert_array_equal(loaded.predict(X), gm.predict(X))
+    meta, arrays = _read_raw(path)  # the factor is still checked: one of another model fails
+    arrays["precisions_cholesky_"] = arrays["precisions_cholesky_"] * 0.5
+    _write_raw(path, meta, arrays)
+    with pytest.raises(ValueError, match="disagrees"):
+        GaussianMixture.load(path)
+
+
+def test_factor_not_derived_from_covariances_is_kept(tmp_path, io_data):
+    """A model whose factor is not the one its covariances give (max_iter=0 from
+    precisions_init: the covariances are derived from the factor) is written with both, so it
+    still round-trips bit for bit."""
+    precisions = np.array([np.diag([1.0, 2.0, 3.0]) + 0.1] * 2)
+    gm = GaussianMixture(
+        2, max_iter=0, precisions_init=precisions, random_state=0, n_threads=1
+    ).fit(io_data)
+    derived = _gaussian.precision_cholesky_from_covariances(gm.covariances_, "full")
+    assert not np.array_equal(derived, gm.precisions_cholesky_)  # the case at hand
+    gm.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as archive:
+        assert "precisions_cholesky_" in archive.files
+    loaded = GaussianMixture.load(tmp_path / "m.npz")
+    for name in ARRAYS:
+        assert_array_equal(getattr(loaded, name), getattr(gm, name), err_msg=name)
 
 
 def test_round_trip_keeps_hyper_parameters(tmp_path, io_data):
@@ -139,7 +229,8 @@ def test_file_has_versioned_json_header_and_numeric_arrays(tmp_path, fitted_mode
     assert meta["kind"] == "GaussianMixture"
     assert meta["params"]["covariance_type"] == "tied"
     assert meta["params"]["dtype"] == "float32"
-    for name in ARRAYS:
+    assert set(arrays) == set(STORED) | {"converged_", "n_iter_", "lower_bound_"}
+    for name in STORED:
         assert arrays[name].dtype.kind in "biuf", name
 
 
@@ -152,20 +243,25 @@ def test_file_has_versioned_json_header_and_numeric_arrays(tmp_path, fitted_mode
 def saved(tmp_path, fitted_models):
     """Factory: save a fitted model and return (path, meta, arrays) to corrupt."""
 
-    def make(covariance_type="full"):
+    def make(covariance_type="full", legacy=False):
+        """``legacy``: the older format (with ``precisions_cholesky_``), on purpose."""
         path = tmp_path / f"{covariance_type}.npz"
-        fitted_models[covariance_type, np.float64].save(path)
+        gm = fitted_models[covariance_type, np.float64]
+        (_save_legacy if legacy else GaussianMixture.save)(gm, path)
         meta, arrays = _read_raw(path)
+        assert ("precisions_cholesky_" in arrays) == legacy
         return path, meta, arrays
 
     return make
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["file", "legacy-file"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("missing", ARRAYS)
-def test_missing_array_is_rejected(saved, covariance_type, missing):
-    """A file without one of the parameter arrays raises ValueError naming it."""
-    path, meta, arrays = saved(covariance_type)
+@pytest.mark.parametrize("missing", STORED)
+def test_missing_array_is_rejected(saved, covariance_type, missing, legacy):
+    """A file without one of the parameter arrays raises ValueError naming it (a legacy file
+    without its covariances holds a factor alone: refused too)."""
+    path, meta, arrays = saved(covariance_type, legacy)
     del arrays[missing]
     _write_raw(path, meta, arrays)
     with pytest.raises(ValueError, match=missing):
@@ -184,7 +280,7 @@ def test_missing_header_is_rejected(saved):
 @pytest.mark.parametrize("name", ARRAYS)
 def test_wrong_shape_is_rejected(saved, covariance_type, name):
     """An array with an extra leading row (or a wrong rank) raises ValueError."""
-    path, meta, arrays = saved(covariance_type)
+    path, meta, arrays = saved(covariance_type, legacy=name == "precisions_cholesky_")
     arrays[name] = np.concatenate([arrays[name], arrays[name][:1]])
     if name == "weights_":
         arrays[name] = arrays[name] / arrays[name].sum()
@@ -205,7 +301,7 @@ def test_scalar_means_is_rejected(saved):
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 def test_negative_factor_diagonal_is_rejected(saved, covariance_type):
     """A Cholesky factor with a negative diagonal entry (not positive definite) is rejected."""
-    path, meta, arrays = saved(covariance_type)
+    path, meta, arrays = saved(covariance_type, legacy=True)
     u = arrays["precisions_cholesky_"]
     if covariance_type == "full":
         u[1, 2, 2] = -abs(u[1, 2, 2])
@@ -219,7 +315,7 @@ def test_negative_factor_diagonal_is_rejected(saved, covariance_type):
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 def test_zero_factor_diagonal_is_rejected(saved, covariance_type):
     """A singular factor (zero on the diagonal) is rejected."""
-    path, meta, arrays = saved(covariance_type)
+    path, meta, arrays = saved(covariance_type, legacy=True)
     u = arrays["precisions_cholesky_"]
     if covariance_type == "full":
         u[0, 1, 1] = 0.0
@@ -233,7 +329,7 @@ def test_zero_factor_diagonal_is_rejected(saved, covariance_type):
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 def test_non_triangular_factor_is_rejected(saved, covariance_type):
     """A factor with entries below the diagonal is not an upper Cholesky factor: rejected."""
-    path, meta, arrays = saved(covariance_type)
+    path, meta, arrays = saved(covariance_type, legacy=True)
     u = arrays["precisions_cholesky_"]
     if covariance_type == "full":
         u[2, 2, 0] = 0.25
@@ -248,7 +344,7 @@ def test_non_triangular_factor_is_rejected(saved, covariance_type):
 @pytest.mark.parametrize("bad", [-1.0, 0.0])
 def test_non_positive_diag_factor_is_rejected(saved, covariance_type, bad):
     """Diagonal/spherical precision factors must be positive."""
-    path, meta, arrays = saved(covariance_type)
+    path, meta, arrays = saved(covariance_type, legacy=True)
     arrays["precisions_cholesky_"].flat[1] = bad
     _write_raw(path, meta, arrays)
     with pytest.raises(ValueError, match="positive"):
@@ -259,7 +355,7 @@ def test_non_positive_diag_factor_is_rejected(saved, covariance_type, bad):
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_non_finite_values_are_rejected(saved, name, value):
     """NaN or infinity in any parameter array raises ValueError."""
-    path, meta, arrays = saved("diag")
+    path, meta, arrays = saved("diag", legacy=name == "precisions_cholesky_")
     arrays[name].flat[0] = value
     _write_raw(path, meta, arrays)
     with pytest.raises(ValueError, match="NaN|infinity|finite"):
@@ -387,3 +483,126 @@ def test_bad_params_in_header_are_rejected(saved, params):
     _write_raw(path, meta, arrays)
     with pytest.raises(ValueError):
         GaussianMixture.load(path)
+
+
+# --------------------------------------------------------------------------
+# One covariance representation, in the model's dtype
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_factor_alone_is_refused(saved, covariance_type):
+    """A file with precisions_cholesky_ but no covariances_ is refused before any array is read,
+    with a message that says what a model file holds."""
+    path, meta, arrays = saved(covariance_type, legacy=True)
+    del arrays["covariances_"]
+    _write_raw(path, meta, arrays)
+    with pytest.raises(ValueError, match="precisions_cholesky_ without covariances_") as info:
+        GaussianMixture.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_covariances_not_positive_definite_are_rejected(saved, covariance_type):
+    """Without a factor in the file, the derivation itself refuses an indefinite covariance."""
+    path, meta, arrays = saved(covariance_type)
+    cov = arrays["covariances_"]
+    first = cov[1] if covariance_type == "full" else cov
+    first[0, 1] = first[1, 0] = 2.0 * np.sqrt(first[0, 0] * first[1, 1])  # |rho| = 2
+    _write_raw(path, meta, arrays)
+    with pytest.raises(ValueError, match="not positive definite") as info:
+        GaussianMixture.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_asymmetric_covariances_are_rejected(saved, covariance_type):
+    """The derivation reads one triangle, the missing-data kernels both: asymmetry is refused."""
+    path, meta, arrays = saved(covariance_type)
+    cov = arrays["covariances_"]
+    (cov[0] if covariance_type == "full" else cov)[0, 1] += 0.01
+    _write_raw(path, meta, arrays)
+    with pytest.raises(ValueError, match="not symmetric"):
+        GaussianMixture.load(path)
+
+
+@pytest.mark.parametrize(
+    "model_dtype, name, member_dtype, legacy, stream",
+    [
+        ("float64", "covariances_", np.float32, False, False),
+        ("float64", "means_", np.float32, False, False),
+        ("float32", "weights_", np.float32, False, False),
+        ("float32", "covariances_", np.float16, False, False),
+        ("float32", "means_", np.int64, False, False),
+        ("float32", "covariances_", np.float32, True, False),
+        ("float32", "precisions_cholesky_", np.float32, True, False),
+        ("float32", "covariances_", np.float32, False, True),
+    ],
+    ids=[
+        "float32-covariances-of-a-float64-model",
+        "float32-means-of-a-float64-model",
+        "float32-weights",
+        "float16-covariances",
+        "integer-means",
+        "float32-covariances-beside-a-factor",
+        "float32-factor",
+        "float32-covariances-beside-a-stream",
+    ],
+)
+def test_member_dtypes_are_checked_before_reading(
+    tmp_path, io_data, model_dtype, name, member_dtype, legacy, stream
+):
+    """Parameters are float64; means_ and covariances_ may be float32 only in the file of a
+    float32 model that holds no factor and no stream (what save writes). Refused from the
+    member's header, naming it."""
+    gm = GaussianMixture(3, dtype=np.dtype(model_dtype).type, random_state=0, n_threads=1)
+    if stream:
+        gm.partial_fit(io_data)
+    else:
+        gm.fit(io_data)
+    path = tmp_path / "m.npz"
+    (_save_legacy if legacy else GaussianMixture.save)(gm, path)
+    meta, arrays = _read_raw(path)
+    assert ("stream_counters" in arrays) == stream
+    arrays[name] = arrays[name].astype(member_dtype)
+    _write_raw(path, meta, arrays)
+    with pytest.raises(ValueError, match=f"'{name}' has dtype") as info:
+        GaussianMixture.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_float32_model_with_a_stream_keeps_float64(tmp_path, io_data):
+    """partial_fit's resumption after load is bit for bit: a float32 model with running
+    statistics stores float64 parameters (and no factor), and resumes exactly."""
+    straight = GaussianMixture(3, dtype=np.float32, random_state=0, n_threads=1)
+    half = GaussianMixture(3, dtype=np.float32, random_state=0, n_threads=1)
+    for gm in (straight, half):
+        gm.partial_fit(io_data[:150])
+    half.save(tmp_path / "m.npz")
+    _, arrays = _read_raw(tmp_path / "m.npz")
+    assert "precisions_cholesky_" not in arrays
+    assert all(arrays[name].dtype == np.float64 for name in STORED)
+    resumed = GaussianMixture.load(tmp_path / "m.npz")
+    for gm in (straight, resumed):
+        gm.partial_fit(io_data[150:])
+    for name in ARRAYS:
+        assert_array_equal(getattr(resumed, name), getattr(straight, name), err_msg=name)
+
+
+def test_float32_rounding_that_breaks_definiteness_keeps_float64(tmp_path):
+    """Covariances whose float32 rounding is no longer positive definite (correlation 1 - 1e-9)
+    are written in float64: a model never saves a file it cannot load."""
+    rng = np.random.RandomState(0)
+    x = rng.randn(400)
+    X = np.column_stack([x, x + 1e-9 * rng.randn(400), rng.randn(400)])
+    gm = GaussianMixture(1, reg_covar=0.0, dtype=np.float32, random_state=0, n_threads=1)
+    gm.fit(X.astype(np.float32).astype(np.float64))
+    cov32 = gm.covariances_.astype(np.float32).astype(np.float64)
+    with pytest.raises(ValueError):  # the case at hand: float32 rounding is not definite
+        _gaussian.precision_cholesky_from_covariances(cov32, "full")
+    gm.save(tmp_path / "m.npz")
+    _, arrays = _read_raw(tmp_path / "m.npz")
+    assert arrays["covariances_"].dtype == np.float64
+    loaded = GaussianMixture.load(tmp_path / "m.npz")
+    for name in ARRAYS:
+        assert_array_equal(getattr(loaded, name), getattr(gm, name), err_msg=name)

@@ -47,7 +47,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import linalg
 
 from ..mixture import _gaussian
-from ..mixture._gaussian_mixture import GaussianMixture
+from ..mixture._gaussian_mixture import GaussianMixture, _parameter_members
 from ..mixture._gaussian_mixture import _expected_members as _mixture_members
 from ..utils import _progress
 from ..utils._estimator import BaseEstimator, check_is_fitted, restores_state_on_error
@@ -633,12 +633,8 @@ class PatchDenoiser(BaseEstimator):
             path,
             self._MODEL_KIND,
             params,
-            {
-                "weights_": gm.weights_,
-                "means_": gm.means_,
-                "covariances_": gm.covariances_,
-                "precisions_cholesky_": gm.precisions_cholesky_,
-            },
+            # float32 when the prior was fitted, and is used, in float32 (see GaussianMixture.save)
+            _parameter_members(gm, float32=params["dtype"] == "float32"),
         )
 
     @classmethod

@@ -33,7 +33,7 @@ from ..utils._validation import (
     check_scalar,
 )
 from . import _dask, _gaussian, _online
-from ._gaussian_mixture import GaussianMixture
+from ._gaussian_mixture import GaussianMixture, _parameter_members
 from ._gaussian_mixture import _check_saved_params as _check_mixture_params
 from ._gaussian_mixture import _expected_members as _mixture_members
 from ._missing import (
@@ -736,11 +736,15 @@ class GMMClassifier(BaseEstimator):
             "class_log_prior_": self.class_log_prior_,
             "n_components_": np.array([e.n_components for e in self.estimators_]),
         }
+        # float32 parameters for a float32 classifier, float64 while a partial_fit stream runs
+        # (a class it has not stepped resumes bit for bit too); see GaussianMixture.save
+        float32 = (
+            check_compute_dtype(self.dtype) is np.float32 and _online.classifier_state(self) is None
+        )
         for c, est in enumerate(self.estimators_):
             if not hasattr(est, "means_"):
                 continue  # partial_fit holds the class's first rows back (see below)
-            for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
-                arrays[f"class{c}.{name}"] = getattr(est, name)
+            arrays.update(_parameter_members(est, f"class{c}.", float32=float32))
         arrays.update(_online.classifier_arrays(self))  # class counts, partial_fit's stream
         return params, arrays
 

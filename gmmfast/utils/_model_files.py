@@ -73,9 +73,10 @@ MAX_META_DEPTH = 16
 #: At most this many members (a classifier has 4 per class and 3 more).
 MAX_MEMBERS = 1 << 16
 #: At most this many bytes of arrays in all (a 784-pixel, 100-component
-#: full-covariance mixture is 1 GB: covariances and factors, K D^2 8 bytes
-#: each), also refused at save so no file is written that cannot be read
-#: back, and text labels of at most
+#: full-covariance mixture is 0.5 GB: its covariances, K D^2 8 bytes; files
+#: written before the factors were derived on load hold both, 1 GB), also
+#: refused at save so no file is written that cannot be read back, and
+#: text labels of at most
 #: :data:`MAX_LABEL_CHARS` characters: sizes beyond are implausible for a
 #: model file, whatever the rest of the file says.
 MAX_TOTAL_BYTES = 8 << 30
