@@ -65,6 +65,9 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "show_memory": False,
     "abort_on_example_error": True,
+    # "Examples using X" under each API page (the minigallery in the templates)
+    "doc_module": ("gmmfast",),
+    "backreferences_dir": "api/generated/backreferences",
 }
 warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is currently using agg")
 
@@ -85,5 +88,8 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "install": [], "changelog": [], "citing": []}
+# Single pages have no section tree: no empty left sidebar beside them.
+html_sidebars = {
+    page: [] for page in ("index", "install", "benchmarks", "changelog", "citing", "contributing")
+}
 html_show_sourcelink = False

@@ -55,10 +55,11 @@ def page(module_name: str, title: str) -> str:
     out = [f".. _api-{module_name}:", "", title, "=" * len(title), ""]
     out += [f".. automodule:: {module_name}", "   :no-members:", ""]
     out += [f".. currentmodule:: {module_name}", ""]
-    for group, template in (("Classes", "class"), ("Functions", "function"), ("Constants", "data")):
+    for group in ("Classes", "Functions", "Constants"):
         if own[group]:
+            # the page comes from docs/_templates/autosummary/<kind>.rst
             out += [group, "-" * len(group), "", ".. autosummary::", "   :toctree: generated/"]
-            out += [f"   :template: {template}.rst", ""] + [f"   {n}" for n in own[group]] + [""]
+            out += [""] + [f"   {n}" for n in own[group]] + [""]
     if elsewhere:
         heading = "Also importable from here"
         out += [heading, "-" * len(heading), ""]

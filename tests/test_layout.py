@@ -20,7 +20,7 @@ import gmmfast
 
 PACKAGE_DIR = Path(gmmfast.__file__).resolve().parent
 
-# What a subpackage must never import (the README's map says the same).
+# What a subpackage must never import (docs/contributing.md's table says the same).
 FORBIDDEN = {
     "gmmfast.utils": (
         "gmmfast.mixture",
@@ -193,7 +193,7 @@ def test_every_module_imports():
 
 
 def test_public_names_import_as_before():
-    """The names of the README, from their one home each."""
+    """The README's and the guide's names, from their one home each."""
     from gmmfast import (  # noqa: F401
         ConvergenceWarning,
         GaussianMixture,
