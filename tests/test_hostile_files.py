@@ -697,7 +697,8 @@ def test_infinite_clip_bound_round_trips(tmp_path):
 def test_symmetric_rounding_and_tied_models_load(tmp_path):
     """Covariances that are symmetric only to rounding, and every covariance type, load: a
     float64 model as it was, a float32 one as its float32 rounding (what its file holds, see
-    GaussianMixture.save), exactly; and both as they were from a file of the older format."""
+    GaussianMixture.save: its factor and means), exactly; and both as they were from a file of
+    the older format."""
     rng = np.random.RandomState(3)
     X = rng.randn(200, 6) @ rng.randn(6, 6)
     for ct in ("full", "tied", "diag", "spherical"):
@@ -710,10 +711,9 @@ def test_symmetric_rounding_and_tied_models_load(tmp_path):
             expected = copy.deepcopy(gm)
             if dtype is np.float32:
                 expected.means_ = gm.means_.astype(np.float32).astype(np.float64)
-                expected.covariances_ = gm.covariances_.astype(np.float32).astype(np.float64)
-                expected.precisions_cholesky_ = _gaussian.precision_cholesky_from_covariances(
-                    expected.covariances_, ct
-                )
+                factor = gm.precisions_cholesky_.astype(np.float32).astype(np.float64)
+                expected.precisions_cholesky_ = factor
+                expected.covariances_ = _gaussian.covariances_from_precision_cholesky(factor, ct)
             np.testing.assert_array_equal(loaded.score_samples(X), expected.score_samples(X))
             _write_members(tmp_path / "legacy.npz", _legacy(_members(tmp_path / "m.npz")))
             if dtype is np.float32:  # a legacy file of the float32 model itself

@@ -93,16 +93,16 @@ def test_round_trip_is_exact(tmp_path, fitted_models, io_data, covariance_type):
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_float32_round_trip_rounds_to_float32(tmp_path, fitted_models, io_data, covariance_type):
-    """A float32 model's file holds its means and covariances in float32: the loaded model holds
-    exactly those values (in float64) and the factor fit would derive from them; it scores as
-    the original to float32 rounding and predicts the same components. Saving the loaded model
-    again changes nothing."""
+    """A float32 model's file holds its means and precision factors in float32 (what its
+    kernels compute with): the loaded model holds exactly those values (in float64) and the
+    covariances they imply; it scores as the original to float32 rounding and predicts the
+    same components, also with missing values. Saving the loaded model again changes nothing."""
     gm = fitted_models[covariance_type, np.float32]
     path = tmp_path / "model.npz"
     gm.save(path)
     with np.load(path) as archive:
-        assert "precisions_cholesky_" not in archive.files
-        assert archive["means_"].dtype == archive["covariances_"].dtype == np.float32
+        assert "covariances_" not in archive.files
+        assert archive["means_"].dtype == archive["precisions_cholesky_"].dtype == np.float32
         assert archive["weights_"].dtype == np.float64
     loaded = GaussianMixture.load(path)
     assert np.dtype(loaded.dtype) == np.float32
@@ -110,13 +110,19 @@ def test_float32_round_trip_rounds_to_float32(tmp_path, fitted_models, io_data, 
         assert getattr(loaded, name).dtype == np.float64, name
     assert_array_equal(loaded.weights_, gm.weights_)
     assert_array_equal(loaded.means_, gm.means_.astype(np.float32).astype(np.float64))
-    assert_array_equal(loaded.covariances_, gm.covariances_.astype(np.float32).astype(np.float64))
-    derived = _gaussian.precision_cholesky_from_covariances(loaded.covariances_, covariance_type)
-    assert_array_equal(loaded.precisions_cholesky_, derived)
+    factor = gm.precisions_cholesky_.astype(np.float32).astype(np.float64)
+    assert_array_equal(loaded.precisions_cholesky_, factor)
+    implied = _gaussian.covariances_from_precision_cholesky(factor, covariance_type)
+    assert_array_equal(loaded.covariances_, implied)
+    assert_allclose(loaded.covariances_, gm.covariances_, rtol=1e-4, atol=1e-12)
     X = np.vstack([io_data, io_data[:10] + 3.0])
     assert_allclose(loaded.score_samples(X), gm.score_samples(X), rtol=1e-5)
     assert_allclose(loaded.predict_proba(X), gm.predict_proba(X), atol=1e-5)
     assert_array_equal(loaded.predict(X), gm.predict(X))
+    holes = X.copy()
+    holes[::2, 0] = np.nan  # the missing-data kernels use the implied covariances
+    assert_allclose(loaded.score_samples(holes), gm.score_samples(holes), rtol=1e-5)
+    assert_array_equal(loaded.predict(holes), gm.predict(holes))
     loaded.save(tmp_path / "again.npz")
     again = GaussianMixture.load(tmp_path / "again.npz")
     for name in ARRAYS:
@@ -229,8 +235,9 @@ def test_file_has_versioned_json_header_and_numeric_arrays(tmp_path, fitted_mode
     assert meta["kind"] == "GaussianMixture"
     assert meta["params"]["covariance_type"] == "tied"
     assert meta["params"]["dtype"] == "float32"
-    assert set(arrays) == set(STORED) | {"converged_", "n_iter_", "lower_bound_"}
-    for name in STORED:
+    stored = {"weights_", "means_", "precisions_cholesky_"}  # a float32 model's: the factor
+    assert set(arrays) == stored | {"converged_", "n_iter_", "lower_bound_"}
+    for name in stored:
         assert arrays[name].dtype.kind in "biuf", name
 
 
@@ -526,47 +533,75 @@ def test_asymmetric_covariances_are_rejected(saved, covariance_type):
         GaussianMixture.load(path)
 
 
+def _as(name, dtype):
+    def change(arrays):
+        arrays[name] = arrays[name].astype(dtype)
+
+    return change
+
+
+def _factor_alone(dtype):
+    def change(arrays):
+        arrays["precisions_cholesky_"] = _gaussian.precision_cholesky_from_covariances(
+            arrays.pop("covariances_"), "full"
+        ).astype(dtype)
+
+    return change
+
+
 @pytest.mark.parametrize(
-    "model_dtype, name, member_dtype, legacy, stream",
+    "model_dtype, file_format, change, match",
     [
-        ("float64", "covariances_", np.float32, False, False),
-        ("float64", "means_", np.float32, False, False),
-        ("float32", "weights_", np.float32, False, False),
-        ("float32", "covariances_", np.float16, False, False),
-        ("float32", "means_", np.int64, False, False),
-        ("float32", "covariances_", np.float32, True, False),
-        ("float32", "precisions_cholesky_", np.float32, True, False),
-        ("float32", "covariances_", np.float32, False, True),
+        ("float64", "file", _as("covariances_", np.float32), "'covariances_' has dtype"),
+        ("float64", "file", _as("means_", np.float32), "'means_' has dtype"),
+        ("float64", "file", _factor_alone(np.float32), "without covariances_"),
+        ("float64", "file", _factor_alone(np.float64), "without covariances_"),
+        ("float32", "file", _as("weights_", np.float32), "'weights_' has dtype"),
+        ("float32", "file", _as("precisions_cholesky_", np.float64), "'precisions_cholesky_' has"),
+        ("float32", "file", _as("precisions_cholesky_", np.float16), "'precisions_cholesky_' has"),
+        ("float32", "file", _as("means_", np.int64), "'means_' has dtype"),
+        ("float32", "file", _as("means_", np.float16), "'means_' has dtype"),
+        ("float32", "legacy", _as("covariances_", np.float32), "'covariances_' has dtype"),
+        ("float32", "legacy", _as("precisions_cholesky_", np.float32), "'precisions_cholesky_'"),
+        ("float32", "legacy", _as("means_", np.float32), "'means_' has dtype"),
+        ("float32", "stream", _as("covariances_", np.float32), "'covariances_' has dtype"),
+        ("float32", "stream", _factor_alone(np.float32), "without covariances_"),
     ],
     ids=[
         "float32-covariances-of-a-float64-model",
         "float32-means-of-a-float64-model",
+        "float32-factor-alone-of-a-float64-model",
+        "float64-factor-alone-of-a-float64-model",
         "float32-weights",
-        "float16-covariances",
+        "float64-factor-alone",
+        "float16-factor",
         "integer-means",
-        "float32-covariances-beside-a-factor",
-        "float32-factor",
-        "float32-covariances-beside-a-stream",
+        "float16-means",
+        "legacy-float32-covariances",
+        "legacy-float32-factor",
+        "legacy-float32-means",
+        "stream-float32-covariances",
+        "stream-float32-factor-alone",
     ],
 )
 def test_member_dtypes_are_checked_before_reading(
-    tmp_path, io_data, model_dtype, name, member_dtype, legacy, stream
+    tmp_path, io_data, model_dtype, file_format, change, match
 ):
-    """Parameters are float64; means_ and covariances_ may be float32 only in the file of a
-    float32 model that holds no factor and no stream (what save writes). Refused from the
-    member's header, naming it."""
+    """Parameters are float64, but for the file of a float32 model without a stream, which
+    holds its factor alone in float32 (and its means in float32): what save writes. Anything
+    else is refused from the members' headers, naming the member and the file."""
     gm = GaussianMixture(3, dtype=np.dtype(model_dtype).type, random_state=0, n_threads=1)
-    if stream:
+    if file_format == "stream":
         gm.partial_fit(io_data)
     else:
         gm.fit(io_data)
     path = tmp_path / "m.npz"
-    (_save_legacy if legacy else GaussianMixture.save)(gm, path)
+    (_save_legacy if file_format == "legacy" else GaussianMixture.save)(gm, path)
     meta, arrays = _read_raw(path)
-    assert ("stream_counters" in arrays) == stream
-    arrays[name] = arrays[name].astype(member_dtype)
+    assert ("stream_counters" in arrays) == (file_format == "stream")
+    change(arrays)
     _write_raw(path, meta, arrays)
-    with pytest.raises(ValueError, match=f"'{name}' has dtype") as info:
+    with pytest.raises(ValueError, match=match) as info:
         GaussianMixture.load(path)
     assert str(path) in str(info.value)
 
@@ -589,20 +624,43 @@ def test_float32_model_with_a_stream_keeps_float64(tmp_path, io_data):
         assert_array_equal(getattr(resumed, name), getattr(straight, name), err_msg=name)
 
 
-def test_float32_rounding_that_breaks_definiteness_keeps_float64(tmp_path):
-    """Covariances whose float32 rounding is no longer positive definite (correlation 1 - 1e-9)
-    are written in float64: a model never saves a file it cannot load."""
-    rng = np.random.RandomState(0)
-    x = rng.randn(400)
-    X = np.column_stack([x, x + 1e-9 * rng.randn(400), rng.randn(400)])
-    gm = GaussianMixture(1, reg_covar=0.0, dtype=np.float32, random_state=0, n_threads=1)
-    gm.fit(X.astype(np.float32).astype(np.float64))
-    cov32 = gm.covariances_.astype(np.float32).astype(np.float64)
-    with pytest.raises(ValueError):  # the case at hand: float32 rounding is not definite
-        _gaussian.precision_cholesky_from_covariances(cov32, "full")
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_factor_beyond_float32_range_keeps_float64(tmp_path, io_data, covariance_type):
+    """A float32 model whose factor does not fit in float32 (variances of 1e-80: a factor of
+    1e40) is written in float64: a model never saves a file it cannot load."""
+    gm = GaussianMixture(
+        2, covariance_type=covariance_type, dtype=np.float32, random_state=0, n_threads=1
+    ).fit(io_data)
+    gm.means_ = gm.means_ * 1e-40
+    gm.covariances_ = gm.covariances_ * 1e-80
+    gm.precisions_cholesky_ = _gaussian.precision_cholesky_from_covariances(
+        gm.covariances_, covariance_type
+    )
     gm.save(tmp_path / "m.npz")
     _, arrays = _read_raw(tmp_path / "m.npz")
     assert arrays["covariances_"].dtype == np.float64
     loaded = GaussianMixture.load(tmp_path / "m.npz")
     for name in ARRAYS:
         assert_array_equal(getattr(loaded, name), getattr(gm, name), err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "tamper, match",
+    [
+        (lambda u: u.__setitem__((1, 2, 0), 0.25), "triangular"),
+        (lambda u: u.__setitem__((1, 2, 2), -abs(u[1, 2, 2])), "diagonal"),
+        (lambda u: u.__setitem__((0, 1, 1), 0.0), "diagonal"),
+        (lambda u: u.__setitem__((0, 0, 1), np.nan), "NaN"),
+    ],
+    ids=["not-triangular", "negative-diagonal", "zero-diagonal", "NaN"],
+)
+def test_float32_factor_is_checked(tmp_path, fitted_models, tamper, match):
+    """A float32 model's factor (alone in its file) is checked as an older file's is."""
+    path = tmp_path / "m.npz"
+    fitted_models["full", np.float32].save(path)
+    meta, arrays = _read_raw(path)
+    tamper(arrays["precisions_cholesky_"])
+    _write_raw(path, meta, arrays)
+    with pytest.raises(ValueError, match=match) as info:
+        GaussianMixture.load(path)
+    assert str(path) in str(info.value)

@@ -653,7 +653,9 @@ class PatchDenoiser(BaseEstimator):
             model.clip = tuple(model.clip)
         if isinstance(model.epll_betas, list):
             model.epll_betas = tuple(model.epll_betas)
-        gm = GaussianMixture(model.n_components, covariance_type=model.covariance_type)
+        gm = GaussianMixture(  # the dtype fit gives it: a re-save keeps the file's format
+            model.n_components, covariance_type=model.covariance_type, dtype=model.dtype
+        )
         gm._restore(arrays, path)
         if gm.means_.shape[1] != model.patch_size**2:
             raise ValueError(

@@ -875,27 +875,30 @@ class GaussianMixture(BaseEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to ``path`` as ``.npz`` (no pickle).
 
-        The file holds one covariance representation, ``covariances_``;
-        :meth:`load` derives ``precisions_cholesky_`` from it with the
-        function ``fit`` uses, so a float64 model round-trips bit for bit.
-        A float32 model (``dtype=np.float32``) stores ``means_`` and
-        ``covariances_`` rounded to float32, the precision its kernels
-        compute in anyway: the loaded model holds those rounded values (in
-        float64) and a factor derived from them. A model with
-        :meth:`partial_fit` running statistics keeps float64 parameters, so
-        that the stream resumes bit for bit after :meth:`load`.
+        The file holds one covariance representation per mixture. A
+        float64 model stores ``covariances_``; :meth:`load` derives
+        ``precisions_cholesky_`` from them with the function ``fit`` uses,
+        so the model round-trips bit for bit. A float32 model
+        (``dtype=np.float32``) stores ``means_`` and ``precisions_cholesky_``
+        rounded to float32, as its kernels round them anyway: the loaded
+        model holds those rounded values (in float64) and the covariances
+        they imply. (Rounding the covariances instead would move the
+        precisions by up to cond(Sigma) times float32's epsilon.) A model
+        with :meth:`partial_fit` running statistics keeps float64
+        ``covariances_``, so that the stream resumes bit for bit after
+        :meth:`load`.
 
         Sizes, ``GaussianMixture(10, max_iter=2)`` fitted on the 60,000
         MNIST training images (784 pixels, full covariances): 98.4 MB
         before (covariances and factors, float64), 49.2 MB now in float64,
-        24.6 MB with ``dtype=np.float32``; that rounding changed
+        24.6 MB with ``dtype=np.float32``, whose rounding changed
         ``score_samples`` of the 6,000 shipped sample images by at most
-        9.2e-5 relative (the float32 kernels differ from float64 by 1.3e-4
-        on the same parameters) and no ``predict`` label. Saving derives the
-        factor once (0.3 s at that size) to check that the file reproduces
-        the model; a model whose factor is not its covariances' own (set by
-        hand, or ``max_iter=0`` from ``precisions_init``) is written with
-        both, in the older format.
+        1.6e-6 relative (the float32 kernels differ from float64 by 1.3e-4
+        on the same parameters) and no ``predict`` label. Saving derives
+        what load will (0.3 to 1.5 s at that size) to check that the file
+        reproduces the model; a float64 model whose factor is not its
+        covariances' own (set by hand, or ``max_iter=0`` from
+        ``precisions_init``) is written with both, in the older format.
         """
         self._check_fitted()  # a parameter changed after fit would write an unloadable file
         params = self._saved_params()
@@ -917,20 +920,21 @@ class GaussianMixture(BaseEstimator):
     def load(cls, path: str | os.PathLike) -> "GaussianMixture":
         """Read a model written by :meth:`save`, validating every array.
 
-        ``precisions_cholesky_`` is derived from ``covariances_`` (a
-        float32 model's file holds them rounded to float32, see
-        :meth:`save`). Files written before that, which hold both in
-        float64, load too: their factor is checked against the covariances.
+        The missing representation is derived: ``precisions_cholesky_``
+        from a float64 model's ``covariances_``, the covariances from a
+        float32 model's float32 factor (see :meth:`save`). Files written
+        before, which hold both in float64, load too: their factor is
+        checked against the covariances.
 
         Raises
         ------
         ValueError
-            Missing keys, wrong shapes or dtypes (float32 parameters only in
-            a float32 model's file), non-finite values, weights that are
+            Missing keys, wrong shapes or dtypes (float32 only in a float32
+            model's file, for the factor alone), non-finite values, weights that are
             not a distribution, factors that are not valid Cholesky factors
             (triangular with a positive diagonal), covariances that are not
             symmetric positive definite or disagree with the factors, a
-            factor without covariances,
+            float64 factor without covariances,
             parameters of the wrong type, unknown members, object arrays,
             or a file out of bounds (see :mod:`gmmfast.utils._model_files`).
         """
@@ -953,7 +957,8 @@ class GaussianMixture(BaseEstimator):
         cov_shape = _gaussian.covariance_shape(self.covariance_type, K, D)
         weights = require(arrays, "weights_", (K,), path)
         means = require(arrays, "means_", (K, D), path)
-        covariances = require(arrays, "covariances_", cov_shape, path)
+        if "covariances_" in arrays or "precisions_cholesky_" not in arrays:
+            covariances = require(arrays, "covariances_", cov_shape, path)
         if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
             raise ValueError(f"{path}: weights_ must be non-negative and sum to 1.")
         if (
@@ -964,9 +969,11 @@ class GaussianMixture(BaseEstimator):
             raise ValueError(
                 f"{path}: n_components is {self.n_components} but the arrays hold {K} components."
             )
-        if (
-            "precisions_cholesky_" in arrays
-        ):  # an older file: both, the one checked against the other
+        if "covariances_" not in arrays:  # a float32 model's file: the factor its kernels use
+            prec_chol = require(arrays, "precisions_cholesky_", cov_shape, path)
+            _check_factor(prec_chol, self.covariance_type, path)
+            covariances = _covariances_of(prec_chol, self.covariance_type, path)
+        elif "precisions_cholesky_" in arrays:  # an older file: one checked against the other
             prec_chol = require(arrays, "precisions_cholesky_", cov_shape, path)
             _check_factor(prec_chol, self.covariance_type, path)
             _check_covariances(covariances, prec_chol, self.covariance_type, path)
@@ -1112,6 +1119,20 @@ def _factor_of(
     return prec_chol
 
 
+def _covariances_of(prec_chol: np.ndarray, covariance_type: str, path: Any) -> np.ndarray:
+    """``covariances_`` of a (checked: triangular, positive diagonal) factor from a file."""
+    try:
+        with np.errstate(over="ignore"):  # out of range: refused below
+            covariances = _gaussian.covariances_from_precision_cholesky(prec_chol, covariance_type)
+    except ValueError:  # FactorizationError: a singular factor
+        covariances = np.full(1, np.nan)
+    if not np.isfinite(covariances).all():
+        raise ValueError(
+            f"{path}: precisions_cholesky_ gives covariances out of float64's range (singular)."
+        )
+    return covariances
+
+
 def _first_indefinite(covariances: np.ndarray, covariance_type: str) -> str:
     """The name of the first covariance that is not positive definite (for a message)."""
     if covariance_type == "full":
@@ -1140,15 +1161,33 @@ def _derived_factor(model: GaussianMixture, covariances: np.ndarray) -> np.ndarr
     return factor if np.isfinite(factor).all() else None
 
 
+def _loads_as_factor(factor: np.ndarray, covariance_type: str) -> bool:
+    """Whether a float32 factor passes what load checks (finite, positive diagonal, finite
+    covariances): float32's range is narrower than float64's."""
+    if not np.isfinite(factor).all():
+        return False
+    try:
+        _check_factor(factor, covariance_type, "")
+        _covariances_of(factor.astype(np.float64), covariance_type, "")
+    except ValueError:
+        return False
+    return True
+
+
 def _parameter_members(
     model: GaussianMixture, prefix: str = "", *, float32: bool = True
 ) -> dict[str, np.ndarray]:
-    """A mixture's parameters as its file stores them: ``weights_``, ``means_``, ``covariances_``.
+    """A mixture's parameters as its file stores them: ``weights_``, ``means_`` and one
+    covariance representation.
 
-    ``means_`` and ``covariances_`` are float32 when the model's dtype is,
-    ``float32`` allows it (a model embedding the mixture passes its own
-    dtype's verdict) and no ``partial_fit`` stream runs (its resumption
-    after load is bit for bit). Else float64, with ``precisions_cholesky_``
+    A float32 model (``float32`` allows it: a model embedding the mixture
+    passes its own dtype's verdict) without a ``partial_fit`` stream stores
+    ``means_`` and ``precisions_cholesky_`` in float32: the factor its
+    kernels compute with, rounded as they round it. Rounding covariances
+    instead would move the precisions by up to cond(Sigma) times float32's
+    epsilon: 0.8% of the log-likelihood on MNIST models. A stream (whose
+    resumption after load is bit for bit), or a factor out of float32's
+    range, keeps float64 ``covariances_``, with ``precisions_cholesky_``
     beside them when it is not the factor load derives (the older format):
     what load gives is always the model, or its float32 rounding.
     """
@@ -1158,12 +1197,11 @@ def _parameter_members(
         and check_compute_dtype(model.dtype) is np.float32
         and _online.current_state(model) is None
     ):
-        with np.errstate(over="ignore"):  # beyond float32's range: inf, refused below
+        with np.errstate(over="ignore", under="ignore"):  # out of range: refused below
             means = np.asarray(model.means_, dtype=np.float32)
-            covariances = np.asarray(model.covariances_, dtype=np.float32)
-        # rounding may leave a covariance indefinite (or out of range): then float64
-        if np.isfinite(means).all() and _derived_factor(model, covariances) is not None:
-            members["means_"], members["covariances_"] = means, covariances
+            factor = np.asarray(model.precisions_cholesky_, dtype=np.float32)
+        if np.isfinite(means).all() and _loads_as_factor(factor, model.covariance_type):
+            members["means_"], members["precisions_cholesky_"] = means, factor
             return {prefix + name: value for name, value in members.items()}
     members["means_"] = np.asarray(model.means_, dtype=np.float64)
     members["covariances_"] = np.asarray(model.covariances_, dtype=np.float64)
@@ -1173,40 +1211,39 @@ def _parameter_members(
     return {prefix + name: value for name, value in members.items()}
 
 
-#: Parameter members that a float32 model's file may hold in float32.
-_FLOAT32_MEMBERS = ("means_", "covariances_")
-
-
-def _check_member_dtypes(
+def _check_representation(
     params: dict[str, Any], headers: dict[str, tuple[np.dtype, tuple[int, ...]]], prefix: str
 ) -> None:
-    """Parameters are float64; ``means_`` and ``covariances_`` may be float32 in the file of a
-    float32 model that holds neither a precision factor nor stream members (what save writes)."""
+    """What :func:`_parameter_members` writes, checked from the headers: float64
+    ``covariances_`` (older files: and a float64 ``precisions_cholesky_``), or, in the file of
+    a float32 model without stream members, a float32 ``precisions_cholesky_`` alone (and
+    ``means_`` in float32). ``weights_`` are float64."""
     try:
         model_float32 = check_compute_dtype(params.get("dtype", "float64")) is np.float32
     except (ValueError, TypeError):
         model_float32 = False  # the parameter check reports the dtype itself
     streaming = any(name.startswith(("stream_", prefix + "stream_")) for name in headers)
-    legacy = prefix + "precisions_cholesky_" in headers
-    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
-        if prefix + name not in headers:
-            continue
-        dtype = headers[prefix + name][0]
-        if dtype.kind == "f" and dtype.itemsize == 8:
-            continue
-        if (
-            dtype.kind == "f"
-            and dtype.itemsize == 4
-            and name in _FLOAT32_MEMBERS
-            and model_float32
-            and not (streaming or legacy)
-        ):
-            continue
+    factor_only = (
+        prefix + "covariances_" not in headers and prefix + "precisions_cholesky_" in headers
+    )
+    if factor_only and not (model_float32 and not streaming):
         raise ValueError(
-            f"array {prefix + name!r} has dtype {dtype}; model parameters are float64, or float32 "
-            "(means_ and covariances_ only) in the file of a float32 model without "
-            "precisions_cholesky_ or stream members."
+            f"{prefix}precisions_cholesky_ without {prefix}covariances_: only the file of a "
+            "float32 model without stream members holds the factor alone (in float32); "
+            "other files hold the covariances (older files, the factor beside them)."
         )
+    allowed = {name: (8,) for name in ("weights_", "means_", "covariances_")}
+    allowed["precisions_cholesky_"] = (4,) if factor_only else (8,)
+    if factor_only:
+        allowed["means_"] = (4, 8)
+    for name, sizes in allowed.items():
+        dtype = headers.get(prefix + name, (np.dtype(np.float64),))[0]
+        if dtype.kind != "f" or dtype.itemsize not in sizes:
+            raise ValueError(
+                f"array {prefix + name!r} has dtype {dtype}; model parameters are float64, but "
+                "for precisions_cholesky_ (float32) and means_ (float32 or float64) in the file "
+                "of a float32 model that holds no covariances_ and no stream members."
+            )
 
 
 def _expected_members(
@@ -1222,13 +1259,7 @@ def _expected_members(
         raise ValueError(f"missing or malformed array {prefix + 'means_'!r}.")
     K, D = means[1]
     cov_shape = _gaussian.covariance_shape(covariance_type, K, D)
-    if prefix + "precisions_cholesky_" in headers and prefix + "covariances_" not in headers:
-        raise ValueError(
-            f"{prefix}precisions_cholesky_ without {prefix}covariances_: a model file holds the "
-            "covariances (older files hold the factor beside them); a factor alone is not "
-            "a gmmfast model file."
-        )
-    _check_member_dtypes(params, headers, prefix)
+    _check_representation(params, headers, prefix)
     shapes = {
         "weights_": (K,),
         "means_": (K, D),
