@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -12,6 +13,19 @@ import numpy as np
 
 class UsageError(Exception):
     """Bad input from the command line: reported in one line, no traceback."""
+
+
+def library_default(estimator: Callable[..., Any], name: str) -> Any:
+    """The default of parameter ``name`` of ``estimator`` (a class or a method).
+
+    An option that mirrors a library parameter takes its default from here, so
+    the command and the library cannot drift apart (``tests/test_defaults.py``
+    checks every such option, and lists the deliberate exceptions).
+    """
+    default = inspect.signature(estimator).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{estimator.__qualname__}'s {name} has no default")
+    return default
 
 
 def int_list(text: str) -> int | list[int]:

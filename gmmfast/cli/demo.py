@@ -330,7 +330,8 @@ def add_parser(sub: Any) -> None:
         "--n-components",
         type=positive_int,
         default=None,
-        help="Gaussians per digit (default 2 on the sample, 10 on full MNIST)",
+        help="Gaussians per digit (default 2 on the sample, 10 on full MNIST: the demo sizes its "
+        "model to its data, where the library's GMMClassifier defaults to 1)",
     )
     demo.add_argument(
         "--k-sweep",

@@ -15,6 +15,7 @@ from ._common import (
     UsageError,
     add_common_options,
     bounded_int,
+    library_default,
     load_or_fit,
     nonnegative_float,
     positive_float,
@@ -43,6 +44,7 @@ def _denoiser(args: argparse.Namespace) -> Any:
             stride=args.stride,
             max_patches=args.max_patches,
             max_iter=args.max_iter,
+            tol=args.tol,
             reg_covar=args.reg_covar,
             random_state=args.seed,
             dtype=np.float32 if args.float32 else np.float64,
@@ -69,6 +71,7 @@ FIT_OPTIONS = (
     "max_train_images",
     "reg_covar",
     "max_iter",
+    "tol",
     "float32",
     "save_model",
 )
@@ -168,6 +171,11 @@ def run(args: argparse.Namespace) -> None:
         image_grid(args.figure, rows)
 
 
+def _default(name: str) -> Any:
+    """PatchDenoiser's default of ``name``: the command's fitting options share it."""
+    return library_default(PatchDenoiser, name)
+
+
 def add_parser(sub: Any) -> None:
     """Register the command on the ``gmmfast`` subparsers ``sub``."""
     denoise = sub.add_parser(
@@ -188,23 +196,31 @@ def add_parser(sub: Any) -> None:
         help="clean images to fit the patch prior on (IDX directory: its train split)",
     )
     g.add_argument("--save-model", metavar="FILE", help="where to save the fitted denoiser (.npz)")
+    # The fitting options take their defaults from PatchDenoiser (measured there: see its
+    # docstring and benchmarks/results/defaults.md); tests/test_defaults.py checks them.
     g.add_argument(
-        "--patch-size", type=positive_int, default=8, help="side of the square patches (default 8)"
+        "--patch-size",
+        type=positive_int,
+        default=_default("patch_size"),
+        help="side of the square patches (default %(default)s)",
     )
     g.add_argument(
         "--n-components",
         type=positive_int,
-        default=10,
-        help="Gaussians in the patch mixture (default 10)",
+        default=_default("n_components"),
+        help="Gaussians in the patch mixture (default %(default)s)",
     )
     g.add_argument(
-        "--stride", type=positive_int, default=1, help="step between patches (default 1)"
+        "--stride",
+        type=positive_int,
+        default=_default("stride"),
+        help="step between patches (default %(default)s)",
     )
     g.add_argument(
         "--max-patches",
         type=positive_int,
-        default=50_000,
-        help="training patches drawn at most (default 50000)",
+        default=_default("max_patches"),
+        help="training patches drawn at most (default %(default)s)",
     )
     g.add_argument(
         "--max-train-images",
@@ -216,18 +232,31 @@ def add_parser(sub: Any) -> None:
     g.add_argument(
         "--reg-covar",
         type=nonnegative_float,
-        default=1e-4,
-        help="added to covariance diagonals (default 1e-4)",
+        default=_default("reg_covar"),
+        help="added to covariance diagonals (default %(default)s)",
     )
     g.add_argument(
-        "--max-iter", type=positive_int, default=30, help="EM iterations at most (default 30)"
+        "--max-iter",
+        type=positive_int,
+        default=_default("max_iter"),
+        help="EM iterations at most (default %(default)s)",
     )
-    g.add_argument("--float32", action="store_true", help="compute in float32 (faster)")
+    g.add_argument(
+        "--tol",
+        type=nonnegative_float,
+        default=_default("tol"),
+        help="EM stops when the mean log-likelihood per patch gains less than this "
+        "(default %(default)s)",
+    )
+    g.add_argument(
+        "--float32", action="store_true", help="compute in float32 (faster; default float64)"
+    )
     g.add_argument(
         "--seed",
         type=bounded_int(0, 2**32 - 1),
         default=0,
-        help="seed for fitting and for --add-noise (default 0)",
+        help="seed for fitting and for --add-noise (default 0: a run repeats exactly; the "
+        "library's random_state=None draws a fresh seed)",
     )
     denoise.add_argument(
         "--images",
@@ -258,7 +287,7 @@ def add_parser(sub: Any) -> None:
     denoise.add_argument(
         "--method",
         choices=DENOISE_METHODS,
-        default="epll",
+        default=library_default(PatchDenoiser.denoise, "method"),
         help="map: each patch from its most likely component; posterior_mean: mixture-weighted; "
         "epll: iterated whole-image estimate (default, slowest)",
     )

@@ -34,6 +34,7 @@ from ..utils._threads import effective_n_threads
 from ._common import (
     UsageError,
     bounded_int,
+    library_default,
     nonnegative_float,
     nonzero_int,
     positive_float,
@@ -459,7 +460,12 @@ def add_parser(sub: Any) -> None:
             help="torch CPU threads (default: torch's; -1 all usable CPUs)",
         )
         if seed:
-            p.add_argument("--seed", type=SEED, default=0, help="seed (default 0)")
+            p.add_argument(
+                "--seed",
+                type=SEED,
+                default=0,
+                help="seed (default 0: a run repeats; the library's random_state=None draws a fresh one)",
+            )
         p.add_argument(
             "-v", "--verbose", action="store_true", help="progress bar and a line per epoch"
         )
@@ -469,17 +475,20 @@ def add_parser(sub: Any) -> None:
         g.add_argument(
             "--gmm-components",
             type=bounded_int(1, 10_000),
-            default=1,
-            help="Gaussians per class (default 1)",
+            default=library_default(GMMClassifier, "n_components"),
+            help="Gaussians per class (default %(default)s)",
         )
         g.add_argument(
-            "--covariance-type", default="full", choices=("full", "tied", "diag", "spherical")
+            "--covariance-type",
+            default=library_default(GMMClassifier, "covariance_type"),
+            choices=("full", "tied", "diag", "spherical"),
+            help="(default %(default)s)",
         )
         g.add_argument(
             "--reg-covar",
             type=nonnegative_float,
-            default=1e-6,
-            help="added to covariance diagonals (default 1e-6)",
+            default=library_default(GMMClassifier, "reg_covar"),
+            help="added to covariance diagonals (default %(default)s)",
         )
         g.add_argument("--save-gmm", help="where to save the latent GMM classifier (.npz)")
 
@@ -506,11 +515,13 @@ def add_parser(sub: Any) -> None:
         help="conv: the reference convolutional VAE (default); dense: the DEC/VaDE "
         "784-500-500-2000 network, several times faster per epoch on a CPU",
     )
+    # The network and training options repeat ConvVAE's defaults as literals (reading
+    # them would import torch for `gmmfast --help`); tests/test_defaults.py compares them.
     train.add_argument(
         "--epochs",
         type=positive_int,
-        default=50,
-        help="most epochs (default 50; early stopping after --patience)",
+        default=100,
+        help="most epochs (default 100; early stopping after --patience usually ends sooner)",
     )
     train.add_argument(
         "--patience",
@@ -606,7 +617,8 @@ def add_parser(sub: Any) -> None:
         "-n",
         type=bounded_int(1, 100_000),
         default=10,
-        help="images (per class with --gmm; default 10, at most 100000)",
+        help="images (per class with --gmm; default 10, one row of the figure, where the library's "
+        "ConvVAE.sample draws 1; at most 100000)",
     )
     smp.add_argument("--out", required=True, help="output .npz (keys images, labels)")
     smp.add_argument("--figure", help="the generated images (.png)")
