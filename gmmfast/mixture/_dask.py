@@ -34,10 +34,25 @@ the column means that fill missing values for initialisation.
 class's mixture is fitted by this EM on its rows of the blocks (a lazy
 selection), so each class makes its own passes.
 
+Input
+-----
+Each block is checked on its worker, before any use, against what the
+array declares (a NumPy array of its chunk's rows, the array's width and
+dtype): a block that is not raises a ``ValueError`` naming the block, what
+was declared and what was found. A masked Dask array (its ``_meta`` a
+``np.ma.MaskedArray``) has its masked entries read as missing values (NaN,
+after a cast to float), as a NumPy masked array in memory. Empty blocks are
+valid and give empty outputs; unknown chunk sizes (``nan``, after boolean
+indexing) work: a fit learns them from its first pass (the classifier
+counts them in one more pass). ``score``, ``bic`` and ``aic`` count the
+samples in their one pass and refuse an array with none.
+
 Scheduler: the active ``dask.distributed`` client when there is one
 (``Client(LocalCluster(...))``, ``Client("tcp://scheduler:8786")``), else
 Dask's default scheduler (threads). A KeyboardInterrupt while the client
-waits cancels the pass's futures before it propagates.
+waits cancels the pass's futures before it propagates; clean-up never hides
+the error that stopped the pass, and a client closed under a fit gives a
+``RuntimeError`` that says so (chained to the original).
 
 The responsibility floor (``resp_floor``) is applied per block, with the
 block's own N_k / N: each block keeps all but a fraction ``resp_floor`` of
@@ -514,11 +529,15 @@ def _uniform_indices(random_state: np.random.RandomState, n: int, size: int) -> 
     samples). Up to :data:`EXACT_CHOICE` samples, the draws of the in-memory fit."""
     if n <= max(EXACT_CHOICE, 2 * size):
         return random_state.choice(n, size=size, replace=False)
-    chosen = np.empty(0, dtype=np.int64)
-    while len(chosen) < size:  # at least half of each round's draws are new
-        draws = random_state.randint(0, n, size=size - len(chosen), dtype=np.int64)
-        chosen = np.union1d(chosen, draws)
-    return random_state.permutation(chosen)
+    # Enough draws with replacement that they almost always hold `size` distinct values
+    # (expected n (1 - exp(-draws / n))); their distinct values are an exchangeable set,
+    # so a random `size` of them is a uniform subset.
+    draws = int(-n * np.log1p(-size / n) * 1.02) + 64
+    while True:
+        values = np.sort(random_state.randint(0, n, size=draws, dtype=np.int64))
+        distinct = values[np.r_[True, values[1:] != values[:-1]]]  # np.unique hashes: slower
+        if len(distinct) >= size:
+            return distinct[random_state.permutation(len(distinct))[:size]]
 
 
 def _check_survey(survey: _Survey, dtype: Any) -> None:
@@ -549,27 +568,6 @@ def _check_survey(survey: _Survey, dtype: Any) -> None:
 
 
 # ------------------------------------------------------------------ fit
-def fit(estimator: Any, X: Any, observed: Any, *, labels: bool) -> Any:
-    """:meth:`GaussianMixture.fit` (``labels`` False: returns None) or
-    :meth:`~GaussianMixture.fit_predict` (a lazy Dask array of labels) on a Dask array.
-
-    A fit that fails with an error leaves the estimator as it was before the
-    call (a KeyboardInterrupt keeps the last completed iteration instead).
-    """
-    if observed is not None:
-        raise ValueError(
-            "observed is not supported with a Dask array: mark missing values with NaN "
-            "(or mask them: da.ma.masked_array)."
-        )
-    before = dict(estimator.__dict__)  # fitted arrays are replaced, never written in place
-    try:
-        return _fit(estimator, X, labels)
-    except Exception:
-        estimator.__dict__.clear()
-        estimator.__dict__.update(before)
-        raise
-
-
 def _check_n_samples(n_samples: float, K: int, shape: tuple) -> None:
     if n_samples == 0:
         raise ValueError(
@@ -583,7 +581,18 @@ def _check_n_samples(n_samples: float, K: int, shape: tuple) -> None:
         )
 
 
-def _fit(estimator: Any, X: Any, labels: bool) -> Any:
+def fit(estimator: Any, X: Any, observed: Any, *, labels: bool) -> Any:
+    """:meth:`GaussianMixture.fit` (``labels`` False: returns None) or
+    :meth:`~GaussianMixture.fit_predict` (a lazy Dask array of labels) on a Dask array.
+
+    A fit that fails with an error leaves the estimator as it was before the
+    call: ``GaussianMixture._fit`` restores it (``restores_state_on_error``).
+    """
+    if observed is not None:
+        raise ValueError(
+            "observed is not supported with a Dask array: mark missing values with NaN "
+            "(or mask them: da.ma.masked_array)."
+        )
     X = as_samples_array(X)
     runner = _Runner()
     dtype = check_compute_dtype(estimator.dtype)
@@ -866,7 +875,8 @@ def _inference_block(block: Any, model: Any, method: str, empty: np.ndarray) -> 
 
 
 def inference(estimator: Any, X: Any, method: str, observed: Any = None) -> Any:
-    """``predict``, ``predict_proba`` or ``score_samples`` of a Dask array: a lazy
+    """``predict``, ``predict_proba``, ``score_samples`` (or the classifier's
+    ``predict_log_proba``, ``predict_joint_log_proba``) of a Dask array: a lazy
     Dask array computed block by block (the fitted model is one key of the graph).
 
     Empty blocks give empty blocks; unknown chunk sizes stay unknown."""
@@ -891,7 +901,7 @@ def inference(estimator: Any, X: Any, method: str, observed: Any = None) -> Any:
     if "_joint" in model.__dict__:  # the classifier's joint mixture, with its own cache
         model._joint = None
     model = dask.delayed(model, traverse=False)
-    if method in ("predict_proba", "predict_log_proba"):
+    if method in ("predict_proba", "predict_log_proba", "predict_joint_log_proba"):
         empty = np.empty((0, n_columns))
         return X.map_blocks(
             _inference_block,
@@ -924,6 +934,14 @@ def mean_score(estimator: Any, X: Any, observed: Any = None) -> tuple[float, int
             "of no samples is undefined."
         )
     return float(total / n), int(n)
+
+
+def score_and_count(estimator: Any, X: Any) -> tuple[float, float]:
+    """``(score(X), n_samples)`` for ``bic`` and ``aic``: a Dask array in one pass
+    (its size counted, so unknown chunk sizes work), anything else as given."""
+    if is_dask_array(X):
+        return mean_score(estimator, X)
+    return estimator.score(X), np.shape(X)[0]
 
 
 def accuracy(estimator: Any, X: Any, y: Any, observed: Any = None) -> float:
