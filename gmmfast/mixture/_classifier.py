@@ -352,7 +352,7 @@ class GMMClassifier(BaseEstimator):
         """
         return _online.classifier_partial_fit(
             self,
-            X,
+            _dask.in_memory(X),
             y,
             classes,
             observed,
@@ -560,6 +560,8 @@ class GMMClassifier(BaseEstimator):
 
         Missing values are marginalised exactly, as in :meth:`predict_log_proba`.
         """
+        if _dask.is_dask_array(X):  # a lazy Dask array, block by block
+            return _dask.inference(self, X, "predict_joint_log_proba", observed)
         weighted, _, _ = self._joint_component_log_prob(*self._validated(X, observed))
         return self._class_log_joint(weighted)
 
@@ -590,6 +592,8 @@ class GMMClassifier(BaseEstimator):
 
     def score(self, X: Any, y: Any, observed: Any = None) -> float:
         """Accuracy of ``predict(X)`` against ``y``."""
+        if _dask.is_dask_array(X):  # predictions to the client; 0 samples refused
+            return _dask.accuracy(self, X, y, observed)
         labels = _check_labels(y, np.shape(X)[0])  # np.shape: a Dask array is not computed
         return float(np.mean(self.predict(X, observed) == labels))
 
@@ -647,6 +651,7 @@ class GMMClassifier(BaseEstimator):
             raise ValueError(f"method must be 'mean' or 'sample'; got {method!r}.")
         clip = check_clip(clip)
         check_is_fitted(self, "estimators_")
+        X = _dask.in_memory(X)  # a Dask array computed, masked entries missing
         dtype = check_compute_dtype(self.dtype)
         Xf, obs = split_observed(
             X, observed, dtype=dtype, n_features=self.n_features_in_, estimator=type(self).__name__

@@ -648,7 +648,7 @@ class GaussianMixture(BaseEstimator):
         average, see ``averaging``), so ``load`` then ``partial_fit`` gives
         what the uninterrupted stream gives, bit for bit.
         """
-        return _online.partial_fit(self, X, observed)
+        return _online.partial_fit(self, _dask.in_memory(X), observed)
 
     # ------------------------------------------------------------- inference
     @limits_blas
@@ -703,6 +703,8 @@ class GaussianMixture(BaseEstimator):
 
     def score(self, X: Any, y: Any = None, observed: Any = None) -> float:
         """Mean log-likelihood of the samples (missing values marginalised)."""
+        if _dask.is_dask_array(X):  # one pass, whatever the chunk sizes; 0 samples refused
+            return _dask.mean_score(self, X, observed)[0]
         return float(self.score_samples(X, observed).mean())
 
     def predict(self, X: Any, observed: Any = None) -> np.ndarray:
@@ -771,6 +773,7 @@ class GaussianMixture(BaseEstimator):
         if method not in ("mean", "sample"):
             raise ValueError(f"method must be 'mean' or 'sample'; got {method!r}.")
         clip = check_clip(clip)
+        X = _dask.in_memory(X)  # a Dask array computed, masked entries missing
         if method == "mean":
             _, _, filled = self._inference(X, observed, _gaussian.MODE_RESP, impute=True)
         else:
@@ -849,13 +852,13 @@ class GaussianMixture(BaseEstimator):
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on X (lower is better)."""
-        n = np.shape(X)[0]  # np.shape: a Dask array is not computed
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        score, n = _dask.score_and_count(self, X)  # a Dask array: one pass
+        return -2 * score * n + self._n_parameters() * np.log(n)
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on X (lower is better)."""
-        n = np.shape(X)[0]  # np.shape: a Dask array is not computed
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
+        score, n = _dask.score_and_count(self, X)  # a Dask array: one pass
+        return -2 * score * n + 2 * self._n_parameters()
 
     # ----------------------------------------------------------- persistence
     def _saved_params(self) -> dict[str, Any]:
