@@ -383,16 +383,8 @@ class PatchDenoiser(BaseEstimator):
         Returns
         -------
         ndarray of the input's shape, clipped to ``clip``
-            float64 for float images; for uint8/uint16 images, the input's
-            dtype (rounded), see below.
-
-        Notes
-        -----
-        Unsigned integer images are scaled as their dtype implies (uint8 by
-        1/255, uint16 by 1/65535), restored on that [0, 1] scale, where
-        ``sigma`` is given too (sigma 0.1 of a uint8 image is 25.5 grey
-        levels), and returned in their dtype. Signed integer and boolean
-        images are refused (no implied intensity range).
+            float64 for float images; uint8/uint16 images come back in their
+            dtype, restored on their [0, 1] scale as in :meth:`denoise`.
         """
         self._check_fitted()
         _check_method(method)

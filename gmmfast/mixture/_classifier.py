@@ -36,6 +36,7 @@ from . import _dask, _gaussian, _online
 from ._gaussian_mixture import GaussianMixture, _parameter_members
 from ._gaussian_mixture import _check_saved_params as _check_mixture_params
 from ._gaussian_mixture import _expected_members as _mixture_members
+from ._labels import check_labels
 from ._missing import (
     check_possibly_missing,
     conditional_samples,
@@ -227,7 +228,7 @@ class GMMClassifier(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        labels = _check_labels(y, len(Xc))
+        labels = check_labels(y, len(Xc))
         classes, y_index = np.unique(labels, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
@@ -356,7 +357,7 @@ class GMMClassifier(BaseEstimator):
             y,
             classes,
             observed,
-            check_labels=_check_labels,
+            check_labels=check_labels,
             key=_key,
             shared_params=_SHARED_PARAMS,
         )
@@ -594,7 +595,7 @@ class GMMClassifier(BaseEstimator):
         """Accuracy of ``predict(X)`` against ``y``."""
         if _dask.is_dask_array(X):  # predictions to the client; 0 samples refused
             return _dask.accuracy(self, X, y, observed)
-        labels = _check_labels(y, np.shape(X)[0])  # np.shape: a Dask array is not computed
+        labels = check_labels(y, np.shape(X)[0])  # np.shape: a Dask array is not computed
         return float(np.mean(self.predict(X, observed) == labels))
 
     def score_samples(self, X: Any, observed: Any = None) -> np.ndarray:
@@ -846,32 +847,6 @@ def _candidates(spec: Any, name: str) -> list[int]:
     ):
         raise ValueError(f"{name} must hold positive ints; got {spec!r}.")
     return sorted({int(v) for v in values})
-
-
-def _check_labels(y: Any, n_samples: int) -> np.ndarray:
-    labels = np.asarray(y)
-    if labels.ndim != 1:
-        raise ValueError(f"y must be 1-dimensional; got shape {labels.shape}.")
-    if len(labels) != n_samples:
-        raise ValueError(f"y has {len(labels)} labels but X has {n_samples} samples.")
-    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-        raise ValueError("y contains NaN or infinity.")
-    if labels.dtype.kind == "O":
-        if any(v is None for v in labels):
-            raise ValueError("y contains None; every sample needs a class label.")
-        try:
-            labels = (
-                labels.astype(str)
-                if all(isinstance(v, str) for v in labels)
-                else labels.astype(np.float64)
-            )
-        except (TypeError, ValueError) as exc:
-            raise ValueError("y must hold numbers or strings.") from exc
-        if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-            raise ValueError("y contains NaN or infinity.")
-    if labels.dtype.kind not in "biufU":
-        raise ValueError(f"y must hold numbers or strings; got dtype {labels.dtype}.")
-    return labels
 
 
 def _savable_labels(classes: np.ndarray) -> np.ndarray:

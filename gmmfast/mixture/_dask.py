@@ -92,18 +92,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..utils import _progress
 from ..utils._estimator import check_is_fitted
 from ..utils._threads import effective_n_threads, single_threaded_blas
 from ..utils._validation import check_compute_dtype, check_random_state
-from . import _gaussian, _missing_em, _starts
+from . import _em, _gaussian, _missing_em, _starts
 from ._kmeans import kmeans, kmeans_plusplus, nearest_centers
+from ._labels import check_labels
 from ._missing import _UNIT_ROWS, mask_units, split_observed
 from ._stats import SufficientStats, combine_all
 
@@ -606,21 +605,7 @@ def fit(estimator: Any, X: Any, observed: Any, *, labels: bool) -> Any:
         X = _with_rows(X, survey.block_rows)
         _check_n_samples(survey.n_samples, K, X.shape)
     _check_survey(survey, dtype)
-    do_init = not (estimator.warm_start and hasattr(estimator, "converged_"))
-    if not do_init:
-        try:
-            estimator._check_fitted()
-        except ValueError as exc:
-            raise ValueError(
-                f"{exc} With warm_start=True, fit continues from the fitted "
-                "parameters: set warm_start=False to fit afresh."
-            ) from None
-        if estimator.means_.shape != (K, n_features):
-            raise ValueError(
-                f"warm_start continues from the fitted {estimator.means_.shape[0]} components of "
-                f"{estimator.means_.shape[1]} features, but the data have {n_features} features and "
-                f"n_components={K}; set warm_start=False to fit afresh."
-            )
+    afresh = _em.starts_afresh(estimator, K, n_features)
     estimator.n_features_in_ = n_features
     config = _Config(
         dtype,
@@ -630,69 +615,30 @@ def fit(estimator: Any, X: Any, observed: Any, *, labels: bool) -> Any:
         estimator.n_threads,
     )
     n_threads = estimator._n_threads()
-    n_init = int(estimator.n_init) if do_init else 1
     random_state = check_random_state(estimator.random_state)
 
-    best = None  # (lower_bound, params, n_iter, lower_bounds, converged)
-    last = {"completed": 0, "lower_bound": -np.inf, "lower_bounds": []}
+    def initialize(init: int) -> None:
+        _initialize(estimator, X, runner, survey, config, checked, random_state, init)
 
-    def keep_last_iteration() -> str:
-        if hasattr(estimator, "means_"):
-            estimator.converged_ = False
-            estimator.n_iter_ = last["completed"]
-            estimator.lower_bound_ = last["lower_bound"]
-            estimator.lower_bounds_ = last["lower_bounds"]
-        return "EM interrupted; the model holds the last completed iteration."
+    def em_pass() -> float:
+        # One pass over the blocks: E-step and statistics where the blocks are, merged
+        # in a tree; the M-step and factorisations here.
+        weights, means, covariances, prec_chol = estimator._get_parameters()
+        # Complete blocks need only the factors: not sending the covariances
+        # halves what a full-covariance broadcast carries.
+        params = _Params(weights, means, covariances if survey.has_nan else None, prec_chol)
+        shared = runner.share(params)
+        stats, total_ll, count = runner.compute(_pass(X, _em_block, shared, config))
+        del shared  # released on the workers with the pass's graph
+        nk, means, covariances = stats.parameters(config.reg_covar, overwrite=True)
+        prec_chol = _gaussian.precision_cholesky_from_covariances(
+            covariances, config.covariance_type, config.reg_covar, n_threads=n_threads
+        )
+        # Assigned together: an interrupt never leaves a half-updated model.
+        estimator._set_parameters((nk / nk.sum(), means, covariances, prec_chol))
+        return total_ll / count
 
-    with _progress.on_interrupt(keep_last_iteration):
-        for init in range(n_init):
-            estimator._print(1, f"Initialization {init}")
-            start = time.perf_counter()
-            if do_init:
-                _initialize(estimator, X, runner, survey, config, checked, random_state, init)
-            lower_bound = -np.inf if do_init else estimator.lower_bound_
-            lower_bounds: list[float] = []
-            last.update(completed=0, lower_bound=lower_bound, lower_bounds=lower_bounds)
-            converged = False
-            n_iter = 0
-            for n_iter in range(1, int(estimator.max_iter) + 1):
-                previous = lower_bound
-                weights, means, covariances, prec_chol = estimator._get_parameters()
-                # Complete blocks need only the factors: not sending the covariances
-                # halves what a full-covariance broadcast carries.
-                params = _Params(weights, means, covariances if survey.has_nan else None, prec_chol)
-                shared = runner.share(params)
-                stats, total_ll, count = runner.compute(_pass(X, _em_block, shared, config))
-                del shared  # released on the workers with the pass's graph
-                nk, means, covariances = stats.parameters(config.reg_covar, overwrite=True)
-                prec_chol = _gaussian.precision_cholesky_from_covariances(
-                    covariances, config.covariance_type, config.reg_covar, n_threads=n_threads
-                )
-                # Assigned together: an interrupt never leaves a half-updated model.
-                estimator._set_parameters((nk / nk.sum(), means, covariances, prec_chol))
-                lower_bound = total_ll / count
-                lower_bounds.append(lower_bound)
-                last.update(completed=n_iter, lower_bound=lower_bound)
-                change = lower_bound - previous
-                if n_iter % int(estimator.verbose_interval) == 0:
-                    estimator._print(
-                        1,
-                        f"  Iteration {n_iter}",
-                        f"\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}",
-                    )
-                if abs(change) < estimator.tol:
-                    converged = True
-                    break
-            if estimator.max_iter > 0:
-                state = "converged" if converged else "did not converge"
-                estimator._print(
-                    1,
-                    f"Initialization {state}.",
-                    f" time lapse {time.perf_counter() - start:.5f}s\t lower bound {lower_bound:.5f}",
-                )
-            if best is None or lower_bound > best[0]:
-                best = (lower_bound, estimator._get_parameters(), n_iter, lower_bounds, converged)
-
+    best = _em.run(estimator, afresh=afresh, initialize=initialize, em_pass=em_pass)
     estimator._keep_best(best)
     if not labels:
         return None
@@ -947,15 +893,13 @@ def score_and_count(estimator: Any, X: Any) -> tuple[float, float]:
 def accuracy(estimator: Any, X: Any, y: Any, observed: Any = None) -> float:
     """:meth:`GMMClassifier.score` of a Dask array: the predictions (one label per
     sample) come to the client and are compared with ``y``."""
-    from ._classifier import _check_labels
-
     runner = _Runner()
     if is_dask_array(y):
         y = runner.compute(y)
     if not np.isnan(X.shape[0]):  # a wrong y is refused before any pass
-        _check_labels(y, int(X.shape[0]))
+        check_labels(y, int(X.shape[0]))
     predicted = np.asarray(runner.compute(inference(estimator, X, "predict", observed)))
-    labels = _check_labels(y, len(predicted))
+    labels = check_labels(y, len(predicted))
     if len(predicted) == 0:
         raise ValueError(
             f"X has 0 samples (a Dask array of shape {X.shape}): the accuracy of no "

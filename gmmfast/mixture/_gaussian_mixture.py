@@ -536,8 +536,6 @@ class GaussianMixture(BaseEstimator):
     def _keep_best(self, best: _em.Outcome) -> None:
         """Install the best initialisation, warning if it did not converge (every fit
         path ends here, in memory or on Dask)."""
-        if isinstance(best, tuple):  # TODO(em-driver): the Dask path moves to _em.run
-            best = _em.Outcome(*best)
         lower_bound, params, n_iter, lower_bounds, converged = best.as_tuple()
         if not converged and self.max_iter > 0:
             warnings.warn(

@@ -28,8 +28,9 @@ from ..utils._model_files import load_npz, save_npz
 from ..utils._threads import limits_blas
 from ..utils._validation import check_compute_dtype
 from . import _gaussian
-from ._classifier import GMMClassifier, _check_labels
+from ._classifier import GMMClassifier
 from ._classifier import _expected_members as _classifier_members
+from ._labels import check_labels
 from ._missing import check_possibly_missing
 
 #: No shift and the four one-pixel shifts (down, up, right, left).
@@ -240,7 +241,7 @@ class ShiftInvariantClassifier(BaseEstimator):
             np.float64 if self.classifier is None else self.classifier.dtype
         )
         filled, mask = check_possibly_missing(X, observed, dtype=dtype, n_features=None)
-        labels = _check_labels(y, len(filled))
+        labels = check_labels(y, len(filled))
         shape, shifts = self._check_parameters(filled.shape[1])
         base = GMMClassifier() if self.classifier is None else self.classifier
         classifier = type(base)(**base.get_params())
@@ -339,7 +340,7 @@ class ShiftInvariantClassifier(BaseEstimator):
 
     def score(self, X: Any, y: Any, observed: Any = None) -> float:
         """Accuracy of ``predict(X)`` against ``y``."""
-        labels = _check_labels(y, len(np.asarray(X)))
+        labels = check_labels(y, len(np.asarray(X)))
         return float(np.mean(self.predict(X, observed) == labels))
 
     # ------------------------------------------------------------ files
