@@ -14,6 +14,18 @@ command), :mod:`gmmfast.metrics` (clustering and classification scores),
 The estimators are imported on first use (PEP 562), so ``import gmmfast``
 itself is cheap: the ``gmmfast`` command can answer Ctrl-C from its first
 instant with a one-line message.
+
+Examples
+--------
+>>> import gmmfast
+>>> isinstance(gmmfast.__version__, str)
+True
+>>> from gmmfast import GaussianMixture
+>>> from gmmfast.datasets import load_mnist_sample
+>>> X, y, X_test, y_test = load_mnist_sample()
+>>> gm = GaussianMixture(3, covariance_type="diag", random_state=0).fit(X[:500])
+>>> gm.predict(X_test[:5]).shape
+(5,)
 """
 
 from __future__ import annotations

@@ -103,6 +103,17 @@ def read_idx(path: PathLike, *, md5: str | None = None) -> np.ndarray:
         unsupported type, truncated or oversized payload, corrupt gzip
         stream) or its checksum does not match `md5`.  The message names
         the file.
+
+    Examples
+    --------
+    An IDX file is a 4-byte magic number, the big-endian dimensions, the bytes:
+
+    >>> import struct
+    >>> from gmmfast.datasets import read_idx
+    >>> with open("tiny-idx1-ubyte", "wb") as f:
+    ...     _ = f.write(struct.pack(">BBBBI", 0, 0, 8, 1, 3) + bytes([7, 2, 1]))
+    >>> read_idx("tiny-idx1-ubyte")
+    array([7, 2, 1], dtype=uint8)
     """
     path = Path(path)
     data = _read_decompressed(path)
@@ -209,6 +220,22 @@ def load_idx_dir(
         If `kind` is invalid, a file is not valid IDX, fails its checksum,
         has the wrong number of dimensions, or the image and label counts
         differ.
+
+    Examples
+    --------
+    A directory of MNIST-named IDX files (here written from the shipped sample):
+
+    >>> import os, struct
+    >>> from gmmfast.datasets import load_idx_dir, load_mnist_sample
+    >>> images, labels, _, _ = load_mnist_sample(as_float=False)
+    >>> os.makedirs("digits", exist_ok=True)
+    >>> with open("digits/train-images-idx3-ubyte", "wb") as f:
+    ...     _ = f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, len(images), 28, 28) + images.tobytes())
+    >>> with open("digits/train-labels-idx1-ubyte", "wb") as f:
+    ...     _ = f.write(struct.pack(">BBBBI", 0, 0, 8, 1, len(labels)) + bytes(labels.tolist()))
+    >>> X, y = load_idx_dir("digits", "train")
+    >>> X.shape, y.shape
+    ((5000, 28, 28), (5000,))
     """
     image_path, label_path = _find_split(Path(data_dir), kind)
     checksums = checksums or {}
@@ -329,6 +356,19 @@ def load_mnist(
         If a file could not be downloaded from any mirror.
     ImportError
         If a download is needed and pooch is not installed.
+
+    Examples
+    --------
+    With the four MNIST files in a directory (their MD5 sums, :data:`MNIST_MD5`,
+    are checked), or downloaded from :data:`MNIST_MIRRORS` into the cache with
+    ``download=True``:
+
+    >>> from gmmfast.datasets import MNIST_MD5, load_mnist
+    >>> sorted(MNIST_MD5)[0]
+    't10k-images-idx3-ubyte'
+    >>> X, y, X_test, y_test = load_mnist("path/to/mnist", kind="both")  # doctest: +SKIP
+    >>> X.shape, X_test.shape                                             # doctest: +SKIP
+    ((60000, 784), (10000, 784))
     """
     kinds = _kinds(kind)
     cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
@@ -563,6 +603,13 @@ def load_mnist_sample(as_float: bool = True) -> tuple[np.ndarray, ...]:
     -------
     X_train, y_train, X_test, y_test : numpy.ndarray
         Images and int64 labels of the training and test subsets.
+
+    Examples
+    --------
+    >>> from gmmfast.datasets import load_mnist_sample
+    >>> X, y, X_test, y_test = load_mnist_sample()
+    >>> X.shape, X.dtype, float(X.max()), y_test.shape
+    ((5000, 784), dtype('float32'), 1.0, (1000,))
     """
     resource = resources.files("gmmfast").joinpath("data/mnist_sample.npz")
     with resource.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:

@@ -12,7 +12,15 @@ from ._checks import check_images, check_kernel, to_input_dtype
 
 def gaussian_kernel(sigma_px: float = 1.0, radius: int | None = None) -> np.ndarray:
     """A normalised 2-d Gaussian blur kernel of standard deviation ``sigma_px`` pixels
-    (radius ``ceil(3 sigma)`` by default)."""
+    (radius ``ceil(3 sigma)`` by default).
+
+    Examples
+    --------
+    >>> from gmmfast.image import gaussian_kernel
+    >>> k = gaussian_kernel(1.0)
+    >>> k.shape, round(float(k.sum()), 6)
+    ((7, 7), 1.0)
+    """
     if not sigma_px > 0:
         raise ValueError(f"sigma_px must be positive; got {sigma_px}.")
     r = int(np.ceil(3 * sigma_px)) if radius is None else int(radius)
@@ -26,7 +34,15 @@ def blur_matrix(kernel: np.ndarray, patch_size: int, mode: str = "constant") -> 
     """The (m*m, m*m) matrix of convolving an m x m patch with ``kernel``
     (column j: the blurred j-th unit patch), the pixels outside the patch
     given by ``mode`` of ``scipy.ndimage.convolve``: ``'constant'`` (zero),
-    ``'reflect'``, ``'nearest'``, ``'mirror'``, ``'wrap'``."""
+    ``'reflect'``, ``'nearest'``, ``'mirror'``, ``'wrap'``.
+
+    Examples
+    --------
+    >>> from gmmfast.image import blur_matrix, gaussian_kernel
+    >>> W = blur_matrix(gaussian_kernel(1.0), 8, mode="reflect")  # acts on 8 x 8 patches
+    >>> W.shape
+    (64, 64)
+    """
     from scipy.ndimage import convolve
 
     D = patch_size * patch_size
@@ -43,6 +59,16 @@ def blur(images: Any, kernel: Any, adjoint: bool = False) -> np.ndarray:
     Float images give float64; uint8/uint16 images are scaled as their dtype
     implies, blurred, and returned in their dtype (rounded), as
     :meth:`PatchDenoiser.deblur` reads them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmmfast.image import blur, gaussian_kernel
+    >>> image = np.zeros((9, 9))
+    >>> image[4, 4] = 1.0
+    >>> out = blur(image, gaussian_kernel(1.0))
+    >>> round(float(out.sum()), 6), bool(out[4, 4] < 1)  # mass kept, spread out
+    (1.0, True)
     """
     from scipy.ndimage import convolve, correlate
 

@@ -228,6 +228,15 @@ def average_patches(
     See Also
     --------
     extract_patches : The inverse operation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmmfast.image import average_patches, extract_patches
+    >>> image = np.arange(16.0).reshape(4, 4)
+    >>> patches = extract_patches(image, 2, 1)  # every 2 x 2 patch, overlapping
+    >>> np.allclose(average_patches(patches, (4, 4), 2, 1), image)
+    True
     """
     n_images, height, width = _check_image_shape(image_shape)
     m = _check_patch_size(patch_size, min(height, width))

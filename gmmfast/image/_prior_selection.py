@@ -72,6 +72,18 @@ def select_patch_prior(
     table : list of dict
         One row per candidate: ``patch_size``, ``n_components``,
         ``stride``, ``psnr``, ``fit_s``, ``restore_s``, in grid order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmmfast.image import select_patch_prior
+    >>> yy, xx = np.mgrid[:24, :24]
+    >>> images = np.stack([0.5 + 0.3 * np.sin((xx + s) / 3.0) for s in range(6)])
+    >>> best, table = select_patch_prior(
+    ...     images[:4], images[4:], sigma=0.1, patch_sizes=(4,), n_components=(2, 4),
+    ...     max_iter=5)
+    >>> len(table), best.patch_size
+    (2, 4)
     """
     _check_method(method)
     check_scalar(sigma, "sigma", numbers.Real, min_value=0.0, include_min=False)

@@ -57,7 +57,25 @@ def shift_images(
     -------
     ndarray of shape (n, H, W): ``out`` when given, else a new array of the
     input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmmfast.mixture import shift_images
+    >>> image = np.arange(9.0).reshape(1, 3, 3)
+    >>> shift_images(image, 1, 0)[0]  # down one row; the new top row is the fill
+    array([[0., 0., 0.],
+           [0., 1., 2.],
+           [3., 4., 5.]])
     """
+    if not isinstance(images, np.ndarray) or images.ndim != 3:
+        raise ValueError(
+            f"images must be an array of shape (n, H, W); got {type(images).__name__} of shape "
+            f"{np.shape(images)}."
+        )
+    for name, value in (("dy", dy), ("dx", dx)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer; got {value!r}.")
     n, height, width = images.shape
     if out is None:
         out = np.full_like(images, fill)

@@ -35,11 +35,34 @@ def restores_state_on_error(method: _Method) -> _Method:
 
 
 class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the lower bound settled within ``tol``."""
+    """EM stopped at ``max_iter`` before the lower bound settled within ``tol``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from gmmfast import ConvergenceWarning, GaussianMixture
+    >>> X = np.random.RandomState(0).randn(200, 2)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = GaussianMixture(3, max_iter=1, random_state=0).fit(X)
+    >>> any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    True
+    """
 
 
 class NotFittedError(ValueError, AttributeError):
-    """A method that needs a fitted model was called before ``fit``."""
+    """A method that needs a fitted model was called before ``fit``.
+
+    Examples
+    --------
+    >>> from gmmfast import GaussianMixture, NotFittedError
+    >>> try:
+    ...     GaussianMixture(2).predict([[0.0, 1.0]])
+    ... except NotFittedError as error:
+    ...     print(type(error).__name__)
+    NotFittedError
+    """
 
 
 class BaseEstimator:

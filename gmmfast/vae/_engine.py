@@ -144,6 +144,13 @@ def check_images(
     ValueError
         Non-numeric data, a wrong shape, too few images, NaN or infinity,
         or values outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmmfast.vae import check_images
+    >>> check_images(np.zeros((2, 784))).shape  # flat square images become (n, H, W)
+    (2, 28, 28)
     """
     arr = np.asarray(images)
     if arr.dtype.kind not in "biuf":

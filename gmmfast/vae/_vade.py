@@ -102,6 +102,20 @@ class VaDE(_TorchEstimator):
         The learned prior as a fitted diagonal GaussianMixture.
     history_, best_epoch_, best_val_loss_, n_epochs_, seconds_per_epoch_, interrupted_, n_train_, n_val_
         As in :class:`ConvVAE`, for the joint training.
+
+    Examples
+    --------
+    A few seconds of training on the shipped MNIST sample (real use: tens of
+    epochs on all the digits, see the user guide):
+
+    >>> from gmmfast.datasets import load_mnist_sample
+    >>> from gmmfast.vae import ConvVAE, VaDE
+    >>> X, y, X_test, y_test = load_mnist_sample()
+    >>> vae = ConvVAE(latent_dim=4, architecture="dense", epochs=1, random_state=0)
+    >>> model = VaDE(vae, n_clusters=3, epochs=1, gmm_n_init=1, random_state=0)
+    >>> model = model.fit(X[:600])
+    >>> model.predict(X_test[:5]).shape, model.means_.shape
+    ((5,), (3, 4))
     """
 
     _MODEL_KIND = "VaDE"
