@@ -168,3 +168,224 @@ def test_ctrl_c_in_a_refit_drops_the_previous_clustering(digits, monkeypatch):
     assert model.interrupted_ and model.best_epoch_ == 1
     for name in ("mixture_", "labels_", "embedding_", "manifold_"):
         assert not hasattr(model, name), name
+
+
+# ------------------------------------------------------------------ model files
+@pytest.fixture(scope="module")
+def saved_umap(fitted_umap, tmp_path_factory):
+    path = tmp_path_factory.mktemp("deep") / "model.npz"
+    fitted_umap.save(path)
+    return path
+
+
+def test_save_load_predicts_the_same_labels(fitted_umap, saved_umap, digits):
+    X, _, X_test = digits
+    model = fitted_umap
+    loaded = DeepClustering.load(saved_umap)
+    labels = model.predict(X_test)
+    # Same labels on held-out images, whatever the threads of the loaded model (n_threads is
+    # not saved: the encoder's last bits may differ, the transform does not amplify them).
+    np.testing.assert_array_equal(loaded.predict(X_test), labels)
+    loaded.n_threads = model.n_threads  # the same arithmetic: the same places, bit for bit
+    np.testing.assert_array_equal(loaded.transform(X_test), model.transform(X_test))
+    np.testing.assert_array_equal(loaded.encode(X_test), model.encode(X_test))
+    # The fit's results come back: labels, embedding, mixture, UMAP's arrays, history, timings.
+    np.testing.assert_array_equal(loaded.labels_, model.labels_)
+    np.testing.assert_array_equal(loaded.embedding_, model.embedding_)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(loaded.mixture_, name), getattr(model.mixture_, name))
+    np.testing.assert_array_equal(loaded.manifold_.training_codes, model.manifold_.training_codes)
+    assert loaded.manifold_.params() == model.manifold_.params()
+    assert loaded.get_params() == model.get_params()  # n_threads was set above: not saved
+    assert loaded.history_ == model.history_ and loaded.best_epoch_ == model.best_epoch_
+    assert loaded.timings_ == model.timings_  # JSON keeps a float exactly
+    assert loaded.image_shape_ == (28, 28)
+    # A training image is placed where the fit put it: it predicts its own label.
+    np.testing.assert_array_equal(loaded.predict(X), model.labels_)
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+
+
+def test_loaded_model_predicts_without_umap(fitted_umap, saved_umap, digits, monkeypatch):
+    """The manifold step is numpy and scipy once fitted: no umap, pynndescent or numba."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name.split(".")[0] in ("umap", "pynndescent", "numba"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", blocked)
+    loaded = DeepClustering.load(saved_umap)
+    np.testing.assert_array_equal(loaded.predict(digits[2]), fitted_umap.predict(digits[2]))
+
+
+def test_predict_does_not_depend_on_the_batch(fitted_umap, digits):
+    """umap's own transform moved labels with the batch; each point is placed on its own here
+    (bit for bit from the codes; the encoder's last bits may move with the batch, not a label)."""
+    X_test = digits[2]
+    codes = fitted_umap.encode(X_test)
+    whole = fitted_umap.manifold_.transform(codes)
+    parts = [fitted_umap.manifold_.transform(codes[i : i + 25]) for i in range(0, 60, 25)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    labels = np.concatenate([fitted_umap.predict(X_test[i : i + 30]) for i in range(0, 60, 30)])
+    np.testing.assert_array_equal(labels, fitted_umap.mixture_.predict(whole))
+    assert fitted_umap.manifold_.transform(codes[:0]).shape == (0, 10)
+
+
+def test_model_file_holds_plain_arrays_only(saved_umap):
+    import json
+
+    with np.load(saved_umap, allow_pickle=False) as archive:  # no member needs pickle
+        members = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(members.pop("__meta__")))
+    assert meta["kind"] == "DeepClustering" and meta["params"]["manifold"]["n_neighbors"] == 20
+    assert all(value.dtype.kind in "fiu" for value in members.values())
+    assert members["manifold.training_codes"].shape == (400, 5)
+    assert members["embedding_"].dtype == np.float32  # UMAP's float32, stored exactly
+
+
+def test_save_load_without_manifold(digits, tmp_path):
+    X, _, X_test = digits
+    model = DeepClustering(3, epochs=1, manifold=None, random_state=0, **SMALL).fit(X[:120])
+    model.save(tmp_path / "plain.npz")
+    loaded = DeepClustering.load(tmp_path / "plain.npz")
+    assert loaded.manifold_ is None
+    np.testing.assert_array_equal(loaded.predict(X_test), model.predict(X_test))
+    np.testing.assert_array_equal(loaded.labels_, model.labels_)
+
+
+def test_save_needs_a_fitted_model_and_is_atomic(fitted_umap, saved_umap, tmp_path, monkeypatch):
+    import gmmfast.utils._model_files as files
+    from gmmfast import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        DeepClustering().save(tmp_path / "none.npz")
+    path = tmp_path / "model.npz"
+    path.write_bytes(saved_umap.read_bytes())
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fitted_umap.save(path)
+    assert path.read_bytes() == saved_umap.read_bytes()  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left
+
+
+def _rewrite(source, target, change):
+    """Copy a model file, letting ``change(members, meta)`` edit its arrays and JSON header."""
+    import json
+
+    with np.load(source, allow_pickle=False) as archive:
+        members = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(members.pop("__meta__")))
+    change(members, meta)
+    np.savez(target, __meta__=np.array(json.dumps(meta)), **members)
+    return target
+
+
+def _nan_embedding(m, meta):
+    m["embedding_"] = m["embedding_"].copy()
+    m["embedding_"][3, 1] = np.nan
+
+
+def _nan_weight(m, meta):
+    m["autoencoder.encoder.0.weight"] = m["autoencoder.encoder.0.weight"].copy()
+    m["autoencoder.encoder.0.weight"][0, 0] = np.inf
+
+
+def _set(path, value):
+    def change(m, meta):
+        node = meta["params"]
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m, meta: m.update(embedding_=m["embedding_"][:, :9]), r"'embedding_' has shape"),
+        (_nan_embedding, r"'embedding_' contains NaN"),
+        (
+            lambda m, meta: m.update(embedding_=m["embedding_"].astype(np.int64)),
+            "'embedding_' has dtype",
+        ),
+        (_nan_weight, r"'autoencoder.encoder.0.weight' contains NaN"),
+        (lambda m, meta: m.pop("autoencoder.decoder.4.bias"), r"missing \['decoder.4.bias'\]"),
+        (
+            lambda m, meta: m.update({"autoencoder.extra": np.zeros(3, np.float32)}),
+            "unknown member 'autoencoder.extra'",
+        ),
+        (
+            lambda m, meta: m.update(
+                {"manifold.training_codes": m["manifold.training_codes"][:-1]}
+            ),
+            r"'manifold.training_codes' has shape",
+        ),
+        (
+            lambda m, meta: m.pop("manifold.training_codes"),
+            r"missing array 'manifold.training_codes'",
+        ),
+        (
+            lambda m, meta: m.update(labels_=m["labels_"] + 10),
+            r"'labels_' holds labels outside 0..9",
+        ),
+        (
+            lambda m, meta: m.update({"mixture.covariances_": -m["mixture.covariances_"]}),
+            r"\(mixture\)",
+        ),
+        (
+            lambda m, meta: m.update({"mixture.means_": m["mixture.means_"][:5]}),
+            r"'mixture.means_' has shape \(5, 10\), expected \(10, 10\)",
+        ),
+        (_set(["config", "hidden_sizes"], [10**6]), "hidden_sizes"),
+        (_set(["config", "embedding_size"], 6), r"'autoencoder.encoder.4.weight' has shape"),
+        (_set(["config", "colour"], 1), "bad configuration: Invalid parameter 'colour'"),
+        (_set(["image_shape"], [28]), "'image_shape'"),
+        (_set(["n_samples"], 401), r"'embedding_' has shape \(400, 10\), expected \(401, 10\)"),
+        (
+            _set(["manifold", "n_neighbors"], 10**6),
+            r"manifold.n_neighbors must be an integer in 1..400",
+        ),
+        (_set(["manifold", "b"], -1.0), r"'manifold.b'"),
+        (_set(["manifold", "n_epochs"], 10**9), "manifold.n_epochs"),
+        (_set(["manifold"], None), "disagrees with manifold='umap'"),
+        (_set(["mixture_fitted"], []), "'mixture_fitted'"),
+        (_set(["timings", "total"], "long"), "'timings.total'"),
+    ],
+)
+def test_tampered_file_is_refused_naming_the_field(saved_umap, tmp_path, change, message):
+    path = _rewrite(saved_umap, tmp_path / "bad.npz", change)
+    with pytest.raises(ValueError, match=message) as info:
+        DeepClustering.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_pickled_truncated_or_foreign_file_is_refused(saved_umap, tmp_path):
+    with np.load(saved_umap, allow_pickle=False) as archive:
+        members = {name: archive[name] for name in archive.files}
+    pickled = tmp_path / "pickled.npz"
+    members["labels_"] = np.array([{"x": 1}] * 400, dtype=object)  # a member that needs pickle
+    np.savez(pickled, **members)
+    with pytest.raises(ValueError, match=r"'labels_' holds an object array \(pickled data\)"):
+        DeepClustering.load(pickled)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(saved_umap.read_bytes()[: saved_umap.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated.npz"):
+        DeepClustering.load(truncated)
+    mixture = tmp_path / "mixture.npz"
+    GaussianMixture(2, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 2))).save(
+        mixture
+    )
+    with pytest.raises(
+        ValueError, match="holds a 'GaussianMixture' model, expected 'DeepClustering'"
+    ):
+        DeepClustering.load(mixture)
+    with pytest.raises(FileNotFoundError):
+        DeepClustering.load(tmp_path / "missing.npz")

@@ -375,3 +375,46 @@ def _restore_fit_results(model: Any, payload: dict, path: Any) -> None:
                     f"{path}: malformed 'fitted' entry {name!r} ({type(value).__name__})."
                 )
             setattr(model, name, value)
+
+
+# ---------------------------------------------------------------------------
+# A torch module inside a gmmfast .npz model file (DeepClustering's format):
+# its state dict as plain float arrays named PREFIX + parameter name, the
+# shapes checked against a skeleton built on the meta device before a byte is read.
+
+
+def module_arrays(module: nn.Module, prefix: str) -> dict[str, np.ndarray]:
+    """A module's state dict as float32 numpy arrays keyed ``prefix + name`` (for ``save_npz``)."""
+    return {
+        prefix + name: tensor.detach().cpu().numpy().astype(np.float32, copy=True)
+        for name, tensor in module.state_dict().items()
+    }
+
+
+def module_shapes(build: Any, prefix: str) -> dict[str, tuple[int, ...]]:
+    """The shape of every array of ``build()``'s state dict, keyed ``prefix + name``.
+
+    The module is built on the meta device: nothing is allocated, so a
+    file's header cannot make this expensive (its sizes are bounded first).
+    """
+    with torch.device("meta"):
+        skeleton = build()
+    return {prefix + name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+
+
+def module_from_arrays(
+    build: Any, arrays: dict[str, np.ndarray], prefix: str, path: Any
+) -> nn.Module:
+    """``build()`` the module and load the ``prefix`` arrays into it, each checked finite."""
+    state = {}
+    for key, value in arrays.items():
+        if not key.startswith(prefix):
+            continue
+        if value.dtype.kind != "f":
+            raise ValueError(f"{path}: array {key!r} has dtype {value.dtype}, not a real float.")
+        if not np.isfinite(value).all():
+            raise ValueError(f"{path}: array {key!r} contains NaN or infinity.")
+        state[key[len(prefix) :]] = torch.from_numpy(np.ascontiguousarray(value, np.float32))
+    module = _build_checked(build, state, path)
+    _load_state(module, state, path)
+    return module
