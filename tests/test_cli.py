@@ -778,6 +778,8 @@ def test_cli_verbose_shows_bars_and_messages(files, capsys):
         str(files / "test.npz"),
         "--n-components",
         "1,2",
+        "--selection",
+        "bic",  # the verbose messages below are BIC's (the command's default is held-out)
     ]
     code, out, err = run(capsys, *argv)
     assert code == 0 and err == ""  # not a terminal, no --verbose: quiet
