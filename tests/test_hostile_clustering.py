@@ -161,14 +161,14 @@ def _scaled(power: float, dtype) -> np.ndarray:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("power", POWERS)
+@pytest.mark.parametrize("power", POWERS, ids=lambda p: f"2**{int(np.log2(p))}")
 def test_k_means_is_exact_under_scaling_or_refuses(power, dtype):
     if dtype == np.float32 and power == 2**600:
         pytest.skip("not a float32 number")
     X = _scaled(power, dtype)
     ref_centers, ref_labels, ref_inertia = k_means(BASE32.astype(dtype), 3, random_state=0)
     with np.errstate(over="ignore"):
-        true = ref_inertia * float(power) ** 2
+        true = ref_inertia * np.float64(power) ** 2
     if not np.isfinite(true):  # float64 data whose inertia float64 cannot hold
         with pytest.raises(ValueError, match="beyond float64's range"):
             k_means(X, 3, random_state=0)
@@ -208,7 +208,7 @@ def _starts(X: np.ndarray, kind: str):
     "kind", ["kmeans++", "kmeans", "agglomerative", "k-means++-broad", "random_from_data-broad"]
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("power", [2**66, 2**-100])
+@pytest.mark.parametrize("power", [2**66, 2**-100], ids=["2**66", "2**-100"])
 def test_every_start_is_exact_under_scaling(kind, dtype, power):
     X = _scaled(power, dtype)
     ref, got = _starts(BASE32.astype(dtype), kind), _starts(X, kind)
