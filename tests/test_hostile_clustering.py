@@ -9,6 +9,7 @@ still work.
 
 from __future__ import annotations
 
+import math
 import tracemalloc
 
 import numpy as np
@@ -161,7 +162,7 @@ def _scaled(power: float, dtype) -> np.ndarray:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("power", POWERS, ids=lambda p: f"2**{int(np.log2(p))}")
+@pytest.mark.parametrize("power", POWERS, ids=lambda p: f"2**{round(math.log2(p))}")
 def test_k_means_is_exact_under_scaling_or_refuses(power, dtype):
     if dtype == np.float32 and power == 2**600:
         pytest.skip("not a float32 number")
