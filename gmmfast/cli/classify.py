@@ -154,8 +154,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--selection",
         choices=("bic", "heldout"),
         default="heldout",
-        help="how K is chosen from a list: held-out log-likelihood (default: on images BIC, the "
-        "library's default, picks K = 1 for every MNIST digit and classifies worse), or BIC",
+        help="how K is chosen from a list: heldout, by held-out log-likelihood (default), or bic "
+        "(the library's default; on MNIST pixels it picks K = 1 for every digit and classifies "
+        "worse)",
     )
     g.add_argument(
         "--reg-covar",

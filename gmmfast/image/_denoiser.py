@@ -108,6 +108,7 @@ class PatchDenoiser(BaseEstimator):
         four times as many (200,000) gained 0.03 dB at K=50 (0.00 at K=20)
         for 4.7 times the fitting time.
     max_iter : int, default=100
+        EM iterations at most for the patch mixture.
     tol : float, default=1e-2
         EM of the patch mixture stops when the mean log-likelihood per patch
         (about 108 nats for 8 x 8 MNIST patches) gains less than ``tol``.
