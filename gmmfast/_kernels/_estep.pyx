@@ -21,16 +21,16 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange, parallel
-from libc.math cimport log, M_PI
+from libc.math cimport exp, log, M_PI, INFINITY
 from libc.stdlib cimport malloc, free
 
 from ._common cimport (
-    OutputMode, STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE, STATUS_BAD_ARGUMENT,
-    mode_valid, team_size, chunk_count, chunk_stop, normalize_row,
+    OutputMode, LOG_RESP, RESP, STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE,
+    STATUS_BAD_ARGUMENT, mode_valid, team_size, chunk_count, chunk_stop, normalize_row,
 )
 
 from ._fpenv cimport enter_ftz, leave_ftz
-from ._linalg cimport trmm, LEFT, LOWER, NO_TRANS, NON_UNIT
+from ._linalg cimport gemm, trmm, LEFT, LOWER, NO_TRANS, TRANS, NON_UNIT
 from ._omp cimport omp_get_thread_num
 
 # The modes under their historical names (Python callers use these).
@@ -230,4 +230,277 @@ def estep_diag(const floating[:, ::1] X, const double[:, ::1] means,
             _diag_chunk(X, means, prec_sqrt, log_det, log_weights,
                         out, log_norm, mode, start, stop)
         leave_ftz(fp_state)
+    return STATUS_OK
+
+
+# --------------------------------------------------------------------------
+# Diagonal covariances as BLAS-3: two products of the chunk against stacked
+# per-component matrices, fused with the normalisation
+# --------------------------------------------------------------------------
+#
+# With y = x - c for a reference point c (the chunk's mean of x), and
+# P_kd = 1 / var_kd,
+#
+#   sum_d P_kd (x_d - mu_kd)^2 = sum_d P_kd y_d^2 - 2 sum_d P_kd (mu_kd - c_d) y_d
+#                                + sum_d P_kd (mu_kd - c_d)^2,
+#
+# so the chunk's weighted log-densities are [y^2, y] (rows x 2D) times the
+# stacked [-P/2; P (mu - c)] (2D x K), one GEMM, plus a per-component
+# constant. Centring on the chunk's mean keeps the cancellation between the
+# three terms relative to the spread of the chunk, not to the distance of
+# the data from the origin (sklearn expands around 0). A row whose terms
+# could overflow the GEMM's dtype (far outliers, float32) is computed by
+# the scalar loop of ``_diag_chunk`` instead, exactly.
+
+# Rows with sum_d max_k(P_kd) y_d^2 above this are computed exactly: every
+# GEMM term and partial sum then stays finite in the compute dtype.
+cdef double _SAFE_F32 = 1e30
+cdef double _SAFE_F64 = 1e290
+
+
+# Below this, exp(x) is subnormal, which the kernels' flush-to-zero mode
+# makes 0: log(DBL_MIN).
+cdef double _LOG_DBL_MIN = -708.3964185322641
+
+
+cdef inline double _exp_ftz(double x) noexcept nogil:
+    """exp(x) as the kernels' flush-to-zero mode leaves it, without calling
+    exp where the result is 0: at large K most of a row lies hundreds of
+    nats below its maximum, where libm's exp takes its slow underflow
+    path (measured: 2x the whole E-step at K = 256 once the components
+    have separated)."""
+    return exp(x) if x >= _LOG_DBL_MIN else 0.0
+
+
+cdef struct _DiagGemmWork:
+    void *stacked      # (K, 2D) floating: row k = [-P_k / 2, P_k (mu_k - c)]
+    void *rows         # (chunk, 2D) floating: row i = [y_i^2, y_i]
+    void *products     # (chunk, K) floating (float32 only; float64 uses ``out``)
+    double *constant   # (K,) the per-component constant
+    double *center     # (D,) c
+    unsigned char *exact  # (chunk,) rows computed by the scalar loop
+
+
+cdef bint _diag_gemm_chunk(const floating[:, ::1] X, const double[:, ::1] means,
+                           const double[:, ::1] prec_sqrt, const double[::1] precision_max,
+                           const double[::1] log_det, const double[::1] log_weights,
+                           double[:, ::1] out, double[::1] log_norm, OutputMode mode,
+                           Py_ssize_t start, Py_ssize_t stop,
+                           _DiagGemmWork *work) noexcept nogil:
+    """One chunk; False if it must go to ``_diag_chunk`` (a component's
+    stacked row is not safely representable for this chunk's centre)."""
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = means.shape[0]
+    cdef Py_ssize_t two_d = 2 * n_features
+    cdef Py_ssize_t rows = stop - start
+    cdef Py_ssize_t i, d, k
+    cdef floating *stacked = <floating*> work.stacked
+    cdef floating *zrows = <floating*> work.rows
+    cdef floating *products
+    cdef floating *w
+    cdef floating *z
+    cdef double *row
+    cdef double *center = work.center
+    cdef double *constant = work.constant
+    cdef const floating *x
+    cdef const double *mu
+    cdef const double *p
+    cdef double y, v, prec, bound, sq, top, total, scale, norm
+    cdef double log_2pi_d = n_features * log(2.0 * M_PI)
+    cdef double safe = _SAFE_F64 if floating is double else _SAFE_F32
+
+    for d in range(n_features):
+        center[d] = 0.0
+    for i in range(start, stop):
+        x = &X[i, 0]
+        for d in range(n_features):
+            center[d] += x[d]
+    for d in range(n_features):
+        center[d] /= rows
+    # The centre-dependent half of the stacked matrix, and the constants.
+    for k in range(n_components):
+        mu = &means[k, 0]
+        p = &prec_sqrt[k, 0]
+        w = stacked + k * two_d + n_features
+        sq = 0.0
+        for d in range(n_features):
+            prec = p[d] * p[d]
+            v = mu[d] - center[d]
+            w[d] = <floating> (prec * v)
+            sq += prec * v * v
+        if not sq <= safe:
+            return False
+        constant[k] = -0.5 * (log_2pi_d + sq) + log_det[k] + log_weights[k]
+    for i in range(rows):
+        x = &X[start + i, 0]
+        z = zrows + i * two_d
+        bound = 0.0
+        for d in range(n_features):
+            y = x[d] - center[d]
+            z[d] = <floating> (y * y)
+            z[n_features + d] = <floating> y
+            bound += precision_max[d] * y * y
+        work.exact[i] = not bound <= safe
+    # products (rows, K) = zrows (rows, 2D) @ stacked^T (2D, K): column-major,
+    # products^T = stacked^T... i.e. C (K x rows) = op(A) B with A = stacked
+    # read as (2D x K) column-major and transposed, B = zrows as (2D x rows).
+    if floating is double:
+        products = <floating*> &out[start, 0]
+    else:
+        products = <floating*> work.products
+    gemm(TRANS, NO_TRANS, <int> n_components, <int> rows, <int> two_d,
+         <floating> 1.0, stacked, <int> two_d, zrows, <int> two_d,
+         <floating> 0.0, products, <int> n_components)
+    for i in range(rows):
+        row = &out[start + i, 0]
+        if work.exact[i]:
+            _diag_row(&X[start + i, 0], n_features, means, prec_sqrt, log_det,
+                      log_weights, row)
+            log_norm[start + i] = normalize_row(row, row, n_components, mode)
+            continue
+        z = products + i * n_components
+        top = -INFINITY
+        for k in range(n_components):
+            v = <double> z[k] + constant[k]
+            row[k] = v
+            if v > top:
+                top = v
+        if top == -INFINITY:
+            # No component explains the row (as ``normalize_row``).
+            if mode == RESP:
+                for k in range(n_components):
+                    row[k] = 0.0
+            log_norm[start + i] = -INFINITY
+            continue
+        if mode == RESP:
+            # exp once per entry: e_k / sum e is the responsibility.
+            total = 0.0
+            for k in range(n_components):
+                v = _exp_ftz(row[k] - top)
+                row[k] = v
+                total += v
+            scale = 1.0 / total
+            for k in range(n_components):
+                row[k] *= scale
+            log_norm[start + i] = top + log(total)
+        else:
+            total = 0.0
+            for k in range(n_components):
+                total += _exp_ftz(row[k] - top)
+            norm = top + log(total)
+            log_norm[start + i] = norm
+            if mode == LOG_RESP:
+                for k in range(n_components):
+                    row[k] -= norm
+    return True
+
+
+cdef inline void _diag_row(const floating *x, Py_ssize_t n_features,
+                           const double[:, ::1] means, const double[:, ::1] prec_sqrt,
+                           const double[::1] log_det, const double[::1] log_weights,
+                           double *row) noexcept nogil:
+    """Weighted log-densities of one sample, term by term in float64 (as
+    ``_diag_chunk``)."""
+    cdef Py_ssize_t n_components = means.shape[0]
+    cdef Py_ssize_t d, k
+    cdef const double *mu
+    cdef const double *p
+    cdef double sq, v
+    cdef double log_2pi_d = n_features * log(2.0 * M_PI)
+    for k in range(n_components):
+        mu = &means[k, 0]
+        p = &prec_sqrt[k, 0]
+        sq = 0.0
+        for d in range(n_features):
+            v = (x[d] - mu[d]) * p[d]
+            sq += v * v
+        row[k] = -0.5 * (log_2pi_d + sq) + log_det[k] + log_weights[k]
+
+
+def estep_diag_gemm(const floating[:, ::1] X, const double[:, ::1] means,
+                    const double[:, ::1] prec_sqrt,
+                    const double[::1] log_det, const double[::1] log_weights,
+                    double[:, ::1] out, double[::1] log_norm, OutputMode mode,
+                    Py_ssize_t chunk_size, int n_threads):
+    """``estep_diag`` as one GEMM per chunk (see the comment above).
+
+    Same arguments, outputs and status as ``estep_diag``. The products run
+    in X's dtype (float32 samples: float32 GEMM on float64-centred
+    values), so a weighted log-density carries a rounding error of about
+    ``D * eps * sum_d P_kd (x_d - c_d)^2`` (eps of X's dtype, c the chunk's
+    mean) rather than ``estep_diag``'s float64 one; the normalisation is
+    in float64. Callers must keep BLAS single-threaded. A chunk's result
+    depends on the rows it holds (through c), so on ``chunk_size``, never
+    on ``n_threads`` or scheduling.
+    """
+    cdef Py_ssize_t n_samples = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = means.shape[0]
+    cdef int n_team = team_size(n_threads)
+    cdef Py_ssize_t n_chunks, c, start, stop, k, d
+    cdef int status = _check_shapes(n_samples, n_features, n_components, means.shape[1],
+                                    log_det.shape[0], log_weights.shape[0],
+                                    out.shape[0], out.shape[1], log_norm.shape[0], chunk_size)
+    if status == STATUS_OK and (prec_sqrt.shape[0] < n_components
+                                or prec_sqrt.shape[1] != n_features):
+        status = STATUS_BAD_SHAPE
+    if status == STATUS_OK and not mode_valid(mode):
+        status = STATUS_BAD_ARGUMENT
+    if status != STATUS_OK or n_samples == 0:
+        return status
+    if n_features == 0 or n_components == 0:
+        # Nothing for a GEMM to do (and BLAS refuses leading dimension 0).
+        return estep_diag(X, means, prec_sqrt, log_det, log_weights, out, log_norm,
+                          mode, chunk_size, n_threads)
+    cdef double[::1] precision_max = np.max(np.square(prec_sqrt[:n_components]), axis=0)
+    cdef int[::1] thread_status = np.zeros(n_team, dtype=np.intc)
+    cdef Py_ssize_t two_d = 2 * n_features
+    cdef Py_ssize_t rows_max = min(chunk_size, n_samples)
+    cdef size_t item = sizeof(floating)
+    cdef size_t n_stacked = n_components * two_d
+    cdef size_t n_rows = rows_max * two_d
+    cdef size_t n_products = rows_max * n_components if floating is float else 0
+    cdef size_t head = (sizeof(_DiagGemmWork) + 63) & ~(<size_t> 63)
+    cdef char *block = NULL
+    cdef _DiagGemmWork *work = NULL
+    cdef floating *w
+    cdef int tid = 0
+    cdef unsigned long long fp_state = 0
+    n_chunks = chunk_count(n_samples, chunk_size)
+    with nogil, parallel(num_threads=n_team):
+        fp_state = enter_ftz()
+        tid = omp_get_thread_num()
+        # One block per thread: the work-space struct, then its buffers, each
+        # a multiple of 8 bytes long, so every buffer is aligned for its type.
+        block = <char*> malloc(head + (n_components + n_features) * sizeof(double)
+                               + (n_stacked + n_rows + n_products) * item + rows_max)
+        if block == NULL:
+            thread_status[tid] = STATUS_NO_MEMORY
+        else:
+            work = <_DiagGemmWork*> block
+            work.constant = <double*> (block + head)
+            work.center = work.constant + n_components
+            work.stacked = <void*> (work.center + n_features)
+            work.rows = <void*> ((<floating*> work.stacked) + n_stacked)
+            work.products = <void*> ((<floating*> work.rows) + n_rows)
+            work.exact = <unsigned char*> ((<floating*> work.products) + n_products)
+            # The centre-free half of the stacked matrix, once per thread.
+            w = <floating*> work.stacked
+            for k in range(n_components):
+                for d in range(n_features):
+                    w[k * two_d + d] = <floating> (-0.5 * prec_sqrt[k, d] * prec_sqrt[k, d])
+        for c in prange(n_chunks, schedule='dynamic'):
+            if block != NULL:
+                start = c * chunk_size
+                stop = chunk_stop(start, chunk_size, n_samples)
+                if not _diag_gemm_chunk(X, means, prec_sqrt, precision_max, log_det,
+                                        log_weights, out, log_norm, mode, start, stop,
+                                        work):
+                    _diag_chunk(X, means, prec_sqrt, log_det, log_weights,
+                                out, log_norm, mode, start, stop)
+        free(block)
+        leave_ftz(fp_state)
+    for tid in range(n_team):
+        if thread_status[tid] != STATUS_OK:
+            return thread_status[tid]
     return STATUS_OK

@@ -30,7 +30,7 @@ from ._common cimport (
     team_size, chunk_count, chunk_stop, merge_symmetric_slots,
 )
 from ._fpenv cimport enter_ftz, leave_ftz
-from ._linalg cimport syrk, potrf, trtri, LOWER, UPPER, NO_TRANS, NON_UNIT
+from ._linalg cimport gemm, syrk, potrf, trtri, LOWER, UPPER, NO_TRANS, TRANS, NON_UNIT
 from ._omp cimport omp_get_thread_num
 
 
@@ -371,3 +371,145 @@ def precision_cholesky(double[:, :, ::1] factors, int[::1] info, int n_threads):
         if info[k] != 0:
             return <int> k + 1
     return STATUS_OK
+
+
+# --------------------------------------------------------------------------
+# Diagonal statistics as BLAS-3, centred per chunk
+# --------------------------------------------------------------------------
+#
+# A chunk's rows, centred on the chunk's mean c (y = x - c, in float64
+# whatever X's dtype), are stacked as [1, y, y^2] (rows x (2D + 1)); one
+# GEMM with the chunk's responsibilities gives every component's
+# (sum r, sum r y, sum r y^2). The chunk's centred statistics follow:
+#
+#   n = sum r,   mean = c + (sum r y) / n,   S = sum r y^2 - (sum r y)^2 / n,
+#
+# whose cancellation is relative to the chunk's spread about c, not to the
+# data's distance from the origin. They join the thread's running
+# statistics by the update of Chan, Golub and LeVeque, chunk by chunk in
+# index order, so nothing is ever formed as E[x^2] - mu^2 of the whole data.
+
+
+cdef void _diag_stats_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
+                            Py_ssize_t start, Py_ssize_t stop,
+                            double *rows_buf, double *sums, double *center,
+                            double *counts, double *means, double *scatter) noexcept nogil:
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = resp.shape[1]
+    cdef Py_ssize_t width = 2 * n_features + 1
+    cdef Py_ssize_t rows = stop - start
+    cdef Py_ssize_t i, d, k
+    cdef const floating *x
+    cdef double *z
+    cdef const double *s
+    cdef double *m
+    cdef double *acc
+    cdef double y, n_b, n_a, n, first, within, delta, share, cross
+    for d in range(n_features):
+        center[d] = 0.0
+    for i in range(start, stop):
+        x = &X[i, 0]
+        for d in range(n_features):
+            center[d] += x[d]
+    for d in range(n_features):
+        center[d] /= rows
+    for i in range(rows):
+        x = &X[start + i, 0]
+        z = rows_buf + i * width
+        z[0] = 1.0
+        for d in range(n_features):
+            y = x[d] - center[d]
+            z[1 + d] = y
+            z[1 + n_features + d] = y * y
+    # sums (K, 2D + 1), C order = column-major (2D + 1) x K: Z^T R, with
+    # Z column-major (2D + 1) x rows and the chunk of resp column-major K x rows.
+    gemm(NO_TRANS, TRANS, <int> width, <int> n_components, <int> rows,
+         1.0, rows_buf, <int> width, &resp[start, 0], <int> n_components,
+         0.0, sums, <int> width)
+    for k in range(n_components):
+        s = sums + k * width
+        n_b = s[0]
+        if not n_b > 0.0:
+            continue
+        n_a = counts[k]
+        n = n_a + n_b
+        share = n_b / n
+        cross = n_a * share
+        m = means + k * n_features
+        acc = scatter + k * n_features
+        for d in range(n_features):
+            first = s[1 + d] / n_b
+            within = s[1 + n_features + d] - first * s[1 + d]
+            if within < 0.0:  # rounding; a sum of squares is never negative
+                within = 0.0
+            if n_a > 0.0:
+                delta = (center[d] + first) - m[d]
+                m[d] += delta * share
+                acc[d] += within + cross * delta * delta
+            else:
+                m[d] = center[d] + first
+                acc[d] = within
+        counts[k] = n
+
+
+def weighted_diag_stats(const floating[:, ::1] X, const double[:, ::1] resp,
+                        double[:, ::1] thread_counts, double[:, :, ::1] thread_means,
+                        double[:, :, ::1] thread_scatter,
+                        Py_ssize_t chunk_size, int n_threads):
+    """Per-thread centred diagonal statistics: for each thread slot t,
+    ``thread_counts[t, k] = sum r_nk``, ``thread_means[t, k]`` the
+    weighted mean and ``thread_scatter[t, k] = sum r_nk (x_n - mean)**2``
+    (elementwise) over the chunks that thread summed (see the comment
+    above; one GEMM per chunk, float64 whatever X's dtype).
+
+    The three arrays must be zero on entry; the caller merges the slots,
+    in slot order, by the same update. Threads take contiguous runs of
+    chunks (static schedule), so the result depends on ``chunk_size`` and
+    ``n_threads``, never on scheduling. Callers must keep BLAS
+    single-threaded. Returns a ``Status``.
+    """
+    cdef Py_ssize_t n_samples = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = resp.shape[1]
+    cdef int n_team = team_size(n_threads)
+    cdef Py_ssize_t width = 2 * n_features + 1
+    cdef Py_ssize_t rows_max
+    cdef Py_ssize_t n_chunks, c, start, stop
+    cdef double *buf = NULL
+    cdef int tid = 0
+    cdef unsigned long long fp_state = 0
+    if (resp.shape[0] != n_samples or chunk_size < 1
+            or thread_counts.shape[0] < n_team or thread_counts.shape[1] != n_components
+            or thread_means.shape[0] < n_team or thread_means.shape[1] != n_components
+            or thread_means.shape[2] != n_features
+            or thread_scatter.shape[0] < n_team or thread_scatter.shape[1] != n_components
+            or thread_scatter.shape[2] != n_features):
+        return STATUS_BAD_SHAPE
+    if n_samples == 0 or n_components == 0 or n_features == 0:
+        return STATUS_OK
+    rows_max = min(chunk_size, n_samples)
+    cdef int[::1] thread_status = np.zeros(n_team, dtype=np.intc)
+    n_chunks = chunk_count(n_samples, chunk_size)
+    with nogil, parallel(num_threads=n_team):
+        fp_state = enter_ftz()
+        tid = omp_get_thread_num()
+        # The chunk's stacked rows, the GEMM's sums and the centre.
+        buf = <double*> malloc((rows_max * width + n_components * width + n_features)
+                               * sizeof(double))
+        if buf == NULL:
+            thread_status[tid] = STATUS_NO_MEMORY
+        for c in prange(n_chunks, schedule='static'):
+            if buf != NULL:
+                start = c * chunk_size
+                stop = chunk_stop(start, chunk_size, n_samples)
+                _diag_stats_chunk(X, resp, start, stop, buf, buf + rows_max * width,
+                                  buf + rows_max * width + n_components * width,
+                                  &thread_counts[tid, 0], &thread_means[tid, 0, 0],
+                                  &thread_scatter[tid, 0, 0])
+        free(buf)
+        leave_ftz(fp_state)
+    for tid in range(n_team):
+        if thread_status[tid] != STATUS_OK:
+            return thread_status[tid]
+    return STATUS_OK
+

@@ -210,13 +210,56 @@ def estimate_log_prob(
             ),
             dtype=np.float64,
         )
-        check_status(
-            _estep.estep_diag(
-                X, means, prec_sqrt, log_det, log_weights, out, log_norm, mode, chunk, n_threads
-            ),
-            "estep_diag",
-        )
+        if diag_uses_gemm(n_components, n_features):
+            n_threads = threads_for_work(n_threads, n_samples * n_components * 4 * n_features)
+            with single_threaded_blas():
+                check_status(
+                    _estep.estep_diag_gemm(
+                        X,
+                        means,
+                        prec_sqrt,
+                        log_det,
+                        log_weights,
+                        out,
+                        log_norm,
+                        mode,
+                        _diag_estep_chunk(n_components),
+                        n_threads,
+                    ),
+                    "estep_diag_gemm",
+                )
+        else:
+            check_status(
+                _estep.estep_diag(
+                    X, means, prec_sqrt, log_det, log_weights, out, log_norm, mode, chunk, n_threads
+                ),
+                "estep_diag",
+            )
     return out, log_norm
+
+
+# From this many components on, the diagonal and spherical kernels run as
+# GEMMs per chunk (``estep_diag_gemm``, ``weighted_diag_stats``) instead of
+# term by term: below it a chunk's products are too thin for BLAS to pay for
+# the stacking (measured in benchmarks/results/diag_speed.md).
+DIAG_GEMM_MIN_COMPONENTS = 8
+# Rows of an E-step chunk: its (rows, K) float64 block of log-densities is
+# normalised while it is still in the core's cache (about 256 KiB).
+_DIAG_ESTEP_BLOCK = 32768
+# Rows of an M-step chunk: the reduction dimension of its GEMM.
+DIAG_MSTEP_CHUNK = 1024
+
+
+def diag_uses_gemm(n_components: int, n_features: int) -> bool:
+    """Whether the diagonal/spherical E- and M-steps of a K-component model run as GEMMs."""
+    return n_components >= DIAG_GEMM_MIN_COMPONENTS and n_features > 0
+
+
+def _diag_estep_chunk(n_components: int) -> int:
+    """Rows per chunk of ``estep_diag_gemm``: fixed by K alone, so that the
+    result (which depends on each chunk's centre) never depends on the
+    number of threads."""
+    return int(min(1024, max(32, _DIAG_ESTEP_BLOCK // max(n_components, 1))))
 
 
 def weighted_means(
@@ -256,6 +299,8 @@ def sufficient_statistics(
     resp = np.ascontiguousarray(resp, dtype=np.float64)
     n_samples, n_features = X.shape
     n_components = resp.shape[1]
+    if covariance_type in ("diag", "spherical") and diag_uses_gemm(n_components, n_features):
+        return _diag_statistics_gemm(X, resp, covariance_type, n_threads=n_threads)
     raw_nk, sums = weighted_means(X, resp, n_threads=n_threads)
     means = sums / (raw_nk + MASS_FLOOR)[:, None]
     per_sample = n_features * n_features if covariance_type in ("full", "tied") else 3 * n_features
@@ -280,6 +325,41 @@ def sufficient_statistics(
         )
         scatter = thread_acc.sum(axis=0)
     return SufficientStats(covariance_type, raw_nk, means, scatter)
+
+
+def _diag_statistics_gemm(
+    X: np.ndarray, resp: np.ndarray, covariance_type: str, *, n_threads: int
+) -> SufficientStats:
+    """``sufficient_statistics`` for diag/spherical by ``weighted_diag_stats``: centred
+    per chunk, joined by Chan et al.'s update chunk by chunk and then slot by slot."""
+    n_samples, n_features = X.shape
+    n_components = resp.shape[1]
+    n_threads = threads_for_work(n_threads, n_samples * n_components * (4.0 * n_features + 2))
+    n_slots = max(1, n_threads)
+    counts = np.zeros((n_slots, n_components))
+    slot_means = np.zeros((n_slots, n_components, n_features))
+    slot_scatter = np.zeros((n_slots, n_components, n_features))
+    with single_threaded_blas():
+        check_status(
+            _mstep.weighted_diag_stats(
+                X, resp, counts, slot_means, slot_scatter, DIAG_MSTEP_CHUNK, n_threads
+            ),
+            "weighted_diag_stats",
+        )
+    total, mean, scatter = counts[0], slot_means[0], slot_scatter[0]
+    for n_b, mean_b, scatter_b in zip(counts[1:], slot_means[1:], slot_scatter[1:]):
+        n = total + n_b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(n > 0, n_b / n, 0.0)
+        delta = mean_b - mean
+        scatter = scatter + scatter_b + (total * share)[:, None] * delta**2
+        mean = mean + share[:, None] * delta
+        total = n
+    # The statistics hold the means with the mass floor (``sums / (n + MASS_FLOOR)``,
+    # as every other path) and the scatter around those.
+    means = mean * (total / (total + MASS_FLOOR))[:, None]
+    scatter = scatter + total[:, None] * (mean - means) ** 2
+    return SufficientStats(covariance_type, total, means, scatter)
 
 
 def floor_responsibilities(resp: np.ndarray, resp_floor: float) -> np.ndarray:
