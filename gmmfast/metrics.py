@@ -152,6 +152,18 @@ def contingency(
     ValueError
         Bad labels, or a dense table of more than
         :data:`DENSE_TABLE_MAX_ENTRIES` entries (use ``sparse=True``).
+
+    Examples
+    --------
+    >>> from gmmfast.metrics import contingency
+    >>> table, classes, cluster_ids = contingency(["a", "a", "b", "b"], [1, 1, 1, 0])
+    >>> table
+    array([[0, 2],
+           [1, 1]])
+    >>> classes.tolist(), cluster_ids.tolist()
+    (['a', 'b'], [0, 1])
+    >>> contingency(["a", "a", "b", "b"], [1, 1, 1, 0], sparse=True)[0].nnz  # O(n) memory
+    3
     """
     if not isinstance(sparse, (bool, np.bool_)):
         raise ValueError(f"sparse must be True or False; got {sparse!r}.")
@@ -347,6 +359,15 @@ def clustering_scores(y_true: Any, clusters: Any) -> dict[str, float]:
     ValueError
         Labels that are None, empty, not 1-d, of different lengths, NaN or
         of mixed types.
+
+    Examples
+    --------
+    Clusters are matched to labels (Hungarian), whatever their numbering:
+
+    >>> from gmmfast.metrics import clustering_scores
+    >>> scores = clustering_scores([0, 0, 1, 1, 2, 2], [5, 5, 3, 3, 3, 9])
+    >>> round(scores["accuracy"], 4), round(scores["ari"], 4)
+    (0.8333, 0.4444)
     """
     y_true, clusters = _pair(y_true, clusters, "clusters")
     rows, cols, counts, classes, cluster_ids = _sparse_contingency(y_true, clusters)
@@ -420,6 +441,13 @@ def classification_scores(y_true: Any, y_pred: Any) -> dict[str, float]:
     -------
     dict
         ``accuracy``, ``precision``, ``recall``, ``f1``.
+
+    Examples
+    --------
+    >>> from gmmfast.metrics import classification_scores
+    >>> scores = classification_scores([0, 1, 1, 2], [0, 1, 2, 2])
+    >>> scores["accuracy"]
+    0.75
     """
     y_true, y_pred = _pair(y_true, y_pred, "y_pred")
     if _kind(y_true) != _kind(y_pred):
@@ -501,6 +529,20 @@ def mixture_scores(model: Any, X: Any, X_heldout: Any = None) -> dict[str, float
         than the model's.
     NotFittedError
         ``model`` is not fitted (a ``ValueError`` too).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmmfast import GaussianMixture
+    >>> from gmmfast.metrics import mixture_scores
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.r_[rng.randn(200, 2), rng.randn(200, 2) + 5]
+    >>> gm = GaussianMixture(2, random_state=0).fit(X[::2])
+    >>> scores = mixture_scores(gm, X[::2], X_heldout=X[1::2])
+    >>> sorted(scores)[:3]
+    ['aic', 'bic', 'heldout_log_likelihood']
+    >>> bool(scores["bic"] == gm.bic(X[::2]))
+    True
     """
     if getattr(model, "_estimator_type", None) == "classifier":
         raise ValueError(

@@ -86,6 +86,15 @@ def make_noncircular(
         For an unknown ``kind``, an ``n_samples`` that is not an int, below
         the number of clusters or above :data:`MAX_SAMPLES`, or a bad
         ``random_state``.
+
+    Examples
+    --------
+    >>> from gmmfast.synthetic import NONCIRCULAR_SETTINGS, make_noncircular
+    >>> sorted(NONCIRCULAR_SETTINGS)
+    ['anisotropic', 'stripes', 'unequal']
+    >>> X, y = make_noncircular("stripes", 300, random_state=0)
+    >>> X.shape, sorted(set(y.tolist()))
+    ((300, 2), [0, 1, 2])
     """
     if not isinstance(kind, str) or kind not in NONCIRCULAR_SETTINGS:
         raise ValueError(f"kind must be one of {sorted(NONCIRCULAR_SETTINGS)}; got {kind!r}.")

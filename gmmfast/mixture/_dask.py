@@ -101,7 +101,7 @@ from ..utils._estimator import check_is_fitted
 from ..utils._threads import effective_n_threads, single_threaded_blas
 from ..utils._validation import check_compute_dtype, check_random_state
 from . import _em, _gaussian, _missing_em, _starts
-from ._kmeans import kmeans, kmeans_plusplus, nearest_centers
+from ._kmeans import kmeans, kmeans_plusplus, nearest_centers, prepared, to_frame
 from ._labels import check_labels
 from ._missing import _UNIT_ROWS, mask_units, split_observed
 from ._stats import SufficientStats, combine_all
@@ -357,14 +357,19 @@ def _lloyd_block(
     if len(X) == 0:
         return None, 0.0, 0
     n_threads = _task_threads(config.n_threads)
-    labels, distances, _, _ = nearest_centers(X, centers, n_threads=n_threads)
+    # Distances in the block's exact frame (shifted, times a power of two) where the
+    # squares would over/underflow or an offset would cancel them: the same labels.
+    Xp, shift, exponent = prepared(X)
+    labels, distances, _, _ = nearest_centers(
+        Xp, to_frame(centers, shift, exponent), n_threads=n_threads
+    )
     resp = np.zeros((len(X), len(centers)))
     resp[np.arange(len(X)), labels] = 1.0
     with single_threaded_blas():
         stats = _gaussian.sufficient_statistics(
             X, resp, config.covariance_type, n_threads=n_threads
         )
-    return stats, float(distances.sum()), len(X)
+    return stats, float(np.ldexp(distances.sum(), -2 * exponent)), len(X)
 
 
 def _random_block(

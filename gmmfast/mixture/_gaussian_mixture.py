@@ -28,6 +28,9 @@ from ..utils._validation import (
 from . import _dask, _em, _gaussian, _missing_em, _online, _starts
 from ._missing import conditional_samples, has_nan, missing_log_prob, split_observed
 
+#: Most initialisations a fit accepts (each is a whole EM run; more is a typo, not a plan).
+MAX_N_INIT = 10_000
+
 INIT_PARAMS = ("diverse", "kmeans", "agglomerative", "k-means++", "random", "random_from_data")
 
 
@@ -218,7 +221,8 @@ class GaussianMixture(BaseEstimator):
         check_scalar(self.tol, "tol", (int, float, np.floating), min_value=0.0)
         check_scalar(self.reg_covar, "reg_covar", (int, float, np.floating), min_value=0.0)
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_value=0)
-        check_scalar(self.n_init, "n_init", (int, np.integer), min_value=1)
+        # Each initialisation is a whole EM run: beyond MAX_N_INIT a fit would not end.
+        check_scalar(self.n_init, "n_init", (int, np.integer), min_value=1, max_value=MAX_N_INIT)
         check_scalar(self.verbose_interval, "verbose_interval", (int, np.integer), min_value=1)
         check_scalar(
             self.resp_floor, "resp_floor", (int, float, np.floating), min_value=0.0, max_value=1e-3

@@ -307,6 +307,15 @@ def k_means(
     UserWarning
         When fewer distinct clusters than ``n_clusters`` are found (fewer
         distinct points than clusters): some centres then have no samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmmfast.mixture import k_means
+    >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+    >>> centers, labels, inertia = k_means(X, 2, random_state=0)
+    >>> bool(labels[0] == labels[1] != labels[2] == labels[3]), round(inertia, 4)
+    (True, 0.01)
     """
     _check_count(n_clusters, "n_clusters")
     _check_count(max_iter, "max_iter")

@@ -53,6 +53,18 @@ class MixtureSelection:
         sample on the data it was fitted on), ``heldout_log_likelihood``
         (``'heldout'`` only), ``n_parameters``, ``converged``, ``n_iter``,
         ``seconds``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gmmfast import select_mixture
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.r_[rng.randn(300, 2), rng.randn(300, 2) + 6]
+    >>> selection = select_mixture(X, range(1, 4), random_state=0)
+    >>> selection.best_params_
+    {'n_components': 2, 'covariance_type': 'full'}
+    >>> len(selection.results_), selection.table().splitlines()[0].split(' | ')[:2]
+    (3, ['| K', 'covariance'])
     """
 
     best_estimator_: GaussianMixture

@@ -173,8 +173,10 @@ def check_scalar(
             raise ValueError(f"{name} must be {op} {min_value}; got {value!r}.")
     if max_value is not None and value > max_value:
         raise ValueError(f"{name} must be <= {max_value}; got {value!r}.")
-    if isinstance(value, numbers.Real) and not np.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value!r}.")
+    # An int is finite (and np.isfinite cannot take one beyond int64).
+    if not isinstance(value, numbers.Integral) and isinstance(value, numbers.Real):
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite; got {value!r}.")
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
