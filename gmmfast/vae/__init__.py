@@ -21,10 +21,13 @@ Needs PyTorch (``pip install 'gmmfast[vae]'``); ``import gmmfast`` does not.
   :func:`classification_scores` -- re-exported from :mod:`gmmfast.metrics`,
   where these general clustering scores live.
 
-Model files are ``torch.save`` dictionaries of tensors and plain values
-(format name and version, model kind, configuration, state dict, training
-history), read back with ``torch.load(..., weights_only=True)``: nothing is
-ever unpickled beyond tensors and builtin containers.
+Model files of :class:`ConvVAE` and :class:`VaDE` are ``torch.save``
+dictionaries of tensors and plain values (format name and version, model
+kind, configuration, state dict, training history), read back with
+``torch.load(..., weights_only=True)``: nothing is ever unpickled beyond
+tensors and builtin containers. :class:`DeepClustering` saves to gmmfast's
+``.npz`` format (weights, mixture, and UMAP's fitted state as plain arrays),
+read with ``allow_pickle=False``.
 
 Layout: ``_nets`` (torch modules and losses), ``_engine`` (the training loop
 shared by the models), ``_conv_vae``, ``_vade``, ``_deep_clustering``, ``_model_files``, ``_plots``
