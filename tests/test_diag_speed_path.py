@@ -397,3 +397,21 @@ def test_threads_agree(blobs):
     one = _fit(X, "diag", np.float64, init, n_threads=1)
     two = _fit(X, "diag", np.float64, init, n_threads=2)
     _assert_same_model(one, two, X, 1e-10)
+
+
+def test_estep_diag_gemm_small_responsibilities_are_accurate():
+    """Responsibilities spread over 720 nats (the range of the kernel's own exp, down to
+    DBL_MIN) match exp(w - logsumexp(w)) to 1e-12 relative, each one, however small; below
+    DBL_MIN they are 0 (as under the kernels' flush-to-zero mode)."""
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((200, 3))
+    means = 0.1 * rng.standard_normal((64, 3))
+    prec_sqrt = np.ones((64, 3))
+    log_weights = -np.linspace(0.0, 720.0, 64)
+    out, log_norm = _run(_estep.estep_diag_gemm, X, means, prec_sqrt, log_weights, 2, 32, 2)
+    weighted = _weighted(X, means, prec_sqrt, log_weights)
+    expected = np.exp(weighted - logsumexp(weighted, axis=1)[:, None])
+    normal = expected > np.finfo(np.float64).tiny
+    assert_allclose(out[normal], expected[normal], rtol=1e-12, atol=0)
+    assert np.all(out[expected < np.finfo(np.float64).tiny / 2] == 0.0)
+    assert_allclose(log_norm, logsumexp(weighted, axis=1), rtol=1e-12)
