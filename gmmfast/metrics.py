@@ -56,6 +56,9 @@ def _labels(values: Any, name: str) -> np.ndarray:
         raise ValueError(
             f"{name} must be a 1-d array-like of labels; got a {type(values).__name__}."
         )
+    # A masked label is missing: reading the value under the mask would be wrong.
+    if np.ma.is_masked(values):
+        raise ValueError(f"{name} has masked entries; every sample needs a label.")
     try:
         arr = np.asarray(values)
     except (TypeError, ValueError) as exc:  # ragged nested sequences

@@ -503,3 +503,18 @@ def test_make_noncircular_small_and_numpy_ints(n_samples):
 def test_make_noncircular_bad_kind(kind):
     with pytest.raises(ValueError, match="kind must be one of"):
         make_noncircular(kind)
+
+
+@pytest.mark.parametrize(
+    "fn", [gm.clustering_scores, gm.classification_scores, gm.cluster_mapping, gm.contingency]
+)
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_masked_labels_are_refused(fn, which):
+    """A masked label is missing; the value under the mask must not be scored."""
+    y = np.repeat([0, 1, 2], 10)
+    masked = np.ma.masked_array(y, mask=np.arange(30) == 3)
+    args = (masked, y) if which == "first" else (y, masked)
+    with pytest.raises(ValueError, match="masked"):
+        fn(*args)
+    plain = np.ma.masked_array(y)  # no entry masked: plain labels
+    assert np.isfinite(list(gm.clustering_scores(plain, y).values())).all()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import pickle
 import struct
 import subprocess
@@ -953,3 +954,52 @@ if __name__ == "__main__":
         except ImportError:
             pass
         print(json.dumps(_fuzz(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
+
+
+# --------------------------------------------------- save checks what load checks
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("averaging", -1),
+        ("init_params", "bogus"),
+        ("learning_decay", 2.0),
+        ("max_iter", 2.5),
+        ("n_init", 0),
+        ("n_threads", 0),
+        ("random_state", -1),
+        ("reg_covar", float("inf")),
+        ("resp_floor", 1.0),
+        ("tol", None),
+        ("verbose", "loud"),
+        ("warm_start", "yes"),
+        ("dtype", "bogus"),
+    ],
+)
+def test_save_refuses_parameters_that_load_would_refuse(tmp_path, param, value):
+    """set_params after fit, then save: refused naming the parameter, nothing written."""
+    X = np.random.RandomState(0).randn(60, 2)
+    model = GaussianMixture(2, random_state=0).fit(X)
+    model.set_params(**{param: value})
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"precious")
+    with pytest.raises(ValueError, match=param):
+        model.save(path)
+    assert path.read_bytes() == b"precious"
+
+
+def test_load_refuses_an_int_path_without_closing_that_descriptor():
+    fd = os.open(os.devnull, os.O_RDONLY)
+    try:
+        with pytest.raises(TypeError, match="path"):
+            GaussianMixture.load(fd)
+        os.fstat(fd)  # still open: zipfile would have closed it
+    finally:
+        os.close(fd)
+
+
+def test_save_into_a_missing_directory_names_the_path(tmp_path):
+    model = GaussianMixture(1).fit(np.random.RandomState(0).randn(20, 2))
+    target = tmp_path / "no" / "m.npz"
+    with pytest.raises(FileNotFoundError, match="no such directory") as info:
+        model.save(target)
+    assert str(target) in str(info.value) and ".tmp" not in str(info.value)

@@ -549,3 +549,20 @@ def test_saved_stream_counters_json_untouched(tmp_path):
     with np.load(path, allow_pickle=False) as f:
         assert f["stream_counters"].dtype == np.int64
         json.loads(str(f["__meta__"]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"sigma_px": 1e9}, "sigma_px"),
+        ({"sigma_px": float("inf")}, "sigma_px"),
+        ({"sigma_px": 1.0, "radius": 10**9}, "radius"),
+        ({"sigma_px": 1.0, "radius": -1}, "radius"),
+        ({"sigma_px": 1.0, "radius": 2.5}, "radius"),
+    ],
+)
+def test_gaussian_kernel_sizes_are_bounded(kwargs, name):
+    """A typo in the blur width is refused before a gigabyte array is allocated."""
+    with pytest.raises(ValueError, match=name):
+        gaussian_kernel(**kwargs)
+    assert gaussian_kernel(1.0, 3).shape == (7, 7)

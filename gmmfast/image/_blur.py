@@ -7,7 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from ..utils._validation import check_scalar
 from ._checks import check_images, check_kernel, to_input_dtype
+
+#: Largest kernel radius (a 2049 x 2049 kernel, 34 MB): beyond, a typo would allocate gigabytes.
+MAX_KERNEL_RADIUS = 1024
 
 
 def gaussian_kernel(sigma_px: float = 1.0, radius: int | None = None) -> np.ndarray:
@@ -21,8 +25,12 @@ def gaussian_kernel(sigma_px: float = 1.0, radius: int | None = None) -> np.ndar
     >>> k.shape, round(float(k.sum()), 6)
     ((7, 7), 1.0)
     """
-    if not sigma_px > 0:
-        raise ValueError(f"sigma_px must be positive; got {sigma_px}.")
+    if not 0 < sigma_px <= MAX_KERNEL_RADIUS / 3:
+        raise ValueError(
+            f"sigma_px must be positive and at most {MAX_KERNEL_RADIUS / 3:g}; got {sigma_px}."
+        )
+    if radius is not None:
+        check_scalar(radius, "radius", (int, np.integer), min_value=0, max_value=MAX_KERNEL_RADIUS)
     r = int(np.ceil(3 * sigma_px)) if radius is None else int(radius)
     t = np.arange(-r, r + 1, dtype=np.float64)
     g = np.exp(-0.5 * (t / sigma_px) ** 2)

@@ -906,8 +906,17 @@ class GaussianMixture(BaseEstimator):
         ``precisions_init``) is written with both, in the older format.
         """
         self._check_fitted()  # a parameter changed after fit would write an unloadable file
-        params = self._saved_params()
+        try:
+            params = self._saved_params()
+        except TypeError as exc:  # np.dtype of a bad dtype parameter
+            raise ValueError(f"Cannot save to {path}: dtype: {exc}.") from None
         params["n_components"] = len(self.weights_)  # what the arrays hold
+        probe = type(self)()  # the parameters as load will check them, before anything is written
+        try:
+            probe.set_params(**params)
+        except ValueError as exc:
+            raise ValueError(f"Cannot save to {path}: {exc}") from None
+        _check_saved_params(probe, f"Cannot save to {path}")
         save_npz(
             path,
             self._MODEL_KIND,

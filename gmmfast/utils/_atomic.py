@@ -70,6 +70,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     ):  # write through a link, as open() does, rather than replace the link itself
         target = os.path.realpath(target)
     directory, name = os.path.split(os.path.abspath(target))
+    if not os.path.isdir(directory):  # name the user's path, not mkstemp's temporary name
+        raise FileNotFoundError(f"{target}: no such directory {directory}.")
     try:
         mode = os.stat(target).st_mode & 0o7777
     except OSError:

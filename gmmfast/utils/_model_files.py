@@ -309,6 +309,9 @@ class _Archive:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = path
+        # os.path and zipfile take an int as a file descriptor, and zipfile closes it.
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f"path must be a file path (str or os.PathLike); got {path!r}.")
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such model file.")
         if os.path.isdir(path):
