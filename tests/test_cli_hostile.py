@@ -614,3 +614,12 @@ def test_vae_train_outputs_are_checked_before_any_work(tmp_path, capsys, option,
     code, out, err = run(capsys, "vae", "train", "--train", str(t), option, value)
     assert code == 2 and err.count("\n") == 1 and option in err and "Traceback" not in err, err
     assert out == ""
+
+
+def test_bench_data_dir_that_is_not_a_directory_is_refused(capsys, tmp_path):
+    """The suite's own scripts would print a traceback for it."""
+    not_a_dir = tmp_path / "notes.txt"
+    not_a_dir.write_text("hi\n")
+    code, _, err = run(capsys, "bench", "--quick", "--data-dir", str(not_a_dir))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--data-dir" in err and "Traceback" not in err

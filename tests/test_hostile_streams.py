@@ -566,3 +566,11 @@ def test_gaussian_kernel_sizes_are_bounded(kwargs, name):
     with pytest.raises(ValueError, match=name):
         gaussian_kernel(**kwargs)
     assert gaussian_kernel(1.0, 3).shape == (7, 7)
+
+
+@pytest.mark.parametrize("sigma", [1e300, 1e-300])
+@pytest.mark.parametrize("method", ["map", "epll"])
+def test_sigma_whose_square_overflows_is_refused(prior, sigma, method):
+    """The restoration divides by sigma**2: refused naming sigma, not an OverflowError."""
+    with pytest.raises(ValueError, match="sigma"):
+        prior.denoise(np.full((1, 16, 16), 0.5), sigma, method=method)

@@ -56,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
             "the benchmarks live in gmmfast's source repository (benchmarks/): run gmmfast bench from a "
             "source checkout, or give --benchmarks DIR"
         )
+    if (
+        args.data_dir and not Path(args.data_dir).is_dir()
+    ):  # the suite's scripts would print a traceback
+        raise UsageError(f"--data-dir {args.data_dir}: not a directory of MNIST IDX files")
     if args.quick:
         command = [
             sys.executable,
