@@ -25,11 +25,16 @@ from ..utils._validation import (
     check_random_state,
     check_scalar,
 )
-from . import _dask, _em, _gaussian, _missing_em, _online, _starts
+from . import _dask, _em, _factor, _gaussian, _missing_em, _online, _starts
 from ._missing import conditional_samples, has_nan, missing_log_prob, split_observed
 
 #: Most initialisations a fit accepts (each is a whole EM run; more is a typo, not a plan).
 MAX_N_INIT = 10_000
+
+#: Every covariance type: the dense ones and the low-rank-plus-diagonal ones (_factor).
+COVARIANCE_TYPES = _gaussian.COVARIANCE_TYPES + _factor.FACTOR_TYPES
+
+_NOT_YET = "not yet supported for covariance_type={!r} (a mixture of factor analysers)"
 
 INIT_PARAMS = ("diverse", "kmeans", "agglomerative", "k-means++", "random", "random_from_data")
 
@@ -46,8 +51,19 @@ class GaussianMixture(BaseEstimator):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-        Form of each component's covariance.
+    covariance_type : {'full', 'tied', 'diag', 'spherical', 'factor', 'ppca'}, default='full'
+        Form of each component's covariance. 'factor' is a mixture of
+        factor analysers, W_k W_k^T + Psi_k with W_k of shape (D, l) and
+        Psi_k diagonal (Ghahramani and Hinton 1996); 'ppca' its isotropic
+        case W_k W_k^T + sigma_k^2 I (mixture of probabilistic PCA, Tipping
+        and Bishop 1999). Both need ``n_factors``, cost O(D l) per sample
+        and component, and never form a D x D matrix (see
+        :mod:`gmmfast.mixture._factor`); missing values, ``partial_fit``,
+        Dask arrays, ``precisions_init`` and ``save`` are not yet supported
+        for them.
+    n_factors : int or None, default=None
+        Latent factors l of each component (1 <= l < n_features): required
+        for 'factor' and 'ppca', ignored by the other types.
     tol : float, default=1e-3
         EM stops when the mean log-likelihood gains less than ``tol``.
     reg_covar : float, default=1e-6
@@ -120,7 +136,14 @@ class GaussianMixture(BaseEstimator):
         Inverse covariances, same shapes (computed from the factors on access).
     precisions_cholesky_ : ndarray
         Upper-triangular U with precision = U U^T (full, tied), or
-        1 / sqrt(variances) (diag, spherical).
+        1 / sqrt(variances) (diag, spherical). Not available for 'factor'
+        and 'ppca'; their ``covariances_`` and ``precisions_`` (K, D, D) are
+        formed on request, up to 4096 features.
+    factor_loadings_ : ndarray of shape (n_components, n_features, n_factors)
+        'factor' and 'ppca' only: the loadings W_k (unique up to a rotation).
+    noise_variance_ : ndarray of shape (n_components, n_features)
+        'factor' and 'ppca' only: the diagonal of Psi_k (for 'ppca' each
+        row is constant, sigma_k^2).
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -169,6 +192,7 @@ class GaussianMixture(BaseEstimator):
         n_components: int = 1,
         *,
         covariance_type: str = "full",
+        n_factors: int | None = None,
         tol: float = 1e-3,
         reg_covar: float = 1e-6,
         max_iter: int = 100,
@@ -190,6 +214,7 @@ class GaussianMixture(BaseEstimator):
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
+        self.n_factors = n_factors
         self.tol = tol
         self.reg_covar = reg_covar
         self.max_iter = max_iter
@@ -214,10 +239,18 @@ class GaussianMixture(BaseEstimator):
         """Check the hyper-parameters; return the checked ``*_init`` arrays in
         float64 (``precisions_init`` as its Cholesky factors, computed once)."""
         check_scalar(self.n_components, "n_components", (int, np.integer), min_value=1)
-        if self.covariance_type not in _gaussian.COVARIANCE_TYPES:
+        if (
+            not isinstance(self.covariance_type, str)
+            or self.covariance_type not in COVARIANCE_TYPES
+        ):
             raise ValueError(
-                f"covariance_type must be one of {_gaussian.COVARIANCE_TYPES}; got {self.covariance_type!r}."
+                f"covariance_type must be one of {COVARIANCE_TYPES}; got {self.covariance_type!r}."
             )
+        factor = _factor.is_factor_type(self.covariance_type)
+        if factor:  # n_features 0: the parameters of a file, checked before any data
+            _factor.check_n_factors(self.n_factors, n_features or None, self.covariance_type)
+            if self.precisions_init is not None:
+                raise ValueError(f"precisions_init is {_NOT_YET.format(self.covariance_type)}.")
         check_scalar(self.tol, "tol", (int, float, np.floating), min_value=0.0)
         check_scalar(self.reg_covar, "reg_covar", (int, float, np.floating), min_value=0.0)
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_value=0)
@@ -244,7 +277,7 @@ class GaussianMixture(BaseEstimator):
             checked["weights"] = w
         if self.means_init is not None:
             checked["means"] = self._check_init_array(self.means_init, "means_init", (K, D))
-        if self.precisions_init is not None:
+        if self.precisions_init is not None and not factor:
             shape = _gaussian.covariance_shape(self.covariance_type, K, D)
             p = self._check_init_array(self.precisions_init, "precisions_init", shape)
             if self.covariance_type in ("full", "tied"):
@@ -277,14 +310,24 @@ class GaussianMixture(BaseEstimator):
         """
         check_is_fitted(self, "means_")
         covariance_type = self.covariance_type
-        if covariance_type not in _gaussian.COVARIANCE_TYPES:
+        if not isinstance(covariance_type, str) or covariance_type not in COVARIANCE_TYPES:
             raise ValueError(
-                f"covariance_type must be one of {_gaussian.COVARIANCE_TYPES}; got {covariance_type!r}."
+                f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
             )
         means = self.means_
         fitted_type = getattr(self, "_fitted_covariance_type", covariance_type)
         consistent = np.ndim(means) == 2 and fitted_type == covariance_type
-        if consistent:
+        if consistent and _factor.is_factor_type(covariance_type):
+            K, D = means.shape
+            loadings = self.__dict__.get("factor_loadings_")
+            consistent = (
+                np.shape(self.weights_) == (K,)
+                and np.ndim(loadings) == 3
+                and np.shape(loadings)[:2] == (K, D)
+                and np.shape(self.__dict__.get("noise_variance_")) == (K, D)
+                and getattr(self, "n_features_in_", D) == D
+            )
+        elif consistent:
             K, D = means.shape
             shape = _gaussian.covariance_shape(covariance_type, K, D)
             consistent = (
@@ -315,6 +358,16 @@ class GaussianMixture(BaseEstimator):
         return effective_n_threads(self.n_threads)
 
     def _estimate(self, X: np.ndarray, mode: int) -> tuple[np.ndarray, np.ndarray]:
+        if _factor.is_factor_type(self.covariance_type):
+            return _factor.estimate_log_prob(
+                X,
+                self.weights_,
+                self.means_,
+                self.factor_loadings_,
+                self.noise_variance_,
+                mode=_FACTOR_MODES[mode],
+                n_threads=self._n_threads(),
+            )
         return _gaussian.estimate_log_prob(
             X,
             self.weights_,
@@ -376,6 +429,20 @@ class GaussianMixture(BaseEstimator):
         """Initial parameters: the checked ``*_init`` arrays where given, the
         start of ``init_params`` (of initialisation ``init_index``) for the rest."""
         n_samples = len(X)
+        if _factor.is_factor_type(self.covariance_type):
+            nk, means, loadings, noise = _factor.initial_parameters(
+                X,
+                _starts.start_kind(self.init_params, init_index),
+                int(self.n_components),
+                int(self.n_factors),
+                float(self.reg_covar),
+                random_state,
+                n_threads=self._n_threads(),
+            )
+            weights = nk / n_samples if checked["weights"] is None else checked["weights"].copy()
+            means = means if checked["means"] is None else checked["means"].copy()
+            self._set_parameters((weights, means, loadings, noise))
+            return
         weights, means, prec_chol = checked["weights"], checked["means"], checked["prec_chol"]
         if weights is None or means is None or prec_chol is None:
             nk, fitted_means, covariances = _starts.initial_parameters(
@@ -405,10 +472,39 @@ class GaussianMixture(BaseEstimator):
         self.covariances_, self.precisions_cholesky_ = covariances, prec_chol.copy()
 
     def _get_parameters(self) -> tuple[np.ndarray, ...]:
+        if _factor.is_factor_type(self.covariance_type):
+            return (self.weights_, self.means_, self.factor_loadings_, self.noise_variance_)
         return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
 
     def _set_parameters(self, params: tuple[np.ndarray, ...]) -> None:
-        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+        # A factor model holds W and Psi, the others their dense forms: drop the other
+        # kind (a refit after set_params(covariance_type=...)), so that neither is stale.
+        factor = _factor.is_factor_type(self.covariance_type)
+        stale = _DENSE_NAMES if factor else _FACTOR_NAMES
+        for name in stale:
+            self.__dict__.pop(name, None)
+        names = _FACTOR_NAMES if factor else _DENSE_NAMES
+        self.weights_, self.means_ = params[:2]
+        setattr(self, names[0], params[2])
+        setattr(self, names[1], params[3])
+
+    def __getattr__(self, name: str) -> Any:
+        """A factor model's dense attributes, formed on request (only reached when
+        ordinary lookup fails: the dense types hold them as plain attributes)."""
+        attribute = getattr(type(self), name, None)
+        if isinstance(attribute, property):  # its AttributeError (NotFittedError) led here
+            return attribute.fget(self)
+        state = self.__dict__
+        if name in _DENSE_NAMES and "factor_loadings_" in state:
+            if name == "precisions_cholesky_":
+                raise _factor.DenseUnavailableError(
+                    "precisions_cholesky_ is not available for covariance_type="
+                    f"{self.covariance_type!r}: the model holds factor_loadings_ and "
+                    "noise_variance_ (covariance W W^T + diag(noise_variance_)); precisions_ "
+                    "is formed on request."
+                )
+            return _factor.dense_covariances(state["factor_loadings_"], state["noise_variance_"])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # --------------------------------------------------------------- fitting
     def fit(self, X: Any, y: Any = None, *, observed: Any = None) -> "GaussianMixture":
@@ -505,6 +601,9 @@ class GaussianMixture(BaseEstimator):
     def _fit(self, X: Any, observed: Any, *, labels: bool) -> np.ndarray | None:
         """EM; with ``labels``, a final E-step at the fitted parameters gives each
         sample's component (``fit`` alone skips it: nothing it returns needs it)."""
+        factor = _factor.is_factor_type(self.covariance_type)
+        if factor:
+            self._refuse_for_factor(X, observed)
         if _dask.is_dask_array(X):  # EM one pass per iteration on the blocks (mixture/_dask.py)
             return _dask.fit(self, X, observed, labels=labels)
         data = self._fit_data(X, observed)
@@ -516,6 +615,11 @@ class GaussianMixture(BaseEstimator):
                 f"n_components={self.n_components}."
             )
         afresh = _em.starts_afresh(self, self.n_components, n_features)
+        if factor and not afresh and self.factor_loadings_.shape[2] != self.n_factors:
+            raise ValueError(
+                f"warm_start continues from the fitted {self.factor_loadings_.shape[2]} factors, "
+                f"but n_factors={self.n_factors}; set warm_start=False to fit afresh."
+            )
         self.n_features_in_ = n_features
         random_state = check_random_state(self.random_state)
         init_X = self._init_data(data) if afresh else None
@@ -524,6 +628,14 @@ class GaussianMixture(BaseEstimator):
             self._initialize(init_X, random_state, checked, init)
 
         def em_pass() -> float:
+            if factor:  # one pass: E-step reduced to statistics chunk by chunk, then M-step
+                params = self._get_parameters()
+                stats = _factor.e_step_statistics(data, *params, n_threads=self._n_threads())
+                nk, *rest = _factor.m_step(
+                    stats, *params[1:], float(self.reg_covar), self.covariance_type
+                )
+                self._set_parameters((nk / nk.sum(), *rest))
+                return stats.log_likelihood / n_samples
             resp, log_norm = self._log_prob(data, _gaussian.MODE_RESP)
             _gaussian.floor_responsibilities(resp, float(self.resp_floor))
             self._m_step(data, resp)
@@ -553,6 +665,17 @@ class GaussianMixture(BaseEstimator):
         self.lower_bound_ = lower_bound
         self.lower_bounds_ = lower_bounds
         self._fitted_covariance_type = self.covariance_type
+
+    def _refuse_for_factor(self, X: Any, observed: Any = None, what: str | None = None) -> None:
+        """What a factor model does not do yet: missing values, Dask arrays (``what``: another)."""
+        if not _factor.is_factor_type(self.covariance_type):
+            return
+        if what is None and _dask.is_dask_array(X):
+            what = "Fitting or scoring a Dask array"
+        if what is None and (observed is not None or has_nan(X)):
+            what = "Missing values (NaN, or an observed mask)"
+        if what is not None:
+            raise ValueError(f"{what} is {_NOT_YET.format(self.covariance_type)}.")
 
     def _fit_data(self, X: Any, observed: Any) -> np.ndarray | _missing_em.MissingData:
         """Validated training data: an array when complete (ordinary EM),
@@ -650,6 +773,7 @@ class GaussianMixture(BaseEstimator):
         average, see ``averaging``), so ``load`` then ``partial_fit`` gives
         what the uninterrupted stream gives, bit for bit.
         """
+        self._refuse_for_factor(X, observed, "partial_fit")
         return _online.partial_fit(self, _dask.in_memory(X), observed)
 
     # ------------------------------------------------------------- inference
@@ -663,6 +787,7 @@ class GaussianMixture(BaseEstimator):
         Returns ``(out, log_norm, imputed)`` as :func:`gmmfast._missing.missing_log_prob`.
         """
         self._check_fitted()
+        self._refuse_for_factor(X, observed)
         dtype = check_compute_dtype(self.dtype)
         if observed is None and not has_nan(X):
             Xc = check_array(
@@ -699,12 +824,14 @@ class GaussianMixture(BaseEstimator):
             Alternative to NaN: False marks a missing value (X's value
             there is ignored).
         """
+        self._refuse_for_factor(X, observed)
         if _dask.is_dask_array(X):  # a lazy Dask array, block by block
             return _dask.inference(self, X, "score_samples", observed)
         return self._inference(X, observed, _gaussian.MODE_WEIGHTED_LOG_PROB)[1]
 
     def score(self, X: Any, y: Any = None, observed: Any = None) -> float:
         """Mean log-likelihood of the samples (missing values marginalised)."""
+        self._refuse_for_factor(X, observed)
         if _dask.is_dask_array(X):  # one pass, whatever the chunk sizes; 0 samples refused
             return _dask.mean_score(self, X, observed)[0]
         return float(self.score_samples(X, observed).mean())
@@ -714,6 +841,7 @@ class GaussianMixture(BaseEstimator):
 
         Raises ``ValueError`` for a sample whose density is 0 under every component.
         """
+        self._refuse_for_factor(X, observed)
         if _dask.is_dask_array(X):  # a lazy Dask array, block by block
             return _dask.inference(self, X, "predict", observed)
         weighted, log_norm, _ = self._inference(X, observed, _gaussian.MODE_WEIGHTED_LOG_PROB)
@@ -731,6 +859,7 @@ class GaussianMixture(BaseEstimator):
             For a sample whose density underflows to 0 under every component
             (its posterior is undefined): values far outside the fitted data.
         """
+        self._refuse_for_factor(X, observed)
         if _dask.is_dask_array(X):  # a lazy Dask array, block by block
             return _dask.inference(self, X, "predict_proba", observed)
         resp, log_norm, _ = self._inference(X, observed, _gaussian.MODE_RESP)
@@ -827,6 +956,17 @@ class GaussianMixture(BaseEstimator):
         D = self.means_.shape[1]
         draws = []
         for k, count in enumerate(counts):
+            if _factor.is_factor_type(self.covariance_type):
+                draws.append(
+                    _factor.sample(
+                        rng,
+                        count,
+                        self.means_[k],
+                        self.factor_loadings_[k],
+                        self.noise_variance_[k],
+                    )
+                )
+                continue
             z = rng.standard_normal(size=(count, D))
             if self.covariance_type in ("full", "tied"):
                 u = (
@@ -846,19 +986,26 @@ class GaussianMixture(BaseEstimator):
     @property
     def precisions_(self) -> np.ndarray:
         self._check_fitted()
+        if _factor.is_factor_type(self.covariance_type):  # Woodbury, up to 4096 features
+            return _factor.dense_precisions(self.factor_loadings_, self.noise_variance_)
         return _gaussian.precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
     def _n_parameters(self) -> int:
         self._check_fitted()
+        if _factor.is_factor_type(self.covariance_type):  # W counted up to its rotation
+            K, D, q = self.factor_loadings_.shape
+            return _factor.n_parameters(K, D, q, self.covariance_type)
         return _gaussian.n_parameters(len(self.means_), self.means_.shape[1], self.covariance_type)
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on X (lower is better)."""
+        self._refuse_for_factor(X)
         score, n = _dask.score_and_count(self, X)  # a Dask array: one pass
         return -2 * score * n + self._n_parameters() * np.log(n)
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on X (lower is better)."""
+        self._refuse_for_factor(X)
         score, n = _dask.score_and_count(self, X)  # a Dask array: one pass
         return -2 * score * n + 2 * self._n_parameters()
 
@@ -906,6 +1053,10 @@ class GaussianMixture(BaseEstimator):
         ``precisions_init``) is written with both, in the older format.
         """
         self._check_fitted()  # a parameter changed after fit would write an unloadable file
+        if _factor.is_factor_type(self.covariance_type):
+            raise ValueError(
+                f"Cannot save to {path}: save is {_NOT_YET.format(self.covariance_type)}."
+            )
         try:
             params = self._saved_params()
         except TypeError as exc:  # np.dtype of a bad dtype parameter
@@ -1003,6 +1154,15 @@ class GaussianMixture(BaseEstimator):
         self.lower_bound_ = float(_fit_scalar(arrays, "lower_bound_", "biuf", np.nan, path))
         self._fitted_covariance_type = self.covariance_type
         _online.restore_state(self, arrays, path)
+
+
+_DENSE_NAMES = ("covariances_", "precisions_cholesky_")
+_FACTOR_NAMES = ("factor_loadings_", "noise_variance_")
+_FACTOR_MODES = {
+    _gaussian.MODE_WEIGHTED_LOG_PROB: "weighted",
+    _gaussian.MODE_LOG_RESP: "log_resp",
+    _gaussian.MODE_RESP: "resp",
+}
 
 
 def _fit_scalar(
@@ -1266,6 +1426,8 @@ def _expected_members(
     """The members of a GaussianMixture file and their shapes, from its header and the declared
     shape of ``means_`` (``load_npz`` refuses any other member, or another shape, before reading)."""
     covariance_type = params.get("covariance_type", "full")
+    if _factor.is_factor_type(covariance_type):
+        raise ValueError(f"model files are {_NOT_YET.format(covariance_type)}.")
     if covariance_type not in _gaussian.COVARIANCE_TYPES:
         raise ValueError(f"unknown covariance_type {covariance_type!r}.")
     means = headers.get(prefix + "means_")
