@@ -623,3 +623,12 @@ def test_bench_data_dir_that_is_not_a_directory_is_refused(capsys, tmp_path):
     code, _, err = run(capsys, "bench", "--quick", "--data-dir", str(not_a_dir))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--data-dir" in err and "Traceback" not in err
+
+
+def test_denoise_sigma_whose_square_overflows_is_one_line(capsys, tmp_path):
+    images = tmp_path / "im.npz"
+    np.savez(images, images=np.full((2, 28, 28), 0.5))
+    code, _, err = run(
+        capsys, "denoise", "--train", str(images), "--images", str(images), "--sigma", "1e300"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "sigma" in err

@@ -444,8 +444,12 @@ class PatchDenoiser(BaseEstimator):
                 raise ValueError("the estimated noise sigma is 0 (noise-free images?); pass sigma.")
             return float(sigma)
         check_scalar(sigma, "sigma", numbers.Real, min_value=0.0, include_min=False)
-        variance = np.float64(sigma) ** 2
-        if not (np.isfinite(variance) and variance > 0 and np.isfinite(1.0 / variance)):
+        with np.errstate(
+            over="ignore", divide="ignore"
+        ):  # the overflow is the error below, not a warning
+            variance = np.float64(sigma) ** 2
+            inverse = 1.0 / variance if variance > 0 else np.inf
+        if not (np.isfinite(variance) and np.isfinite(inverse)):
             # the restoration divides by sigma**2: 1e300 overflowed inside the computation
             raise ValueError(f"sigma must be between 1e-150 and 1e150; got {sigma}.")
         return float(sigma)
