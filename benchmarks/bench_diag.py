@@ -10,8 +10,9 @@ so that it runs no k-means. Each variant's ``fit`` is timed with
 iteration is (t4 - t1) / 3, which leaves out what a fit does once
 (validation, initialisation, scikit-learn's final E-step).
 
-Variants: ``sklearn`` (float64), ``gmmfast-f64``, ``gmmfast-f32``, in one
-process, medians (and mins) of 3 rounds after a warm-up round. Before a
+Variants: ``sklearn`` (float64), ``gmmfast-f64``, ``gmmfast-f32``, and
+``previous-f64``/``previous-f32`` (gmmfast with the term-by-term diagonal
+kernels it used at every K before issue 27), in one process, medians (and mins) of 3 rounds after a warm-up round. Before a
 gmmfast variant is timed its 4-iteration fit is compared with
 scikit-learn's, so the benchmark cannot time a wrong computation.
 
@@ -42,7 +43,15 @@ from gmmfast.utils._threads import effective_n_threads, single_threaded_blas
 K, D, N = 256, 40, 100_000
 ITERS = (1, 4)
 PEDANTIC = dict(rounds=3, iterations=1, warmup_rounds=1)
-VARIANTS = {"sklearn": np.float64, "gmmfast-f64": np.float64, "gmmfast-f32": np.float32}
+VARIANTS = {
+    "sklearn": np.float64,
+    "gmmfast-f64": np.float64,
+    "gmmfast-f32": np.float32,
+    # The term-by-term kernels that ran every K before issue 27 (still used below
+    # DIAG_GEMM_MIN_COMPONENTS), forced at K = 256: the speed-up in the same process.
+    "previous-f64": np.float64,
+    "previous-f32": np.float32,
+}
 # Allowed difference from scikit-learn after 4 iterations, relative to each
 # output's largest magnitude (as bench_mixture.py).
 RTOL = {np.float64: 1e-8, np.float32: 1e-3}
@@ -114,7 +123,7 @@ def timings(report) -> dict:
     sk = per_iter.get("sklearn")
     for variant, (median, fastest) in per_iter.items():
         rate = FLOPS_PER_ITER / median / 1e9
-        gemm = sbest if VARIANTS[variant] == np.float32 and variant != "sklearn" else dbest
+        gemm = sbest if VARIANTS[variant] == np.float32 else dbest
         ratio = (
             ""
             if sk is None or variant == "sklearn"
@@ -147,10 +156,12 @@ def _estimator(variant: str, max_iter: int, init: dict):
 
 def _fit(variant: str, max_iter: int, problem: dict):
     X = problem["X"][VARIANTS[variant]]
+    threshold = 10**9 if variant.startswith("previous") else _gaussian.DIAG_GEMM_MIN_COMPONENTS
 
     def run():
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
             warnings.simplefilter("ignore")  # tol=0: never converges, on purpose
+            patch.setattr(_gaussian, "DIAG_GEMM_MIN_COMPONENTS", threshold)
             return _estimator(variant, max_iter, problem["init"]).fit(X)
 
     return run
@@ -182,40 +193,108 @@ def test_diag_fit(benchmark, report, timings, problem, reference, max_iter, vari
         benchmark.extra_info.update(variant=variant, max_iter=max_iter, n=N, d=D, k=K)
 
 
+def _cpu_seconds(call, rounds: int = 3) -> float:
+    """Median CPU time of the calling thread over ``rounds`` calls: on a shared
+    machine it counts this work only, however long other processes hold the cores."""
+    times = []
+    for _ in range(rounds):
+        start = time.thread_time()
+        call()
+        times.append(time.thread_time() - start)
+    return float(np.median(times))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_diag_parts(report, problem, dtype):
-    """Where gmmfast's iteration goes: E-step (GEMM, log-sum-exp, responsibilities), the
-    responsibility floor, the M-step statistics; medians of 3 (perf_counter, untimed
-    by pytest-benchmark), against the GEMM-rate bound of each step's two GEMMs."""
+    """Where gmmfast's iteration goes, on ONE thread (CPU time of the calling thread,
+    which runs a one-thread OpenMP team): E-step (GEMM, log-sum-exp, responsibilities),
+    responsibility floor, M-step statistics; against NumPy's single-threaded GEMMs of
+    the same shapes (the E-step's [y^2, y] (N x 2D) @ (2D x K) in X's dtype, the
+    M-step's (2D + 1) x N @ N x K in float64)."""
     X = problem["X"][dtype]
-    model = _estimator("gmmfast-" + ("f64" if dtype == np.float64 else "f32"), 1, problem["init"])
+    name = "gmmfast-" + ("f64" if dtype == np.float64 else "f32")
+    model = _estimator(name, 1, problem["init"])
     model.fit(X)
-    n_threads = effective_n_threads(None)
-    parts: dict[str, list[float]] = {"E-step": [], "floor": [], "M-step": []}
+    args = (model.weights_, model.means_, model.precisions_cholesky_, "diag")
+    resp = np.empty((N, K))
+
+    def estep() -> None:
+        resp[...] = _gaussian.estimate_log_prob(X, *args, mode=_gaussian.MODE_RESP, n_threads=1)[0]
+
     with single_threaded_blas():
-        for _ in range(3):
-            start = time.perf_counter()
-            resp, _ = model._estimate(X, _gaussian.MODE_RESP)
-            mid = time.perf_counter()
-            _gaussian.floor_responsibilities(resp, float(model.resp_floor))
-            end = time.perf_counter()
-            _gaussian.estimate_gaussian_parameters(
-                X, resp, model.reg_covar, "diag", n_threads=n_threads
-            )
-            parts["E-step"].append(mid - start)
-            parts["floor"].append(end - mid)
-            parts["M-step"].append(time.perf_counter() - end)
-    gemm = report.gemm[dtype][0]
-    mstep_gemm = report.gemm[np.float64][0]  # the M-step accumulates in float64
-    lines = report.sections.setdefault(SECTION, [])
-    bounds = {"E-step": 4 * N * D * K / gemm / 1e9, "M-step": 4 * N * D * K / mstep_gemm / 1e9}
-    text = ", ".join(
-        f"{name} {np.median(times):.4f} s"
-        + (
-            f" (its two GEMMs at the machine's rate: {bounds[name]:.4f} s)"
-            if name in bounds
-            else ""
+        estep()
+        parts = {
+            "E-step": _cpu_seconds(
+                lambda: _gaussian.estimate_log_prob(X, *args, mode=_gaussian.MODE_RESP, n_threads=1)
+            ),
+            "floor": _cpu_seconds(
+                lambda: _gaussian.floor_responsibilities(resp.copy(), float(model.resp_floor))
+            ),
+        }
+        copy = _cpu_seconds(resp.copy)
+        parts["floor"] = max(parts["floor"] - copy, 0.0)  # without the copy it needs
+        _gaussian.floor_responsibilities(resp, float(model.resp_floor))
+        parts["M-step"] = _cpu_seconds(
+            lambda: _gaussian.sufficient_statistics(X, resp, "diag", n_threads=1)
         )
-        for name, times in parts.items()
+        rng = np.random.default_rng(1)
+        rows = rng.standard_normal((N, 2 * D)).astype(dtype)
+        stacked = rng.standard_normal((2 * D, K)).astype(dtype)
+        stats_rows = rng.standard_normal((2 * D + 1, N))
+        gemms = {
+            "E-step": _cpu_seconds(lambda: rows @ stacked),
+            "M-step": _cpu_seconds(lambda: stats_rows @ resp),
+        }
+    lines = report.sections.setdefault(SECTION, [])
+    text = "; ".join(
+        f"{part} {seconds:.3f} s"
+        + (f" (its GEMM alone {gemms[part]:.3f} s)" if part in gemms else "")
+        for part, seconds in parts.items()
     )
-    lines.append(f"gmmfast-{np.dtype(dtype).name} parts: {text}")
+    lines.append(f"{name}, one thread, CPU s: {text}; sum {sum(parts.values()):.3f} s")
+
+
+@pytest.mark.parametrize("n_components", [2, 4, 8, 16])
+@pytest.mark.parametrize("n_features", [2, 10, 40])
+def test_diag_small_k(report, n_components, n_features):
+    """The term-by-term kernels against the GEMM ones at small K (why the GEMMs start at
+    ``DIAG_GEMM_MIN_COMPONENTS``): one thread, CPU time, 20,000 float64 samples."""
+    from gmmfast._kernels import _estep, _mstep
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    X = rng.standard_normal((n, n_features))
+    means, prec = X[:n_components].copy(), np.ones((n_components, n_features))
+    log_det, log_w = np.zeros(n_components), np.full(n_components, -np.log(n_components))
+    out, log_norm = np.empty((n, n_components)), np.empty(n)
+    chunk = _gaussian._diag_estep_chunk(n_components)
+    with single_threaded_blas():
+        old_e = _cpu_seconds(
+            lambda: _estep.estep_diag(X, means, prec, log_det, log_w, out, log_norm, 2, 1024, 1), 7
+        )
+        new_e = _cpu_seconds(
+            lambda: _estep.estep_diag_gemm(
+                X, means, prec, log_det, log_w, out, log_norm, 2, chunk, 1
+            ),
+            7,
+        )
+        resp = out.copy()
+        slots = [np.zeros((1, n_components, n_features)) for _ in range(3)]
+
+        def old_m() -> None:
+            nk, sums = np.zeros((1, n_components)), slots[0]
+            _mstep.weighted_sums(X, resp, nk, sums, 1024, 1)
+            _mstep.weighted_diag_scatter(X, resp, means, slots[1], 1024, 1)
+
+        def new_m() -> None:
+            _mstep.weighted_diag_stats(
+                X, resp, np.zeros((1, n_components)), slots[0] * 0, slots[1] * 0, 1024, 1
+            )
+
+        old_ms, new_ms = _cpu_seconds(old_m, 7), _cpu_seconds(new_m, 7)
+    report.sections.setdefault(
+        "diagonal kernels at small K (one thread, CPU ms, N=20,000)", []
+    ).append(
+        f"D={n_features:3d} K={n_components:3d}: E-step term by term {1e3 * old_e:6.2f}, GEMM "
+        f"{1e3 * new_e:6.2f}; M-step term by term {1e3 * old_ms:6.2f}, GEMM {1e3 * new_ms:6.2f}"
+    )

@@ -240,11 +240,15 @@ def estimate_log_prob(
 
 # From this many components on, the diagonal and spherical kernels run as
 # GEMMs per chunk (``estep_diag_gemm``, ``weighted_diag_stats``) instead of
-# term by term: below it a chunk's products are too thin for BLAS to pay for
-# the stacking (measured in benchmarks/results/diag_speed.md).
+# term by term. Below it the term-by-term kernels are as fast (K = 4) or
+# faster (K = 2: 1.5x on the E-step), measured in
+# benchmarks/results/diag_speed.md, and keep their float64 products, in which
+# float32 samples are used exactly; from K = 8 the GEMMs are 1.6x (E-step)
+# and 2.9x (M-step) faster, and the gap grows with K.
 DIAG_GEMM_MIN_COMPONENTS = 8
 # Rows of an E-step chunk: its (rows, K) float64 block of log-densities is
-# normalised while it is still in the core's cache (about 256 KiB).
+# normalised while it is still in the core's cache (about 256 KiB; at K = 256,
+# 32 to 1024 rows measured the same within the machine's noise).
 _DIAG_ESTEP_BLOCK = 32768
 # Rows of an M-step chunk: the reduction dimension of its GEMM.
 DIAG_MSTEP_CHUNK = 1024
