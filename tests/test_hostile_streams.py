@@ -25,7 +25,14 @@ import numpy as np
 import pytest
 
 from gmmfast import GaussianMixture, GMMClassifier, PatchDenoiser
-from gmmfast.image import blur, estimate_noise_sigma, gaussian_kernel, psnr, psnr_per_image
+from gmmfast.image import (
+    blur,
+    blur_matrix,
+    estimate_noise_sigma,
+    gaussian_kernel,
+    psnr,
+    psnr_per_image,
+)
 from gmmfast.mixture import k_means
 
 
@@ -574,3 +581,116 @@ def test_sigma_whose_square_overflows_is_refused(prior, sigma, method):
     """The restoration divides by sigma**2: refused naming sigma, not an OverflowError."""
     with pytest.raises(ValueError, match="sigma"):
         prior.denoise(np.full((1, 16, 16), 0.5), sigma, method=method)
+
+
+# ------------------------------------------------- parameters and shapes, all estimators
+PARAMETER_CASES = {
+    "random_state=-1": {"random_state": -1},
+    "random_state=2**64": {"random_state": 2**64},
+    "random_state='0'": {"random_state": "0"},
+}
+
+
+def _fit_any(name, **params):
+    X, y, _ = _data()
+    if name == "GaussianMixture":
+        return GaussianMixture(2, **params).fit(X)
+    if name == "GMMClassifier":
+        return GMMClassifier(1, **params).fit(X, y)
+    rng = np.random.RandomState(0)
+    return PatchDenoiser(patch_size=4, n_components=2, max_iter=2, **params).fit(rng.rand(16, 16))
+
+
+@pytest.mark.parametrize("name", ["GaussianMixture", "GMMClassifier", "PatchDenoiser"])
+@pytest.mark.parametrize("case", sorted(PARAMETER_CASES))
+def test_bad_seeds_are_named_by_every_estimator(name, case):
+    with pytest.raises(ValueError, match="random_state must be None, an int in"):
+        _fit_any(name, **PARAMETER_CASES[case])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"warm_start": "yes"}, "warm_start must be True or False"),
+        ({"warm_start": 2}, "warm_start must be True or False"),
+        ({"verbose": "loud"}, "verbose must be an integer >= 0"),
+        ({"verbose": -1}, "verbose must be an integer >= 0"),
+        ({"n_init": 10**30}, "n_init must be <= 10000"),
+    ],
+)
+def test_mixture_parameters_of_the_wrong_kind_are_named(params, message):
+    with pytest.raises(ValueError, match=message):
+        _fit_any("GaussianMixture", **params)
+    GaussianMixture(2, warm_start=np.bool_(False), verbose=True).set_params(verbose=0)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda X: GaussianMixture(2).fit(X),
+        lambda X: GaussianMixture(2).partial_fit(X),
+        lambda X: GMMClassifier(1).fit(X, [0, 1, 1]),
+        lambda X: k_means(X, 1),
+    ],
+    ids=["fit", "partial_fit", "GMMClassifier.fit", "k_means"],
+)
+def test_ragged_input_is_named(call):
+    with pytest.raises(ValueError, match="X is ragged"):
+        call([[1.0, 2.0], [1.0, 2.0, 3.0], [0.0]])
+
+
+def test_sample_is_bounded_by_memory():
+    gm = _fit_any("GaussianMixture")
+    with pytest.raises(ValueError, match="n_samples must be <="):
+        gm.sample(10**12)
+    assert gm.sample(5)[0].shape == (5, 3)
+
+
+# ------------------------------------------------- float images of another scale
+@pytest.mark.parametrize(
+    "scale, offset", [(255.0, 0.0), (-255.0, 0.0), (1.0, 100.0), (65535.0, 0.0)]
+)
+@pytest.mark.parametrize("method", ["denoise", "deblur", "fit"])
+def test_float_images_far_outside_the_range_are_refused(prior, scale, offset, method):
+    """A [0, 1] prior on 0-255 floats gave a white image without a word."""
+    rng = np.random.RandomState(0)
+    img = rng.rand(16, 16) * scale + offset
+    with pytest.raises(ValueError, match=r"far outside the denoiser's range clip=\(0, 1\)"):
+        if method == "fit":
+            PatchDenoiser(patch_size=4, n_components=2).fit(img)
+        elif method == "deblur":
+            prior.deblur(img, gaussian_kernel(0.6), 0.1)
+        else:
+            prior.denoise(img, 0.1)
+    # clip=None opts out: any range is restored, nothing refused
+    free = PatchDenoiser(patch_size=4, n_components=2, max_iter=3, clip=None, random_state=0)
+    assert free.fit(img).denoise(img, 0.1 * abs(scale), method="map").shape == img.shape
+
+
+def test_noisy_images_leaving_the_range_a_little_are_accepted(prior):
+    rng = np.random.RandomState(0)
+    clean = rng.rand(32, 32)
+    for sigma in (0.1, 0.3, 0.5):
+        noisy = clean + sigma * rng.randn(32, 32)  # values well beyond [0, 1]
+        assert prior.denoise(noisy, sigma, method="map").shape == noisy.shape
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: blur_matrix(gaussian_kernel(1.0), 4, "bogus"), "mode must be one of"),
+        (lambda: blur_matrix(gaussian_kernel(1.0), 0), "patch_size must be in"),
+        (lambda: blur_matrix(gaussian_kernel(1.0), 4.5), "patch_size must be an integer"),
+        (lambda: blur_matrix([[1.0, 2.0]], 4), "odd sides"),
+        (lambda: psnr(np.zeros((0, 4)), np.zeros((0, 4))), "empty"),
+        (
+            lambda: PatchDenoiser(blur_boundary="bogus").fit(np.random.rand(16, 16)),
+            "blur_boundary must be one of",
+        ),
+        (lambda: PatchDenoiser(cg_iter=0).fit(np.random.rand(16, 16)), "cg_iter must be >= 1"),
+    ],
+    ids=["mode", "patch 0", "patch float", "kernel", "psnr empty", "boundary", "cg_iter"],
+)
+def test_image_helpers_name_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -38,6 +38,21 @@ def gaussian_kernel(sigma_px: float = 1.0, radius: int | None = None) -> np.ndar
     return k / k.sum()
 
 
+#: Largest patch side of :func:`blur_matrix`: it convolves D = m * m unit patches, D**2
+#: floats (m = 64: 134 MB).
+MAX_BLUR_PATCH = 64
+
+#: The boundary modes of ``scipy.ndimage.convolve`` that :func:`blur_matrix` takes.
+BLUR_BOUNDARIES = ("constant", "reflect", "nearest", "mirror", "wrap")
+
+
+def check_blur_boundary(mode: Any, name: str = "blur_boundary") -> str:
+    """One of :data:`BLUR_BOUNDARIES` (``ValueError`` naming ``name`` otherwise)."""
+    if not isinstance(mode, str) or mode not in BLUR_BOUNDARIES:
+        raise ValueError(f"{name} must be one of {BLUR_BOUNDARIES}; got {mode!r}.")
+    return mode
+
+
 def blur_matrix(kernel: np.ndarray, patch_size: int, mode: str = "constant") -> np.ndarray:
     """The (m*m, m*m) matrix of convolving an m x m patch with ``kernel``
     (column j: the blurred j-th unit patch), the pixels outside the patch
@@ -53,9 +68,15 @@ def blur_matrix(kernel: np.ndarray, patch_size: int, mode: str = "constant") -> 
     """
     from scipy.ndimage import convolve
 
-    D = patch_size * patch_size
+    k = check_kernel(kernel)
+    check_blur_boundary(mode, "mode")
+    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)):
+        raise ValueError(f"patch_size must be an integer; got {patch_size!r}.")
+    if not 1 <= patch_size <= MAX_BLUR_PATCH:
+        raise ValueError(f"patch_size must be in [1, {MAX_BLUR_PATCH}]; got {patch_size}.")
+    D = int(patch_size) * int(patch_size)
     units = np.eye(D).reshape(D, patch_size, patch_size)
-    return convolve(units, np.asarray(kernel, dtype=np.float64)[None], mode=mode).reshape(D, D).T
+    return convolve(units, k[None], mode=mode).reshape(D, D).T
 
 
 def blur(images: Any, kernel: Any, adjoint: bool = False) -> np.ndarray:

@@ -97,3 +97,28 @@ def to_input_dtype(restored: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return restored
     top = float(np.iinfo(dtype).max)
     return np.clip(np.rint(restored * top), 0.0, top).astype(dtype)
+
+
+def check_intensity_range(images: np.ndarray, clip: Any, name: str = "images") -> None:
+    """Float images far outside the denoiser's intensity range are refused.
+
+    A prior of intensities in ``clip`` (default [0, 1]) applied to images of
+    another scale (0-255 floats, say) gives a white or black image without a
+    word. Noisy images legitimately leave the range a little, so the test is
+    robust: the 1st and 99th percentiles must lie within two ranges' widths of
+    it. ``clip=None`` opts out (the caller restores any range).
+    """
+    if clip is None:
+        return
+    low, high = (float(v) for v in clip)
+    width = high - low
+    if not np.isfinite(width):
+        return
+    q_low, q_high = np.percentile(images, [1.0, 99.0])
+    if q_high > high + 2.0 * width or q_low < low - 2.0 * width:
+        raise ValueError(
+            f"{name} hold intensities from {q_low:.4g} to {q_high:.4g} (1st and 99th "
+            f"percentiles), far outside the denoiser's range clip=({low:g}, {high:g}): scale "
+            "them to it (e.g. images / 255 for 8-bit values, or pass uint8 images), or set "
+            "clip=None to restore images of any range."
+        )

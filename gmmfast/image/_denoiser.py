@@ -54,8 +54,14 @@ from ..utils._estimator import BaseEstimator, check_is_fitted, restores_state_on
 from ..utils._model_files import load_npz, save_npz
 from ..utils._threads import effective_n_threads, limits_blas
 from ..utils._validation import check_clip, check_compute_dtype, check_random_state, check_scalar
-from ._blur import blur, blur_matrix, solve_deblur_step
-from ._checks import check_images, check_kernel, check_positive_sequence, to_input_dtype
+from ._blur import blur, blur_matrix, check_blur_boundary, solve_deblur_step
+from ._checks import (
+    check_images,
+    check_intensity_range,
+    check_kernel,
+    check_positive_sequence,
+    to_input_dtype,
+)
 from ._patches import average_patches, extract_patches, patch_positions
 from .metrics import estimate_noise_sigma
 
@@ -264,6 +270,8 @@ class PatchDenoiser(BaseEstimator):
             raise ValueError(
                 f"covariance_type must be 'full', 'diag' or 'spherical'; got {self.covariance_type!r}."
             )
+        check_scalar(self.cg_iter, "cg_iter", numbers.Integral, min_value=1)
+        check_blur_boundary(self.blur_boundary)
         if (
             isinstance(images, (list, tuple))
             and len(images)
@@ -272,6 +280,8 @@ class PatchDenoiser(BaseEstimator):
             groups = [check_images(im) for im in images]
         else:
             groups = [check_images(images)]
+        for group in groups:
+            check_intensity_range(group, self.clip)
         rng = check_random_state(self.random_state)
         patches, n_total = _sample_patches(
             groups, self.patch_size, self.stride, self.max_patches, rng, self.n_threads
@@ -346,6 +356,7 @@ class PatchDenoiser(BaseEstimator):
         self._check_fitted()
         _check_method(method)
         imgs = check_images(images)
+        check_intensity_range(imgs, self.clip)
         sigma = self._resolve_sigma(sigma, imgs)
         if method == "epll":
             out = self._epll(imgs, sigma, betas)
@@ -409,6 +420,7 @@ class PatchDenoiser(BaseEstimator):
         cg_iter = self.cg_iter if cg_iter is None else cg_iter
         check_scalar(cg_iter, "cg_iter", numbers.Integral, min_value=1)
         imgs = check_images(images)
+        check_intensity_range(imgs, self.clip)
         sigma = self._resolve_sigma(sigma, imgs)
         if method == "epll":
             out = self._epll(imgs, sigma, betas, kernel=k, cg_iter=int(cg_iter))

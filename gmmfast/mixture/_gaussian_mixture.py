@@ -22,11 +22,17 @@ from ..utils._validation import (
     check_array,
     check_clip,
     check_compute_dtype,
+    check_flag,
     check_random_state,
     check_scalar,
+    check_seed,
+    check_verbose,
 )
 from . import _dask, _em, _factor, _gaussian, _missing_em, _online, _starts
 from ._missing import conditional_samples, has_nan, missing_log_prob, split_observed
+
+#: Largest array ``sample`` returns (8 GiB): more is a typo, not a plan.
+MAX_SAMPLE_BYTES = 2**33
 
 #: Most initialisations a fit accepts (each is a whole EM run; more is a typo, not a plan).
 MAX_N_INIT = 10_000
@@ -257,6 +263,9 @@ class GaussianMixture(BaseEstimator):
         # Each initialisation is a whole EM run: beyond MAX_N_INIT a fit would not end.
         check_scalar(self.n_init, "n_init", (int, np.integer), min_value=1, max_value=MAX_N_INIT)
         check_scalar(self.verbose_interval, "verbose_interval", (int, np.integer), min_value=1)
+        check_flag(self.warm_start, "warm_start")
+        check_verbose(self.verbose)
+        check_seed(self.random_state)
         check_scalar(
             self.resp_floor, "resp_floor", (int, float, np.floating), min_value=0.0, max_value=1e-3
         )
@@ -950,7 +959,9 @@ class GaussianMixture(BaseEstimator):
         y : (n_samples,) int, the component of each sample
         """
         self._check_fitted()
-        check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
+        # The draws are float64 (n_samples, n_features): at most MAX_SAMPLE_BYTES of them.
+        most = max(1, MAX_SAMPLE_BYTES // (8 * self.means_.shape[1]))
+        check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1, max_value=most)
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
         D = self.means_.shape[1]

@@ -368,7 +368,10 @@ def has_nan(X: Any) -> bool:
     (cheap test before validation)."""
     if masked_count(X):
         return True
-    arr = np.asarray(np.ma.getdata(X))
+    try:
+        arr = np.asarray(np.ma.getdata(X))
+    except ValueError:  # ragged: the validation that follows names it
+        return False
     return arr.dtype.kind == "f" and bool(np.isnan(arr.sum()) and np.isnan(arr).any())
 
 

@@ -52,7 +52,13 @@ def check_matrix(
             "complete data (gmmfast never reads the values under a mask as data); fill them "
             f"({name}.filled(value)) or use a method that accepts missing values."
         )
-    arr = np.asarray(np.ma.getdata(X))
+    try:
+        arr = np.asarray(np.ma.getdata(X))
+    except ValueError:  # NumPy's "inhomogeneous shape" of a ragged list
+        raise ValueError(
+            f"{name} is ragged (rows of different lengths): it must be a 2-d array "
+            "(n_samples, n_features)."
+        ) from None
     if arr.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} must hold real numbers.")
     if arr.dtype.kind not in "biuf":
@@ -147,9 +153,11 @@ def check_random_state(seed: Any) -> np.random.RandomState:
     if isinstance(seed, np.random.Generator):
         return np.random.RandomState(seed.integers(0, 2**32 - 1, dtype=np.uint64))
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return np.random.RandomState(int(seed))
+        if 0 <= int(seed) <= 2**32 - 1:  # what RandomState takes
+            return np.random.RandomState(int(seed))
     raise ValueError(
-        f"random_state must be None, an int, a numpy RandomState or Generator; got {seed!r}."
+        "random_state must be None, an int in [0, 2**32 - 1], a numpy RandomState or "
+        f"Generator; got {seed!r}."
     )
 
 
@@ -224,3 +232,20 @@ def check_seed(random_state: Any, name: str = "random_state") -> np.random.Rando
             f"Generator; got {random_state!r}."
         )
     return check_random_state(random_state)
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """A boolean parameter: True or False (NumPy's bools too), never a truthy stand-in
+    such as ``'no'`` or ``2``, which would silently mean True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}.")
+    return bool(value)
+
+
+def check_verbose(value: Any, name: str = "verbose") -> int:
+    """``verbose``: an int >= 0 (a bool counts as 0 or 1, scikit-learn's habit)."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0; got {value!r}.")
+    return int(value)
