@@ -170,23 +170,58 @@ def _check_dense(n_features: int, name: str) -> None:
 
 
 # ------------------------------------------------------------------- E-step
+@dataclass
+class Frame:
+    """The E-step of every component as GEMMs over a chunk, in a common frame.
+
+    Samples are centred at ``centre`` (the mixture's mean, sum_k w_k mu_k), z = x - c,
+    and component k's mean is d_k = mu_k - c. Then, for all components at once,
+    sum_d (z - d_k)_d^2 / psi_kd = [z*z, z] [1/psi_k; -2 d_k/psi_k] + sum d_k^2/psi_k
+    and (z - d_k)^T R_k = z^T [R_1 ... R_K] - d_k^T R_k: two GEMMs with K and K q
+    columns instead of K passes over the chunk. Centring keeps the cancellation of
+    the expanded square to the ratio of a component's distance from the centre to
+    its spread, in float64.
+    """
+
+    centre: np.ndarray  # (D,)
+    offsets: np.ndarray  # d_k, (K, D)
+    quadratic: np.ndarray  # (2 D, K): [1/psi; -2 d/psi]
+    constant: np.ndarray  # (K,): sum d^2/psi + log det + D log 2 pi (times -1/2 later), log w
+    R_all: np.ndarray  # (D, K q)
+    dR: np.ndarray  # (K q,)
+    n_factors: int
+
+
+def make_frame(weights: np.ndarray, means: np.ndarray, prep: Prepared) -> Frame:
+    K, D, q = prep.R.shape
+    w = np.asarray(weights, dtype=np.float64)
+    centre = (w / max(w.sum(), np.finfo(np.float64).tiny)) @ means
+    offsets = means - centre
+    quadratic = np.concatenate([prep.inv_psi, -2 * offsets * prep.inv_psi], axis=1).T
+    constant = _log_weights(w) - 0.5 * (
+        D * _LOG_2PI + prep.log_det + np.einsum("kd,kd->k", offsets * offsets, prep.inv_psi)
+    )
+    R_all = np.ascontiguousarray(prep.R.transpose(1, 0, 2).reshape(D, K * q))
+    dR = np.einsum("kd,kdq->kq", offsets, prep.R).reshape(K * q)
+    return Frame(centre, offsets, quadratic, constant, R_all, dR, q)
+
+
 def _chunk_log_prob(
-    Xc: np.ndarray, means: np.ndarray, prep: Prepared, log_weights: np.ndarray
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Weighted log-densities (n, K) of a float64 chunk, and y R per component."""
-    n, D = Xc.shape
-    K = len(means)
-    out = np.empty((n, K))
-    projections = []
-    for k in range(K):
-        Y = Xc - means[k]
-        T = Y @ prep.R[k]
-        Y *= Y
-        out[:, k] = np.einsum("ij,ij->i", T, T) - Y @ prep.inv_psi[k]
-        projections.append(T)
+    Xc: np.ndarray, frame: Frame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted log-densities (n, K) of a chunk, with z, [z*z, z] and the
+    projections (z - d_k)^T R_k (n, K q) for the statistics."""
+    n = len(Xc)
+    K = len(frame.offsets)
+    Z = np.asarray(Xc, dtype=np.float64) - frame.centre
+    ZZ = np.concatenate([Z * Z, Z], axis=1)
+    T = Z @ frame.R_all
+    T -= frame.dR
+    out = (T * T).reshape(n, K, frame.n_factors).sum(axis=2)
+    out -= ZZ @ frame.quadratic
     out *= 0.5
-    out += log_weights - 0.5 * (D * _LOG_2PI + prep.log_det)
-    return out, projections
+    out += frame.constant
+    return out, Z, ZZ, T
 
 
 def _log_weights(weights: np.ndarray) -> np.ndarray:
@@ -215,15 +250,12 @@ def estimate_log_prob(
     ``mode`` 'weighted' (weighted log-densities), 'log_resp' or 'resp'."""
     n, D = X.shape
     K = len(means)
-    prep = prepare(loadings, noise)
-    log_weights = _log_weights(weights)
+    frame = make_frame(weights, means, prepare(loadings, noise))
     out = np.empty((n, K))
     log_norm = np.empty(n)
 
     def run(start: int, stop: int) -> None:
-        logp, _ = _chunk_log_prob(
-            np.asarray(X[start:stop], dtype=np.float64), means, prep, log_weights
-        )
+        logp = _chunk_log_prob(X[start:stop], frame)[0]
         norm = _logsumexp_rows(logp)
         log_norm[start:stop] = norm
         if mode == "weighted":
@@ -272,24 +304,24 @@ def e_step_statistics(
     """One pass over X: responsibilities at the given parameters, reduced to
     :class:`FactorStats` chunk by chunk (no (n, K) array is kept)."""
     n, D = X.shape
-    prep = prepare(loadings, noise)
-    log_weights = _log_weights(weights)
+    frame = make_frame(weights, means, prepare(loadings, noise))
+    K, q = len(means), loadings.shape[2]
+    d = frame.offsets
 
     def run(start: int, stop: int) -> FactorStats:
-        Xc = np.asarray(X[start:stop], dtype=np.float64)
-        logp, projections = _chunk_log_prob(Xc, means, prep, log_weights)
+        logp, Z, ZZ, T = _chunk_log_prob(X[start:stop], frame)
         norm = _logsumexp_rows(logp)
         resp = np.exp(logp - norm[:, None])
-        K, q = len(means), loadings.shape[2]
-        s1, d2, SR = np.empty((K, D)), np.empty((K, D)), np.empty((K, D, q))
-        for k in range(K):
-            r = resp[:, k]
-            Y = Xc - means[k]
-            s1[k] = r @ Y
-            SR[k] = Y.T @ (projections[k] * r[:, None])
-            Y *= Y
-            d2[k] = r @ Y
-        return FactorStats(resp.sum(axis=0), s1, d2, SR, float(norm.sum()))
+        s0 = resp.sum(axis=0)
+        moments = resp.T @ ZZ  # (K, 2 D): sum r z*z, sum r z
+        rz2, rz = moments[:, :D], moments[:, D:]
+        # Back to each component's own mean: y = z - d_k.
+        s1 = rz - s0[:, None] * d
+        d2 = rz2 - 2 * d * rz + s0[:, None] * d * d
+        T *= np.repeat(resp, q, axis=1)  # r (y^T R_k), every component
+        SR = (Z.T @ T).reshape(D, K, q).transpose(1, 0, 2)
+        SR -= d[:, :, None] * T.sum(axis=0).reshape(K, 1, q)
+        return FactorStats(s0, s1, d2, SR, float(norm.sum()))
 
     parts = _map_chunks(run, n, chunk_rows(D), n_threads)
     total = parts[0]
