@@ -465,6 +465,14 @@ def initial_parameters(
     Responsibility starts (k-means first) give each component the PPCA of its
     cluster (:func:`ppca_parameters`); broad starts put the PPCA of the whole
     data on every seed, with equal weights.
+
+    Measured on the MNIST sample (K = 10, l = 10, float32, k-means
+    responsibilities for both): this start leads early (mean log-likelihood
+    227.4 against 221.9 after 5 iterations at ``reg_covar=0.05``) but a
+    diagonal start (Psi the cluster variances, W small and random) ends
+    slightly higher after 40 (228.7 against 228.1; at ``reg_covar=0.01``,
+    616.1 against 615.6); a start with Psi from the residual diagonal
+    diag(S) - diag(W W^T) is still to be measured.
     """
     from ._kmeans import kmeans_plusplus
     from ._starts import RESPONSIBILITY_STARTS, initial_responsibilities
