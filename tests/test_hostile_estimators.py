@@ -398,3 +398,57 @@ def test_a_model_too_large_to_load_is_not_saved(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="could not be read back"):
         gm.save(tmp_path / "big.npz")
     assert not (tmp_path / "big.npz").exists()
+
+
+# ------------------------------------------------ X None, named by every method
+_XN = np.random.RandomState(3).randn(60, 3)
+_YN = (_XN[:, 0] > 0).astype(int)
+_CLASSIFIER_CALLS = {
+    "fit": lambda clf: clf.fit(None, _YN),
+    "partial_fit (first)": lambda clf: GMMClassifier(2).partial_fit(None, _YN, classes=[0, 1]),
+    "partial_fit (fitted)": lambda clf: clf.partial_fit(None, _YN),
+    "predict": lambda clf: clf.predict(None),
+    "predict_proba": lambda clf: clf.predict_proba(None),
+    "predict_log_proba": lambda clf: clf.predict_log_proba(None),
+    "predict_joint_log_proba": lambda clf: clf.predict_joint_log_proba(None),
+    "score_samples": lambda clf: clf.score_samples(None),
+    "score": lambda clf: clf.score(None, _YN),
+    "impute": lambda clf: clf.impute(None),
+}
+
+
+@pytest.mark.parametrize("method", list(_CLASSIFIER_CALLS))
+def test_classifier_methods_name_X_none(method):
+    clf = GMMClassifier(2, random_state=0, n_threads=1).fit(_XN, _YN)
+    before = clf.predict_proba(_XN)
+    with pytest.raises(ValueError, match=r"^X is None; pass the samples"):
+        _CLASSIFIER_CALLS[method](clf)
+    np.testing.assert_array_equal(clf.predict_proba(_XN), before)  # the model kept
+
+
+_MIXTURE_METHODS = [
+    "fit",
+    "partial_fit",
+    "fit_predict",
+    "predict",
+    "predict_proba",
+    "score_samples",
+    "score",
+    "bic",
+    "aic",
+    "impute",
+]
+
+
+@pytest.mark.parametrize(
+    "method, fitted",
+    [(m, True) for m in _MIXTURE_METHODS] + [(m, False) for m in _MIXTURE_METHODS[:3]],
+)
+def test_mixture_methods_name_X_when_none(method, fitted):
+    """GaussianMixture's own message comes from its array check (issue 25 report:
+    it names X, though not as None)."""
+    gm = GaussianMixture(2, random_state=0, n_threads=1)
+    if fitted:
+        gm.fit(_XN)
+    with pytest.raises(ValueError, match=r"^X (is None|must hold real numbers)"):
+        getattr(gm, method)(None)

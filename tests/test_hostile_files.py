@@ -1003,3 +1003,61 @@ def test_save_into_a_missing_directory_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such directory") as info:
         model.save(target)
     assert str(target) in str(info.value) and ".tmp" not in str(info.value)
+
+
+# ------------------------------------------- a classifier's stream and its averaging
+def _classifier_stream(tmp_path, averaging, *, after_fit=False) -> tuple[GMMClassifier, Path]:
+    rng = np.random.RandomState(0)
+    X = rng.randn(240, 3)
+    y = (X[:, 0] > 0).astype(int)
+    clf = GMMClassifier(2, averaging=averaging, random_state=0, n_threads=1)
+    if after_fit:
+        clf.fit(X, y)
+    for batch in range(3):
+        rows = slice(80 * batch, 80 * (batch + 1))
+        clf.partial_fit(X[rows], y[rows], classes=[0, 1])
+    clf.save(tmp_path / "stream.npz")
+    return clf, tmp_path / "stream.npz"
+
+
+@pytest.mark.parametrize("after_fit", [False, True])
+@pytest.mark.parametrize("saved, header", [(1, None), (2, None), (2, 3), (1, 5), (2, 1)])
+def test_classifier_stream_is_checked_with_the_classifiers_averaging(
+    tmp_path, saved, header, after_fit
+):
+    """Each class's stream state is validated with the header's averaging, as
+    GaussianMixture.load validates its own: an averaged state under another
+    averaging is refused, naming the file and the averaging."""
+    _, path = _classifier_stream(tmp_path, saved, after_fit=after_fit)
+    members = _members(path)
+    meta = _meta(members)
+    meta["params"]["averaging"] = header
+    tampered = _write_members(tmp_path / "tampered.npz", _with_meta(members, meta))
+    if after_fit and (saved, header) == (2, 1):
+        # After fit, step 1 is the fitted parameters (never averaged): averaging 1 and 2
+        # average the same steps, so the file is the same stream under either.
+        assert GMMClassifier.load(tampered).averaging == 1
+        return
+    with pytest.raises(ValueError, match=r"tampered\.npz.*averag"):
+        GMMClassifier.load(tampered)
+
+
+@pytest.mark.parametrize("averaging", [None, 1, 2, 3])
+@pytest.mark.parametrize("after_fit", [False, True])
+def test_genuine_averaged_streams_load_and_resume(tmp_path, averaging, after_fit):
+    """A stream that continued a fit saves fewer averaged steps than its step count
+    (step 1 is the fit): it loads, and resumes exactly as the original goes on."""
+    original, path = _classifier_stream(tmp_path, averaging, after_fit=after_fit)
+    loaded = GMMClassifier.load(path)
+    X = np.random.RandomState(1).randn(60, 3)
+    y = (X[:, 0] > 0).astype(int)
+    for clf in (loaded, original):
+        clf.partial_fit(X, y)
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+    gm = GaussianMixture(2, averaging=averaging, random_state=0, n_threads=1)
+    if after_fit:
+        gm.fit(X)
+    for _ in range(3):
+        gm.partial_fit(X)
+    gm.save(tmp_path / "gm.npz")
+    assert GaussianMixture.load(tmp_path / "gm.npz").n_batches_seen_ == 3

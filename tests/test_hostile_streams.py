@@ -694,3 +694,43 @@ def test_noisy_images_leaving_the_range_a_little_are_accepted(prior):
 def test_image_helpers_name_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ------------------------------------- partial_fit's classes: a list or an array
+def _once(values):
+    yield from values
+
+
+@pytest.mark.parametrize(
+    "classes, message",
+    [
+        (_once([0, 1]), "got a generator, which can be read only once: pass a list"),
+        (iter([0, 1]), "got a list_iterator, which can be read only once: pass a list"),
+        ({0, 1}, "got set"),
+        ({0: "a", 1: "b"}, "got dict"),
+        ("01", "got str"),
+        (3, "got int"),
+        (np.array(3), "classes must be 1-dimensional"),
+        ([[0, 1]], "classes must be 1-dimensional"),
+        ([0, None], "classes contains None"),
+        ([0.0, np.nan], "classes contains NaN"),
+    ],
+)
+@pytest.mark.parametrize("fitted", [False, True])
+def test_partial_fit_classes_must_be_a_list_or_array(classes, message, fitted):
+    X = np.random.RandomState(0).randn(40, 2)
+    y = np.arange(40) % 2
+    clf = GMMClassifier(2, random_state=0, n_threads=1)
+    if fitted:
+        clf.partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(ValueError, match=message):
+        clf.partial_fit(X, y, classes=classes)
+
+
+@pytest.mark.parametrize("classes", [[0, 1], (1, 0), range(2), np.array([1, 0])])
+def test_partial_fit_classes_sequences_are_taken(classes):
+    X = np.random.RandomState(0).randn(40, 2)
+    y = np.arange(40) % 2
+    clf = GMMClassifier(2, random_state=0, n_threads=1).partial_fit(X, y, classes=classes)
+    assert clf.classes_.tolist() == [0, 1]
+    clf.partial_fit(X, y, classes=classes)  # the same classes again

@@ -36,7 +36,7 @@ from . import _dask, _gaussian, _online
 from ._gaussian_mixture import GaussianMixture, _parameter_members
 from ._gaussian_mixture import _check_saved_params as _check_mixture_params
 from ._gaussian_mixture import _expected_members as _mixture_members
-from ._labels import check_labels
+from ._labels import check_labels, check_samples_given
 from ._missing import (
     check_possibly_missing,
     conditional_samples,
@@ -220,6 +220,7 @@ class GMMClassifier(BaseEstimator):
         self
         """
         self._check_parameters()
+        check_samples_given(X)
         dtype = check_compute_dtype(self.dtype)
         if _dask.is_dask_array(X):  # each class's mixture fitted on its rows of the blocks
             Xc, obs, y = _dask.classifier_data(X, y, observed)
@@ -313,10 +314,11 @@ class GMMClassifier(BaseEstimator):
             The batch. NaN marks a missing value (exact expected statistics).
         y : array-like of shape (n_samples,)
             Class labels, each one of ``classes``.
-        classes : array-like of shape (n_classes,), optional
+        classes : list or array of shape (n_classes,), optional
             Every label the stream may hold. Required on the first call (as in
             scikit-learn), optional afterwards, and then it must name the same
-            classes.
+            classes. A generator, iterator or set is refused (pass a list): a
+            generator is empty once read, a set has no order.
         observed : bool array of X's shape, optional
             Alternative to NaN: False marks a missing value.
 
@@ -513,6 +515,7 @@ class GMMClassifier(BaseEstimator):
 
     def _validated(self, X: Any, observed: Any) -> tuple[np.ndarray, np.ndarray | None]:
         check_is_fitted(self, "estimators_")
+        check_samples_given(X)
         return check_possibly_missing(
             X,
             observed,
@@ -599,6 +602,8 @@ class GMMClassifier(BaseEstimator):
         """Accuracy of ``predict(X)`` against ``y``."""
         if _dask.is_dask_array(X):  # predictions to the client; 0 samples refused
             return _dask.accuracy(self, X, y, observed)
+        check_is_fitted(self, "estimators_")
+        check_samples_given(X)
         labels = check_labels(y, np.shape(X)[0])  # np.shape: a Dask array is not computed
         return float(np.mean(self.predict(X, observed) == labels))
 
@@ -656,6 +661,7 @@ class GMMClassifier(BaseEstimator):
             raise ValueError(f"method must be 'mean' or 'sample'; got {method!r}.")
         clip = check_clip(clip)
         check_is_fitted(self, "estimators_")
+        check_samples_given(X)
         X = _dask.in_memory(X)  # a Dask array computed, masked entries missing
         dtype = check_compute_dtype(self.dtype)
         Xf, obs = split_observed(

@@ -57,6 +57,7 @@ from ..utils._estimator import NotFittedError
 from ..utils._model_files import require
 from ..utils._validation import check_array, check_compute_dtype, check_random_state, check_scalar
 from . import _gaussian, _missing_em
+from ._labels import check_classes, check_samples_given
 from ._missing import _UNIT_ROWS, has_nan, mask_units, refuse_infinity, split_observed
 from ._stats import SufficientStats, scatter_shape
 
@@ -405,11 +406,13 @@ def restore_state(model: Any, arrays: dict[str, np.ndarray], path: Any) -> None:
             f"continued a fitted model), at most {_MAX_STREAM_SAMPLES} samples."
         )
     if model.averaging is not None:
-        expected = max(0, step - int(model.averaging) + 1)
+        # Steps taken are the last n_batches (step 1 of a continued fit is its parameters,
+        # never averaged); of those, the ones from step `averaging` on are averaged.
+        expected = min(n_batches, max(0, step - int(model.averaging) + 1))
         if n_averaged != expected:
             raise ValueError(
                 f"{path}: {COUNTERS!r} says {n_averaged} steps averaged, but averaging="
-                f"{model.averaging} from step {step} means {expected}."
+                f"{model.averaging} from step {step} ({n_batches} batches) means {expected}."
             )
     cov_type, reg = model.covariance_type, float(model.reg_covar)
     K, D = model.means_.shape
@@ -562,6 +565,7 @@ def classifier_partial_fit(
     takes from the classifier (passed in: that module imports this one).
     """
     _check_labels, _key = check_labels, key
+    check_samples_given(X)
     clf._check_parameters()
     name = type(clf).__name__
     started = hasattr(clf, "classes_")
@@ -585,7 +589,7 @@ def classifier_partial_fit(
 
     if started:
         if classes is not None:
-            given = np.unique(_check_labels(classes, len(np.asarray(classes))))
+            given = check_classes(classes)
             if given.shape != clf.classes_.shape or not np.all(given == clf.classes_):
                 raise ValueError(
                     f"classes={given.tolist()} differs from the classes {clf.classes_.tolist()} "
@@ -598,7 +602,7 @@ def classifier_partial_fit(
                 "classes must be passed on the first call to partial_fit: every label the "
                 "stream may hold (a batch need not contain them all)."
             )
-        class_labels = np.unique(_check_labels(classes, len(np.asarray(classes))))
+        class_labels = check_classes(classes)
         if len(class_labels) < 2:
             raise ValueError(f"classes must hold at least 2 labels; got {class_labels.tolist()}.")
     y_index = _class_indices(labels, class_labels)
