@@ -15,8 +15,10 @@ computed from the same pairs, as scikit-learn computes them. Without
 labels, :func:`mixture_scores` scores a fitted mixture by BIC, AIC and
 (held-out) log-likelihood.
 
-Labels may be ints, floats (finite), bools or strings; every argument is
-checked first and named in the error.
+Labels may be ints, finite real floats, bools, strings or bytes (one kind
+per labelling); complex numbers, dates, time spans and raw records have no
+label order and are refused by every function the same way. Every argument
+is checked first and named in the error.
 """
 
 from __future__ import annotations
@@ -68,13 +70,25 @@ def _labels(values: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be 1-dimensional; got shape {arr.shape}{hint}.")
     if len(arr) == 0:
         raise ValueError(f"{name} is empty: at least one label is needed.")
-    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity; labels must be finite.")
     if arr.dtype.kind == "O":
         _check_objects(arr, name)
-    elif arr.dtype.kind not in "biufcUSMm":
-        raise ValueError(f"{name} must hold numbers or strings; got dtype {arr.dtype}.")
+    elif arr.dtype.kind not in _ORDERED_KINDS:
+        # Complex numbers, dates and raw records have no label order that every
+        # score shares: refused here, the same way by every function.
+        raise ValueError(
+            f"{name} must hold numbers or strings (real numbers, bools, text or bytes); "
+            f"got dtype {arr.dtype} ({_KIND_NAMES.get(arr.dtype.kind, 'unsupported')} labels "
+            "have no order)."
+        )
+    elif arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity; labels must be finite.")
     return arr
+
+
+#: dtype kinds with an order every score shares: bool, ints, real floats, text, bytes.
+_ORDERED_KINDS = "biufUS"
+_KIND_NAMES = {"c": "complex", "M": "datetime", "m": "timedelta", "V": "raw (void)"}
+_PLURAL = {"string": "strings", "bytes": "bytes", "number": "numbers"}
 
 
 def _check_objects(arr: np.ndarray, name: str) -> None:
@@ -82,9 +96,13 @@ def _check_objects(arr: np.ndarray, name: str) -> None:
     for value in arr:
         if value is None:
             raise ValueError(f"{name} contains None; every sample needs a label.")
-        if isinstance(value, (str, bytes, np.str_, np.bytes_)):
+        if isinstance(value, (str, np.str_)):
             kinds.add("string")
-        elif isinstance(value, (bool, int, float, np.number, np.bool_)):
+        elif isinstance(value, (bytes, np.bytes_)):
+            kinds.add("bytes")
+        elif isinstance(
+            value, (bool, int, float, np.integer, np.floating, np.bool_)
+        ) and not isinstance(value, np.timedelta64):  # a NumPy integer subclass
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(f"{name} contains NaN or infinity; labels must be finite.")
             kinds.add("number")
@@ -93,12 +111,16 @@ def _check_objects(arr: np.ndarray, name: str) -> None:
                 f"{name} must hold numbers or strings; got a {type(value).__name__} ({value!r})."
             )
     if len(kinds) > 1:
-        raise ValueError(f"{name} mixes strings and numbers; use one type of label.")
+        a, b = [_PLURAL[k] for k in _PLURAL if k in kinds][:2]
+        raise ValueError(f"{name} mixes {a} and {b}; use one type of label.")
 
 
 def _kind(arr: np.ndarray) -> str:
-    if arr.dtype.kind in "US" or (arr.dtype.kind == "O" and isinstance(arr[0], (str, bytes))):
+    """``"string"``, ``"bytes"`` or ``"number"``: labels of two kinds cannot be compared."""
+    if arr.dtype.kind == "U" or (arr.dtype.kind == "O" and isinstance(arr[0], str)):
         return "string"
+    if arr.dtype.kind == "S" or (arr.dtype.kind == "O" and isinstance(arr[0], bytes)):
+        return "bytes"
     return "number"
 
 
@@ -438,7 +460,7 @@ def classification_scores(y_true: Any, y_pred: Any) -> dict[str, float]:
     Parameters
     ----------
     y_true, y_pred : array-like of shape (n_samples,)
-        Labels of one type (numbers or strings).
+        Labels of one type (numbers, strings or bytes).
 
     Returns
     -------
@@ -455,7 +477,7 @@ def classification_scores(y_true: Any, y_pred: Any) -> dict[str, float]:
     y_true, y_pred = _pair(y_true, y_pred, "y_pred")
     if _kind(y_true) != _kind(y_pred):
         raise ValueError(
-            f"y_true holds {_kind(y_true)}s but y_pred holds {_kind(y_pred)}s; "
+            f"y_true holds {_PLURAL[_kind(y_true)]} but y_pred holds {_PLURAL[_kind(y_pred)]}; "
             "labels must be of one type."
         )
     labels, codes = _codes(np.concatenate([y_true.astype(object), y_pred.astype(object)]))

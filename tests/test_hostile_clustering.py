@@ -421,7 +421,8 @@ def test_select_mixture_huge_and_odd_candidate_lists(candidates, message):
 
 
 def test_select_mixture_descending_huge_range_is_clipped_not_materialised():
-    selection = select_mixture(BASE[:12], range(10**15, 0, -1), random_state=0, max_iter=3)
+    with pytest.warns(UserWarning, match="skipped 999999999999988 candidates from 13 to 10{15}"):
+        selection = select_mixture(BASE[:12], range(10**15, 0, -1), random_state=0, max_iter=3)
     assert [r["n_components"] for r in selection.results_] == list(range(1, 13))
 
 
@@ -518,3 +519,112 @@ def test_masked_labels_are_refused(fn, which):
         fn(*args)
     plain = np.ma.masked_array(y)  # no entry masked: plain labels
     assert np.isfinite(list(gm.clustering_scores(plain, y).values())).all()
+
+
+# ------------------------------- labels of no order: refused the same way everywhere
+_UNORDERED = {
+    "complex": (np.array([1 + 1j, 2, 3, 3]), "complex"),
+    "complex objects": (np.array([1 + 1j, 2, 3, 3], dtype=object), "got a complex"),
+    "NumPy complex objects": (np.array([np.complex64(1j), 2, 3, 3], dtype=object), "complex"),
+    "datetime": (np.array(["2020-01-01", "2020-01-02"] * 2, dtype="M8[D]"), "datetime"),
+    "timedelta": (np.array([1, 2, 3, 3], dtype="m8[s]"), "timedelta"),
+    "timedelta objects": (
+        np.array([np.timedelta64(v) for v in (1, 2, 3, 3)], dtype=object),
+        "timedelta64",
+    ),
+    "date objects": (
+        np.array([__import__("datetime").date(2020, 1, d) for d in (1, 2, 3, 3)]),
+        "got a date",
+    ),
+    "void": (np.zeros(4, dtype="V4"), "void"),
+    "bytes and strings": (
+        np.array([b"a", "a", b"b", "b"], dtype=object),
+        "mixes strings and bytes",
+    ),
+    "bytes and numbers": (np.array([b"a", 1, b"b", 2], dtype=object), "mixes bytes and numbers"),
+}
+
+
+@pytest.mark.parametrize("case", list(_UNORDERED))
+@pytest.mark.parametrize("which", ["first", "second"])
+@pytest.mark.parametrize(
+    "score",
+    [clustering_scores, cluster_mapping, classification_scores, contingency],
+    ids=lambda f: f.__name__,
+)
+def test_labels_of_no_order_are_refused_by_every_metric(score, which, case):
+    """One rule in _labels for all four functions: no Python '<' error from inside."""
+    labels, message = _UNORDERED[case]
+    other = np.array([0, 1, 1, 0])
+    args = (labels, other) if which == "first" else (other, labels)
+    name = (
+        "y_true"
+        if which == "first"
+        else {"classification_scores": "y_pred"}.get(score.__name__, "clusters")
+    )
+    with pytest.raises(ValueError, match=message) as info:
+        score(*args)
+    assert str(info.value).startswith(name)
+
+
+@pytest.mark.parametrize(
+    "score",
+    [clustering_scores, cluster_mapping, classification_scores, contingency],
+    ids=lambda f: f.__name__,
+)
+def test_bytes_labels_score_as_strings_do(score):
+    y = np.array([b"cat", b"dog", b"dog", b"cat", b"bird"])
+    c = np.array([b"k2", b"k0", b"k0", b"k2", b"k1"])
+    as_text = score(
+        y.astype(str), c.astype(str) if score is not classification_scores else y.astype(str)
+    )
+    as_bytes = score(y, c if score is not classification_scores else y)
+    if score is contingency:
+        np.testing.assert_array_equal(as_text[0], as_bytes[0])
+    elif score is cluster_mapping:
+        assert list(as_text.values()) == [v.decode() for v in as_bytes.values()]
+    else:
+        assert as_text == as_bytes
+
+
+def test_classification_scores_refuses_bytes_against_strings():
+    with pytest.raises(ValueError, match="y_true holds bytes but y_pred holds strings"):
+        classification_scores(np.array([b"a", b"b"]), np.array(["a", "b"]))
+
+
+# ----------------------------- select_mixture: every parameter, and skipped candidates
+@pytest.mark.parametrize("criterion", ["bic", "aic", "heldout"])
+@pytest.mark.parametrize("fraction", [-0.1, 0, 1, 1.5, float("nan"), "0.2", True, None])
+def test_validation_fraction_is_checked_whatever_the_criterion(criterion, fraction, monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a fit started before validation_fraction was checked")
+
+    monkeypatch.setattr(GaussianMixture, "fit", no_fit)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        select_mixture(BASE[:30], [1, 2], criterion=criterion, validation_fraction=fraction)
+
+
+@pytest.mark.parametrize(
+    "candidates, kept, message",
+    [
+        ([1, 2, 3, 4, 5], [1, 2, 3], r"skipped candidates 4, 5: more components than the 3"),
+        ([5, 2], [2], r"skipped candidate 5: more components than the 3"),
+        (range(1, 10**12), [1, 2, 3], r"skipped 999999999996 candidates from 4 to 999999999999"),
+    ],
+)
+def test_candidates_above_the_sample_count_are_skipped_with_one_warning(candidates, kept, message):
+    with pytest.warns(UserWarning, match=message) as record:
+        selection = select_mixture(BASE[:3], candidates, random_state=0, max_iter=5)
+    assert [r["n_components"] for r in selection.results_] == kept
+    assert sum("skipped" in str(w.message) for w in record) == 1
+
+
+def test_no_warning_when_every_candidate_fits(recwarn):
+    select_mixture(BASE[:30], [1, 2], random_state=0, max_iter=5)
+    assert not [w for w in recwarn if "skipped" in str(w.message)]
+
+
+@pytest.mark.parametrize("candidates", [[4, 5], range(4, 9)])
+def test_no_candidate_left_is_refused(candidates):
+    with pytest.raises(ValueError, match="fewer than every candidate n_components"):
+        select_mixture(BASE[:3], candidates, random_state=0)

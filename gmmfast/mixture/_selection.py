@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,14 +117,15 @@ def select_mixture(
         Complete samples (no NaN).
     n_components : iterable of int, default=range(1, 11)
         Candidate numbers of components; candidates with more components
-        than (training) samples are skipped.
+        than (training) samples are skipped, with one ``UserWarning`` naming
+        them (none left: ``ValueError``).
     covariance_types : str or iterable of str, default=('full',)
         Candidate covariance types.
     criterion : {'bic', 'aic', 'heldout'}, default='bic'
         See the module docstring.
     validation_fraction : float, default=0.2
         Share of the samples held out for ``'heldout'`` (a random split
-        from ``random_state``).
+        from ``random_state``); in (0, 1), checked whatever the criterion.
     random_state : int, RandomState, Generator or None, default=None
         Seeds the split and every fit (the same seed for each candidate, so
         that candidates differ only in what is being chosen).
@@ -141,7 +143,8 @@ def select_mixture(
         An unknown criterion or covariance type, no candidate, a candidate
         that is not a positive int, more than :data:`MAX_CANDIDATES` from an
         iterator, an unknown or bad mixture parameter (or one that fixes the
-        number of components), a bad ``random_state``, ``X`` that is not a
+        number of components), a ``validation_fraction`` outside (0, 1)
+        (whatever the criterion), a bad ``random_state``, ``X`` that is not a
         complete 2-d numeric array (NaN, infinity), or too few samples for
         every candidate. Everything is checked before the first fit.
 
@@ -161,21 +164,29 @@ def select_mixture(
     X = _check_X(X, mixture_params.get("dtype", np.float64))
     GaussianMixture(1, covariance_type=types[0], **mixture_params)._check_parameters(X.shape[1])
     seed = int(check_seed(random_state).randint(np.iinfo(np.int32).max))
+    # Checked whatever the criterion: a bad value is a mistake even where it is unused.
+    check_scalar(
+        validation_fraction,
+        "validation_fraction",
+        (int, float, np.integer, np.floating),
+        min_value=0,
+        include_min=False,
+    )
+    if not validation_fraction < 1:  # NaN too
+        raise ValueError(f"validation_fraction must be < 1; got {validation_fraction!r}.")
     train, val = X, None
     if criterion == "heldout":
-        check_scalar(
-            validation_fraction,
-            "validation_fraction",
-            (int, float, np.integer, np.floating),
-            min_value=0,
-            include_min=False,
-        )
-        if validation_fraction >= 1:
-            raise ValueError(f"validation_fraction must be < 1; got {validation_fraction!r}.")
         order = np.random.RandomState(seed).permutation(len(X))
         n_val = max(1, int(round(validation_fraction * len(X))))
         train, val = X[order[n_val:]], X[order[:n_val]]
-    candidates = _candidates(n_components, len(train))
+    candidates, skipped = _candidates(n_components, len(train))
+    if skipped:
+        warnings.warn(
+            f"n_components: skipped {skipped}: more components than the {len(train)} "
+            "training sample(s).",
+            UserWarning,
+            stacklevel=2,
+        )
     results: list[dict[str, Any]] = []
     fitted: dict[tuple[int, str], GaussianMixture] = {}
     grid = [(k, t) for t in types for k in candidates]
@@ -257,8 +268,16 @@ def _check_X(X: Any, dtype: Any) -> np.ndarray:
     return check_array(X, dtype=check_compute_dtype(dtype))
 
 
-def _candidates(n_components: Any, n_train: int) -> list[int]:
-    """The sorted distinct candidates up to ``n_train`` (larger ones are skipped).
+def _skipped(first: int, last: int, count: int, listed: list[int]) -> str:
+    """The skipped candidates in words, without listing a huge range."""
+    if count <= 10:
+        return f"candidate{'s' if count > 1 else ''} {', '.join(map(str, listed))}"
+    return f"{count} candidates from {first} to {last}"
+
+
+def _candidates(n_components: Any, n_train: int) -> tuple[list[int], str]:
+    """The sorted distinct candidates up to ``n_train``, and the larger ones, skipped,
+    in words ('' when none is).
 
     A ``range`` is clipped arithmetically (``range(1, 10**12)`` is never
     materialised); another iterable is read to at most :data:`MAX_CANDIDATES`.
@@ -278,7 +297,10 @@ def _candidates(n_components: Any, n_train: int) -> list[int]:
                 f"{n_train} training sample(s): fewer than every candidate n_components "
                 f"(the smallest is {ascending[0]})."
             )
-        return list(ascending[: (n_train - ascending[0]) // ascending.step + 1])
+        n_kept = (n_train - ascending[0]) // ascending.step + 1
+        rest = ascending[n_kept:]
+        skipped = _skipped(rest[0], rest[-1], len(rest), list(rest[:10])) if len(rest) else ""
+        return list(ascending[:n_kept]), skipped
     if isinstance(n_components, (str, bytes, dict)):
         raise ValueError(
             f"n_components candidates must be positive ints; got the {type(n_components).__name__} "
@@ -307,4 +329,5 @@ def _candidates(n_components: Any, n_train: int) -> list[int]:
             f"{n_train} training sample(s): fewer than every candidate n_components "
             f"(the smallest is {candidates[0]})."
         )
-    return kept
+    rest = candidates[len(kept) :]
+    return kept, (_skipped(rest[0], rest[-1], len(rest), rest) if rest else "")
