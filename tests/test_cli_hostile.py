@@ -632,3 +632,75 @@ def test_denoise_sigma_whose_square_overflows_is_one_line(capsys, tmp_path):
         capsys, "denoise", "--train", str(images), "--images", str(images), "--sigma", "1e300"
     )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "sigma" in err
+
+
+# -------------------------------------------------- hostile re-run: options checked up front
+@pytest.mark.parametrize("value", ["1,,2", "2,", ",2", ",", "1, ,2"])
+@pytest.mark.parametrize("command", ["classify", "demo"])
+def test_empty_items_of_integer_lists_are_refused(capsys, command, value):
+    option = "--n-components" if command == "classify" else "--k-sweep"
+    argv = [command, option, value] + (["--test", "x"] if command == "classify" else [])
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and "empty item" in err and option in err
+    assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu:1", "tpu", "cuda:99"])
+def test_vae_devices_other_than_cpu_cuda_mps_are_refused_before_training(
+    digits, capsys, tmp_path, device
+):
+    pytest.importorskip("torch")
+    _, train, _ = digits
+    code, out, err = run(
+        capsys, "vae", "train", "--train", str(train), "--architecture", "dense",
+        "--epochs", "1", "--device", device, "--save-model", str(tmp_path / "m.pt"),
+    )  # fmt: skip
+    assert not list(tmp_path.iterdir())
+    assert code == 2 and err.count("\n") == 1 and "--device" in err and device in err
+    assert "internal error" not in err and "training" not in out
+
+
+@pytest.mark.parametrize("limit", [None, 5])
+@pytest.mark.parametrize("n_reference", [3, 12])
+def test_denoise_reference_of_another_count_is_refused_before_fitting(
+    digits, capsys, tmp_path, n_reference, limit
+):
+    d, train, _ = digits
+    X = load_mnist_sample()[2]
+    images, reference = tmp_path / "noisy.npz", tmp_path / "clean.npz"
+    np.savez(images, images=X[:8].reshape(-1, 28, 28))
+    np.savez(reference, images=X[:n_reference].reshape(-1, 28, 28))
+    start = time.perf_counter()
+    argv = ["denoise", "--train", str(train), "--images", str(images), "--sigma", "0.1"]
+    argv += ["--reference", str(reference)] + (["--limit", str(limit)] if limit else [])
+    code, out, err = run(capsys, *argv)
+    n_images = limit or 8
+    n_ref = min(n_reference, limit) if limit else n_reference
+    if n_ref == n_images:  # --limit 5 cuts both to 5: one clean image per input
+        assert code == 0, err
+        return
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"holds {n_ref} images" in err and f"holds {n_images}" in err
+    assert out == "" and time.perf_counter() - start < 5  # nothing fitted
+
+
+@pytest.mark.parametrize("n_threads", ["100000", "-1000"])
+@pytest.mark.parametrize("command", ["classify", "vae"])
+def test_thread_counts_beyond_the_cpus_give_at_most_one_warning_line(
+    digits, capsys, tmp_path, command, n_threads
+):
+    """The library's documented clamping (capped with a warning, counted back to at
+    least 1), resolved once: one warning line, however many fits the command makes."""
+    _, train, test = digits
+    if command == "classify":
+        argv = ["classify", "--train", str(train), "--test", str(test), "--n-components", "1"]
+        argv += ["--max-iter", "2"]
+    else:
+        pytest.importorskip("torch")
+        argv = ["vae", "train", "--train", str(train), "--architecture", "dense", "--epochs", "1"]
+        argv += ["--save-model", str(tmp_path / "m.pt")]  # and the GMM beside it
+    code, _, err = run(capsys, *argv, "--n-threads", n_threads)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == (1 if n_threads == "100000" else 0), err
+    assert all(line.startswith("gmmfast: warning: n_threads=100000") for line in lines)

@@ -452,3 +452,99 @@ def test_mixture_methods_name_X_when_none(method, fitted):
         gm.fit(_XN)
     with pytest.raises(ValueError, match=r"^X (is None|must hold real numbers)"):
         getattr(gm, method)(None)
+
+
+# ----------------------------------------- the deep estimators: flags, architectures, devices
+def _images():
+    return np.random.RandomState(0).rand(64, 8, 8)
+
+
+def _dense_vae(**params):
+    from gmmfast.vae import ConvVAE
+
+    return ConvVAE(2, architecture="dense", dense_sizes=(16,), epochs=1, random_state=0, **params)
+
+
+def _deep(name, **params):
+    pytest.importorskip("torch")
+    from gmmfast.vae import ConvVAE, DeepClustering, VaDE
+
+    if name == "ConvVAE":
+        return ConvVAE(2, epochs=1, random_state=0, **params)
+    if name == "VaDE":
+        return VaDE(_dense_vae(), 2, epochs=1, random_state=0, **params)
+    return DeepClustering(
+        2, hidden_sizes=(16,), embedding_size=2, manifold=None, epochs=1, random_state=0, **params
+    )
+
+
+_FLAGS = [
+    ("ConvVAE", "flip"),
+    ("VaDE", "flip"),
+    ("VaDE", "learn_weights"),
+    ("DeepClustering", "flip"),
+]
+
+
+@pytest.mark.parametrize("value", ["no", "False", 1, 0, None, np.array([True])])
+@pytest.mark.parametrize("name, flag", _FLAGS)
+def test_deep_estimator_flags_must_be_bools(name, flag, value):
+    """'no' would read as true: every boolean parameter is checked to be a bool at fit."""
+    est = _deep(name, **{flag: value})
+    with pytest.raises(ValueError, match=rf"^{flag} must be True or False"):
+        est.fit(_images())
+    assert not hasattr(est, "history_")
+
+
+@pytest.mark.parametrize("value", [False, np.False_, np.True_])
+@pytest.mark.parametrize("name, flag", [f for f in _FLAGS if f[0] != "ConvVAE"])
+def test_deep_estimator_flags_take_python_and_numpy_bools(name, flag, value):
+    _deep(name, **{flag: value}).fit(_images())
+
+
+def test_encode_return_log_sigma_must_be_a_bool():
+    vae = _dense_vae().fit(_images())
+    with pytest.raises(ValueError, match="^return_log_sigma must be True or False"):
+        vae.encode(_images(), return_log_sigma="no")
+    assert len(vae.encode(_images(), return_log_sigma=np.True_)) == 2
+
+
+@pytest.mark.parametrize(
+    "architecture, param, value",
+    [
+        ("dense", "channels", (8, 16)),
+        ("dense", "strides", (1, 2, 1, 2, 1)),
+        ("dense", "hidden_units", 100),
+        ("dense", "dropout", 0.0),
+        ("conv", "dense_sizes", (10,)),
+    ],
+)
+def test_parameters_of_the_other_architecture_are_refused(architecture, param, value):
+    """The command refuses --channels with --architecture dense; the library does too."""
+    pytest.importorskip("torch")
+    from gmmfast.vae import ConvVAE
+
+    vae = ConvVAE(2, architecture=architecture, epochs=1, **{param: value})
+    with pytest.raises(ValueError, match=rf"^{param}=.* applies to architecture=") as info:
+        vae.fit(_images())
+    assert f"architecture={architecture!r} does not use it" in str(info.value)
+    assert not hasattr(vae, "network_")
+
+
+def test_defaults_of_the_other_architecture_spelled_out_are_accepted():
+    pytest.importorskip("torch")
+    import inspect
+
+    from gmmfast.vae import ConvVAE
+    from gmmfast.vae._conv_vae import _DEFAULTS
+
+    signature = inspect.signature(ConvVAE.__init__).parameters
+    assert {name: signature[name].default for name in _DEFAULTS} == _DEFAULTS
+    _dense_vae(channels=[32, 64, 128, 128, 256], hidden_units=512, dropout=0.2).fit(_images())
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu:1", 3, ["cpu"], "cuda:99", "tpu"])
+def test_vae_devices_are_cpu_cuda_or_mps(device):
+    vae = _deep("ConvVAE", device=device)
+    with pytest.raises(ValueError, match="device"):
+        vae.fit(_images())

@@ -20,6 +20,7 @@ from ..utils import _progress
 from ..utils._atomic import npz_out_path
 from ..utils._estimator import ConvergenceWarning
 from ..utils._interrupt import interrupted_by_user
+from ..utils._threads import effective_n_threads
 from . import bench, classify, demo, denoise, inpaint, vae
 from ._common import UsageError, check_distinct_files, check_output, record_given_options
 from ._data import data_keys
@@ -109,6 +110,15 @@ def _check_outputs(args: argparse.Namespace) -> None:
     check = getattr(args, "check", None)
     if check is not None:
         check(args)
+    _resolve_threads(args)
+
+
+def _resolve_threads(args: argparse.Namespace) -> None:
+    """``--n-threads`` resolved once, as the library does (a count above the usable CPUs
+    capped with a warning, a negative one counted back, at least 1): one warning line,
+    where every fit of the command would otherwise repeat it."""
+    if getattr(args, "n_threads", None) is not None:
+        args.n_threads = effective_n_threads(args.n_threads)
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:

@@ -29,9 +29,14 @@ def library_default(estimator: Callable[..., Any], name: str) -> Any:
 
 
 def int_list(text: str) -> int | list[int]:
-    """'2' -> 2, '1,2,4' -> [1, 2, 4] (argparse type)."""
+    """'2' -> 2, '1,2,4' -> [1, 2, 4] (argparse type); an empty item ('1,,2', '2,') is refused."""
+    items = text.split(",")
+    if any(not item.strip() for item in items):
+        raise argparse.ArgumentTypeError(
+            f"empty item in {text!r}: expected an integer or a comma-separated list of integers"
+        )
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in items]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected an integer or a comma-separated list of integers, got {text!r}"

@@ -110,10 +110,20 @@ def run(args: argparse.Namespace) -> None:
                 "--reference is for inputs that are already noisy; with --add-noise the inputs are the reference"
             )
         reference, _ = load_image_stack(args.reference, "test")
-        reference = reference[: len(images)]
+        if args.limit:  # --limit takes the first images of both
+            reference = reference[: args.limit]
+        # One clean image per input, in order: a PSNR against other images means nothing.
+        if len(reference) != len(images):
+            raise UsageError(
+                f"--reference {args.reference} holds {len(reference)} images but --images "
+                f"{args.images} holds {len(images)}"
+                + (f" (both cut to --limit {args.limit})" if args.limit else "")
+                + "; give one clean image per input"
+            )
         if reference.shape != images.shape:
             raise UsageError(
-                f"{args.reference}: {reference.shape} reference images for {images.shape} inputs"
+                f"{args.reference}: reference images of {reference.shape[1]}x{reference.shape[2]} "
+                f"pixels for inputs of {images.shape[1]}x{images.shape[2]}"
             )
     if not args.model and min(images.shape[1:]) < args.patch_size:  # before fitting
         raise UsageError(

@@ -17,6 +17,7 @@ from ._engine import (
     _seeded,
     _threads,
     _TorchEstimator,
+    check_bool,
     check_images,
     check_network_size,
     check_size,
@@ -41,6 +42,20 @@ from ._nets import (
     gaussian_kl,
     reconstruction_loss,
 )
+
+#: Parameters each architecture alone uses (the other refuses them away from their defaults).
+_ARCHITECTURE_ONLY = {
+    "conv": ("channels", "strides", "hidden_units", "dropout"),
+    "dense": ("dense_sizes",),
+}
+#: Their constructor defaults, as _check_params reads them (sequences as tuples).
+_DEFAULTS = {
+    "dense_sizes": (500, 500, 2000),
+    "channels": (32, 64, 128, 128, 256),
+    "strides": None,
+    "hidden_units": 512,
+    "dropout": 0.2,
+}
 
 #: The networks ConvVAE builds (``architecture``).
 ARCHITECTURES = ("conv", "dense")
@@ -78,7 +93,8 @@ class ConvVAE(_TorchEstimator):
         The convolutional reference network, or the dense DEC / VaDE one.
     dense_sizes : sequence of int, default=(500, 500, 2000)
         Widths of the dense architecture's hidden layers, input side first
-        (the decoder mirrors them). Unused by ``architecture='conv'``.
+        (the decoder mirrors them). ``architecture='dense'`` only: ``fit``
+        refuses a value other than the default with ``architecture='conv'``.
     channels : sequence of int, default=(32, 64, 128, 128, 256)
         Output channels of the encoder's convolutions (the decoder mirrors them).
     strides : sequence of {1, 2} or None, default=None
@@ -88,6 +104,10 @@ class ConvVAE(_TorchEstimator):
     hidden_units : int, default=512
         Width of the dense layer between convolutions and latent space.
     dropout : float, default=0.2
+        ``channels``, ``strides``, ``hidden_units`` and ``dropout`` are
+        ``architecture='conv'`` only: ``fit`` refuses a value other than the
+        default with ``architecture='dense'`` (a setting that would be
+        silently ignored, as the command refuses its options).
     beta : float, default=0.5
         Weight of the KL term.
     learning_rate : float, default=1e-3
@@ -198,8 +218,11 @@ class ConvVAE(_TorchEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------ checks
-    def _check_params(self) -> dict[str, tuple[int, ...]]:
+    def _check_params(self, *, loading: bool = False) -> dict[str, tuple[int, ...]]:
         """Validate the parameters; return the sequence parameters, each read once, as tuples.
+
+        Parameters of the other architecture must keep their defaults
+        (except when ``loading`` a saved model).
 
         Network sizes are bounded before anything is built: ``latent_dim``
         up to 4096, ``hidden_units`` and each of ``dense_sizes`` up to
@@ -241,7 +264,35 @@ class ConvVAE(_TorchEstimator):
                     f"got {self.strides!r}."
                 )
         self._check_training_params()
-        return {"dense_sizes": dense_sizes, "channels": channels, "strides": strides}
+        spec = {"dense_sizes": dense_sizes, "channels": channels, "strides": strides}
+        if not loading:
+            self._check_architecture_params(spec)
+        return spec
+
+    def _check_architecture_params(self, spec: dict[str, tuple[int, ...]]) -> None:
+        """Refuse a parameter of the other architecture set away from its default: it
+        would be silently ignored. (Files saved before this check still load.)"""
+        given = {
+            "dense_sizes": spec["dense_sizes"],
+            "channels": spec["channels"],
+            "strides": None if self.strides is None else spec["strides"],
+            "hidden_units": self.hidden_units,
+            "dropout": self.dropout,
+        }
+        unused = [
+            name
+            for name in _ARCHITECTURE_ONLY["conv" if self.architecture == "dense" else "dense"]
+            if given[name] != _DEFAULTS[name]
+        ]
+        if unused:
+            other = "conv" if self.architecture == "dense" else "dense"
+            raise ValueError(
+                f"{', '.join(f'{n}={getattr(self, n)!r}' for n in unused)} "
+                f"{'applies' if len(unused) == 1 else 'apply'} to architecture={other!r} only; "
+                f"architecture={self.architecture!r} does not use "
+                f"{'it' if len(unused) == 1 else 'them'}: leave {'it' if len(unused) == 1 else 'them'} "
+                "at the default or change the architecture."
+            )
 
     def _build(
         self, image_shape: tuple[int, int], spec: dict[str, tuple[int, ...]] | None = None
@@ -361,6 +412,7 @@ class ConvVAE(_TorchEstimator):
         log_sigma : ndarray of shape (n, latent_dim), float64 (if asked for)
         """
         self._check_fitted()
+        check_bool(return_log_sigma, "return_log_sigma")  # 'no' would return a pair
         X = check_images(images, image_shape=self.image_shape_)
         net = self.network_.eval()
         mus, sigmas = [], []
@@ -488,11 +540,13 @@ class ConvVAE(_TorchEstimator):
                     config[key] = tuple(config[key])
             model.set_params(**config)
             model.device = device
-            model._check_params()
+            spec = model._check_params(loading=True)
         except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"{path}: bad configuration: {exc}") from None
         try:
-            net = _build_checked(lambda: model._build(tuple(shape)), payload["state_dict"], path)
+            net = _build_checked(
+                lambda: model._build(tuple(shape), spec), payload["state_dict"], path
+            )
         except ValueError as exc:
             raise ValueError(exc if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
         _load_state(net, payload["state_dict"], path)

@@ -67,6 +67,16 @@ def int_sequence(
     return tuple(int(v) for v in items)
 
 
+#: The torch device types the estimators train on (``device``).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_bool(value: Any, name: str) -> None:
+    """A flag: ``True`` or ``False`` (NumPy's bool too); ``'no'`` or ``1`` would read as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}.")
+
+
 def check_size(value: Any, name: str, upper: int) -> None:
     """A network size: an int in 1..``upper``."""
     check_scalar(value, name, (int, np.integer), min_value=1, max_value=upper)
@@ -242,8 +252,7 @@ class _TorchEstimator(BaseEstimator):
         check_scalar(self.patience, "patience", (int, np.integer), min_value=1)
         check_scalar(self.rotation, "rotation", (int, float), min_value=0)
         check_scalar(self.input_noise, "input_noise", (int, float), min_value=0)
-        if not isinstance(self.flip, (bool, np.bool_)):
-            raise ValueError(f"flip must be True or False; got {self.flip!r}.")
+        check_bool(self.flip, "flip")
         if self.n_threads is not None:
             check_scalar(self.n_threads, "n_threads", (int, np.integer), min_value=1)
         self._device()
@@ -251,14 +260,28 @@ class _TorchEstimator(BaseEstimator):
     def _device(self) -> torch.device:
         if self.device is None or self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        wrong = f"device must be None, 'auto', 'cpu', 'cuda[:i]' or 'mps'; got {self.device!r}."
+        if not isinstance(self.device, (str, torch.device)):
+            raise ValueError(wrong)
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as exc:
-            raise ValueError(
-                f"device must be None, 'auto', 'cpu' or 'cuda[:i]'; got {self.device!r}."
-            ) from exc
+            raise ValueError(wrong) from exc
+        # Other torch devices ('meta', 'xla', ...) hold no data to train on or to return.
+        if device.type not in DEVICE_TYPES:
+            raise ValueError(wrong)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} asked for, but CUDA is not available.")
+        if device.type == "cuda" and device.index is not None:
+            if device.index >= torch.cuda.device_count():
+                raise ValueError(
+                    f"device {self.device!r} asked for, but this machine has "
+                    f"{torch.cuda.device_count()} CUDA device(s)."
+                )
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {self.device!r} asked for, but MPS is not available.")
+        if device.type == "cpu" and device.index not in (None, 0):
+            raise ValueError(wrong)
         return device
 
     def _split(

@@ -23,6 +23,7 @@ from ._engine import (
     _seeded,
     _threads,
     _TorchEstimator,
+    check_bool,
     check_images,
     check_size,
 )
@@ -180,6 +181,7 @@ class VaDE(_TorchEstimator):
         check_scalar(
             self.gmm_reg_covar, "gmm_reg_covar", (int, float), min_value=0, include_min=False
         )
+        check_bool(self.learn_weights, "learn_weights")
         self._check_training_params(min_epochs=0)
 
     @restores_state_on_error
