@@ -45,6 +45,8 @@ def check_matrix(
             f"{name} is a sparse matrix: sparse input is not supported (full covariances "
             "need dense samples); convert it with X.toarray()."
         )
+    if X is None:
+        raise ValueError(f"{name} is None; pass the samples, an array (n_samples, n_features).")
     n_masked = masked_count(X)
     if n_masked:
         raise ValueError(
