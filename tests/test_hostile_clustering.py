@@ -455,7 +455,7 @@ def test_select_mixture_checks_mixture_parameters_before_fitting(params, message
         (np.empty((0, 2)), "0 sample"),
         (np.empty((5, 0)), "0 feature"),
         ([["a", "b"]], "real numbers"),
-        (None, "real numbers"),
+        (None, "X is None"),
     ],
 )
 @pytest.mark.parametrize("call", ["k_means", "select_mixture"])
