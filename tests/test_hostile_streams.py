@@ -734,3 +734,15 @@ def test_partial_fit_classes_sequences_are_taken(classes):
     clf = GMMClassifier(2, random_state=0, n_threads=1).partial_fit(X, y, classes=classes)
     assert clf.classes_.tolist() == [0, 1]
     clf.partial_fit(X, y, classes=classes)  # the same classes again
+
+
+def test_vae_sample_is_bounded_by_memory():
+    pytest.importorskip("torch")
+    from gmmfast.datasets import load_mnist_sample
+    from gmmfast.vae import ConvVAE
+
+    X = load_mnist_sample()[0][:200]
+    vae = ConvVAE(latent_dim=2, architecture="dense", epochs=1, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="n_samples must be <="):
+        vae.sample(10**9)
+    assert vae.sample(3).shape == (3, 28, 28)

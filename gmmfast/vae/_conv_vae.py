@@ -61,6 +61,10 @@ _DEFAULTS = {
 ARCHITECTURES = ("conv", "dense")
 
 
+#: Largest array ``sample`` returns (8 GiB, as GaussianMixture.sample): more is a typo.
+MAX_SAMPLE_BYTES = 2**33
+
+
 class ConvVAE(_TorchEstimator):
     """Variational autoencoder for images with pixels in [0, 1], convolutional or dense.
 
@@ -476,7 +480,10 @@ class ConvVAE(_TorchEstimator):
         ndarray of shape (n_samples, H, W), float32 in [0, 1]
         """
         self._check_fitted()
-        check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
+        # The images are float32 (n_samples, H, W): at most MAX_SAMPLE_BYTES of them.
+        height, width = self.image_shape_
+        most = max(1, MAX_SAMPLE_BYTES // (4 * height * width))
+        check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1, max_value=most)
         rng = check_random_state(random_state)
         Z = _draw_latents(rng, n_samples, int(self.latent_dim), gmm, component)
         return self.decode(Z)
