@@ -683,13 +683,25 @@ def test_noisy_images_leaving_the_range_a_little_are_accepted(prior):
         (lambda: blur_matrix(gaussian_kernel(1.0), 4.5), "patch_size must be an integer"),
         (lambda: blur_matrix([[1.0, 2.0]], 4), "odd sides"),
         (lambda: psnr(np.zeros((0, 4)), np.zeros((0, 4))), "empty"),
+        (lambda: psnr(np.full((4, 4), np.nan), np.zeros((4, 4))), "clean contains NaN"),
+        (lambda: psnr(np.zeros((4, 4)), np.full((4, 4), np.inf)), "restored contains NaN"),
         (
             lambda: PatchDenoiser(blur_boundary="bogus").fit(np.random.rand(16, 16)),
             "blur_boundary must be one of",
         ),
         (lambda: PatchDenoiser(cg_iter=0).fit(np.random.rand(16, 16)), "cg_iter must be >= 1"),
     ],
-    ids=["mode", "patch 0", "patch float", "kernel", "psnr empty", "boundary", "cg_iter"],
+    ids=[
+        "mode",
+        "patch 0",
+        "patch float",
+        "kernel",
+        "psnr empty",
+        "psnr nan",
+        "psnr inf",
+        "boundary",
+        "cg_iter",
+    ],
 )
 def test_image_helpers_name_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):

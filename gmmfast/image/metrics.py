@@ -87,6 +87,9 @@ def psnr_per_image(clean: Any, restored: Any, data_range: float | None = None) -
         raise ValueError(f"expected images along the first axis, got shape {a.shape}.")
     if a.size == 0:
         raise ValueError(f"clean and restored are empty (shape {a.shape}): no PSNR to compute.")
+    for name, arr in (("clean", a), ("restored", b)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity: no PSNR to compute.")
     peak = 1.0 if data_range is None else float(data_range)
     if not (np.isfinite(peak) and peak > 0):
         raise ValueError(f"data_range must be a positive number; got {data_range!r}.")
