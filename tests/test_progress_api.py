@@ -70,3 +70,15 @@ def test_classifier_and_denoiser_show_their_bars_when_verbose(capsys):
     assert "EM K=2" in capsys.readouterr().err  # the prior's EM, one level down
     dn.denoise(rng.rand(16, 16), 0.1, method="epll")
     assert "EPLL" in capsys.readouterr().err
+
+
+def test_network_training_shows_its_epoch_bar_when_verbose(capsys):
+    pytest.importorskip("torch")
+    from gmmfast.datasets import load_mnist_sample
+    from gmmfast.vae import ConvVAE
+
+    X = load_mnist_sample()[0][:200]
+    ConvVAE(latent_dim=2, architecture="dense", epochs=1, random_state=0).fit(X)
+    assert "epoch 1/1" not in capsys.readouterr().err  # silent off a terminal
+    ConvVAE(latent_dim=2, architecture="dense", epochs=1, verbose=1, random_state=0).fit(X)
+    assert "epoch 1/1" in capsys.readouterr().err

@@ -361,6 +361,7 @@ class DeepClustering(_TorchEstimator):
                 n_neighbors=int(self.n_neighbors),
                 min_dist=0.0,
                 random_state=seed,
+                verbose=int(self.verbose) >= 1,  # its stages and a bar of its epochs
             )
             with warnings.catch_warnings():
                 # A seeded UMAP runs on one thread, and says so each time.

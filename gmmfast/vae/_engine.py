@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..utils._estimator import BaseEstimator
-from ..utils._progress import bar, on_interrupt, progress_bars, write
+from ..utils._progress import asked, bar, on_interrupt, write
 from ..utils._validation import check_random_state, check_scalar
 from ._nets import (
     add_noise,
@@ -348,7 +348,7 @@ class _TorchEstimator(BaseEstimator):
                 order = torch.randperm(len(train))
                 total = 0.0
                 with (
-                    progress_bars(enabled=verbose),
+                    asked(verbose),
                     bar(
                         total=n_batches,
                         desc=f"{label} epoch {epoch}/{epochs}",
