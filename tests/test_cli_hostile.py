@@ -469,8 +469,14 @@ def test_outputs_that_are_one_file_or_an_input_are_refused_before_any_work(tmp_p
     before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
     argv = [a.format(d=d, t=t) for a in _SAME_FILE[case]]
     start = time.perf_counter()
+    # cwd: the case's folder (relative names resolve there; the source tree is never
+    # on the path, so the installed package runs, as for a user).
     result = subprocess.run(
-        [sys.executable, "-m", "gmmfast", *argv], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "gmmfast", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=d,
     )
     assert result.returncode == 2, (result.stdout, result.stderr)
     err = result.stderr

@@ -20,6 +20,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -113,7 +114,10 @@ def _check_command(command: str) -> None:
         return
     if words[0] == "gmmfast":
         run = [sys.executable, "-m", "gmmfast", *words[1:], "--help"]
-        out = subprocess.run(run, capture_output=True, text=True, timeout=60)
+        # Away from the source tree: `python -m` puts the working directory first on the path.
+        out = subprocess.run(
+            run, capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir()
+        )
         assert out.returncode == 0, f"{command!r} --help: {out.stderr}"
         return
     if words[0] == "pytest":

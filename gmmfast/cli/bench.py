@@ -50,16 +50,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "gmmfast bench compares with scikit-learn, which is not installed: pip install 'gmmfast[bench]'"
         ) from None
+    # The options first (the suite's scripts would print a traceback for a bad one).
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        raise UsageError(f"--data-dir {args.data_dir}: not a directory of MNIST IDX files")
     suite = _benchmark_suite(args.benchmarks)
     if suite is None:
         raise UsageError(
             "the benchmarks live in gmmfast's source repository (benchmarks/): run gmmfast bench from a "
             "source checkout, or give --benchmarks DIR"
         )
-    if (
-        args.data_dir and not Path(args.data_dir).is_dir()
-    ):  # the suite's scripts would print a traceback
-        raise UsageError(f"--data-dir {args.data_dir}: not a directory of MNIST IDX files")
     if args.quick:
         command = [
             sys.executable,
