@@ -51,6 +51,22 @@ cdef inline Py_ssize_t chunk_stop(Py_ssize_t start, Py_ssize_t size,
     return start + size if start + size < n else n
 
 
+cdef inline void chunk_mean(const floating[:, ::1] X, Py_ssize_t start, Py_ssize_t stop,
+                            double *center) noexcept nogil:
+    """The float64 mean of rows ``start`` to ``stop`` (> start) of X: the centre the
+    diagonal GEMM kernels subtract, so that their products cancel relative to the
+    chunk's spread, not to the data's distance from the origin."""
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t i, d
+    for d in range(n_features):
+        center[d] = 0.0
+    for i in range(start, stop):
+        for d in range(n_features):
+            center[d] += X[i, d]
+    for d in range(n_features):
+        center[d] /= stop - start
+
+
 # --------------------------------------------------------------------------
 # Normalisation of a row of weighted log-densities
 # --------------------------------------------------------------------------

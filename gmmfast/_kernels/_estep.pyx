@@ -26,7 +26,8 @@ from libc.stdlib cimport malloc, free
 
 from ._common cimport (
     OutputMode, LOG_RESP, RESP, STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE,
-    STATUS_BAD_ARGUMENT, mode_valid, team_size, chunk_count, chunk_stop, normalize_row,
+    STATUS_BAD_ARGUMENT, mode_valid, team_size, chunk_count, chunk_stop, chunk_mean,
+    normalize_row,
 )
 
 from ._fpenv cimport enter_ftz, leave_ftz
@@ -175,23 +176,11 @@ cdef void _diag_chunk(const floating[:, ::1] X, const double[:, ::1] means,
                       Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t n_features = X.shape[1]
     cdef Py_ssize_t n_components = means.shape[0]
-    cdef Py_ssize_t n, d, k
-    cdef const floating *x
-    cdef const double *mu
-    cdef const double *p
-    cdef double sq, v
-    cdef double log_2pi_d = n_features * log(2.0 * M_PI)
-
+    cdef Py_ssize_t n
+    # One sample at a time, term by term in float64 (``_diag_row``, shared with
+    # the GEMM kernel's exact fallback).
     for n in range(start, stop):
-        x = &X[n, 0]
-        for k in range(n_components):
-            mu = &means[k, 0]
-            p = &prec_sqrt[k, 0]
-            sq = 0.0
-            for d in range(n_features):
-                v = (x[d] - mu[d]) * p[d]
-                sq += v * v
-            out[n, k] = -0.5 * (log_2pi_d + sq) + log_det[k] + log_weights[k]
+        _diag_row(&X[n, 0], n_features, means, prec_sqrt, log_det, log_weights, &out[n, 0])
         log_norm[n] = normalize_row(&out[n, 0], &out[n, 0], n_components, mode)
 
 
@@ -362,14 +351,7 @@ cdef bint _diag_gemm_chunk(const floating[:, ::1] X, const double[:, ::1] means,
     cdef double log_2pi_d = n_features * log(2.0 * M_PI)
     cdef double safe = _SAFE_F64 if floating is double else _SAFE_F32
 
-    for d in range(n_features):
-        center[d] = 0.0
-    for i in range(start, stop):
-        x = &X[i, 0]
-        for d in range(n_features):
-            center[d] += x[d]
-    for d in range(n_features):
-        center[d] /= rows
+    chunk_mean(X, start, stop, center)
     # The centre-dependent half of the stacked matrix, and the constants.
     for k in range(n_components):
         mu = &means[k, 0]

@@ -27,7 +27,7 @@ from libc.string cimport memset
 
 from ._common cimport (
     STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE,
-    team_size, chunk_count, chunk_stop, merge_symmetric_slots,
+    team_size, chunk_count, chunk_stop, chunk_mean, merge_symmetric_slots,
 )
 from ._fpenv cimport enter_ftz, leave_ftz
 from ._linalg cimport gemm, syrk, potrf, trtri, LOWER, UPPER, NO_TRANS, TRANS, NON_UNIT
@@ -405,14 +405,7 @@ cdef void _diag_stats_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
     cdef double *m
     cdef double *acc
     cdef double y, n_b, n_a, n, first, within, delta, share, cross
-    for d in range(n_features):
-        center[d] = 0.0
-    for i in range(start, stop):
-        x = &X[i, 0]
-        for d in range(n_features):
-            center[d] += x[d]
-    for d in range(n_features):
-        center[d] /= rows
+    chunk_mean(X, start, stop, center)
     for i in range(rows):
         x = &X[start + i, 0]
         z = rows_buf + i * width
