@@ -8,7 +8,7 @@ from libc.math cimport exp, log, INFINITY
 from libc.stdint cimport SIZE_MAX
 from libc.stdlib cimport malloc, free
 
-from ._linalg cimport Uplo, LOWER, potrf
+from ._linalg cimport Uplo, LOWER, UPPER, NO_TRANS, potrf, syrk
 
 
 cpdef enum OutputMode:
@@ -110,6 +110,24 @@ cdef inline double normalize_row(const double *row, double *out,
 # --------------------------------------------------------------------------
 # Per-thread float64 slots
 # --------------------------------------------------------------------------
+
+cdef inline void syrk_accumulate(floating *buf, Py_ssize_t n_rows, Py_ssize_t n_features,
+                                 floating *scratch, double *acc) noexcept nogil:
+    """acc += B^T B for the ``n_rows`` rows gathered in ``buf`` (one ``syrk``;
+    float32 rows go through a float32 ``scratch`` of D x D and join the float64
+    sum). Only the C-order lower triangle of ``acc`` (column-major: the upper
+    one) is updated."""
+    cdef int dim = <int> n_features
+    cdef Py_ssize_t j, d
+    if floating is double:
+        syrk(UPPER, NO_TRANS, dim, <int> n_rows, 1.0, buf, dim, 1.0, acc, dim)
+    else:
+        syrk(UPPER, NO_TRANS, dim, <int> n_rows, <float> 1.0, buf, dim,
+             <float> 0.0, scratch, dim)
+        for j in range(n_features):
+            for d in range(j + 1):
+                acc[j * n_features + d] += scratch[j * n_features + d]
+
 
 cdef inline void merge_slots(const double *slots, Py_ssize_t n_slots,
                              Py_ssize_t size, double *out) noexcept nogil:

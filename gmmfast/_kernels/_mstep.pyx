@@ -27,7 +27,7 @@ from libc.string cimport memset
 
 from ._common cimport (
     STATUS_OK, STATUS_NO_MEMORY, STATUS_BAD_SHAPE,
-    team_size, chunk_count, chunk_stop, chunk_mean, merge_symmetric_slots,
+    team_size, chunk_count, chunk_stop, chunk_mean, merge_symmetric_slots, syrk_accumulate,
 )
 from ._fpenv cimport enter_ftz, leave_ftz
 from ._linalg cimport gemm, syrk, potrf, trtri, LOWER, UPPER, NO_TRANS, TRANS, NON_UNIT
@@ -171,23 +171,7 @@ cdef void _full_chunk(const floating[:, ::1] X, const double[:, ::1] resp,
         b = buf + i * n_features
         for d in range(n_features):
             b[d] = <floating> ((x[d] - mu[d]) * w)
-    _flush(buf, n_rows, n_features, scratch, acc)
-
-
-cdef void _flush(floating *buf, Py_ssize_t n_rows, Py_ssize_t n_features,
-                 floating *scratch, double *acc) noexcept nogil:
-    """acc += B^T B for the ``n_rows`` rows gathered in ``buf`` (one ``syrk``;
-    float32 rows go through a float32 scratch and join the float64 sum)."""
-    cdef int dim = <int> n_features
-    cdef Py_ssize_t j, d
-    if floating is double:
-        syrk(UPPER, NO_TRANS, dim, <int> n_rows, 1.0, buf, dim, 1.0, acc, dim)
-    else:
-        syrk(UPPER, NO_TRANS, dim, <int> n_rows, <float> 1.0, buf, dim,
-             <float> 0.0, scratch, dim)
-        for j in range(n_features):
-            for d in range(j + 1):
-                acc[j * n_features + d] += scratch[j * n_features + d]
+    syrk_accumulate(buf, n_rows, n_features, scratch, acc)
 
 
 cdef void _component_scatter(const floating[:, ::1] X, const double[:, ::1] resp,
@@ -218,10 +202,10 @@ cdef void _component_scatter(const floating[:, ::1] X, const double[:, ::1] resp
             b[d] = <floating> ((x[d] - mu[d]) * w)
         count += 1
         if count == chunk_size:
-            _flush(buf, count, n_features, scratch, out)
+            syrk_accumulate(buf, count, n_features, scratch, out)
             count = 0
     if count > 0:
-        _flush(buf, count, n_features, scratch, out)
+        syrk_accumulate(buf, count, n_features, scratch, out)
     # syrk filled the column-major upper (C-order lower) triangle; mirror it.
     merge_symmetric_slots(out, 1, n_features, UPPER, out)
 

@@ -46,7 +46,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import linalg
 
-from ..mixture import _gaussian
+from ..mixture import _candidates, _gaussian
 from ..mixture._gaussian_mixture import GaussianMixture, _parameter_members
 from ..mixture._gaussian_mixture import _expected_members as _mixture_members
 from ..utils import _progress
@@ -165,6 +165,17 @@ class PatchDenoiser(BaseEstimator):
     verbose : int, default=0
         1 reports fitting, chunks of each pass and each EPLL step; 2 also
         the EM iterations of the mixture.
+    gaussian_selection : {'auto', 'exact', 'candidates'}, default='auto'
+        Gaussian selection, for the prior's fit (see
+        :class:`~gmmfast.GaussianMixture`) and for EPLL: with 'candidates',
+        the first pass over an image's patches evaluates every component and
+        keeps each patch's candidates (as a fit's full pass does), and the
+        later EPLL steps evaluate only those, for the MAP component and the
+        posterior mean alike. 'auto': 'candidates' from 32 components on.
+    selection_tol : float, default=5e-3
+        As in :class:`~gmmfast.GaussianMixture`; a patch keeps the components
+        whose responsibility is at least ``0.01 * selection_tol / K`` at the
+        first pass, and its 8 most responsible ones.
 
     Attributes
     ----------
@@ -183,6 +194,8 @@ class PatchDenoiser(BaseEstimator):
         "patch_size",
         "n_components",
         "stride",
+        "gaussian_selection",
+        "selection_tol",
         "remove_mean",
         "covariance_type",
         "reg_covar",
@@ -220,6 +233,8 @@ class PatchDenoiser(BaseEstimator):
         dtype: Any = np.float64,
         n_threads: int | None = None,
         verbose: int = 0,
+        gaussian_selection: str = "auto",
+        selection_tol: float = 5e-3,
     ) -> None:
         self.patch_size = patch_size
         self.n_components = n_components
@@ -242,6 +257,8 @@ class PatchDenoiser(BaseEstimator):
         self.dtype = dtype
         self.n_threads = n_threads
         self.verbose = verbose
+        self.gaussian_selection = gaussian_selection
+        self.selection_tol = selection_tol
 
     # ---------------------------------------------------------------- fitting
     @restores_state_on_error
@@ -305,6 +322,8 @@ class PatchDenoiser(BaseEstimator):
             dtype=self.dtype,
             n_threads=self.n_threads,
             verbose=max(0, int(self.verbose) - 1),
+            gaussian_selection=self.gaussian_selection,
+            selection_tol=self.selection_tol,
         ).fit(patches)
         self._filter_cache = {}
         self._fitted_with = {"patch_size": self.patch_size, "remove_mean": bool(self.remove_mean)}
@@ -482,12 +501,15 @@ class PatchDenoiser(BaseEstimator):
         *,
         posterior_mean: bool,
         blur: np.ndarray | None = None,
+        candidates: dict | None = None,
     ) -> np.ndarray:
         """Every patch of ``source`` restored under noise variance ``noise_var``
         (and the patch blur matrix ``blur``, if any), averaged into images.
 
         Runs a chunk of images at a time (about ``CHUNK_PATCHES`` patches),
-        extracting into one reused buffer."""
+        extracting into one reused buffer. ``candidates`` (Gaussian selection
+        across EPLL's steps) holds each chunk's candidate components: a chunk
+        without them gets them from this pass, one with them evaluates only those."""
         m, s = self.patch_size, self.stride
         n, H, W = source.shape
         per_image = len(patch_positions(H, m, s)) * len(patch_positions(W, m, s))
@@ -502,30 +524,28 @@ class PatchDenoiser(BaseEstimator):
             if buf is None or len(buf) != len(block) * per_image:
                 buf = np.empty((len(block) * per_image, m * m), dtype=dt)
             patches = extract_patches(block, m, s, out=buf, n_threads=self.n_threads)
-            restored = self._restore_patches(patches, filters, posterior_mean=posterior_mean)
+            restored = self._restore_patches(
+                patches, filters, posterior_mean=posterior_mean, candidates=candidates, key=start
+            )
             out[start : start + len(block)] = average_patches(
                 restored, block.shape, m, s, n_threads=self.n_threads
             )
         return out
 
     def _restore_patches(
-        self, patches: np.ndarray, filters: dict[str, Any], *, posterior_mean: bool
+        self,
+        patches: np.ndarray,
+        filters: dict[str, Any],
+        *,
+        posterior_mean: bool,
+        candidates: dict | None = None,
+        key: int = 0,
     ) -> np.ndarray:
         """Restored patches (rows of ``patches``, which may be overwritten)."""
-        gm = self.mixture_
         if self.remove_mean:
             dc = patches.mean(axis=1, keepdims=True)
             patches -= dc
-        mode = _gaussian.MODE_RESP if posterior_mean else _gaussian.MODE_WEIGHTED_LOG_PROB
-        scores, _ = _gaussian.estimate_log_prob(
-            patches,
-            gm.weights_,
-            filters["observed_means"],
-            filters["prec_chol"],
-            "full",
-            mode=mode,
-            n_threads=effective_n_threads(self.n_threads),
-        )
+        scores = self._patch_scores(patches, filters, posterior_mean, candidates, key)
         gains, offsets = filters["gains"], filters["offsets"]
         if posterior_mean:
             out = _posterior_mean_estimates(patches, scores, gains, offsets)
@@ -543,6 +563,48 @@ class PatchDenoiser(BaseEstimator):
         if self.remove_mean:
             out += dc
         return out
+
+    def _patch_scores(
+        self,
+        patches: np.ndarray,
+        filters: dict[str, Any],
+        posterior_mean: bool,
+        candidates: dict | None,
+        key: int,
+    ) -> np.ndarray:
+        """(n, K) responsibilities (``posterior_mean``) or weighted log-likelihoods of
+        the patches. With ``candidates``, a chunk seen before evaluates only its
+        candidate components (the others get responsibility 0, log-likelihood
+        -inf); a new chunk evaluates all and keeps its candidates."""
+        gm = self.mixture_
+        mode = _gaussian.MODE_RESP if posterior_mean else _gaussian.MODE_WEIGHTED_LOG_PROB
+        params = (gm.weights_, filters["observed_means"], filters["prec_chol"], "full")
+        n_threads = effective_n_threads(self.n_threads)
+        sets = None if candidates is None else candidates.get(key)
+        if sets is not None and sets.n_samples == len(patches):
+            values, _ = _candidates.candidate_log_prob(
+                patches, sets, *params, mode=mode, n_threads=n_threads
+            )
+            return _candidates.to_dense(sets, values, 0.0 if posterior_mean else -np.inf)
+        scores, log_norm = _gaussian.estimate_log_prob(
+            patches, *params, mode=mode, n_threads=n_threads
+        )
+        if candidates is not None:
+            resp = scores if posterior_mean else np.exp(scores - log_norm[:, None])
+            candidates[key] = _candidates.sets_from_responsibilities(
+                resp,
+                _candidates.CANDIDATE_SHARE * float(self.selection_tol) / len(gm.weights_),
+                _candidates.N_TOP,
+                n_threads,
+            )
+        return scores
+
+    def _selects_in_epll(self) -> bool:
+        """Whether EPLL's steps evaluate only each patch's candidate components."""
+        _candidates.check_selection(self.gaussian_selection, self.selection_tol)
+        return _candidates.applies(
+            self.gaussian_selection, "full", len(self.mixture_.weights_), complete=True
+        )
 
     def _filters(self, noise_var: float, blur: np.ndarray | None = None) -> dict[str, Any]:
         """Per component, for patches observed as y = W z + n (W = ``blur``,
@@ -613,11 +675,19 @@ class PatchDenoiser(BaseEstimator):
         blur_W = (
             None if kernel is None else blur_matrix(kernel, self.patch_size, self.blur_boundary)
         )
+        # Gaussian selection: the first pass over the patches evaluates every
+        # component and keeps each patch's candidates (at the highest noise level,
+        # where posteriors are widest); the later steps evaluate only those.
+        candidates = {} if self._selects_in_epll() else None
         if self.epll_init == "noisy":
             x = noisy.copy()
         else:
             x = self._one_pass(
-                noisy, sigma**2, posterior_mean=self.epll_init == "posterior_mean", blur=blur_W
+                noisy,
+                sigma**2,
+                posterior_mean=self.epll_init == "posterior_mean",
+                blur=blur_W,
+                candidates=candidates,
             )
         if kernel is not None:
             Kty = blur(noisy, kernel, adjoint=True)
@@ -625,7 +695,7 @@ class PatchDenoiser(BaseEstimator):
         with _progress.bar(total=len(schedule), desc="EPLL", unit="step", leave=False) as progress:
             for step, beta in enumerate(schedule):
                 start = time.perf_counter()
-                patch_mean = self._one_pass(x, 1.0 / beta, posterior_mean=pm)
+                patch_mean = self._one_pass(x, 1.0 / beta, posterior_mean=pm, candidates=candidates)
                 if kernel is None:
                     x = (lam * noisy + beta * counts * patch_mean) / (lam + beta * counts)
                 else:
@@ -738,6 +808,7 @@ def _check_saved_params(model: "PatchDenoiser") -> None:
         raise ValueError(
             f"covariance_type must be 'full', 'diag' or 'spherical'; got {model.covariance_type!r}."
         )
+    _candidates.check_selection(model.gaussian_selection, model.selection_tol)
     if model.epll_patch_step not in PATCH_STEPS:
         raise ValueError(
             f"epll_patch_step must be one of {PATCH_STEPS}; got {model.epll_patch_step!r}."

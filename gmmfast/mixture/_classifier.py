@@ -63,6 +63,8 @@ _SHARED_PARAMS = (
     "dtype",
     "n_threads",
     "resp_floor",
+    "gaussian_selection",
+    "selection_tol",
 )
 
 
@@ -78,6 +80,9 @@ class GMMClassifier(BaseEstimator):
         int or candidate sequence (every class must be present).
     covariance_type, tol, reg_covar, max_iter, n_init, init_params, dtype, n_threads, resp_floor
         Passed to each class's :class:`~gmmfast.GaussianMixture`.
+    gaussian_selection, selection_tol
+        Gaussian selection for the classes' mixtures (large K), passed to each
+        class's :class:`~gmmfast.GaussianMixture`.
     priors : array-like of shape (n_classes,), 'uniform' or None, default=None
         Class priors in the order of ``classes_``. None learns them from
         the class frequencies in ``fit``.
@@ -177,6 +182,8 @@ class GMMClassifier(BaseEstimator):
         dtype: Any = np.float64,
         n_threads: int | None = None,
         resp_floor: float = 1e-12,
+        gaussian_selection: str = "auto",
+        selection_tol: float = 5e-3,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -197,6 +204,8 @@ class GMMClassifier(BaseEstimator):
         self.dtype = dtype
         self.n_threads = n_threads
         self.resp_floor = resp_floor
+        self.gaussian_selection = gaussian_selection
+        self.selection_tol = selection_tol
 
     # --------------------------------------------------------------- fitting
     @restores_state_on_error

@@ -72,6 +72,7 @@ def run(
     afresh: bool,
     initialize: Callable[[int], None],
     em_pass: Callable[[], float],
+    confirm: Callable[[], tuple[float, bool]] | None = None,
 ) -> Outcome:
     """Run ``n_init`` initialisations (one when continuing a warm start) of at most
     ``max_iter`` EM iterations each; return the best by final lower bound.
@@ -79,6 +80,12 @@ def run(
     Convergence: the change of the mean log-likelihood between two iterations
     is below ``tol`` (scikit-learn's test). On Ctrl-C the estimator keeps the
     last complete iteration, marked unconverged, and the interrupt propagates.
+
+    ``confirm`` (Gaussian selection) is called when an initialisation has
+    converged or reached ``max_iter``: it returns the exact mean
+    log-likelihood of the current parameters, which becomes the lower bound,
+    and whether the approximate iterations are accepted; if not, EM goes on
+    (within ``max_iter``).
     """
     n_init = int(estimator.n_init) if afresh else 1
     max_iter = int(estimator.max_iter)
@@ -127,8 +134,14 @@ def run(
                             f"\t time lapse {time.perf_counter() - start:.5f}s"
                             f"\t ll change {change:.5f}",
                         )
-                    if abs(change) < estimator.tol:
-                        converged = True
+                    converged = abs(change) < estimator.tol
+                    if confirm is not None and (converged or n_iter == max_iter):
+                        lower_bound, accepted = confirm()
+                        last.update(lower_bound=lower_bound)
+                        if not accepted and n_iter < max_iter:
+                            converged = False
+                            continue
+                    if converged:
                         break
             if max_iter > 0:
                 state = "converged" if converged else "did not converge"

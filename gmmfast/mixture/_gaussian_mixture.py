@@ -28,8 +28,9 @@ from ..utils._validation import (
     check_seed,
     check_verbose,
 )
-from . import _dask, _em, _factor, _gaussian, _missing_em, _online, _starts
+from . import _candidates, _dask, _em, _factor, _gaussian, _missing_em, _online, _starts
 from ._missing import conditional_samples, has_nan, missing_log_prob, split_observed
+from ._stats import SufficientStats
 
 #: Largest array ``sample`` returns (8 GiB): more is a typo, not a plan.
 MAX_SAMPLE_BYTES = 2**33
@@ -131,6 +132,23 @@ class GaussianMixture(BaseEstimator):
         samples that do not belong to a component: with well separated
         components (images, embeddings) most of the M-step. 0 gives exact
         EM, bit for bit the computation of the responsibilities as they are.
+    gaussian_selection : {'auto', 'exact', 'candidates'}, default='auto'
+        Gaussian selection for large mixtures (see the user guide, "Large
+        mixtures"). 'candidates': each sample's E-steps evaluate only the
+        components that mattered for it at the last full pass (an exact
+        E-step over all components, repeated at an interval that adapts to
+        the measured skipped mass), and the M-step streams through each
+        component's candidate samples; a final full pass makes
+        ``lower_bound_`` exact. 'exact': every component for every sample,
+        every iteration (bit for bit the results without selection).
+        'auto': 'candidates' where it pays (from 32 full or 128 diagonal or
+        spherical components, complete data), else 'exact'.
+    selection_tol : float, default=5e-3
+        Gaussian selection's tolerance: the mean responsibility mass per
+        sample that the candidate iterations may leave out, measured at
+        every full pass (a full pass itself leaves out at most 1% of it).
+        A fit whose final measurement exceeds it goes on from fresh
+        candidates.
 
     Attributes
     ----------
@@ -162,6 +180,11 @@ class GaussianMixture(BaseEstimator):
         Batches passed to :meth:`partial_fit` in the current stream.
     n_samples_seen_ : int
         Samples in those batches.
+    selection_skipped_mass_ : float or None
+        With Gaussian selection, the mean responsibility mass per sample
+        that the last candidate iterations missed, measured by the final
+        full pass (at most ``selection_tol`` unless a warning said
+        otherwise); None when the fit evaluated every component.
 
     Notes
     -----
@@ -217,6 +240,8 @@ class GaussianMixture(BaseEstimator):
         dtype: Any = np.float64,
         n_threads: int | None = None,
         resp_floor: float = 1e-12,
+        gaussian_selection: str = "auto",
+        selection_tol: float = 5e-3,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -239,6 +264,8 @@ class GaussianMixture(BaseEstimator):
         self.dtype = dtype
         self.n_threads = n_threads
         self.resp_floor = resp_floor
+        self.gaussian_selection = gaussian_selection
+        self.selection_tol = selection_tol
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self, n_features: int) -> dict[str, np.ndarray | None]:
@@ -269,6 +296,7 @@ class GaussianMixture(BaseEstimator):
         check_scalar(
             self.resp_floor, "resp_floor", (int, float, np.floating), min_value=0.0, max_value=1e-3
         )
+        _candidates.check_selection(self.gaussian_selection, self.selection_tol)
         if self.init_params not in INIT_PARAMS:
             raise ValueError(f"init_params must be one of {INIT_PARAMS}; got {self.init_params!r}.")
         check_compute_dtype(self.dtype)
@@ -421,6 +449,13 @@ class GaussianMixture(BaseEstimator):
             nk, means, covariances = _gaussian.estimate_gaussian_parameters(
                 X, resp, float(self.reg_covar), self.covariance_type, n_threads=self._n_threads()
             )
+        self._set_m_step(nk, means, covariances)
+
+    def _m_step_from_statistics(self, stats: SufficientStats) -> None:
+        """M-step from centred statistics (Gaussian selection's candidate pairs)."""
+        self._set_m_step(*stats.parameters(float(self.reg_covar), overwrite=True))
+
+    def _set_m_step(self, nk: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> None:
         prec_chol = _gaussian.precision_cholesky_from_covariances(
             covariances, self.covariance_type, float(self.reg_covar), n_threads=self._n_threads()
         )
@@ -633,10 +668,23 @@ class GaussianMixture(BaseEstimator):
         random_state = check_random_state(self.random_state)
         init_X = self._init_data(data) if afresh else None
 
+        selective = None
+        if _candidates.applies(
+            self.gaussian_selection,
+            self.covariance_type,
+            int(self.n_components),
+            complete=not isinstance(data, _missing_em.MissingData),
+        ):
+            selective = _candidates.SelectiveEM(self, data)
+
         def initialize(init: int) -> None:
             self._initialize(init_X, random_state, checked, init)
+            if selective is not None:
+                selective.restart()
 
         def em_pass() -> float:
+            if selective is not None:
+                return selective.em_pass()
             if factor:  # one pass: E-step reduced to statistics chunk by chunk, then M-step
                 params = self._get_parameters()
                 stats = _factor.e_step_statistics(data, *params, n_threads=self._n_threads())
@@ -650,8 +698,20 @@ class GaussianMixture(BaseEstimator):
             self._m_step(data, resp)
             return float(np.mean(log_norm))
 
-        best = _em.run(self, afresh=afresh, initialize=initialize, em_pass=em_pass)
+        def confirm() -> tuple[float, bool]:
+            return selective.confirm()
+
+        best = _em.run(
+            self,
+            afresh=afresh,
+            initialize=initialize,
+            em_pass=em_pass,
+            confirm=None if selective is None else confirm,
+        )
         self._keep_best(best)
+        self.selection_skipped_mass_ = (
+            None if selective is None else selective.skipped_mass_of(best.lower_bound)
+        )
         if not labels:
             return None
         # Labels from a final E-step, consistent with predict().
