@@ -40,11 +40,12 @@ STREAM_DEFAULTS = {"learning_decay": 0.6, "learning_offset": 0.0, "averaging": N
 def test_get_params_has_sklearn_params_plus_dtype_threads_floor_and_stream():
     """get_params exposes sklearn's parameters (same defaults, but init_params: 'diverse',
     which is 'kmeans' at n_init=1) plus dtype, n_threads, resp_floor, n_factors (the
-    factor types') and partial_fit's step parameters."""
+    factor types'), Gaussian selection's two and partial_fit's step parameters."""
     params = GaussianMixture().get_params()
-    assert set(params) == (
-        SKLEARN_PARAMS | {"dtype", "n_threads", "resp_floor", "n_factors"} | set(STREAM_DEFAULTS)
-    )
+    extra = {"dtype", "n_threads", "resp_floor", "n_factors"}
+    extra |= {"gaussian_selection", "selection_tol"}
+    assert set(params) == SKLEARN_PARAMS | extra | set(STREAM_DEFAULTS)
+    assert params["gaussian_selection"] == "auto" and params["selection_tol"] == 1e-3
     assert params["n_factors"] is None
     sk_defaults = SkGM().get_params()
     for name in SKLEARN_PARAMS - {"init_params"}:

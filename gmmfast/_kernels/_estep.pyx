@@ -553,3 +553,159 @@ def estep_diag_gemm(const floating[:, ::1] X, const double[:, ::1] means,
         if thread_status[tid] != STATUS_OK:
             return thread_status[tid]
     return STATUS_OK
+
+
+# --------------------------------------------------------------------------
+# Full and tied covariances at low K x D: one GEMM per chunk
+# --------------------------------------------------------------------------
+# With the factors side by side, S = [U_1 ... U_K] (D x K D), a chunk's
+# whitened rows for every component are one GEMM, (X - c) S, minus the
+# per-component offsets (mu_k - c) U_k (float64, once per chunk), c the
+# chunk's mean: K trmm calls on D x D blocks become one product whose inner
+# kernel runs at GEMM speed, and the centring copy per component goes. Tied
+# covariances need S = U alone: D^2 + K D per sample instead of K D^2.
+# The products cancel relative to the chunk's spread around c, as the
+# diagonal GEMM kernel's do.
+
+# What estep_full_stacked returns when an offset is too large for X's dtype:
+# the caller then runs estep_full (one trmm per component on x - mu).
+cdef int _STACKED_UNSAFE = -10
+STACKED_UNSAFE = _STACKED_UNSAFE
+
+cdef bint _full_stacked_chunk(const floating[:, ::1] X, const double[:, ::1] means,
+                              const floating[:, ::1] stacked,
+                              const double[:, :, ::1] factors, bint tied,
+                              const double[::1] log_det, const double[::1] log_weights,
+                              double[:, ::1] out, double[::1] log_norm, OutputMode mode,
+                              Py_ssize_t start, Py_ssize_t stop,
+                              floating *ybuf, floating *pbuf, double *offsets,
+                              double *center) noexcept nogil:
+    """One chunk; False if an offset is not safely representable (the chunk
+    then goes to ``_full_chunk``)."""
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = means.shape[0]
+    cdef Py_ssize_t width = stacked.shape[1]
+    cdef Py_ssize_t rows = stop - start
+    cdef Py_ssize_t i, j, d, k
+    cdef const double *u
+    cdef const floating *x
+    cdef floating *y
+    cdef const floating *q
+    cdef double *o
+    cdef double *row
+    cdef double v, sq
+    cdef double log_2pi_d = n_features * log(2.0 * M_PI)
+    cdef double safe = _SAFE_F64 if floating is double else _SAFE_F32
+
+    chunk_mean(X, start, stop, center)
+    for k in range(n_components):
+        # o_k = (mu_k - c) U_k, a row vector times the upper factor.
+        u = &factors[0 if tied else k, 0, 0]
+        o = offsets + k * n_features
+        for j in range(n_features):
+            o[j] = 0.0
+        for i in range(n_features):
+            v = means[k, i] - center[i]
+            for j in range(i, n_features):
+                o[j] += v * u[i * n_features + j]
+        sq = 0.0
+        for j in range(n_features):
+            sq += o[j] * o[j]
+        if not sq <= safe:
+            return False
+    for i in range(rows):
+        x = &X[start + i, 0]
+        y = ybuf + i * n_features
+        for d in range(n_features):
+            y[d] = <floating> (x[d] - center[d])
+    # Column-major, S is the width x D matrix S^T and the chunk the D x rows
+    # matrix Y^T: S^T Y^T is the C-ordered (rows, width) product.
+    gemm(NO_TRANS, NO_TRANS, <int> width, <int> rows, <int> n_features,
+         <floating> 1.0, &stacked[0, 0], <int> width, ybuf, <int> n_features,
+         <floating> 0.0, pbuf, <int> width)
+    for i in range(rows):
+        row = &out[start + i, 0]
+        for k in range(n_components):
+            q = pbuf + i * width + (0 if tied else k * n_features)
+            o = offsets + k * n_features
+            sq = 0.0
+            for d in range(n_features):
+                v = <double> q[d] - o[d]
+                sq += v * v
+            row[k] = -0.5 * (log_2pi_d + sq) + log_det[k] + log_weights[k]
+        log_norm[start + i] = normalize_row(row, row, n_components, mode)
+    return True
+
+
+def estep_full_stacked(const floating[:, ::1] X, const double[:, ::1] means,
+                       const floating[:, ::1] stacked, const double[:, :, ::1] factors,
+                       bint tied, const double[::1] log_det, const double[::1] log_weights,
+                       double[:, ::1] out, double[::1] log_norm, OutputMode mode,
+                       Py_ssize_t chunk_size, int n_threads):
+    """``estep_full`` as one GEMM per chunk (see the comment above).
+
+    ``stacked`` (D, K D) holds the upper factors side by side in X's dtype
+    (``stacked[:, k D:(k + 1) D] = U_k``; (D, D) when ``tied``), ``factors``
+    the same factors in float64 (K, D, D) (one when ``tied``). Same outputs
+    and status as ``estep_full``, and ``STACKED_UNSAFE`` when an offset
+    (mu_k - c) U_k overflows X's dtype (the outputs are then incomplete). A chunk's result depends on its rows
+    (through their mean), so on ``chunk_size``, never on ``n_threads``.
+    Callers must keep BLAS single-threaded.
+    """
+    cdef Py_ssize_t n_samples = X.shape[0]
+    cdef Py_ssize_t n_features = X.shape[1]
+    cdef Py_ssize_t n_components = means.shape[0]
+    cdef Py_ssize_t width = stacked.shape[1]
+    cdef int n_team = team_size(n_threads)
+    cdef Py_ssize_t n_chunks, c, start, stop
+    cdef int status = _check_shapes(n_samples, n_features, n_components, means.shape[1],
+                                    log_det.shape[0], log_weights.shape[0],
+                                    out.shape[0], out.shape[1], log_norm.shape[0], chunk_size)
+    if status == STATUS_OK and (
+            factors.shape[0] < (1 if tied else n_components)
+            or factors.shape[1] != n_features or factors.shape[2] != n_features
+            or stacked.shape[0] != n_features
+            or width != (n_features if tied else n_components * n_features)):
+        status = STATUS_BAD_SHAPE
+    if status == STATUS_OK and not mode_valid(mode):
+        status = STATUS_BAD_ARGUMENT
+    if status != STATUS_OK or n_samples == 0:
+        return status
+    if n_features == 0 or n_components == 0:
+        return STATUS_BAD_SHAPE  # the caller sends these to estep_full
+    cdef Py_ssize_t rows_max = min(chunk_size, n_samples)
+    cdef int[::1] thread_status = np.zeros(n_team, dtype=np.intc)
+    cdef char *block = NULL
+    cdef floating *ybuf
+    cdef floating *pbuf
+    cdef double *offsets
+    cdef double *center
+    cdef int tid = 0
+    cdef unsigned long long fp_state = 0
+    n_chunks = chunk_count(n_samples, chunk_size)
+    with nogil, parallel(num_threads=n_team):
+        fp_state = enter_ftz()
+        tid = omp_get_thread_num()
+        block = <char*> malloc((n_components * n_features + n_features) * sizeof(double)
+                               + (rows_max * n_features + rows_max * width) * sizeof(floating))
+        if block == NULL:
+            thread_status[tid] = STATUS_NO_MEMORY
+        else:
+            offsets = <double*> block
+            center = offsets + n_components * n_features
+            ybuf = <floating*> (center + n_features)
+            pbuf = ybuf + rows_max * n_features
+        for c in prange(n_chunks, schedule='dynamic'):
+            if block != NULL:
+                start = c * chunk_size
+                stop = chunk_stop(start, chunk_size, n_samples)
+                if not _full_stacked_chunk(X, means, stacked, factors, tied, log_det,
+                                           log_weights, out, log_norm, mode, start, stop,
+                                           ybuf, pbuf, offsets, center):
+                    thread_status[tid] = _STACKED_UNSAFE
+        free(block)
+        leave_ftz(fp_state)
+    for tid in range(n_team):
+        if thread_status[tid] != STATUS_OK:
+            return thread_status[tid]
+    return STATUS_OK

@@ -172,7 +172,7 @@ class PatchDenoiser(BaseEstimator):
         keeps each patch's candidates (as a fit's full pass does), and the
         later EPLL steps evaluate only those, for the MAP component and the
         posterior mean alike. 'auto': 'candidates' from 32 components on.
-    selection_tol : float, default=5e-3
+    selection_tol : float, default=1e-3
         As in :class:`~gmmfast.GaussianMixture`; a patch keeps the components
         whose responsibility is at least ``0.01 * selection_tol / K`` at the
         first pass, and its 8 most responsible ones.
@@ -234,7 +234,7 @@ class PatchDenoiser(BaseEstimator):
         n_threads: int | None = None,
         verbose: int = 0,
         gaussian_selection: str = "auto",
-        selection_tol: float = 5e-3,
+        selection_tol: float = 1e-3,
     ) -> None:
         self.patch_size = patch_size
         self.n_components = n_components

@@ -429,9 +429,7 @@ def probe_skipped_mass(
     local = np.repeat(np.arange(len(probe)), counts)
     first = np.cumsum(counts) - counts
     positions = np.arange(total) - np.repeat(first, counts) + np.repeat(sets.ptr[probe], counts)
-    covered = np.bincount(
-        local, weights=resp[local, sets.idx[positions]], minlength=len(probe)
-    )
+    covered = np.bincount(local, weights=resp[local, sets.idx[positions]], minlength=len(probe))
     finite = np.isfinite(log_norm)
     if not finite.any():
         return 0.0

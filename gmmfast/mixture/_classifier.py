@@ -183,7 +183,7 @@ class GMMClassifier(BaseEstimator):
         n_threads: int | None = None,
         resp_floor: float = 1e-12,
         gaussian_selection: str = "auto",
-        selection_tol: float = 5e-3,
+        selection_tol: float = 1e-3,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type

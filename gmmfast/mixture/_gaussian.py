@@ -182,6 +182,35 @@ def estimate_log_prob(
     per_sample = n_features * n_features if covariance_type in ("full", "tied") else 3 * n_features
     n_threads = threads_for_work(n_threads, n_samples * n_components * per_sample)
     chunk = chunk_size_for(n_samples, n_threads)
+    if covariance_type in ("full", "tied") and full_uses_stacked(
+        n_components, n_features, covariance_type
+    ):
+        factors64 = np.ascontiguousarray(
+            prec_chol if covariance_type == "full" else prec_chol[None], dtype=np.float64
+        )
+        # S = [U_1 ... U_K], (D, K D): stacked[:, k D:(k + 1) D] = U_k.
+        stacked = np.ascontiguousarray(
+            factors64.transpose(1, 0, 2).reshape(n_features, -1), dtype=X.dtype
+        )
+        n_threads = threads_for_work(n_threads, n_samples * n_features * stacked.shape[1] * 2)
+        with single_threaded_blas():
+            status = _estep.estep_full_stacked(
+                X,
+                means,
+                stacked,
+                factors64,
+                covariance_type == "tied",
+                log_det,
+                log_weights,
+                out,
+                log_norm,
+                mode,
+                STACKED_CHUNK,
+                n_threads,
+            )
+        if status != _estep.STACKED_UNSAFE:
+            check_status(status, "estep_full_stacked")
+            return out, log_norm
     if covariance_type in ("full", "tied"):
         factors = prec_chol if covariance_type == "full" else prec_chol[None]
         factors = np.ascontiguousarray(factors, dtype=X.dtype)
@@ -252,6 +281,23 @@ DIAG_GEMM_MIN_COMPONENTS = 8
 _DIAG_ESTEP_BLOCK = 32768
 # Rows of an M-step chunk: the reduction dimension of its GEMM.
 DIAG_MSTEP_CHUNK = 1024
+
+
+# Covariance types whose E-step runs as one GEMM per chunk against the stacked
+# factors (``estep_full_stacked``). Tied covariances share one factor: one D x D
+# product per sample instead of K, 1.7x (D = 64) to 2.6x (D = 784) faster at
+# K = 10. For full covariances the GEMM does twice the trmm's flops, and on the
+# reference machine (OpenBLAS, AVX-512) it measured 0.5x-1.05x of one trmm per
+# component (benchmarks/results/low_d_estep.md), so they keep the trmm.
+STACKED_TYPES = ("tied",)
+# Rows of a stacked E-step chunk: fixed, so that results (which depend on each
+# chunk's centre) never depend on the number of threads.
+STACKED_CHUNK = 256
+
+
+def full_uses_stacked(n_components: int, n_features: int, covariance_type: str) -> bool:
+    """Whether the full/tied E-step of a K-component model runs as one GEMM per chunk."""
+    return covariance_type in STACKED_TYPES and n_features > 0 and n_components > 1
 
 
 def diag_uses_gemm(n_components: int, n_features: int) -> bool:

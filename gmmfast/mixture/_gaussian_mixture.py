@@ -143,7 +143,7 @@ class GaussianMixture(BaseEstimator):
         every iteration (bit for bit the results without selection).
         'auto': 'candidates' where it pays (from 32 full or 128 diagonal or
         spherical components, complete data), else 'exact'.
-    selection_tol : float, default=5e-3
+    selection_tol : float, default=1e-3
         Gaussian selection's tolerance: the mean responsibility mass per
         sample that the candidate iterations may leave out, measured at
         every full pass (a full pass itself leaves out at most 1% of it).
@@ -241,7 +241,7 @@ class GaussianMixture(BaseEstimator):
         n_threads: int | None = None,
         resp_floor: float = 1e-12,
         gaussian_selection: str = "auto",
-        selection_tol: float = 5e-3,
+        selection_tol: float = 1e-3,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
