@@ -12,6 +12,9 @@ Rows (each variant from the same initial parameters, ``tol=0``):
   a ``--sklearn-n`` subsample (its per-iteration cost from fits of 1 and 3
   iterations, ``init_params="random_from_data"``), scaled by N.
 * ``inference``: ``score_samples`` of the fitted patch prior on the patches.
+* ``steady`` (``--rows steady``): the cost of one exact iteration, one full pass
+  and one candidate iteration from a start already fitted for ``--iters`` exact
+  iterations (the regime of a long fit).
 
 Training images (scikit-image's ``data``, in grayscale): those of
 ``natural_denoising.TRAIN``; ``camera`` and ``chelsea`` (the test and
@@ -195,6 +198,50 @@ def ubm_row(args) -> dict:
     return row
 
 
+def steady_row(args) -> dict:
+    """The cost of each kind of iteration on the patch data, from a start fitted for
+    ``--iters`` exact iterations (the regime of a long fit): one exact EM iteration,
+    one full pass with its M-step, one candidate iteration (probe included)."""
+    from gmmfast.mixture import _candidates
+
+    X = natural_patches(args.patches, args.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = GaussianMixture(
+            200,
+            max_iter=2,
+            init_params="kmeans",
+            random_state=args.seed,
+            dtype=np.float32,
+            reg_covar=1e-5,
+            gaussian_selection="exact",
+        ).fit(X[:50_000])
+        start, _ = timed_fit(
+            X, "exact", start, args.iters, n_components=200, reg_covar=1e-5, dtype=np.float32
+        )
+    row = {"n": len(X), "start_iters": args.iters}
+    one = dict(n_components=200, reg_covar=1e-5, dtype=np.float32)
+    _, row["exact_iteration"] = timed_fit(X, "exact", start, 1, **one)
+    model = GaussianMixture(gaussian_selection="candidates", **one)
+    model.fit(X[:1000])  # an instance with parameters to set
+    model.weights_, model.means_ = start.weights_, start.means_
+    model.covariances_, model.precisions_cholesky_ = start.covariances_, start.precisions_cholesky_
+    em = _candidates.SelectiveEM(model, X)
+    t = time.perf_counter()
+    em.em_pass()  # the first pass: a full pass and its M-step
+    row["full_pass_iteration"] = time.perf_counter() - t
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        em.em_pass()
+        times.append(time.perf_counter() - t)
+    row["candidate_iterations"] = times
+    row["passes"] = [kind for kind, _ in em.history]
+    row["pairs_per_sample"] = em.sets.n_pairs / em.sets.n_samples
+    print("steady", row, flush=True)
+    return row
+
+
 def memory_only(args) -> None:
     """Peak RSS of a selection fit, in a process that holds only the patches
     (read from ``--data``, written by the parent, so that extracting them leaves no
@@ -233,7 +280,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--sklearn-n", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rows", default="patches,ubm,memory")
+    parser.add_argument("--rows", default="patches,ubm,memory")  # and "steady"
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--data", help="with --memory-only: the patches, a .npy file")
     parser.add_argument("--out", default=str(RESULTS_DIR))
@@ -262,6 +309,9 @@ def main() -> None:
         path.write_text(json.dumps(results, indent=1, default=str))
     if "ubm" in rows:
         results["ubm"] = ubm_row(args)
+        path.write_text(json.dumps(results, indent=1, default=str))
+    if "steady" in rows:
+        results["steady"] = steady_row(args)
         path.write_text(json.dumps(results, indent=1, default=str))
 
 
