@@ -77,6 +77,22 @@ def ubm_frames(n: int, seed: int, k: int = 1024, d: int = 60) -> np.ndarray:
     return centres[z] + rng.normal(size=(n, d)) * scales[z]
 
 
+def patch_start(X: np.ndarray, seed: int) -> GaussianMixture:
+    """The patch rows' common start: 2 exact EM iterations (k-means initialisation)
+    of K = 200 on the first 50,000 patches."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianMixture(
+            200,
+            max_iter=2,
+            init_params="kmeans",
+            random_state=seed,
+            dtype=np.float32,
+            reg_covar=1e-5,
+            gaussian_selection="exact",
+        ).fit(X[:50_000])
+
+
 def timed_fit(X, mode: str, start, iters: int, **kw):
     model = GaussianMixture(
         gaussian_selection=mode,
@@ -121,15 +137,7 @@ def sklearn_iteration(X, start, covariance_type: str, reg_covar: float) -> float
 
 def patch_row(args) -> dict:
     X = natural_patches(args.patches, args.seed)
-    start = GaussianMixture(
-        200,
-        max_iter=2,
-        init_params="kmeans",
-        random_state=args.seed,
-        dtype=np.float32,
-        reg_covar=1e-5,
-        gaussian_selection="exact",
-    ).fit(X[:50_000])
+    start = patch_start(X, args.seed)
     row = {"n": len(X), "K": 200, "D": 64, "iters": args.iters, "dtype": "float32"}
     fits = {}
     for mode in ("exact", "candidates"):
@@ -207,15 +215,7 @@ def steady_row(args) -> dict:
     X = natural_patches(args.patches, args.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start = GaussianMixture(
-            200,
-            max_iter=2,
-            init_params="kmeans",
-            random_state=args.seed,
-            dtype=np.float32,
-            reg_covar=1e-5,
-            gaussian_selection="exact",
-        ).fit(X[:50_000])
+        start = patch_start(X, args.seed)
         start, _ = timed_fit(
             X, "exact", start, args.iters, n_components=200, reg_covar=1e-5, dtype=np.float32
         )
@@ -247,15 +247,7 @@ def memory_only(args) -> None:
     (read from ``--data``, written by the parent, so that extracting them leaves no
     earlier peak) and the fit."""
     X = np.load(args.data)
-    start = GaussianMixture(
-        200,
-        max_iter=2,
-        init_params="kmeans",
-        random_state=args.seed,
-        dtype=np.float32,
-        reg_covar=1e-5,
-        gaussian_selection="exact",
-    ).fit(X[:50_000])
+    start = patch_start(X, args.seed)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     timed_fit(X, "candidates", start, 3, n_components=200, reg_covar=1e-5, dtype=np.float32)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -222,13 +222,7 @@ def candidate_log_prob(
                 "candidate_estep_full",
             )
     else:
-        prec_sqrt = np.ascontiguousarray(
-            np.broadcast_to(
-                prec_chol[:, None] if covariance_type == "spherical" else prec_chol,
-                (n_components, n_features),
-            ),
-            dtype=np.float64,
-        )
+        prec_sqrt = _gaussian.precision_rows(prec_chol, covariance_type, n_components, n_features)
         threads = threads_for_work(n_threads, sets.n_pairs * 3.0 * n_features)
         check_status(
             _candidates.candidate_estep_diag(

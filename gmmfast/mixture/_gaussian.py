@@ -232,13 +232,7 @@ def estimate_log_prob(
                 "estep_full",
             )
     else:
-        prec_sqrt = np.ascontiguousarray(
-            np.broadcast_to(
-                prec_chol[:, None] if covariance_type == "spherical" else prec_chol,
-                (n_components, n_features),
-            ),
-            dtype=np.float64,
-        )
+        prec_sqrt = precision_rows(prec_chol, covariance_type, n_components, n_features)
         if diag_uses_gemm(n_components, n_features):
             n_threads = threads_for_work(n_threads, n_samples * n_components * 4 * n_features)
             with single_threaded_blas():
@@ -310,6 +304,20 @@ def _diag_estep_chunk(n_components: int) -> int:
     result (which depends on each chunk's centre) never depends on the
     number of threads."""
     return int(min(1024, max(32, _DIAG_ESTEP_BLOCK // max(n_components, 1))))
+
+
+def precision_rows(
+    prec_chol: np.ndarray, covariance_type: str, n_components: int, n_features: int
+) -> np.ndarray:
+    """The (K, D) float64 square-root precisions the diagonal kernels take (a spherical
+    component's value repeated along its row)."""
+    return np.ascontiguousarray(
+        np.broadcast_to(
+            prec_chol[:, None] if covariance_type == "spherical" else prec_chol,
+            (n_components, n_features),
+        ),
+        dtype=np.float64,
+    )
 
 
 def weighted_means(
