@@ -116,7 +116,9 @@ def test_candidate_statistics_match_the_dense_m_step(covariance_type, dtype):
     # Full scatters are float32 syrk products for float32 samples (joined in float64),
     # over tiles that differ between the two kernels; diagonal ones accumulate in float64.
     rtol = _rtol(dtype) if covariance_type in ("full", "tied") else 1e-12
-    assert_allclose(got.scatter, expected.scatter, rtol=0, atol=rtol * np.abs(expected.scatter).max())
+    assert_allclose(
+        got.scatter, expected.scatter, rtol=0, atol=rtol * np.abs(expected.scatter).max()
+    )
 
 
 def test_candidate_statistics_do_not_depend_on_threads():
