@@ -422,3 +422,46 @@ def test_candidate_iterations_continue_until_the_sets_are_confirmed():
         ).fit(X)
     assert gm.converged_
     assert gm.selection_skipped_mass_ <= 1e-3
+
+
+def test_classifier_passes_the_selection_parameters_to_each_class():
+    from gmmfast import GMMClassifier
+
+    X = _blobs(n=600, k=4, d=3)
+    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+    clf = GMMClassifier(2, gaussian_selection="exact", selection_tol=1e-2, random_state=0)
+    clf.fit(X, y)
+    for mixture in clf.estimators_:
+        assert mixture.gaussian_selection == "exact"
+        assert mixture.selection_tol == 1e-2
+    with pytest.raises(ValueError, match="gaussian_selection"):
+        GMMClassifier(2, gaussian_selection="fast").fit(X, y)
+
+
+def test_epll_with_candidates_restores_as_the_exact_evaluation():
+    from gmmfast.image import PatchDenoiser, psnr
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:40, :40] / 40.0
+    clean = 0.5 + 0.3 * np.sin(6 * xx + 3 * yy) * np.cos(4 * yy)
+    noisy = clean + rng.normal(size=clean.shape) * 0.1
+    den = PatchDenoiser(
+        patch_size=4, n_components=32, max_patches=1500, max_iter=15, random_state=0
+    ).fit(clean[None])
+    calls = []
+    original = _candidates.candidate_log_prob
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_candidates, "candidate_log_prob", spy)
+        exact = den.set_params(gaussian_selection="exact").denoise(noisy, 0.1)
+        assert not calls
+        selected = den.set_params(gaussian_selection="candidates").denoise(noisy, 0.1)
+    assert len(calls) == 4  # one per EPLL step after the first pass
+    assert abs(psnr(clean, selected) - psnr(clean, exact)) < 0.05
+    assert np.mean(np.abs(selected - exact)) < 1e-3
+    with pytest.raises(ValueError, match="gaussian_selection"):
+        den.set_params(gaussian_selection="fast").denoise(noisy, 0.1)
