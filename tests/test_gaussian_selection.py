@@ -328,8 +328,17 @@ def test_auto_selects_only_where_it_pays():
     assert not _candidates.applies("auto", "factor", 2048, complete=True)
 
 
-def test_auto_is_exact_at_small_k_and_selects_at_large_k():
+def test_auto_needs_enough_samples_for_its_probe():
+    assert not _candidates.applies("auto", "full", 200, complete=True, n_samples=8191)
+    assert _candidates.applies("auto", "full", 200, complete=True, n_samples=8192)
+    assert _candidates.applies("candidates", "full", 200, complete=True, n_samples=100)
     X = _blobs(n=3000, k=40, d=3)
+    small = _fit(X, "auto", n_components=40, max_iter=3, random_state=0)
+    assert small.selection_skipped_mass_ is None
+
+
+def test_auto_is_exact_at_small_k_and_selects_at_large_k():
+    X = _blobs(n=10_000, k=40, d=3)
     small = _fit(X, "auto", n_components=5, max_iter=5, random_state=0)
     assert small.selection_skipped_mass_ is None
     large = _fit(X, "auto", n_components=40, max_iter=5, random_state=0)

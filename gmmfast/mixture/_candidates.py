@@ -71,6 +71,9 @@ N_TOP = 8
 PROBE_SHARE = 0.01
 PROBE_MIN = 2048
 REFRESH_MAX = 64
+# 'auto' fits select only from this many samples: below, the probe (at least
+# PROBE_MIN samples) would cost a quarter or more of an exact E-step every iteration.
+AUTO_MIN_SAMPLES = 4 * PROBE_MIN
 # Rows of a full pass's block: its (rows, K) float64 responsibilities fit in
 # this many bytes, so a full pass never holds N x K of them.
 _PASS_BLOCK_BYTES = 64 * 2**20
@@ -90,7 +93,14 @@ def check_selection(mode: Any, tol: Any) -> None:
         raise ValueError(f"selection_tol must be a number in (0, 0.1]; got {tol!r}.")
 
 
-def applies(mode: str, covariance_type: str, n_components: int, *, complete: bool) -> bool:
+def applies(
+    mode: str,
+    covariance_type: str,
+    n_components: int,
+    *,
+    complete: bool,
+    n_samples: int | None = None,
+) -> bool:
     """Whether a fit runs with Gaussian selection.
 
     'candidates' asks for it and is refused where it cannot apply (missing
@@ -112,6 +122,8 @@ def applies(mode: str, covariance_type: str, n_components: int, *, complete: boo
                 "(exact EM with missing values evaluates every component); use 'auto' or 'exact'."
             )
         return True
+    if n_samples is not None and n_samples < AUTO_MIN_SAMPLES:
+        return False  # the probe would be a large share of every iteration
     return complete and n_components >= AUTO_MIN_COMPONENTS.get(covariance_type, np.inf)
 
 

@@ -142,7 +142,7 @@ class GaussianMixture(BaseEstimator):
         ``lower_bound_`` exact. 'exact': every component for every sample,
         every iteration (bit for bit the results without selection).
         'auto': 'candidates' where it pays (from 32 full or 128 diagonal or
-        spherical components, complete data), else 'exact'.
+        spherical components and 8,192 samples, complete data), else 'exact'.
     selection_tol : float, default=1e-3
         Gaussian selection's tolerance: the mean responsibility mass per
         sample that the candidate iterations may leave out, measured at
@@ -674,6 +674,7 @@ class GaussianMixture(BaseEstimator):
             self.covariance_type,
             int(self.n_components),
             complete=not isinstance(data, _missing_em.MissingData),
+            n_samples=n_samples,
         ):
             selective = _candidates.SelectiveEM(self, data)
 
