@@ -474,3 +474,14 @@ def test_epll_with_candidates_restores_as_the_exact_evaluation():
     assert np.mean(np.abs(selected - exact)) < 1e-3
     with pytest.raises(ValueError, match="gaussian_selection"):
         den.set_params(gaussian_selection="fast").denoise(noisy, 0.1)
+
+
+def test_warm_start_with_selection_does_not_stop_after_one_iteration():
+    # The lower bound of a selection fit is the exact log-likelihood of its parameters,
+    # which a warm start's first E-step recomputes: that is no convergence.
+    X = _blobs(n=10_000, k=40, d=3, seed=9)
+    gm = _fit(X, "candidates", n_components=40, max_iter=2, tol=1e-3, random_state=0)
+    assert not gm.converged_
+    gm.set_params(warm_start=True, max_iter=20)
+    _fit_again = gm.fit(X)
+    assert _fit_again.n_iter_ >= 2

@@ -107,7 +107,11 @@ def run(
             start = time.perf_counter()
             if afresh:
                 initialize(init)
-            lower_bound = -np.inf if afresh else estimator.lower_bound_
+            # A warm start compares its first iteration with the fit's lower bound, the
+            # log-likelihood before that fit's last M-step. With ``confirm`` the lower
+            # bound is the exact log-likelihood of the fitted parameters, which the
+            # first E-step recomputes: comparing them would end EM after one iteration.
+            lower_bound = -np.inf if afresh or confirm is not None else estimator.lower_bound_
             lower_bounds: list[float] = []
             last.update(completed=0, lower_bound=lower_bound, lower_bounds=lower_bounds)
             converged = False
