@@ -699,15 +699,12 @@ class GaussianMixture(BaseEstimator):
             self._m_step(data, resp)
             return float(np.mean(log_norm))
 
-        def confirm() -> tuple[float, bool]:
-            return selective.confirm()
-
         best = _em.run(
             self,
             afresh=afresh,
             initialize=initialize,
             em_pass=em_pass,
-            confirm=None if selective is None else confirm,
+            confirm=None if selective is None else selective.confirm,
         )
         self._keep_best(best)
         self.selection_skipped_mass_ = (
